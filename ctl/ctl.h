@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef THPSWAP_CTL_H
+#define THPSWAP_CTL_H
+
+#include <stdbool.h>
+
+/* Exit statuses of thpswapctl. */
+enum {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_FAIL = 1,       /* the request failed */
+	CTL_EXIT_USAGE = 2,      /* bad command line */
+	CTL_EXIT_NO_DAEMON = 3,  /* thpswapd is not running (socket absent/refused) */
+};
+
+struct ctl_opts {
+	const char *socket;      /* --socket, else $THPSWAP_SOCKET, else default */
+	bool json;               /* --json */
+};
+
+/* Each command parses its own arguments (argv[0] is the command name) and
+ * returns an exit status. */
+int cmd_kernel(const struct ctl_opts *o, int argc, char **argv);
+int cmd_status(const struct ctl_opts *o, int argc, char **argv);
+int cmd_clients(const struct ctl_opts *o, int argc, char **argv);
+int cmd_regions(const struct ctl_opts *o, int argc, char **argv);
+int cmd_evict(const struct ctl_opts *o, int argc, char **argv);
+int cmd_stats(const struct ctl_opts *o, int argc, char **argv);
+
+#endif

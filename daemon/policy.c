@@ -1,0 +1,1 @@
+extern int thp_placeholder_policy_daemon; /* placeholder, replaced by its owner */

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The arena: one memfd per client session, created and sealed by thpswapd,
+ * mapped by both the daemon and the client.  It holds every swap record and
+ * every stored byte of that client, so nothing lives only in the daemon's
+ * heap: the client serves its own faults from it while the daemon restarts.
+ *
+ * Layout (offsets in bytes):
+ *   0                 struct thp_arena_header (one page)
+ *   records_off       struct thp_record[max_regions]
+ *   data_off          max_regions slots of THP_SLOT_SIZE (2 MiB) each
+ *
+ * Slot i belongs to record i and holds that region's stored bytes (a
+ * struct thp_blob header, then the frames).  tmpfs is sparse: a slot costs
+ * only the pages written, and freeing punches a hole.  No allocator, no
+ * fragmentation, no lock between regions.
+ *
+ * Writers: the client's agent writes records, slots and counters; the daemon
+ * writes only the header's config before handing the arena over.  The daemon
+ * reads everything else as untrusted numbers and bounds-checks what it uses.
+ */
+#ifndef THPSWAP_ARENA_H
+#define THPSWAP_ARENA_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define THP_ARENA_MAGIC   0x4150535748544854ULL /* "THTHWSPA" */
+#define THP_ARENA_VERSION 1
+#define THP_SLOT_SIZE     (2UL << 20)
+#define THP_MAX_FRAMES    8
+
+/* Record states.  Transitions and who owns them: record.h. */
+enum thp_state {
+	THP_ST_FREE = 0,   /* slot unused */
+	THP_ST_ZERO,       /* region empty, reads as zeros; nothing stored */
+	THP_ST_RESIDENT,   /* region mapped as memory */
+	THP_ST_EVICTING,   /* moved out to staging, being compressed */
+	THP_ST_CANCEL,     /* a fault hit EVICTING: the evictor moves it back */
+	THP_ST_RAM,        /* region empty, bytes compressed in the slot */
+	THP_ST_RESTORING,  /* being brought back */
+	THP_ST_POISONED,   /* stored bytes failed verification: SIGBUS */
+	THP_ST__MAX
+};
+
+enum thp_codec {
+	THP_CODEC_NONE = 0, /* raw 2 MiB */
+	THP_CODEC_ZSTD = 1,
+};
+
+struct thp_record {
+	_Atomic uint32_t state;   /* enum thp_state */
+	uint32_t flags;           /* THP_RF_* */
+	uint64_t addr;            /* region start in the client */
+	uint32_t stored_len;      /* bytes used in the slot, blob header incl. */
+	uint8_t codec;            /* enum thp_codec */
+	int8_t level;             /* zstd level used */
+	uint8_t nframes;
+	uint8_t pad0;
+	uint64_t checksum;        /* of the stored bytes (thp_hash64) */
+	uint64_t last_fault_ns;   /* CLOCK_MONOTONIC; also set when mapped */
+	uint64_t evicted_ns;      /* CLOCK_MONOTONIC of the last eviction */
+	uint32_t evictions;       /* how often this region was evicted */
+	uint32_t restores;
+	uint64_t pad1;
+};
+_Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
+
+#define THP_RF_INCOMPRESSIBLE (1u << 0) /* last eviction found it not worth it */
+#define THP_RF_SPLIT          (1u << 1) /* not PMD-mapped when last checked */
+
+/* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
+struct thp_blob {
+	uint32_t magic;                 /* THP_BLOB_MAGIC */
+	uint16_t nframes;
+	uint16_t codec;
+	uint32_t clen[THP_MAX_FRAMES];  /* compressed length of each frame */
+};
+#define THP_BLOB_MAGIC 0x424c4254u /* "TBLB" */
+
+enum thp_incompressible_policy {
+	THP_INCOMP_KEEP = 0, /* leave resident (it frees nothing in RAM) */
+	THP_INCOMP_RAW = 1,  /* store raw, never expanded */
+};
+
+/* Written by the daemon before the client maps the arena. */
+struct thp_arena_config {
+	int32_t zstd_level;
+	uint32_t frames;          /* frames per region, 1..THP_MAX_FRAMES */
+	uint32_t incompressible;  /* enum thp_incompressible_policy */
+	uint32_t max_stored_pct;  /* store only if compressed <= this % of 2 MiB */
+	uint32_t pool_slots;      /* pre-faulted THPs the agent keeps */
+	uint32_t pad;
+};
+
+/* Counters, in thpswap_stats order so the public struct maps 1:1. */
+enum thp_counter {
+	THP_C_REGIONS = 0,
+	THP_C_RESIDENT,
+	THP_C_EVICTED_ZERO,
+	THP_C_EVICTED_RAM,
+	THP_C_STORED_BYTES,
+	THP_C_EVICTIONS,
+	THP_C_RESTORES,
+	THP_C_RESTORES_PMD,
+	THP_C_FAULTS,
+	THP_C_EVICT_CANCELLED,
+	THP_C_EVICT_INCOMPRESSIBLE,
+	THP_C_EVICT_REFUSED,
+	THP_C_SPLIT_REPAIRED,
+	THP_C_SPLIT_LEFT,
+	THP_C_EAGAIN_RETRIES,
+	THP_C_FALLBACK_4K,
+	THP_C_CORRUPT,
+	/* not in the public struct (yet): */
+	THP_C_BYTES_IN,           /* uncompressed bytes evicted to RAM */
+	THP_C_EVICT_NS,           /* time spent evicting */
+	THP_C_COPY_CHILD,         /* faults of a fork child served by COPY */
+	THP_C__MAX
+};
+
+/* Restore latency histograms: fault read -> wake, per kind. */
+enum thp_hist {
+	THP_H_ZERO_READ = 0,
+	THP_H_ZERO_WRITE,
+	THP_H_RAM,
+	THP_H_EVICT,              /* eviction time per region */
+	THP_H__MAX
+};
+/* Log-linear buckets: 4 per power of two, from 1 µs; bucket 0 is < 1 µs. */
+#define THP_HIST_BUCKETS 96
+
+#define THP_ARENA_COUNTERS 32
+_Static_assert(THP_C__MAX <= THP_ARENA_COUNTERS, "counter space");
+
+struct thp_arena_header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t max_regions;
+	uint64_t records_off;
+	uint64_t data_off;
+	uint64_t size;             /* the memfd's size */
+	int32_t client_pid;
+	uint32_t pad;
+	struct thp_arena_config cfg;
+	_Atomic uint64_t ctr[THP_ARENA_COUNTERS];
+	_Atomic uint64_t hist[THP_H__MAX][THP_HIST_BUCKETS];
+};
+_Static_assert(sizeof(struct thp_arena_header) <= 4096, "header is one page");
+
+/* The geometry for @max_regions: fills the offsets and size. */
+void thp_arena_layout(struct thp_arena_header *h, uint32_t max_regions);
+
+/* Check a header read from an untrusted mapping of @map_size bytes. */
+int thp_arena_validate(const struct thp_arena_header *h, size_t map_size);
+
+static inline struct thp_record *thp_arena_records(void *base)
+{
+	const struct thp_arena_header *h = base;
+	return (struct thp_record *)((char *)base + h->records_off);
+}
+
+static inline uint64_t thp_arena_slot_off(const struct thp_arena_header *h, uint32_t i)
+{
+	return h->data_off + (uint64_t)i * THP_SLOT_SIZE;
+}
+
+/* Histogram bucket of a latency in nanoseconds, and a bucket's upper bound. */
+unsigned thp_hist_bucket(uint64_t ns);
+uint64_t thp_hist_bucket_ceil_ns(unsigned bucket);
+/* The @pct percentile (0..100) of a histogram, as a bucket's upper bound. */
+uint64_t thp_hist_percentile_ns(const _Atomic uint64_t *hist, double pct);
+
+const char *thp_state_name(enum thp_state st);
+
+#endif

@@ -1,0 +1,1 @@
+extern int thp_placeholder_datagen; /* placeholder, replaced by its owner */

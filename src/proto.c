@@ -1,0 +1,1 @@
+extern int thp_placeholder_proto; /* placeholder, replaced by its owner */

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control protocol: versioned, length-prefixed messages, one per
+ * SOCK_SEQPACKET datagram, on the daemon's socket (THPSWAP_DEFAULT_SOCKET).
+ *
+ * Every message starts with struct thp_msg_hdr; hdr.len is the whole
+ * datagram.  Payloads are fixed structs or a fixed struct followed by an
+ * array, all little-endian host structs (same machine, same ABI).  A peer
+ * answers every request it cannot parse with THP_MSG_ERROR carrying -errno
+ * and a human-readable reason, and never trusts lengths it did not check.
+ *
+ * Two roles share the socket, chosen by the first message:
+ *   client (libthpswap)   HELLO{role=CLIENT} + SCM_RIGHTS [region uffd]
+ *                         <- WELCOME + SCM_RIGHTS [arena memfd]
+ *                         then the daemon sends EVICT, the agent answers
+ *                         EVICT_DONE with the same seq.
+ *   control (thpswapctl)  HELLO{role=CTL} <- WELCOME (no fd), then any of
+ *                         STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, each
+ *                         answered by its *_REPLY (or ERROR) with its seq.
+ */
+#ifndef THPSWAP_PROTO_H
+#define THPSWAP_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define THP_PROTO_MAGIC   0x53504854u /* "THPS" */
+#define THP_PROTO_VERSION 1
+#define THP_MSG_MAX       (64 * 1024) /* largest datagram either side sends */
+
+enum thp_msg_type {
+	THP_MSG_ERROR = 1,
+	THP_MSG_HELLO,
+	THP_MSG_WELCOME,
+	THP_MSG_EVICT,          /* daemon -> agent: evict these regions */
+	THP_MSG_EVICT_DONE,     /* agent -> daemon */
+	THP_MSG_STATUS,         /* ctl requests ... */
+	THP_MSG_STATUS_REPLY,
+	THP_MSG_CLIENTS,
+	THP_MSG_CLIENTS_REPLY,
+	THP_MSG_REGIONS,
+	THP_MSG_REGIONS_REPLY,
+	THP_MSG_EVICT_REQ,
+	THP_MSG_EVICT_REPLY,
+	THP_MSG_STATS,
+	THP_MSG_STATS_REPLY,
+	THP_MSG__MAX
+};
+
+struct thp_msg_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len;           /* header + payload */
+	uint32_t seq;           /* replies carry the request's */
+};
+
+struct thp_msg_error {
+	int32_t err;            /* -errno */
+	char text[200];         /* NUL-terminated */
+};
+
+enum thp_role { THP_ROLE_CLIENT = 1, THP_ROLE_CTL = 2 };
+
+struct thp_msg_hello {
+	uint32_t role;
+	uint32_t max_regions;   /* client: regions its arena must hold */
+	uint64_t want_features; /* client: UFFD features the agent needs */
+	char comm[16];
+};
+
+struct thp_msg_welcome {
+	uint64_t session_id;
+	uint64_t uffd_features; /* what UFFDIO_API granted on the region uffd */
+	uint64_t arena_size;    /* client: size of the arena memfd */
+	uint32_t daemon_pid;
+	uint32_t pad;
+};
+
+/* EVICT: fixed part then n addresses (2 MiB-aligned region starts). */
+#define THP_EVICT_MAX 2048
+struct thp_msg_evict {
+	uint32_t reason;        /* THP_EVICT_* */
+	uint32_t n;
+	uint64_t addr[];
+};
+enum { THP_EVICT_BUDGET = 1, THP_EVICT_ADMIN = 2, THP_EVICT_PRESSURE = 3 };
+
+struct thp_msg_evict_done {
+	uint32_t evicted;       /* now zero or ram */
+	uint32_t skipped;       /* not resident, incompressible, gone */
+	uint32_t failed;        /* refused (shared/pinned) or errors */
+	uint32_t pad;
+	uint64_t bytes_in;
+	uint64_t bytes_stored;
+};
+
+/* ctl: STATUS -> STATUS_REPLY */
+struct thp_msg_status_reply {
+	uint32_t daemon_pid;
+	uint32_t clients;
+	uint64_t uptime_ns;
+	uint64_t regions;
+	uint64_t resident;
+	uint64_t evicted_zero;
+	uint64_t evicted_ram;
+	uint64_t stored_bytes;
+	uint64_t budget_bytes;  /* per-client resident budget, 0 = none */
+	int32_t zstd_level;
+	uint32_t pad;
+	char version[16];
+};
+
+/* ctl: CLIENTS -> CLIENTS_REPLY (n entries) */
+struct thp_client_info {
+	int32_t pid;
+	uint32_t uid;
+	uint64_t session_id;
+	uint64_t regions;
+	uint64_t resident;
+	uint64_t evicted_zero;
+	uint64_t evicted_ram;
+	uint64_t stored_bytes;
+	uint64_t faults;
+	char comm[16];
+};
+#define THP_CLIENTS_MAX 256
+struct thp_msg_clients_reply {
+	uint32_t n;
+	uint32_t pad;
+	struct thp_client_info c[];
+};
+
+/* ctl: REGIONS{pid, cursor} -> REGIONS_REPLY{next cursor (0: done), n entries} */
+struct thp_msg_regions {
+	int32_t pid;
+	uint32_t cursor;        /* record index to start at */
+};
+struct thp_region_info {
+	uint64_t addr;
+	uint32_t state;         /* enum thp_state */
+	uint32_t stored_len;
+	uint8_t codec;
+	int8_t level;
+	uint8_t pad[6];
+	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
+};
+#define THP_REGIONS_MAX 1024
+struct thp_msg_regions_reply {
+	uint32_t next;
+	uint32_t n;
+	struct thp_region_info r[];
+};
+
+/* ctl: EVICT_REQ{pid, addr, len} -> EVICT_REPLY (the agent's EVICT_DONE).
+ * len == 0 means every region of that client. */
+struct thp_msg_evict_req {
+	int32_t pid;
+	uint32_t pad;
+	uint64_t addr;
+	uint64_t len;
+};
+
+/* ctl: STATS{pid, 0 = all clients summed} -> STATS_REPLY */
+struct thp_msg_stats {
+	int32_t pid;
+	uint32_t pad;
+};
+struct thp_msg_stats_reply {
+	uint32_t n_counters;    /* THP_C__MAX of the daemon */
+	uint32_t n_hist;        /* THP_H__MAX */
+	uint64_t ctr[32];
+	uint64_t hist[4][96];
+};
+
+/* A parsed, length-checked message.  @payload points into the buffer. */
+struct thp_msg {
+	struct thp_msg_hdr hdr;
+	const void *payload;
+	size_t payload_len;
+};
+
+/*
+ * Check a received datagram and fill @out.  Returns 0, or
+ * -EBADMSG (short, bad magic, len disagrees with the datagram, or a payload
+ * whose size does not fit its type), -EPROTONOSUPPORT (other version),
+ * -ENOMSG (unknown type).  Never reads outside [buf, buf+len).
+ */
+int thp_msg_parse(const void *buf, size_t len, struct thp_msg *out);
+
+/* Fill a header for a payload of @payload_len bytes. */
+void thp_msg_init(struct thp_msg_hdr *h, enum thp_msg_type type, uint32_t seq,
+		  size_t payload_len);
+
+/* Send one message with optional fds (SCM_RIGHTS).  Returns 0 or -errno. */
+int thp_msg_send(int sock, enum thp_msg_type type, uint32_t seq,
+		 const void *payload, size_t payload_len,
+		 const int *fds, unsigned nfds);
+
+/* Send THP_MSG_ERROR with @err (-errno) and a printf-style reason. */
+int thp_msg_send_error(int sock, uint32_t seq, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/*
+ * Receive one datagram into @buf (THP_MSG_MAX bytes) with up to @maxfds fds
+ * (received O_CLOEXEC; extra or truncated fds are closed and -EBADMSG
+ * returned).  Returns the datagram length, 0 at EOF, or -errno.
+ */
+long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
+		  unsigned maxfds, unsigned *nfds);
+
+const char *thp_msg_type_name(unsigned type);
+
+#endif

@@ -1,0 +1,1 @@
+extern int thp_placeholder_harness_tests_integration; /* placeholder, replaced by its owner */
