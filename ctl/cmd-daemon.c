@@ -1,1 +1,892 @@
-extern int thp_placeholder_cmd_daemon_ctl; /* placeholder, replaced by its owner */
+/* SPDX-License-Identifier: MIT */
+/*
+ * thpswapctl's daemon commands: status, clients, regions, evict, stats.
+ * Each opens a control connection (HELLO role CTL), sends its requests and
+ * prints the replies as a table, or as JSON with --json.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "ctl.h"
+#include "json.h"
+#include "proto.h"
+
+#define REPLY_TIMEOUT_S 30
+
+struct ctl_conn {
+	int fd;
+	uint32_t seq;
+	const char *cmd;          /* for messages */
+	char err[256];            /* why the last call failed */
+	uint64_t buf[THP_MSG_MAX / sizeof(uint64_t)];
+};
+
+/* ---- formatting ---- */
+
+static const char *fmt_bytes(char *b, size_t sz, uint64_t v)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double x = (double)v;
+	unsigned u = 0;
+
+	while (x >= 1024 && u < sizeof(unit) / sizeof(unit[0]) - 1)
+		x /= 1024, u++;
+	if (u == 0)
+		snprintf(b, sz, "%" PRIu64 " B", v);
+	else
+		snprintf(b, sz, "%.1f %s", x, unit[u]);
+	return b;
+}
+
+static const char *fmt_ns(char *b, size_t sz, uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(b, sz, "%" PRIu64 " ns", ns);
+	else if (ns < 1000000)
+		snprintf(b, sz, "%.1f us", (double)ns / 1e3);
+	else if (ns < 1000000000)
+		snprintf(b, sz, "%.2f ms", (double)ns / 1e6);
+	else
+		snprintf(b, sz, "%.2f s", (double)ns / 1e9);
+	return b;
+}
+
+/* A long duration: 4.2s, 3m05s, 2h10m, 5d03h. */
+static const char *fmt_dur(char *b, size_t sz, uint64_t ns)
+{
+	uint64_t s = ns / 1000000000ull;
+
+	if (s < 60)
+		snprintf(b, sz, "%.1fs", (double)ns / 1e9);
+	else if (s < 3600)
+		snprintf(b, sz, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(b, sz, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s / 60 % 60);
+	else
+		snprintf(b, sz, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s / 3600 % 24);
+	return b;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the connection ---- */
+
+static int fail(const struct ctl_conn *c)
+{
+	fprintf(stderr, "thpswapctl: %s: %s\n", c->cmd, c->err);
+	return CTL_EXIT_FAIL;
+}
+
+static int set_timeout(struct ctl_conn *c, unsigned seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+
+	return setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ? -errno : 0;
+}
+
+/*
+ * Send @req and wait for its reply of type @want (checked and parsed into
+ * @m, pointing into c->buf).  0, or -errno with c->err saying why; an
+ * ERROR reply returns the daemon's error code and reason.
+ */
+static int call(struct ctl_conn *c, enum thp_msg_type req, const void *p, size_t len,
+		enum thp_msg_type want, struct thp_msg *m)
+{
+	uint32_t seq = ++c->seq;
+	int r;
+
+	r = thp_msg_send(c->fd, req, seq, p, len, NULL, 0);
+	if (r < 0) {
+		snprintf(c->err, sizeof(c->err), "cannot send %s to thpswapd: %s",
+			 thp_msg_type_name(req), strerror(-r));
+		return r;
+	}
+	for (;;) {
+		long n = thp_msg_recv(c->fd, c->buf, sizeof(c->buf), NULL, 0, NULL);
+
+		if (n == 0) {
+			snprintf(c->err, sizeof(c->err), "thpswapd closed the connection");
+			return -ECONNRESET;
+		}
+		if (n == -EAGAIN) {
+			snprintf(c->err, sizeof(c->err), "thpswapd did not answer within %d s",
+				 REPLY_TIMEOUT_S);
+			return -ETIMEDOUT;
+		}
+		if (n < 0) {
+			snprintf(c->err, sizeof(c->err), "cannot read from thpswapd: %s",
+				 strerror((int)-n));
+			return (int)n;
+		}
+		r = thp_msg_parse(c->buf, (size_t)n, m);
+		if (r < 0) {
+			snprintf(c->err, sizeof(c->err), "thpswapd sent a message this thpswapctl "
+				 "cannot read (%s): are both the same version?", strerror(-r));
+			return r;
+		}
+		if (m->hdr.seq != seq)
+			continue; /* an answer to something we gave up on */
+		if (m->hdr.type == THP_MSG_ERROR) {
+			const struct thp_msg_error *e = m->payload;
+
+			snprintf(c->err, sizeof(c->err), "%s", e->text);
+			return e->err < 0 ? e->err : -EIO;
+		}
+		if (m->hdr.type != want) {
+			snprintf(c->err, sizeof(c->err), "thpswapd answered %s with %s",
+				 thp_msg_type_name(req), thp_msg_type_name(m->hdr.type));
+			return -EPROTO;
+		}
+		return 0;
+	}
+}
+
+/* Connect and say HELLO.  Returns 0 or the exit status (message printed). */
+static int ctl_open(struct ctl_conn *c, const struct ctl_opts *o, const char *cmd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct thp_msg_hello hello = { .role = THP_ROLE_CTL };
+	struct thp_msg m;
+	int r;
+
+	c->fd = -1;
+	c->seq = 0;
+	c->cmd = cmd;
+	if (strlen(o->socket) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "thpswapctl: socket path %s is too long (at most %zu bytes)\n",
+			o->socket, sizeof(sa.sun_path) - 1);
+		return CTL_EXIT_USAGE;
+	}
+	strcpy(sa.sun_path, o->socket);
+	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		perror("thpswapctl: socket");
+		return CTL_EXIT_FAIL;
+	}
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = errno;
+		close(c->fd);
+		c->fd = -1;
+		if (r == ENOENT || r == ECONNREFUSED) {
+			fprintf(stderr, "thpswapctl: thpswapd is not running (no socket at %s): "
+				"start it with `systemctl start thpswapd` or `thpswapd`\n", o->socket);
+			return CTL_EXIT_NO_DAEMON;
+		}
+		if (r == EACCES || r == EPERM)
+			fprintf(stderr, "thpswapctl: cannot connect to %s: %s: run as root or as "
+				"a member of group thpswap\n", o->socket, strerror(r));
+		else
+			fprintf(stderr, "thpswapctl: cannot connect to %s: %s\n", o->socket, strerror(r));
+		return CTL_EXIT_FAIL;
+	}
+	r = set_timeout(c, REPLY_TIMEOUT_S);
+	if (r == 0) {
+		strcpy(hello.comm, "thpswapctl");
+		r = call(c, THP_MSG_HELLO, &hello, sizeof(hello), THP_MSG_WELCOME, &m);
+	} else {
+		snprintf(c->err, sizeof(c->err), "setsockopt: %s", strerror(-r));
+	}
+	if (r < 0) {
+		fail(c);
+		close(c->fd);
+		c->fd = -1;
+		return CTL_EXIT_FAIL;
+	}
+	return 0;
+}
+
+static void ctl_close(struct ctl_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+/* Allocate a connection and open it (the receive buffer is 64 KiB). */
+static int ctl_new(struct ctl_conn **ret, const struct ctl_opts *o, const char *cmd)
+{
+	struct ctl_conn *c = malloc(sizeof(*c));
+	int r;
+
+	if (!c) {
+		fprintf(stderr, "thpswapctl: out of memory\n");
+		return CTL_EXIT_FAIL;
+	}
+	r = ctl_open(c, o, cmd);
+	if (r) {
+		free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+static void ctl_free(struct ctl_conn *c)
+{
+	if (c) {
+		ctl_close(c);
+		free(c);
+	}
+}
+
+/*
+ * Connect, send one request and wait for its reply (@timeout_s 0: forever).
+ * 0 with *ret open, or the exit status (message printed, nothing open).
+ */
+static int ctl_request(struct ctl_conn **ret, const struct ctl_opts *o, const char *cmd,
+		       enum thp_msg_type req, const void *p, size_t len,
+		       enum thp_msg_type want, struct thp_msg *m, unsigned timeout_s)
+{
+	struct ctl_conn *c;
+	int r;
+
+	r = ctl_new(&c, o, cmd);
+	if (r)
+		return r;
+	if (timeout_s != REPLY_TIMEOUT_S)
+		set_timeout(c, timeout_s);
+	if (call(c, req, p, len, want, m) < 0) {
+		r = fail(c);
+		ctl_free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+/* A JSON document on stdout: one top-level object. */
+static void json_start(struct thp_json *j)
+{
+	thp_json_init(j, stdout, true);
+	thp_json_begin_object(j, NULL);
+}
+
+static int finish_json(struct thp_json *j)
+{
+	thp_json_end_object(j);
+	if (thp_json_finish(j) < 0) {
+		fprintf(stderr, "thpswapctl: writing the output failed\n");
+		return CTL_EXIT_FAIL;
+	}
+	return CTL_EXIT_OK;
+}
+
+/* ---- argument parsing shared by the commands ---- */
+
+enum { A_PID = 1 << 0, A_ALL = 1 << 1, A_ADDR = 1 << 2, A_LEN = 1 << 3 };
+
+struct args {
+	unsigned seen;
+	int32_t pid;
+	uint64_t addr, len;
+};
+
+static int parse_u64(const char *s, int base, uint64_t *out, const char **end)
+{
+	char *e;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &e, base);
+	if (errno || e == s)
+		return -EINVAL;
+	*end = e;
+	return 0;
+}
+
+static int parse_len(const char *s, uint64_t *out)
+{
+	const char *e;
+	uint64_t v, mul = 1;
+
+	if (parse_u64(s, 0, &v, &e) < 0)
+		return -EINVAL;
+	switch (*e) {
+	case 'k': case 'K': mul = 1ull << 10; e++; break;
+	case 'm': case 'M': mul = 1ull << 20; e++; break;
+	case 'g': case 'G': mul = 1ull << 30; e++; break;
+	case 't': case 'T': mul = 1ull << 40; e++; break;
+	}
+	if (*e == 'i' || *e == 'B')
+		e += (*e == 'i' && e[1] == 'B') ? 2 : 1;
+	if (*e || (v && v * mul / v != mul))
+		return -EINVAL;
+	*out = v * mul;
+	return 0;
+}
+
+/* Parse the options in @allowed from argv[1..]; returns 0 or an exit status
+ * (usage printed; --help: CTL_EXIT_OK with a negative sign flag via *help). */
+static int parse_args(int argc, char **argv, unsigned allowed, const char *usage,
+		      struct args *a, bool *help)
+{
+	static const struct option opts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "addr", required_argument, NULL, 'A' },
+		{ "len", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd = argv[0];
+	int o;
+
+	*help = false;
+	memset(a, 0, sizeof(*a));
+	opterr = 0;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		const char *e;
+		uint64_t v;
+		unsigned bit = o == 'p' ? A_PID : o == 'a' ? A_ALL : o == 'A' ? A_ADDR :
+			       o == 'l' ? A_LEN : 0;
+
+		if (bit && !(allowed & bit)) {
+			fprintf(stderr, "thpswapctl: %s: option '%s' does not apply here\n%s",
+				cmd, argv[optind - 1], usage);
+			return CTL_EXIT_USAGE;
+		}
+		a->seen |= bit;
+		switch (o) {
+		case 'p':
+			if (parse_u64(optarg, 10, &v, &e) < 0 || *e || v == 0 || v > INT32_MAX) {
+				fprintf(stderr, "thpswapctl: %s: --pid: '%s' is not a process id\n",
+					cmd, optarg);
+				return CTL_EXIT_USAGE;
+			}
+			a->pid = (int32_t)v;
+			break;
+		case 'a':
+			break;
+		case 'A':
+			if (parse_u64(optarg, 16, &a->addr, &e) < 0 || *e) {
+				fprintf(stderr, "thpswapctl: %s: --addr: '%s' is not a hex address "
+					"(like 0x7f0000000000)\n", cmd, optarg);
+				return CTL_EXIT_USAGE;
+			}
+			break;
+		case 'l':
+			if (parse_len(optarg, &a->len) < 0 || a->len == 0) {
+				fprintf(stderr, "thpswapctl: %s: --len: '%s' is not a length "
+					"(like 2M, 64M, 1G)\n", cmd, optarg);
+				return CTL_EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			*help = true;
+			return CTL_EXIT_OK;
+		case ':':
+			fprintf(stderr, "thpswapctl: %s: option '%s' needs a value\n%s",
+				cmd, argv[optind - 1], usage);
+			return CTL_EXIT_USAGE;
+		default:
+			fprintf(stderr, "thpswapctl: %s: unknown option '%s'\n%s",
+				cmd, argv[optind - 1], usage);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "thpswapctl: %s: unexpected argument '%s'\n%s",
+			cmd, argv[optind], usage);
+		return CTL_EXIT_USAGE;
+	}
+	return 0;
+}
+
+#define PARSE_OR_RETURN(argc, argv, allowed, usage, a)				\
+	do {									\
+		bool help_;							\
+		int r_ = parse_args(argc, argv, allowed, usage, a, &help_);	\
+		if (r_ || help_)						\
+			return r_;						\
+	} while (0)
+
+/* ---- status ---- */
+
+static const char status_usage[] =
+	"Usage: thpswapctl [--json] status\n"
+	"Daemon summary: version, uptime, clients, regions and what is stored.\n";
+
+int cmd_status(const struct ctl_opts *o, int argc, char **argv)
+{
+	const struct thp_msg_status_reply *s;
+	struct ctl_conn *c;
+	struct thp_msg m;
+	struct args a;
+	char b1[32], b2[32];
+	int r;
+
+	PARSE_OR_RETURN(argc, argv, 0, status_usage, &a);
+	r = ctl_request(&c, o, "status", THP_MSG_STATUS, NULL, 0, THP_MSG_STATUS_REPLY, &m,
+			REPLY_TIMEOUT_S);
+	if (r)
+		return r;
+	s = m.payload;
+	if (o->json) {
+		struct thp_json j;
+
+		json_start(&j);
+		thp_json_string(&j, "version", s->version);
+		thp_json_u64(&j, "daemon_pid", s->daemon_pid);
+		thp_json_u64(&j, "uptime_ns", s->uptime_ns);
+		thp_json_u64(&j, "clients", s->clients);
+		thp_json_u64(&j, "regions", s->regions);
+		thp_json_u64(&j, "resident", s->resident);
+		thp_json_u64(&j, "evicted_zero", s->evicted_zero);
+		thp_json_u64(&j, "evicted_ram", s->evicted_ram);
+		thp_json_u64(&j, "stored_bytes", s->stored_bytes);
+		thp_json_u64(&j, "budget_bytes", s->budget_bytes);
+		thp_json_i64(&j, "zstd_level", s->zstd_level);
+		r = finish_json(&j);
+		goto out;
+	}
+	printf("thpswapd %.*s, pid %u, up %s\n", (int)sizeof(s->version), s->version,
+	       s->daemon_pid, fmt_dur(b1, sizeof(b1), s->uptime_ns));
+	printf("  clients        %u\n", s->clients);
+	printf("  regions        %" PRIu64 " (%s)\n", s->regions,
+	       fmt_bytes(b1, sizeof(b1), s->regions * THP_REGION_BYTES));
+	printf("  resident       %" PRIu64 " (%s)\n", s->resident,
+	       fmt_bytes(b1, sizeof(b1), s->resident * THP_REGION_BYTES));
+	printf("  evicted zero   %" PRIu64 "\n", s->evicted_zero);
+	printf("  evicted ram    %" PRIu64 " (%s stored in %s)\n", s->evicted_ram,
+	       fmt_bytes(b1, sizeof(b1), s->evicted_ram * THP_REGION_BYTES),
+	       fmt_bytes(b2, sizeof(b2), s->stored_bytes));
+	if (s->budget_bytes)
+		printf("  budget         %s per client\n", fmt_bytes(b1, sizeof(b1), s->budget_bytes));
+	else
+		printf("  budget         none\n");
+	printf("  zstd level     %d\n", s->zstd_level);
+	r = CTL_EXIT_OK;
+out:
+	ctl_free(c);
+	return r;
+}
+
+/* ---- clients ---- */
+
+static const char clients_usage[] =
+	"Usage: thpswapctl [--json] clients\n"
+	"One line per client session.\n";
+
+static int get_clients(struct ctl_conn *c, struct thp_client_info **ret, uint32_t *n)
+{
+	const struct thp_msg_clients_reply *cr;
+	struct thp_msg m;
+	int r;
+
+	r = call(c, THP_MSG_CLIENTS, NULL, 0, THP_MSG_CLIENTS_REPLY, &m);
+	if (r < 0)
+		return r;
+	cr = m.payload;
+	*ret = malloc((cr->n ? cr->n : 1) * sizeof(**ret));
+	if (!*ret) {
+		snprintf(c->err, sizeof(c->err), "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(*ret, cr->c, cr->n * sizeof(**ret));
+	*n = cr->n;
+	return 0;
+}
+
+int cmd_clients(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct thp_client_info *ci = NULL;
+	struct ctl_conn *c;
+	struct args a;
+	uint32_t n = 0;
+	char b[32];
+	int r;
+
+	PARSE_OR_RETURN(argc, argv, 0, clients_usage, &a);
+	r = ctl_new(&c, o, "clients");
+	if (r)
+		return r;
+	if (get_clients(c, &ci, &n) < 0) {
+		r = fail(c);
+		goto out;
+	}
+	if (o->json) {
+		struct thp_json j;
+
+		json_start(&j);
+		thp_json_begin_array(&j, "clients");
+		for (uint32_t i = 0; i < n; i++) {
+			char comm[sizeof(ci->comm) + 1] = { 0 };
+
+			memcpy(comm, ci[i].comm, sizeof(ci[i].comm));
+			thp_json_begin_object(&j, NULL);
+			thp_json_i64(&j, "pid", ci[i].pid);
+			thp_json_u64(&j, "uid", ci[i].uid);
+			thp_json_string(&j, "comm", comm);
+			thp_json_u64(&j, "session_id", ci[i].session_id);
+			thp_json_u64(&j, "regions", ci[i].regions);
+			thp_json_u64(&j, "resident", ci[i].resident);
+			thp_json_u64(&j, "evicted_zero", ci[i].evicted_zero);
+			thp_json_u64(&j, "evicted_ram", ci[i].evicted_ram);
+			thp_json_u64(&j, "stored_bytes", ci[i].stored_bytes);
+			thp_json_u64(&j, "faults", ci[i].faults);
+			thp_json_end_object(&j);
+		}
+		thp_json_end_array(&j);
+		r = finish_json(&j);
+		goto out;
+	}
+	if (n == 0) {
+		printf("no clients\n");
+	} else {
+		printf("%-8s %-6s %-16s %8s %8s %8s %8s %8s %10s %10s\n", "PID", "UID", "COMM",
+		       "SESSION", "REGIONS", "RESIDENT", "ZERO", "RAM", "STORED", "FAULTS");
+		for (uint32_t i = 0; i < n; i++)
+			printf("%-8d %-6u %-16.16s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+			       " %8" PRIu64 " %10s %10" PRIu64 "\n", ci[i].pid, ci[i].uid, ci[i].comm,
+			       ci[i].session_id, ci[i].regions, ci[i].resident, ci[i].evicted_zero,
+			       ci[i].evicted_ram, fmt_bytes(b, sizeof(b), ci[i].stored_bytes),
+			       ci[i].faults);
+	}
+	r = CTL_EXIT_OK;
+out:
+	free(ci);
+	ctl_free(c);
+	return r;
+}
+
+/* ---- regions ---- */
+
+static const char regions_usage[] =
+	"Usage: thpswapctl [--json] regions [--pid PID]\n"
+	"Address, state, tier, stored size and last fault of each managed region\n"
+	"(of every client without --pid).\n";
+
+static const char *tier_name(uint32_t state)
+{
+	switch (state) {
+	case THP_ST_ZERO: return "zero";
+	case THP_ST_RAM: return "ram";
+	default: return NULL;
+	}
+}
+
+static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t now,
+			 struct thp_json *j, bool *header)
+{
+	const char *tier = tier_name(ri->state);
+	char addr[24], b1[32], b2[48];
+
+	snprintf(addr, sizeof(addr), "0x%" PRIx64, ri->addr);
+	if (j) {
+		thp_json_begin_object(j, NULL);
+		thp_json_i64(j, "pid", pid);
+		thp_json_string(j, "addr", addr);
+		thp_json_string(j, "state", thp_state_name((enum thp_state)ri->state));
+		thp_json_string(j, "tier", tier);
+		thp_json_u64(j, "stored_bytes", tier ? ri->stored_len : 0);
+		if (ri->state == THP_ST_RAM) {
+			thp_json_string(j, "codec", ri->codec == THP_CODEC_ZSTD ? "zstd" : "none");
+			thp_json_i64(j, "level", ri->level);
+		}
+		if (ri->last_fault_ns && ri->last_fault_ns <= now)
+			thp_json_u64(j, "last_fault_age_ns", now - ri->last_fault_ns);
+		else
+			thp_json_null(j, "last_fault_age_ns");
+		thp_json_end_object(j);
+		return;
+	}
+	if (!*header) {
+		printf("%-8s %-18s %-10s %-5s %10s  %s\n", "PID", "ADDRESS", "STATE", "TIER",
+		       "STORED", "LAST FAULT");
+		*header = true;
+	}
+	if (ri->last_fault_ns && ri->last_fault_ns <= now) {
+		fmt_dur(b2, sizeof(b2), now - ri->last_fault_ns);
+		strcat(b2, " ago");
+	} else {
+		strcpy(b2, "never");
+	}
+	printf("%-8d %-18s %-10s %-5s %10s  %s\n", pid, addr,
+	       thp_state_name((enum thp_state)ri->state), tier ? tier : "-",
+	       ri->state == THP_ST_RAM ? fmt_bytes(b1, sizeof(b1), ri->stored_len) : "-", b2);
+}
+
+/* Print every region of @pid, page by page.  0, or -errno (c->err set). */
+static int regions_of(struct ctl_conn *c, int32_t pid, struct thp_json *j, uint64_t *count,
+		      bool *header)
+{
+	struct thp_msg_regions q = { .pid = pid, .cursor = 0 };
+
+	do {
+		const struct thp_msg_regions_reply *rr;
+		struct thp_msg m;
+		uint64_t now;
+		int r;
+
+		r = call(c, THP_MSG_REGIONS, &q, sizeof(q), THP_MSG_REGIONS_REPLY, &m);
+		if (r < 0)
+			return r;
+		rr = m.payload;
+		now = mono_ns();
+		for (uint32_t i = 0; i < rr->n; i++)
+			print_region(&rr->r[i], pid, now, j, header);
+		*count += rr->n;
+		/* The cursor only moves forward, so this ends. */
+		if (rr->next && rr->next <= q.cursor) {
+			snprintf(c->err, sizeof(c->err), "thpswapd sent a cursor that goes backwards");
+			return -EPROTO;
+		}
+		q.cursor = rr->next;
+	} while (q.cursor);
+	return 0;
+}
+
+int cmd_regions(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct thp_client_info *ci = NULL;
+	struct thp_json jj, *j = NULL;
+	struct ctl_conn *c;
+	uint32_t n = 0;
+	uint64_t count = 0;
+	bool header = false;
+	struct args a;
+	int r;
+
+	PARSE_OR_RETURN(argc, argv, A_PID, regions_usage, &a);
+	r = ctl_new(&c, o, "regions");
+	if (r)
+		return r;
+	if (!(a.seen & A_PID) && get_clients(c, &ci, &n) < 0) {
+		r = fail(c);
+		goto out;
+	}
+	if (o->json) {
+		j = &jj;
+		json_start(j);
+		thp_json_begin_array(j, "regions");
+	}
+	r = 0;
+	if (a.seen & A_PID) {
+		r = regions_of(c, a.pid, j, &count, &header);
+	} else {
+		for (uint32_t i = 0; i < n && r == 0; i++) {
+			r = regions_of(c, ci[i].pid, j, &count, &header);
+			/* gone since the list, or not ours to see: leave it out */
+			if (r == -ESRCH || r == -EPERM)
+				r = 0;
+		}
+	}
+	if (j) {
+		thp_json_end_array(j);
+		if (r == 0) {
+			r = finish_json(j);
+			goto out;
+		}
+	}
+	if (r < 0) {
+		r = fail(c);
+		goto out;
+	}
+	if (!j && count == 0)
+		printf("no managed regions\n");
+	r = CTL_EXIT_OK;
+out:
+	free(ci);
+	ctl_free(c);
+	return r;
+}
+
+/* ---- evict ---- */
+
+static const char evict_usage[] =
+	"Usage: thpswapctl [--json] evict --pid PID [--all | --addr ADDR [--len LEN]]\n"
+	"Evict now: every resident region of PID (--all), or the regions in\n"
+	"[ADDR, ADDR+LEN) (ADDR hex 0x..., LEN with optional K/M/G suffix, default 2M).\n";
+
+int cmd_evict(const struct ctl_opts *o, int argc, char **argv)
+{
+	const struct thp_msg_evict_done *d;
+	struct thp_msg_evict_req q = { 0 };
+	struct ctl_conn *c;
+	struct thp_msg m;
+	struct args a;
+	char b1[32], b2[32];
+	int r;
+
+	PARSE_OR_RETURN(argc, argv, A_PID | A_ALL | A_ADDR | A_LEN, evict_usage, &a);
+	if (!(a.seen & A_PID) || !!(a.seen & A_ALL) == !!(a.seen & A_ADDR) ||
+	    ((a.seen & A_LEN) && !(a.seen & A_ADDR))) {
+		fprintf(stderr, "thpswapctl: evict: give --pid and either --all or --addr\n%s",
+			evict_usage);
+		return CTL_EXIT_USAGE;
+	}
+	q.pid = a.pid;
+	if (a.seen & A_ADDR) {
+		q.addr = a.addr;
+		q.len = (a.seen & A_LEN) ? a.len : THP_REGION_BYTES;
+	}
+	/* Evicting many regions takes a while: wait as long as it takes. */
+	r = ctl_request(&c, o, "evict", THP_MSG_EVICT_REQ, &q, sizeof(q), THP_MSG_EVICT_REPLY,
+			&m, 0);
+	if (r)
+		return r;
+	d = m.payload;
+	if (o->json) {
+		struct thp_json j;
+
+		json_start(&j);
+		thp_json_i64(&j, "pid", q.pid);
+		thp_json_u64(&j, "evicted", d->evicted);
+		thp_json_u64(&j, "skipped", d->skipped);
+		thp_json_u64(&j, "failed", d->failed);
+		thp_json_u64(&j, "bytes_in", d->bytes_in);
+		thp_json_u64(&j, "bytes_stored", d->bytes_stored);
+		r = finish_json(&j);
+	} else {
+		printf("pid %d: evicted %u region%s (%s -> %s stored), skipped %u, failed %u\n",
+		       q.pid, d->evicted, d->evicted == 1 ? "" : "s",
+		       fmt_bytes(b1, sizeof(b1), d->bytes_in),
+		       fmt_bytes(b2, sizeof(b2), d->bytes_stored), d->skipped, d->failed);
+		r = CTL_EXIT_OK;
+	}
+	/* Regions the client refused (shared after fork, pinned) fail the command. */
+	if (r == CTL_EXIT_OK && d->failed)
+		r = CTL_EXIT_FAIL;
+	ctl_free(c);
+	return r;
+}
+
+/* ---- stats ---- */
+
+static const char stats_usage[] =
+	"Usage: thpswapctl [--json] stats [--pid PID]\n"
+	"Counters and restore latency percentiles (all clients summed without --pid).\n";
+
+static const char *const counter_names[] = {
+	[THP_C_REGIONS] = "regions",
+	[THP_C_RESIDENT] = "resident",
+	[THP_C_EVICTED_ZERO] = "evicted_zero",
+	[THP_C_EVICTED_RAM] = "evicted_ram",
+	[THP_C_STORED_BYTES] = "stored_bytes",
+	[THP_C_EVICTIONS] = "evictions",
+	[THP_C_RESTORES] = "restores",
+	[THP_C_RESTORES_PMD] = "restores_pmd",
+	[THP_C_FAULTS] = "faults",
+	[THP_C_EVICT_CANCELLED] = "evict_cancelled",
+	[THP_C_EVICT_INCOMPRESSIBLE] = "evict_incompressible",
+	[THP_C_EVICT_REFUSED] = "evict_refused",
+	[THP_C_SPLIT_REPAIRED] = "split_repaired",
+	[THP_C_SPLIT_LEFT] = "split_left",
+	[THP_C_EAGAIN_RETRIES] = "eagain_retries",
+	[THP_C_FALLBACK_4K] = "fallback_4k",
+	[THP_C_CORRUPT] = "corrupt",
+	[THP_C_BYTES_IN] = "bytes_in",
+	[THP_C_EVICT_NS] = "evict_ns",
+	[THP_C_COPY_CHILD] = "copy_child",
+};
+_Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == THP_C__MAX,
+	       "a name for every counter");
+
+static const char *const hist_names[THP_H__MAX] = {
+	[THP_H_ZERO_READ] = "zero_read",
+	[THP_H_ZERO_WRITE] = "zero_write",
+	[THP_H_RAM] = "ram",
+	[THP_H_EVICT] = "evict",
+};
+
+struct hist_summary {
+	uint64_t count, p50, p99;
+};
+
+static struct hist_summary summarize(const uint64_t *h)
+{
+	_Atomic uint64_t a[THP_HIST_BUCKETS];
+	struct hist_summary s = { 0 };
+
+	for (unsigned b = 0; b < THP_HIST_BUCKETS; b++) {
+		atomic_init(&a[b], h[b]);
+		s.count += h[b];
+	}
+	s.p50 = thp_hist_percentile_ns(a, 50);
+	s.p99 = thp_hist_percentile_ns(a, 99);
+	return s;
+}
+
+int cmd_stats(const struct ctl_opts *o, int argc, char **argv)
+{
+	const struct thp_msg_stats_reply *s;
+	struct thp_msg_stats q = { 0 };
+	struct ctl_conn *c;
+	struct thp_msg m;
+	struct args a;
+	unsigned nc, nh;
+	int r;
+
+	PARSE_OR_RETURN(argc, argv, A_PID, stats_usage, &a);
+	q.pid = a.pid;
+	r = ctl_request(&c, o, "stats", THP_MSG_STATS, &q, sizeof(q), THP_MSG_STATS_REPLY, &m,
+			REPLY_TIMEOUT_S);
+	if (r)
+		return r;
+	s = m.payload;
+	nc = s->n_counters < THP_C__MAX ? s->n_counters : THP_C__MAX;
+	nh = s->n_hist < THP_H__MAX ? s->n_hist : THP_H__MAX;
+	if (o->json) {
+		struct thp_json j;
+
+		json_start(&j);
+		thp_json_i64(&j, "pid", q.pid);
+		thp_json_begin_object(&j, "counters");
+		for (unsigned i = 0; i < nc; i++)
+			thp_json_u64(&j, counter_names[i], s->ctr[i]);
+		thp_json_end_object(&j);
+		thp_json_begin_object(&j, "latency");
+		for (unsigned h = 0; h < nh; h++) {
+			struct hist_summary hs = summarize(s->hist[h]);
+
+			thp_json_begin_object(&j, hist_names[h]);
+			thp_json_u64(&j, "count", hs.count);
+			thp_json_u64(&j, "p50_ns", hs.p50);
+			thp_json_u64(&j, "p99_ns", hs.p99);
+			thp_json_end_object(&j);
+		}
+		thp_json_end_object(&j);
+		r = finish_json(&j);
+		goto out;
+	}
+	if (q.pid)
+		printf("pid %d\n", q.pid);
+	else
+		printf("all clients\n");
+	for (unsigned i = 0; i < nc; i++)
+		printf("  %-22s %" PRIu64 "\n", counter_names[i], s->ctr[i]);
+	printf("\n  %-22s %10s %12s %12s\n", "latency", "count", "p50", "p99");
+	for (unsigned h = 0; h < nh; h++) {
+		struct hist_summary hs = summarize(s->hist[h]);
+		char b1[32], b2[32];
+
+		if (hs.count)
+			printf("  %-22s %10" PRIu64 " %12s %12s\n", hist_names[h], hs.count,
+			       fmt_ns(b1, sizeof(b1), hs.p50), fmt_ns(b2, sizeof(b2), hs.p99));
+		else
+			printf("  %-22s %10d %12s %12s\n", hist_names[h], 0, "-", "-");
+	}
+	r = CTL_EXIT_OK;
+out:
+	ctl_free(c);
+	return r;
+}

@@ -1,1 +1,446 @@
-extern int thp_placeholder_config_daemon; /* placeholder, replaced by its owner */
+/* SPDX-License-Identifier: MIT */
+/*
+ * thpswapd settings: embedded defaults, then the settings file, then the
+ * command line.  The file takes the long option names as "key = value".
+ * Each source is parsed into a layer (values plus which were set) so that
+ * a later layer's --profile can still be refined by an explicit
+ * --zstd-level/--frames of the same layer, and a later layer wins.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zstd.h>
+
+#include "config.h"
+#include "thpswapd.h"
+#include "thpswap/thpswap.h"
+
+#define DEFAULT_CONFIG "/etc/thpswap/thpswapd.conf"
+
+enum key {
+	K_SOCKET,
+	K_PROFILE,
+	K_ZSTD_LEVEL,
+	K_FRAMES,
+	K_BUDGET,
+	K_INCOMPRESSIBLE,
+	K_MAX_STORED_PCT,
+	K_POOL,
+	K_MAX_REGIONS,
+	K_INTERVAL,
+	K_SYSROOT,
+	K_VERBOSE,
+	K__MAX
+};
+
+static const char *const key_names[K__MAX] = {
+	[K_SOCKET] = "socket",
+	[K_PROFILE] = "profile",
+	[K_ZSTD_LEVEL] = "zstd-level",
+	[K_FRAMES] = "frames",
+	[K_BUDGET] = "budget",
+	[K_INCOMPRESSIBLE] = "incompressible",
+	[K_MAX_STORED_PCT] = "max-stored-pct",
+	[K_POOL] = "pool",
+	[K_MAX_REGIONS] = "max-regions",
+	[K_INTERVAL] = "interval",
+	[K_SYSROOT] = "sysroot",
+	[K_VERBOSE] = "verbose",
+};
+
+struct layer {
+	struct thpd_config v;
+	uint32_t set; /* 1 << enum key */
+};
+
+static const struct {
+	const char *name;
+	int level;
+	uint32_t frames;
+} profiles[] = {
+	[THPD_PROFILE_FAST] = { "fast", -5, 4 },
+	[THPD_PROFILE_DENSE] = { "dense", 6, 2 },
+};
+
+static void defaults(struct thpd_config *c)
+{
+	*c = (struct thpd_config){
+		.profile = THPD_PROFILE_FAST,
+		.zstd_level = profiles[THPD_PROFILE_FAST].level,
+		.frames = profiles[THPD_PROFILE_FAST].frames,
+		.budget_bytes = 0,
+		.incompressible = THP_INCOMP_KEEP,
+		.max_stored_pct = 90,
+		.pool_slots = 8,
+		.max_regions = 65536,
+		.interval_ms = 200,
+	};
+	snprintf(c->socket, sizeof(c->socket), "%s", THPSWAP_DEFAULT_SOCKET);
+}
+
+static int parse_ll(const char *s, long long min, long long max, long long *out,
+		    char *err, size_t errsz)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || *end || errno == ERANGE) {
+		snprintf(err, errsz, "'%s' is not a whole number", s);
+		return -EINVAL;
+	}
+	if (v < min || v > max) {
+		snprintf(err, errsz, "%lld is out of range %lld..%lld", v, min, max);
+		return -ERANGE;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcasecmp(s, yes[i]))
+			return *out = true, 0;
+		if (!strcasecmp(s, no[i]))
+			return *out = false, 0;
+	}
+	return -EINVAL;
+}
+
+static int copy_str(char *dst, size_t dstsz, const char *s, char *err, size_t errsz)
+{
+	if (strlen(s) >= dstsz) {
+		snprintf(err, errsz, "the value is too long (%zu bytes, at most %zu)",
+			 strlen(s), dstsz - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(dst, s);
+	return 0;
+}
+
+/* Check @val for key @k and store it in @l.  0, or -errno with @err set. */
+static int set_key(struct layer *l, enum key k, const char *val, char *err, size_t errsz)
+{
+	struct thpd_config *c = &l->v;
+	long long v = 0;
+	int r = 0;
+
+	switch (k) {
+	case K_SOCKET:
+		if (!*val) {
+			snprintf(err, errsz, "the socket path is empty");
+			return -EINVAL;
+		}
+		r = copy_str(c->socket, sizeof(c->socket), val, err, errsz);
+		break;
+	case K_SYSROOT:
+		r = copy_str(c->sysroot, sizeof(c->sysroot), val, err, errsz);
+		break;
+	case K_PROFILE:
+		r = -EINVAL;
+		for (int p = 0; p < (int)(sizeof(profiles) / sizeof(profiles[0])); p++)
+			if (!strcmp(val, profiles[p].name))
+				c->profile = p, r = 0;
+		if (r)
+			snprintf(err, errsz, "'%s' is not a profile (fast or dense)", val);
+		break;
+	case K_ZSTD_LEVEL: {
+		ZSTD_bounds b = ZSTD_cParam_getBounds(ZSTD_c_compressionLevel);
+
+		if (ZSTD_isError(b.error)) {
+			snprintf(err, errsz, "libzstd reports no level bounds");
+			return -EINVAL;
+		}
+		r = parse_ll(val, b.lowerBound, b.upperBound, &v, err, errsz);
+		c->zstd_level = (int)v;
+		break;
+	}
+	case K_FRAMES:
+		r = parse_ll(val, 1, THP_MAX_FRAMES, &v, err, errsz);
+		c->frames = (uint32_t)v;
+		break;
+	case K_BUDGET:
+		/* MiB; the upper bound keeps the byte count far from overflow */
+		r = parse_ll(val, 0, 1LL << 40, &v, err, errsz);
+		c->budget_bytes = (uint64_t)v << 20;
+		break;
+	case K_INCOMPRESSIBLE:
+		if (!strcmp(val, "keep")) {
+			c->incompressible = THP_INCOMP_KEEP;
+		} else if (!strcmp(val, "raw")) {
+			c->incompressible = THP_INCOMP_RAW;
+		} else {
+			snprintf(err, errsz, "'%s' is neither keep nor raw", val);
+			r = -EINVAL;
+		}
+		break;
+	case K_MAX_STORED_PCT:
+		r = parse_ll(val, 1, 100, &v, err, errsz);
+		c->max_stored_pct = (uint32_t)v;
+		break;
+	case K_POOL:
+		r = parse_ll(val, 0, 4096, &v, err, errsz);
+		c->pool_slots = (uint32_t)v;
+		break;
+	case K_MAX_REGIONS:
+		/* thp_arena_validate() accepts at most 1 << 24 records */
+		r = parse_ll(val, 1, 1 << 24, &v, err, errsz);
+		c->max_regions = (uint32_t)v;
+		break;
+	case K_INTERVAL:
+		r = parse_ll(val, 10, 3600 * 1000, &v, err, errsz);
+		c->interval_ms = (uint32_t)v;
+		break;
+	case K_VERBOSE:
+		r = parse_bool(val, &c->verbose);
+		if (r)
+			snprintf(err, errsz, "'%s' is not yes or no", val);
+		break;
+	case K__MAX:
+		return -EINVAL;
+	}
+	if (r == 0)
+		l->set |= 1u << k;
+	return r;
+}
+
+static void apply(struct thpd_config *c, const struct layer *l)
+{
+	const struct thpd_config *v = &l->v;
+
+	if (l->set & (1u << K_PROFILE)) {
+		c->profile = v->profile;
+		c->zstd_level = profiles[v->profile].level;
+		c->frames = profiles[v->profile].frames;
+	}
+#define TAKE(k, field) do { if (l->set & (1u << (k))) c->field = v->field; } while (0)
+	TAKE(K_ZSTD_LEVEL, zstd_level);
+	TAKE(K_FRAMES, frames);
+	TAKE(K_BUDGET, budget_bytes);
+	TAKE(K_INCOMPRESSIBLE, incompressible);
+	TAKE(K_MAX_STORED_PCT, max_stored_pct);
+	TAKE(K_POOL, pool_slots);
+	TAKE(K_MAX_REGIONS, max_regions);
+	TAKE(K_INTERVAL, interval_ms);
+	TAKE(K_VERBOSE, verbose);
+#undef TAKE
+	if (l->set & (1u << K_SOCKET))
+		memcpy(c->socket, v->socket, sizeof(c->socket));
+	if (l->set & (1u << K_SYSROOT))
+		memcpy(c->sysroot, v->sysroot, sizeof(c->sysroot));
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* Parse settings file @path into @l.  @must_exist: -c was given.
+ * Returns 0 or THPD_EXIT_USAGE after printing the reason. */
+static int load_file(struct layer *l, const char *path, bool must_exist)
+{
+	char *line = NULL, err[256];
+	size_t cap = 0;
+	unsigned lineno = 0;
+	int status = 0;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		fprintf(stderr, "thpswapd: cannot read settings file %s: %s\n", path, strerror(errno));
+		return THPD_EXIT_USAGE;
+	}
+	while (getline(&line, &cap, f) >= 0) {
+		char *s, *eq, *key, *val;
+		int k;
+
+		lineno++;
+		s = strchr(line, '#');
+		if (s)
+			*s = '\0';
+		s = trim(line);
+		if (!*s)
+			continue;
+		eq = strchr(s, '=');
+		if (!eq) {
+			fprintf(stderr, "thpswapd: %s:%u: expected 'key = value', got '%s'\n",
+				path, lineno, s);
+			status = THPD_EXIT_USAGE;
+			break;
+		}
+		*eq = '\0';
+		key = trim(s);
+		val = trim(eq + 1);
+		for (k = 0; k < K__MAX; k++)
+			if (!strcmp(key, key_names[k]))
+				break;
+		if (k == K__MAX) {
+			fprintf(stderr, "thpswapd: %s:%u: unknown setting '%s' (see thpswapd.conf(5))\n",
+				path, lineno, key);
+			status = THPD_EXIT_USAGE;
+			break;
+		}
+		if (set_key(l, (enum key)k, val, err, sizeof(err)) < 0) {
+			fprintf(stderr, "thpswapd: %s:%u: %s: %s\n", path, lineno, key, err);
+			status = THPD_EXIT_USAGE;
+			break;
+		}
+	}
+	if (!status && ferror(f)) {
+		fprintf(stderr, "thpswapd: cannot read settings file %s: %s\n", path, strerror(errno));
+		status = THPD_EXIT_USAGE;
+	}
+	free(line);
+	fclose(f);
+	return status;
+}
+
+static void usage(FILE *f)
+{
+	fputs(
+"Usage: thpswapd [OPTIONS]\n"
+"Keep transparent huge pages whole across swap: the thpswap daemon.\n"
+"\n"
+"  -s, --socket PATH         listen on PATH (default " THPSWAP_DEFAULT_SOCKET ", its directory created 0755);\n"
+"                            ignored when socket-activated (LISTEN_FDS, name \"control\")\n"
+"  -c, --config FILE         settings file (default " DEFAULT_CONFIG " if it exists, else the embedded defaults)\n"
+"      --profile fast|dense  fast: zstd level -5, 4 frames per region (default); dense: zstd level 6, 2 frames\n"
+"      --zstd-level N        override the profile's level (ZSTD_minCLevel..22, checked with ZSTD_cParam_getBounds)\n"
+"      --frames N            frames per 2 MiB region, 1..8 (independently decompressible, restored in parallel)\n"
+"      --budget MIB          per-client resident budget in MiB; above it the daemon evicts the least-recently-faulted\n"
+"                            resident regions (0 = no budget; default 0)\n"
+"      --incompressible keep|raw   what to do with regions zstd cannot shrink below --max-stored-pct (default keep:\n"
+"                            stay resident, counted; raw: stored raw, never expanded)\n"
+"      --max-stored-pct P    store compressed only if <= P % of 2 MiB (default 90)\n"
+"      --pool N              pre-faulted huge pages each client keeps for restores (default 8)\n"
+"      --max-regions N       largest arena a client may ask for, in 2 MiB regions (default 65536 = 128 GiB)\n"
+"      --interval MS         policy tick (default 200)\n"
+"      --sysroot DIR         read /proc and /sys below DIR (tests; the uffd probes stay real)\n"
+"      --check               probe the kernel, print what is missing, exit 0 (usable) or 69 (not)\n"
+"  -v, --verbose             log each session and eviction to stderr\n"
+"  -h, --help                show this help and exit\n"
+"  -V, --version             show the version and exit\n"
+"\n"
+"Exit statuses: 0 ok; 1 runtime failure; 2 usage/config error; 69 the kernel lacks something required.\n"
+"The settings file takes the same names as 'key = value' lines, '#' comments; see thpswapd.conf(5).\n",
+	      f);
+}
+
+enum { O_PROFILE = 256, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
+       O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK };
+
+/* getopt value -> settings key, for the options that are settings */
+static int opt_key(int o)
+{
+	switch (o) {
+	case 's': return K_SOCKET;
+	case O_PROFILE: return K_PROFILE;
+	case O_ZSTD_LEVEL: return K_ZSTD_LEVEL;
+	case O_FRAMES: return K_FRAMES;
+	case O_BUDGET: return K_BUDGET;
+	case O_INCOMPRESSIBLE: return K_INCOMPRESSIBLE;
+	case O_MAX_STORED_PCT: return K_MAX_STORED_PCT;
+	case O_POOL: return K_POOL;
+	case O_MAX_REGIONS: return K_MAX_REGIONS;
+	case O_INTERVAL: return K_INTERVAL;
+	case O_SYSROOT: return K_SYSROOT;
+	default: return -1;
+	}
+}
+
+int thpd_config_load(struct thpd_config *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "profile", required_argument, NULL, O_PROFILE },
+		{ "zstd-level", required_argument, NULL, O_ZSTD_LEVEL },
+		{ "frames", required_argument, NULL, O_FRAMES },
+		{ "budget", required_argument, NULL, O_BUDGET },
+		{ "incompressible", required_argument, NULL, O_INCOMPRESSIBLE },
+		{ "max-stored-pct", required_argument, NULL, O_MAX_STORED_PCT },
+		{ "pool", required_argument, NULL, O_POOL },
+		{ "max-regions", required_argument, NULL, O_MAX_REGIONS },
+		{ "interval", required_argument, NULL, O_INTERVAL },
+		{ "sysroot", required_argument, NULL, O_SYSROOT },
+		{ "check", no_argument, NULL, O_CHECK },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct layer cli = { .set = 0 }, file = { .set = 0 };
+	const char *config = NULL;
+	char err[256];
+	int o, r;
+
+	defaults(c);
+	opterr = 0;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, ":s:c:vhV", opts, NULL)) != -1) {
+		int k = opt_key(o);
+
+		if (k >= 0) {
+			if (set_key(&cli, (enum key)k, optarg, err, sizeof(err)) < 0) {
+				fprintf(stderr, "thpswapd: --%s: %s\n", key_names[k], err);
+				return THPD_EXIT_USAGE;
+			}
+			continue;
+		}
+		switch (o) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'v':
+			cli.v.verbose = true;
+			cli.set |= 1u << K_VERBOSE;
+			break;
+		case O_CHECK:
+			c->check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("thpswapd %s\n", THPSWAP_VERSION);
+			return 0;
+		case ':':
+			fprintf(stderr, "thpswapd: option '%s' needs a value; see thpswapd --help\n",
+				argv[optind - 1]);
+			return THPD_EXIT_USAGE;
+		default:
+			fprintf(stderr, "thpswapd: unknown option '%s'; see thpswapd --help\n",
+				argv[optind - 1]);
+			return THPD_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "thpswapd: unexpected argument '%s'; see thpswapd --help\n",
+			argv[optind]);
+		return THPD_EXIT_USAGE;
+	}
+
+	r = load_file(&file, config ? config : DEFAULT_CONFIG, config != NULL);
+	if (r)
+		return r;
+	apply(c, &file);
+	apply(c, &cli);
+	return THPD_EXIT_RUN;
+}

@@ -1,1 +1,238 @@
-extern int thp_placeholder_ctl_daemon; /* placeholder, replaced by its owner */
+/* SPDX-License-Identifier: MIT */
+/*
+ * thpswapctl's requests: STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS.
+ * Addresses of another user's process are shown only to root or that user.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "thpswapd.h"
+
+_Static_assert(sizeof(((struct thp_msg_stats_reply *)0)->hist) ==
+	       sizeof(uint64_t) * THP_H__MAX * THP_HIST_BUCKETS, "STATS_REPLY holds every histogram");
+_Static_assert(THP_C__MAX <= sizeof(((struct thp_msg_stats_reply *)0)->ctr) / sizeof(uint64_t),
+	       "STATS_REPLY holds every counter");
+
+/* The session of @pid, or NULL after answering ERROR.  @owner_only: the
+ * request reveals or changes that process's memory. */
+static struct thpd_session *lookup(struct thpd_conn *c, uint32_t seq, int32_t pid, bool owner_only)
+{
+	struct thpd_session *s;
+
+	if (pid <= 0) {
+		thpd_conn_error(c, seq, -EINVAL, "a client pid is required (got %d)", (int)pid);
+		return NULL;
+	}
+	s = thpd_session_find(c->d, pid);
+	if (!s) {
+		thpd_conn_error(c, seq, -ESRCH, "no thpswap client with pid %d", (int)pid);
+		return NULL;
+	}
+	if (owner_only && c->uid != 0 && c->uid != thpd_session_uid(s)) {
+		thpd_conn_error(c, seq, -EPERM, "pid %d belongs to uid %u: run thpswapctl as root "
+				"or as that user", (int)pid, (unsigned)thpd_session_uid(s));
+		return NULL;
+	}
+	return s;
+}
+
+static void status(struct thpd_conn *c, uint32_t seq)
+{
+	struct thpd *d = c->d;
+	struct thp_msg_status_reply r = {
+		.daemon_pid = (uint32_t)getpid(),
+		.clients = d->nclients,
+		.uptime_ns = thpd_now_ns() - d->start_ns,
+		.budget_bytes = d->cfg.budget_bytes,
+		.zstd_level = d->cfg.zstd_level,
+	};
+
+	snprintf(r.version, sizeof(r.version), "%s", THPSWAP_VERSION);
+	for (struct thpd_conn *k = d->conns; k; k = k->next) {
+		if (!k->s || k->closing)
+			continue;
+		r.regions += thpd_session_ctr(k->s, THP_C_REGIONS);
+		r.resident += thpd_session_ctr(k->s, THP_C_RESIDENT);
+		r.evicted_zero += thpd_session_ctr(k->s, THP_C_EVICTED_ZERO);
+		r.evicted_ram += thpd_session_ctr(k->s, THP_C_EVICTED_RAM);
+		r.stored_bytes += thpd_session_ctr(k->s, THP_C_STORED_BYTES);
+	}
+	thpd_conn_send(c, THP_MSG_STATUS_REPLY, seq, &r, sizeof(r), NULL, 0);
+}
+
+static void clients(struct thpd_conn *c, uint32_t seq)
+{
+	struct thpd *d = c->d;
+	struct thp_msg_clients_reply *r = (struct thp_msg_clients_reply *)d->sbuf;
+
+	r->n = 0;
+	r->pad = 0;
+	for (struct thpd_conn *k = d->conns; k && r->n < THP_CLIENTS_MAX; k = k->next) {
+		const struct thpd_session *s = k->s;
+
+		if (!s || k->closing)
+			continue;
+		r->c[r->n++] = (struct thp_client_info){
+			.pid = thpd_session_pid(s),
+			.uid = thpd_session_uid(s),
+			.session_id = thpd_session_id(s),
+			.regions = thpd_session_ctr(s, THP_C_REGIONS),
+			.resident = thpd_session_ctr(s, THP_C_RESIDENT),
+			.evicted_zero = thpd_session_ctr(s, THP_C_EVICTED_ZERO),
+			.evicted_ram = thpd_session_ctr(s, THP_C_EVICTED_RAM),
+			.stored_bytes = thpd_session_ctr(s, THP_C_STORED_BYTES),
+			.faults = thpd_session_ctr(s, THP_C_FAULTS),
+		};
+		memcpy(r->c[r->n - 1].comm, thpd_session_comm(s), sizeof(r->c[0].comm));
+	}
+	thpd_conn_send(c, THP_MSG_CLIENTS_REPLY, seq, r,
+		       sizeof(*r) + r->n * sizeof(r->c[0]), NULL, 0);
+}
+
+static void regions(struct thpd_conn *c, uint32_t seq, const struct thp_msg_regions *q)
+{
+	struct thp_msg_regions_reply *r = (struct thp_msg_regions_reply *)c->d->sbuf;
+	const struct thpd_session *s = lookup(c, seq, q->pid, true);
+	struct thpd_rec_iter it;
+	struct thp_record rec;
+	uint32_t idx;
+
+	if (!s)
+		return;
+	r->n = 0;
+	r->next = 0;
+	thpd_rec_iter_init(&it, s, q->cursor);
+	while (r->n < THP_REGIONS_MAX && thpd_rec_next(&it, &idx, &rec)) {
+		r->r[r->n++] = (struct thp_region_info){
+			.addr = rec.addr,
+			.state = atomic_load_explicit(&rec.state, memory_order_relaxed),
+			.stored_len = rec.stored_len,
+			.codec = rec.codec,
+			.level = rec.level,
+			.last_fault_ns = rec.last_fault_ns,
+		};
+	}
+	if (r->n == THP_REGIONS_MAX && it.i < thpd_session_nrec(s))
+		r->next = it.i;
+	thpd_conn_send(c, THP_MSG_REGIONS_REPLY, seq, r,
+		       sizeof(*r) + r->n * sizeof(r->r[0]), NULL, 0);
+}
+
+static int push(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x)
+{
+	if (*n == *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 256;
+		uint32_t *nv = realloc(*v, ncap * sizeof(**v));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = x;
+	return 0;
+}
+
+static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_req *q)
+{
+	struct thpd_session *s = lookup(c, seq, q->pid, true);
+	uint64_t start = 0, end = UINT64_MAX;
+	uint32_t *idx = NULL, n = 0, cap = 0, i;
+	struct thpd_rec_iter it;
+	struct thp_record rec;
+	int r = 0;
+
+	if (!s)
+		return;
+	if (q->len) {
+		if (q->addr + q->len < q->addr) {
+			thpd_conn_error(c, seq, -EINVAL, "range 0x%llx + %llu wraps around",
+					(unsigned long long)q->addr, (unsigned long long)q->len);
+			return;
+		}
+		start = q->addr & ~(uint64_t)(THP_REGION_BYTES - 1);
+		end = q->addr + q->len;
+	}
+	thpd_rec_iter_init(&it, s, 0);
+	while (r == 0 && thpd_rec_next(&it, &i, &rec)) {
+		/* len 0: every resident region; a range: every region in it,
+		 * and the agent says which it skipped */
+		if (q->len ? rec.addr >= start && rec.addr < end :
+		    atomic_load_explicit(&rec.state, memory_order_relaxed) == THP_ST_RESIDENT)
+			r = push(&idx, &n, &cap, i);
+	}
+	if (r == 0 && q->len && n == 0) {
+		thpd_conn_error(c, seq, -ENOENT, "pid %d has no managed region in 0x%llx-0x%llx",
+				(int)q->pid, (unsigned long long)q->addr,
+				(unsigned long long)(q->addr + q->len));
+	} else {
+		if (r == 0)
+			r = thpd_session_evict(s, THP_EVICT_ADMIN, idx, n, c, seq);
+		if (r < 0)
+			thpd_conn_error(c, seq, r, "thpswapd is out of memory");
+		else
+			thpd_info(c->d, "pid %d: admin eviction of %u regions requested by pid %d",
+				  (int)q->pid, n, (int)c->pid);
+	}
+	free(idx);
+}
+
+static void add_session_stats(struct thp_msg_stats_reply *r, const struct thpd_session *s)
+{
+	for (unsigned i = 0; i < THP_C__MAX; i++)
+		r->ctr[i] += thpd_session_ctr(s, (enum thp_counter)i);
+	for (unsigned h = 0; h < THP_H__MAX; h++)
+		for (unsigned b = 0; b < THP_HIST_BUCKETS; b++)
+			r->hist[h][b] += thpd_session_hist(s, h, b);
+}
+
+static void stats(struct thpd_conn *c, uint32_t seq, const struct thp_msg_stats *q)
+{
+	struct thp_msg_stats_reply *r = (struct thp_msg_stats_reply *)c->d->sbuf;
+
+	memset(r, 0, sizeof(*r));
+	r->n_counters = THP_C__MAX;
+	r->n_hist = THP_H__MAX;
+	if (q->pid == 0) {
+		for (struct thpd_conn *k = c->d->conns; k; k = k->next)
+			if (k->s && !k->closing)
+				add_session_stats(r, k->s);
+	} else {
+		const struct thpd_session *s = lookup(c, seq, q->pid, false);
+
+		if (!s)
+			return;
+		add_session_stats(r, s);
+	}
+	thpd_conn_send(c, THP_MSG_STATS_REPLY, seq, r, sizeof(*r), NULL, 0);
+}
+
+void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m)
+{
+	uint32_t seq = m->hdr.seq;
+
+	switch (m->hdr.type) {
+	case THP_MSG_STATUS:
+		status(c, seq);
+		break;
+	case THP_MSG_CLIENTS:
+		clients(c, seq);
+		break;
+	case THP_MSG_REGIONS:
+		regions(c, seq, m->payload);
+		break;
+	case THP_MSG_EVICT_REQ:
+		evict(c, seq, m->payload);
+		break;
+	case THP_MSG_STATS:
+		stats(c, seq, m->payload);
+		break;
+	default:
+		thpd_conn_error(c, seq, -EPROTO, "%s is not a control request",
+				thp_msg_type_name(m->hdr.type));
+	}
+}

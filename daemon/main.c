@@ -1,1 +1,198 @@
-int main(void) { return 1; } /* placeholder */
+/* SPDX-License-Identifier: MIT */
+/*
+ * thpswapd: settings, kernel check, the event loop, systemd integration.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <systemd/sd-daemon.h>
+
+#include "probe.h"
+#include "thpswapd.h"
+
+void thpd_warn(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "thpswapd: %s\n", line);
+}
+
+void thpd_info(const struct thpd *d, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!d->cfg.verbose)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "thpswapd: %s\n", line);
+}
+
+uint64_t thpd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void thpd_notify_status(struct thpd *d)
+{
+	sd_notifyf(0, "STATUS=%u client%s", d->nclients, d->nclients == 1 ? "" : "s");
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct thpd *d = h->data;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	thpd_info(d, "%s: stopping", strsignal(signum));
+	sd_notify(0, "STOPPING=1");
+	/* Clients are told nothing: they keep serving their own faults. */
+	thpd_server_stop(d);
+	uv_timer_stop(&d->policy_timer);
+	uv_timer_stop(&d->watchdog_timer);
+	uv_signal_stop(&d->sigterm);
+	uv_signal_stop(&d->sigint);
+}
+
+static void on_policy(uv_timer_t *t)
+{
+	thpd_policy_tick(t->data);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	sd_notify(0, "WATCHDOG=1");
+}
+
+static void close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Probe the kernel; --check prints the table.  Returns 0 if usable, 69 if
+ * not, 1 if the probe itself failed. */
+static int check_kernel(const struct thpd_config *cfg)
+{
+	struct thp_caps caps;
+	char msg[4096];
+	int r;
+
+	r = thp_probe(&caps, cfg->sysroot[0] ? cfg->sysroot : NULL);
+	if (r < 0) {
+		thpd_warn("cannot probe the kernel (sysroot '%s'): %s", cfg->sysroot, strerror(-r));
+		return EXIT_FAILURE;
+	}
+	if (cfg->check)
+		thp_probe_print(&caps, stdout);
+	if (thp_probe_required(&caps, msg, sizeof(msg)) == 0)
+		return 0;
+	if (!cfg->check) {
+		for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n"))
+			fprintf(stderr, "thpswapd: cannot start: %s\n", line);
+	}
+	return THPD_EXIT_UNAVAILABLE;
+}
+
+static int run(struct thpd *d)
+{
+	int r;
+
+	r = thpd_server_open(d);
+	if (r < 0)
+		return EXIT_FAILURE;
+
+	d->start_ns = thpd_now_ns();
+	d->next_session_id = 1;
+	uv_signal_init(&d->loop, &d->sigterm);
+	uv_signal_init(&d->loop, &d->sigint);
+	uv_timer_init(&d->loop, &d->policy_timer);
+	uv_timer_init(&d->loop, &d->watchdog_timer);
+	d->sigterm.data = d->sigint.data = d;
+	d->policy_timer.data = d->watchdog_timer.data = d;
+
+	r = thpd_server_start(d);
+	if (r == 0)
+		r = uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+	if (r == 0)
+		r = uv_signal_start(&d->sigint, on_signal, SIGINT);
+	if (r == 0)
+		r = uv_timer_start(&d->policy_timer, on_policy, d->cfg.interval_ms,
+				   d->cfg.interval_ms);
+	if (r == 0 && sd_watchdog_enabled(0, &d->watchdog_usec) > 0) {
+		uint64_t ms = d->watchdog_usec / 2000;
+
+		r = uv_timer_start(&d->watchdog_timer, on_watchdog, 0, ms ? ms : 1);
+	}
+	if (r < 0) {
+		thpd_warn("cannot start the event loop: %s", uv_strerror(r));
+		thpd_server_stop(d);
+	} else {
+		sd_notify(0, "READY=1");
+		thpd_notify_status(d);
+		thpd_info(d, "listening (pid %d, zstd level %d, %u frames, budget %llu MiB)",
+			  (int)getpid(), d->cfg.zstd_level, d->cfg.frames,
+			  (unsigned long long)(d->cfg.budget_bytes >> 20));
+		uv_run(&d->loop, UV_RUN_DEFAULT);
+	}
+
+	/* Everything still open (on a failed start) closes here. */
+	close_handle((uv_handle_t *)&d->sigterm);
+	close_handle((uv_handle_t *)&d->sigint);
+	close_handle((uv_handle_t *)&d->policy_timer);
+	close_handle((uv_handle_t *)&d->watchdog_timer);
+	uv_run(&d->loop, UV_RUN_DEFAULT);
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+int main(int argc, char **argv)
+{
+	struct thpd *d;
+	int status, r;
+
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		thpd_warn("out of memory");
+		return EXIT_FAILURE;
+	}
+	d->listen_fd = -1;
+
+	status = thpd_config_load(&d->cfg, argc, argv);
+	if (status != THPD_EXIT_RUN)
+		goto out;
+	status = check_kernel(&d->cfg);
+	if (status || d->cfg.check)
+		goto out;
+
+	/* Peers that vanish mid-send must not kill us (sends use
+	 * MSG_NOSIGNAL too; this also covers stderr on a closed pipe). */
+	signal(SIGPIPE, SIG_IGN);
+	r = uv_loop_init(&d->loop);
+	if (r < 0) {
+		thpd_warn("cannot create the event loop: %s", uv_strerror(r));
+		status = EXIT_FAILURE;
+		goto out;
+	}
+	status = run(d);
+	r = uv_loop_close(&d->loop);
+	if (r < 0)
+		thpd_warn("event loop closed with handles open: %s", uv_strerror(r));
+out:
+	free(d);
+	return status;
+}

@@ -1,1 +1,201 @@
-extern int thp_placeholder_api_lib; /* placeholder, replaced by its owner */
+/* SPDX-License-Identifier: MIT */
+/* The public calls on managed memory. */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+#include "kernel-abi.h"
+#include "pagemap.h"
+#include "uffd.h"
+
+static bool aligned(const void *addr, size_t len)
+{
+	return len && !(len % REGION) && !((uintptr_t)addr % REGION);
+}
+
+_public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
+{
+	char *p, *a;
+	int r;
+
+	if (!s || !ret_addr || !len || len % REGION)
+		return -EINVAL;
+	p = mmap(NULL, len + REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	a = (char *)(((uintptr_t)p + REGION - 1) & ~(uintptr_t)(REGION - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (a + len < p + len + REGION)
+		munmap(a + len, (size_t)(p + len + REGION - (a + len)));
+	/* Without MADV_HUGEPAGE a fault would leave a page table that makes
+	 * every later MOVE split (kernel-facts §2). */
+	if (madvise(a, len, MADV_HUGEPAGE)) {
+		r = -errno;
+		goto unmap;
+	}
+	r = rt_add(s, (uint64_t)(uintptr_t)a, len, THP_ST_EMPTY);
+	if (r)
+		goto unmap;
+	r = thp_uffd_register(s->uffd, (uint64_t)(uintptr_t)a, len, UFFDIO_REGISTER_MODE_MISSING);
+	if (r) {
+		rt_remove(s, (uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)a + len);
+		goto unmap;
+	}
+	*ret_addr = a;
+	return 0;
+unmap:
+	munmap(a, len);
+	return r;
+}
+
+/* All regions of [addr, addr+len) must be managed. */
+static int all_managed(struct thpswap_session *s, void *addr, size_t len)
+{
+	if (!s || !aligned(addr, len))
+		return -EINVAL;
+	for (size_t off = 0; off < len; off += REGION)
+		if (rt_lookup(s, (uint64_t)(uintptr_t)addr + off) < 0)
+			return -EINVAL;
+	return 0;
+}
+
+_public_ int thpswap_unmap(struct thpswap_session *s, void *addr, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr;
+	int r = all_managed(s, addr, len);
+
+	if (r)
+		return r;
+	rt_remove(s, a, a + len);
+	/* Unregistered first: munmap then raises no event for the agent. */
+	thp_uffd_unregister(s->uffd, a, len);
+	return munmap(addr, len) ? -errno : 0;
+}
+
+_public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr, off;
+	int r;
+
+	if (!s || !aligned(addr, len))
+		return -EINVAL;
+	if (madvise(addr, len, MADV_HUGEPAGE))
+		return -errno == -ENOMEM ? -EINVAL : -errno;
+	for (off = 0; off < len; off += REGION) {
+		long present = thp_pagemap_count_present(s->pagemap, a + off, a + off + REGION);
+		uint32_t st = THP_ST_RESIDENT;
+
+		if (present < 0) {
+			r = (int)present;
+			goto undo;
+		}
+		if (present == 0) {
+			st = THP_ST_EMPTY;
+		} else if (thp_pagemap_count_pmd(s->pagemap, a + off, a + off + REGION) != 1) {
+			/* Before registering, collapse fills holes with zeros. */
+			madvise((char *)addr + off, REGION, MADV_COLLAPSE);
+		}
+		r = rt_add(s, a + off, REGION, st);
+		if (r)
+			goto undo;
+		if (st == THP_ST_RESIDENT &&
+		    thp_pagemap_count_pmd(s->pagemap, a + off, a + off + REGION) != 1)
+			s->rec[rt_lookup(s, a + off)].flags |= THP_RF_SPLIT;
+	}
+	r = thp_uffd_register(s->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING);
+	if (r == 0)
+		return 0;
+undo:
+	rt_remove(s, a, a + off);
+	return r;
+}
+
+/* Bring record @i back and keep it resident: it is detached, so neither the
+ * daemon nor a fault can start anything new on it. */
+static int restore_detached(struct thpswap_session *s, uint32_t i)
+{
+	struct thp_record *r = &s->rec[i];
+
+	for (;;) {
+		uint32_t st = rec_wait_stable(s, r);
+		int q;
+
+		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED)
+			return 0;
+		if (st == THP_ST_EMPTY)
+			return 0; /* unpopulated: ordinary memory reads zeros too */
+		pthread_mutex_lock(&s->app_codec_lock);
+		q = restore_region(s, i, 0, false, s->app_codec, NULL);
+		pthread_mutex_unlock(&s->app_codec_lock);
+		if (q && q != -EBADMSG)
+			return q;
+	}
+}
+
+_public_ int thpswap_unregister(struct thpswap_session *s, void *addr, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr;
+	int r = all_managed(s, addr, len), q;
+
+	if (r)
+		return r;
+	for (size_t off = 0; off < len; off += REGION) {
+		long i = rt_detach(s, a + off);
+
+		if (i < 0)
+			continue;
+		q = restore_detached(s, (uint32_t)i);
+		if (q && !r)
+			r = q;
+		q = thp_uffd_unregister(s->uffd, a + off, REGION);
+		if (q && !r)
+			r = q;
+		rt_release(s, (uint32_t)i);
+	}
+	return r;
+}
+
+_public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, enum thpswap_advice advice)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr & ~(REGION - 1);
+	uint64_t end = (uint64_t)(uintptr_t)addr + len, in = 0, stored = 0;
+	int n = 0;
+
+	if (!s || !len || (advice != THPSWAP_ADVICE_COLD && advice != THPSWAP_ADVICE_WILLNEED))
+		return -EINVAL;
+	for (; a < end; a += REGION) {
+		long i = rt_lookup(s, a);
+
+		if (i < 0)
+			continue;
+		pthread_mutex_lock(&s->app_codec_lock);
+		if (advice == THPSWAP_ADVICE_COLD) {
+			n += evict_region(s, (uint32_t)i, s->app_codec, s->app_buf, &in, &stored) == EV_EVICTED;
+		} else {
+			uint32_t st = rec_state(&s->rec[i]);
+
+			if ((st == THP_ST_RAM || st == THP_ST_ZERO) &&
+			    restore_region(s, (uint32_t)i, 0, true, s->app_codec, NULL) == 0)
+				n++;
+		}
+		pthread_mutex_unlock(&s->app_codec_lock);
+	}
+	return n;
+}
+
+_public_ int thpswap_get_stats(struct thpswap_session *s, struct thpswap_stats *st, size_t size)
+{
+	struct thpswap_stats all;
+	uint64_t *v = (uint64_t *)&all;
+
+	if (!s || !st || size == 0 || size % sizeof(uint64_t))
+		return -EINVAL;
+	_Static_assert(sizeof(all) / sizeof(uint64_t) <= THP_C__MAX, "stats map to counters");
+	for (size_t i = 0; i < sizeof(all) / sizeof(uint64_t); i++)
+		v[i] = atomic_load_explicit(&s->hdr->ctr[i], memory_order_relaxed);
+	memcpy(st, &all, size < sizeof(all) ? size : sizeof(all));
+	return 0;
+}

@@ -1,1 +1,197 @@
-extern int thp_placeholder_maps_lib; /* placeholder, replaced by its owner */
+/* SPDX-License-Identifier: MIT */
+/*
+ * The region table: region number (addr / 2 MiB) -> record index, an
+ * open-addressing hash under one mutex.  Lookups are short; nothing waits on
+ * an eviction or a restore while holding the lock.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define KEY_EMPTY 0
+#define KEY_DEAD UINT64_MAX
+
+static inline uint64_t key_of(uint64_t addr)
+{
+	return addr / REGION + 1;
+}
+
+static inline uint32_t hash_key(uint64_t k, uint32_t cap)
+{
+	return (uint32_t)((k * 0x9e3779b97f4a7c15ULL) >> 32) & (cap - 1);
+}
+
+int rt_init(struct region_table *t, uint32_t max_regions)
+{
+	uint32_t cap = 16;
+
+	while (cap < 2 * max_regions)
+		cap <<= 1;
+	t->keys = calloc(cap, sizeof(*t->keys));
+	t->vals = calloc(cap, sizeof(*t->vals));
+	t->free_idx = calloc(max_regions, sizeof(*t->free_idx));
+	if (!t->keys || !t->vals || !t->free_idx) {
+		rt_fini(t);
+		return -ENOMEM;
+	}
+	t->cap = cap;
+	/* Hand out low indices first: they are the slots touched already. */
+	for (uint32_t i = 0; i < max_regions; i++)
+		t->free_idx[i] = max_regions - 1 - i;
+	t->nfree = max_regions;
+	pthread_mutex_init(&t->lock, NULL);
+	return 0;
+}
+
+void rt_fini(struct region_table *t)
+{
+	free(t->keys);
+	free(t->vals);
+	free(t->free_idx);
+	t->keys = NULL;
+	t->vals = NULL;
+	t->free_idx = NULL;
+}
+
+/* Position of @k, or -1.  Lock held. */
+static long find_locked(struct region_table *t, uint64_t k)
+{
+	for (uint32_t i = hash_key(k, t->cap), n = 0; n < t->cap; i = (i + 1) & (t->cap - 1), n++) {
+		if (t->keys[i] == k)
+			return i;
+		if (t->keys[i] == KEY_EMPTY)
+			return -1;
+	}
+	return -1;
+}
+
+static void insert_locked(struct region_table *t, uint64_t k, uint32_t v)
+{
+	uint32_t i = hash_key(k, t->cap);
+
+	while (t->keys[i] != KEY_EMPTY && t->keys[i] != KEY_DEAD)
+		i = (i + 1) & (t->cap - 1);
+	t->keys[i] = k;
+	t->vals[i] = v;
+}
+
+long rt_lookup(struct thpswap_session *s, uint64_t addr)
+{
+	struct region_table *t = &s->rt;
+	long pos, v = -ENOENT;
+
+	pthread_mutex_lock(&t->lock);
+	pos = find_locked(t, key_of(addr));
+	if (pos >= 0)
+		v = t->vals[pos];
+	pthread_mutex_unlock(&t->lock);
+	return v;
+}
+
+int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st)
+{
+	struct region_table *t = &s->rt;
+	uint64_t n = len / REGION, now = now_ns();
+
+	pthread_mutex_lock(&t->lock);
+	if (n > t->nfree) {
+		pthread_mutex_unlock(&t->lock);
+		return -ENOSPC;
+	}
+	for (uint64_t a = start; a < start + len; a += REGION)
+		if (find_locked(t, key_of(a)) >= 0) {
+			pthread_mutex_unlock(&t->lock);
+			return -EBUSY;
+		}
+	for (uint64_t a = start; a < start + len; a += REGION) {
+		uint32_t i = t->free_idx[--t->nfree];
+		struct thp_record *r = &s->rec[i];
+
+		r->flags = 0;
+		r->addr = a;
+		r->stored_len = 0;
+		r->last_fault_ns = now;
+		r->evicted_ns = 0;
+		r->evictions = r->restores = 0;
+		rec_set(s, r, st);
+		insert_locked(t, key_of(a), i);
+	}
+	ctr_add(s, THP_C_REGIONS, (int64_t)n);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+/* Wait until no eviction or restore owns @r.  The fault thread keeps reading
+ * events meanwhile: an evictor moving a region back may be waiting for them. */
+uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r)
+{
+	for (;;) {
+		uint32_t st = rec_state(r);
+
+		if (st != THP_ST_EVICTING && st != THP_ST_CANCEL && st != THP_ST_RESTORING)
+			return st;
+		if (agent_is_fault_thread(s))
+			agent_drain(s);
+		sched_yield();
+	}
+}
+
+long rt_detach(struct thpswap_session *s, uint64_t addr)
+{
+	struct region_table *t = &s->rt;
+	long pos, i = -ENOENT;
+
+	pthread_mutex_lock(&t->lock);
+	pos = find_locked(t, key_of(addr));
+	if (pos >= 0) {
+		i = t->vals[pos];
+		t->keys[pos] = KEY_DEAD;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return i;
+}
+
+void rt_release(struct thpswap_session *s, uint32_t i)
+{
+	struct region_table *t = &s->rt;
+
+	/* Unreachable by lookups; let its current owner finish. */
+	rec_wait_stable(s, &s->rec[i]);
+	rec_drop_bytes(s, i);
+	rec_set(s, &s->rec[i], THP_ST_FREE);
+	ctr_add(s, THP_C_REGIONS, -1);
+	pthread_mutex_lock(&t->lock);
+	t->free_idx[t->nfree++] = i;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
+{
+	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
+		long i = rt_detach(s, a);
+
+		if (i >= 0)
+			rt_release(s, (uint32_t)i);
+	}
+}
+
+void rt_move(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len)
+{
+	struct region_table *t = &s->rt;
+
+	pthread_mutex_lock(&t->lock);
+	for (uint64_t off = 0; off < len; off += REGION) {
+		long pos = find_locked(t, key_of(from + off));
+		uint32_t i;
+
+		if (pos < 0)
+			continue;
+		i = t->vals[pos];
+		t->keys[pos] = KEY_DEAD;
+		s->rec[i].addr = to + off;
+		insert_locked(t, key_of(to + off), i);
+	}
+	pthread_mutex_unlock(&t->lock);
+}

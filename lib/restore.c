@@ -1,1 +1,262 @@
-extern int thp_placeholder_restore_lib; /* placeholder, replaced by its owner */
+/* SPDX-License-Identifier: MIT */
+/*
+ * Restore: bring a region back as one PMD-mapped THP.  An all-zero region
+ * comes back as the huge zero page on a read fault (nothing allocated until
+ * written) or as a zeroed pool THP on a write; a stored one is decompressed
+ * into a pool THP and moved in.  The MOVE wakes every thread waiting on the
+ * region (the kernel re-checks the page table for later ones).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hash.h"
+#include "internal.h"
+#include "kernel-abi.h"
+#include "pagemap.h"
+#include "uffd.h"
+
+/* Events pending on the region uffd make MOVE/COPY fail with EAGAIN and no
+ * progress (§3); the fault thread reads them, anyone else lets it. */
+static void let_events_drain(struct thpswap_session *s)
+{
+	ctr_add(s, THP_C_EAGAIN_RETRIES, 1);
+	if (agent_is_fault_thread(s))
+		agent_drain(s);
+	else
+		sched_yield();
+}
+
+/* 4 KiB fallback when no PMD can be installed (prot differs after
+ * mprotect, part of the region unmapped): copy page by page, skipping pages
+ * that are present already or no longer mapped. */
+static int copy_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
+{
+	int copied = 0;
+
+	ctr_add(s, THP_C_FALLBACK_4K, 1);
+	for (uint64_t off = 0; off < REGION; off += THP_PAGE_SIZE) {
+		int rc;
+
+		while ((rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
+					   UFFDIO_COPY_MODE_DONTWAKE, NULL)) == -EAGAIN)
+			let_events_drain(s);
+		if (rc == 0)
+			copied++;
+		else if (rc != -EEXIST && rc != -ENOENT)
+			return rc;
+	}
+	return copied ? 0 : -ENOENT;
+}
+
+int move_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
+{
+	uint64_t off = 0;
+
+	for (;;) {
+		int64_t moved = 0;
+		int rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
+				       UFFDIO_MOVE_MODE_DONTWAKE, &moved);
+
+		if (rc == 0)
+			return 0;
+		if (rc == -EAGAIN && moved > 0) {
+			/* Short move: the region had a page table (§7.1); go on. */
+			off += (uint64_t)moved;
+			continue;
+		}
+		if (rc == -EAGAIN) {
+			let_events_drain(s);
+			continue;
+		}
+		if (rc == -EINVAL || rc == -ENOENT)
+			return copy_in(s, dst, src); /* ENOENT: nothing at src is a bug, EINVAL: prot/VMA */
+		return rc;
+	}
+}
+
+void verify_pmd(struct thpswap_session *s, uint64_t addr)
+{
+	if (thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1) {
+		ctr_add(s, THP_C_RESTORES_PMD, 1);
+		return;
+	}
+	/* Moved in but split (a leftover page table at the destination). */
+	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 &&
+	    thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1) {
+		ctr_add(s, THP_C_SPLIT_REPAIRED, 1);
+		ctr_add(s, THP_C_RESTORES_PMD, 1);
+	} else {
+		ctr_add(s, THP_C_SPLIT_LEFT, 1);
+	}
+}
+
+/* Zero the part of a region being restored that the application zapped. */
+static void apply_zap(char *slot, uint64_t addr, const struct zap_range *z)
+{
+	if (z && z->hi > z->lo)
+		memset(slot + (z->lo - addr), 0, z->hi - z->lo);
+}
+
+static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t back_state,
+		  uint64_t t0, enum thp_hist h)
+{
+	struct thp_record *r = &s->rec[idx];
+	int rc = move_in(s, r->addr, (uint64_t)(uintptr_t)slot);
+	uint32_t stored;
+
+	if (rc) {
+		/* Region gone or unusable: leave the record as it was. */
+		slot_zap(slot);
+		slot_put(s, slot, false);
+		rec_set(s, r, back_state);
+		thp_uffd_wake(s->uffd, r->addr, REGION);
+		return rc;
+	}
+	stored = rec_forget_bytes(s, idx);
+	r->restores++;
+	rec_set(s, r, THP_ST_RESIDENT);
+	ctr_add(s, THP_C_RESTORES, 1);
+	thp_uffd_wake(s->uffd, r->addr, REGION);
+	hist_add(s, h, now_ns() - t0);
+	/* Off the faulter's path from here on. */
+	if (stored)
+		slot_punch(s, idx);
+	slot_put(s, slot, false);
+	verify_pmd(s, r->addr);
+	agent_kick_refill(s);
+	return 0;
+}
+
+static int restore_zero(struct thpswap_session *s, uint32_t idx, bool write, uint32_t back_state,
+			const struct zap_range *z, uint64_t t0)
+{
+	bool full;
+	char *slot = slot_get(s, write, &full);
+
+	(void)z; /* all zero already */
+	if (write || full) {
+		if (full)
+			memset(slot, 0, REGION);
+		else if (slot_fill(s, slot))
+			ctr_add(s, THP_C_FALLBACK_4K, 1); /* no THP to be had: 4 KiB pages */
+	} else {
+		/* A read fault here maps the huge zero page; MOVE carries it. */
+		(void)*(volatile char *)slot;
+	}
+	return finish(s, idx, slot, back_state, t0, write ? THP_H_ZERO_WRITE : THP_H_ZERO_READ);
+}
+
+static int poison(struct thpswap_session *s, uint32_t idx)
+{
+	struct thp_record *r = &s->rec[idx];
+
+	/* Never serve wrong bytes: a touch of this region raises SIGBUS. */
+	ctr_add(s, THP_C_CORRUPT, 1);
+	rec_drop_bytes(s, idx);
+	rec_set(s, r, THP_ST_POISONED);
+	while (thp_uffd_poison(s->uffd, r->addr, REGION) == -EAGAIN)
+		let_events_drain(s);
+	return -EBADMSG;
+}
+
+static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec *codec,
+		       const struct zap_range *z, uint64_t t0)
+{
+	struct thp_record *r = &s->rec[idx];
+	const char *blob = (const char *)s->arena + thp_arena_slot_off(s->hdr, idx);
+	struct thp_blob_view v;
+	uint32_t len = r->stored_len;
+	bool full;
+	char *slot;
+	int rc = 0;
+
+	if (len > THP_SLOT_SIZE || thp_blob_view(blob, len, &v))
+		return poison(s, idx);
+	if (v.codec == THP_CODEC_NONE && thp_hash64(blob, len) != r->checksum)
+		return poison(s, idx);
+	slot = slot_get(s, true, &full);
+	if (!full && slot_fill(s, slot))
+		ctr_add(s, THP_C_FALLBACK_4K, 1); /* decompress into 4 KiB pages */
+	if (v.nframes > 1 && s->nworkers > 0) {
+		rc = decompress_parallel(s, codec, &v, slot);
+	} else {
+		for (unsigned i = 0; i < v.nframes && !rc; i++)
+			rc = thp_codec_decompress_frame(codec, &v, i, slot);
+	}
+	if (rc) {
+		slot_put(s, slot, true);
+		return poison(s, idx);
+	}
+	apply_zap(slot, r->addr, z);
+	return finish(s, idx, slot, THP_ST_RAM, t0, THP_H_RAM);
+}
+
+/* A fault on a region we consider resident: the application zapped some or
+ * all of it (MADV_DONTNEED/FREE), which reads as zeros. */
+static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
+			     bool write, uint64_t t0)
+{
+	struct thp_record *r = &s->rec[idx];
+	uint64_t page = fault_addr & ~(THP_PAGE_SIZE - 1);
+	long present;
+	int rc;
+
+	if (thp_pagemap_count_present(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
+		return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* raced: it is there */
+	present = thp_pagemap_count_present(s->pagemap, r->addr, r->addr + REGION);
+	if (present == 0 && rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING))
+		return restore_zero(s, idx, write, THP_ST_RESIDENT, NULL, t0);
+	/* A hole in a split region: a 4 KiB zero page (a write then COWs it). */
+	ctr_add(s, THP_C_FALLBACK_4K, 1);
+	while ((rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL)) == -EAGAIN)
+		let_events_drain(s);
+	if (rc == -EEXIST)
+		rc = thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
+	return rc;
+}
+
+int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr, bool write,
+		   struct thp_codec *codec, const struct zap_range *z)
+{
+	struct thp_record *r = &s->rec[idx];
+	uint64_t t0 = now_ns();
+
+	if (fault_addr)
+		r->last_fault_ns = t0;
+	for (;;) {
+		uint32_t st = rec_state(r);
+
+		switch (st) {
+		case THP_ST_RESIDENT:
+			return fault_addr ? fault_on_resident(s, idx, fault_addr, write, t0) : 0;
+		case THP_ST_EMPTY:
+		case THP_ST_ZERO:
+			if (rec_cas(s, r, st, THP_ST_RESTORING))
+				return restore_zero(s, idx, write, st, z, t0);
+			break;
+		case THP_ST_RAM:
+			if (rec_cas(s, r, st, THP_ST_RESTORING))
+				return restore_ram(s, idx, codec, z, t0);
+			break;
+		case THP_ST_EVICTING:
+			/* The evictor moves it back and its MOVE wakes us. */
+			if (rec_cas(s, r, st, THP_ST_CANCEL))
+				return 0;
+			break;
+		case THP_ST_CANCEL:
+		case THP_ST_RESTORING:
+			if (fault_addr)
+				return 0; /* its owner's MOVE wakes the faulter */
+			sched_yield(); /* a prefetch waits for the owner */
+			break;
+		case THP_ST_POISONED:
+			return -EBADMSG;
+		default:
+			if (fault_addr)
+				thp_uffd_wake(s->uffd, fault_addr & ~(THP_PAGE_SIZE - 1), THP_PAGE_SIZE);
+			return -ENOENT;
+		}
+	}
+}

@@ -1,1 +1,261 @@
-extern int thp_placeholder_session_lib; /* placeholder, replaced by its owner */
+/* SPDX-License-Identifier: MIT */
+/* Opening a session: uffds, the daemon handshake, the arena, the agent. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "kernel-abi.h"
+#include "pagemap.h"
+#include "proto.h"
+#include "uffd.h"
+
+#define DEFAULT_MAX_REGIONS 32768 /* 64 GiB of managed memory */
+#define DEFAULT_WORKERS 2
+
+/* What the agent cannot work without, on the region uffd. */
+#define NEED_FEATURES (UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
+		       UFFD_FEATURE_EVENT_REMAP)
+
+static unsigned env_uint(const char *name, unsigned dflt, unsigned lo, unsigned hi)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v)
+		return dflt;
+	n = strtoul(v, &end, 10);
+	return (*end || n < lo || n > hi) ? dflt : (unsigned)n;
+}
+
+static int connect_daemon(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* HELLO with the region uffd; WELCOME with the arena memfd. */
+static int handshake(struct thpswap_session *s, uint32_t max_regions)
+{
+	struct thp_msg_hello h = {
+		.role = THP_ROLE_CLIENT,
+		.max_regions = max_regions,
+		.want_features = NEED_FEATURES | UFFD_FEATURE_MOVE,
+	};
+	char buf[THP_MSG_MAX];
+	struct thp_msg m;
+	const struct thp_msg_welcome *w;
+	int fds[1], r;
+	unsigned nfds = 0;
+	long n;
+
+	prctl(PR_GET_NAME, h.comm);
+	r = thp_msg_send(s->sock, THP_MSG_HELLO, 1, &h, sizeof(h), &s->uffd, 1);
+	if (r)
+		return r;
+	n = thp_msg_recv(s->sock, buf, sizeof(buf), fds, 1, &nfds);
+	if (n <= 0)
+		return n == 0 ? -ECONNRESET : (int)n;
+	r = thp_msg_parse(buf, (size_t)n, &m);
+	if (r == 0 && m.hdr.type == THP_MSG_ERROR)
+		r = ((const struct thp_msg_error *)m.payload)->err;
+	else if (r == 0 && (m.hdr.type != THP_MSG_WELCOME || nfds != 1))
+		r = -EPROTO;
+	if (r) {
+		if (nfds)
+			close(fds[0]);
+		return r < 0 ? r : -EPROTO;
+	}
+	w = m.payload;
+	s->arena_fd = fds[0];
+	s->features = w->uffd_features;
+	s->arena_size = w->arena_size;
+	return 0;
+}
+
+static int map_arena(struct thpswap_session *s)
+{
+	struct stat st;
+
+	if (fstat(s->arena_fd, &st) || (uint64_t)st.st_size != s->arena_size)
+		return -EPROTO;
+	s->arena = mmap(NULL, s->arena_size, PROT_READ | PROT_WRITE, MAP_SHARED, s->arena_fd, 0);
+	if (s->arena == MAP_FAILED) {
+		s->arena = NULL;
+		return -errno;
+	}
+	/* The agent must not fork it into children, nor hand it out. */
+	madvise(s->arena, s->arena_size, MADV_DONTFORK);
+	s->hdr = s->arena;
+	if (thp_arena_validate(s->hdr, s->arena_size))
+		return -EPROTO;
+	s->rec = thp_arena_records(s->arena);
+	return 0;
+}
+
+static void session_free(struct thpswap_session *s)
+{
+	agent_stop(s);
+	for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
+		thp_codec_free(s->workers[i].codec);
+		free(s->workers[i].buf);
+	}
+	free(s->workers);
+	thp_codec_free(s->fault_codec);
+	thp_codec_free(s->app_codec);
+	free(s->fault_buf);
+	free(s->app_buf);
+	scratch_fini(&s->sc);
+	rt_fini(&s->rt);
+	if (s->arena)
+		munmap(s->arena, s->arena_size);
+	/* Last: closing the region uffd makes evicted memory read as zeros;
+	 * by now nothing is evicted or nothing is registered any more. */
+	int fds[] = { s->sock, s->uffd, s->suffd, s->pagemap, s->arena_fd };
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(s);
+}
+
+static int make_codec(struct thpswap_session *s, struct thp_codec **c, char **buf)
+{
+	int r = thp_codec_new(c, s->hdr->cfg.zstd_level);
+
+	if (r)
+		return r;
+	*buf = malloc(THP_SLOT_SIZE);
+	return *buf ? 0 : -ENOMEM;
+}
+
+_public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
+{
+	struct thpswap_session *s;
+	uint32_t max_regions = env_uint("THPSWAP_MAX_REGIONS", DEFAULT_MAX_REGIONS, 1, 1u << 20);
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	if (!socket_path)
+		socket_path = getenv("THPSWAP_SOCKET");
+	if (!socket_path || !*socket_path)
+		socket_path = THPSWAP_DEFAULT_SOCKET;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->sock = s->uffd = s->suffd = s->pagemap = s->evfd = s->arena_fd = -1;
+	pthread_mutex_init(&s->send_lock, NULL);
+	pthread_mutex_init(&s->wlock, NULL);
+	pthread_cond_init(&s->wcond, NULL);
+	pthread_mutex_init(&s->app_codec_lock, NULL);
+
+	r = s->sock = connect_daemon(socket_path);
+	if (r < 0)
+		goto fail;
+	r = s->uffd = thp_uffd_create();
+	if (r < 0)
+		goto fail;
+	r = s->suffd = thp_uffd_create();
+	if (r < 0)
+		goto fail;
+	r = s->pagemap = thp_pagemap_open(0);
+	if (r < 0)
+		goto fail;
+	r = handshake(s, max_regions);
+	if (r)
+		goto fail;
+	r = -ENOTSUP;
+	if ((s->features & NEED_FEATURES) != NEED_FEATURES)
+		goto fail;
+	r = map_arena(s);
+	if (r)
+		goto fail;
+	/* The scratch uffd: no events, so zapping staging raises nothing. */
+	if (thp_uffd_api(s->suffd, UFFD_FEATURE_MOVE, NULL) &&
+	    (r = thp_uffd_api(s->suffd, 0, NULL)))
+		goto fail;
+	if (fcntl(s->sock, F_SETFL, O_NONBLOCK) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = rt_init(&s->rt, s->hdr->max_regions);
+	if (r)
+		goto fail;
+	s->nworkers = env_uint("THPSWAP_WORKERS", DEFAULT_WORKERS, 0, 64);
+	r = scratch_init(s, s->hdr->cfg.pool_slots, s->nworkers + 3);
+	if (r)
+		goto fail;
+	r = make_codec(s, &s->fault_codec, &s->fault_buf);
+	if (!r)
+		r = make_codec(s, &s->app_codec, &s->app_buf);
+	if (r)
+		goto fail;
+	s->workers = calloc(s->nworkers ? s->nworkers : 1, sizeof(*s->workers));
+	if (!s->workers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		s->workers[i].s = s;
+		r = make_codec(s, &s->workers[i].codec, &s->workers[i].buf);
+		if (r)
+			goto fail;
+	}
+	r = agent_start(s);
+	if (r)
+		goto fail;
+	*ret = s;
+	return 0;
+fail:
+	session_free(s);
+	return r;
+}
+
+_public_ int thpswap_close(struct thpswap_session *s)
+{
+	uint32_t max;
+	int r = 0;
+
+	if (!s)
+		return -EINVAL;
+	/* Bring everything back while the agent still serves faults, then
+	 * make it ordinary memory. */
+	max = s->hdr->max_regions;
+	for (uint32_t i = 0; i < max; i++) {
+		struct thp_record *r0 = &s->rec[i];
+		uint64_t addr;
+
+		if (rec_state(r0) == THP_ST_FREE)
+			continue;
+		addr = r0->addr;
+		int q = thpswap_unregister(s, (void *)(uintptr_t)addr, REGION);
+
+		if (q && !r)
+			r = q;
+	}
+	session_free(s);
+	return r;
+}

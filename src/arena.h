@@ -8,7 +8,7 @@
  * Layout (offsets in bytes):
  *   0                 struct thp_arena_header (one page)
  *   records_off       struct thp_record[max_regions]
- *   data_off          max_regions slots of THP_SLOT_SIZE (2 MiB) each
+ *   data_off          max_regions slots of THP_SLOT_SIZE (2 MiB + 4 KiB) each
  *
  * Slot i belongs to record i and holds that region's stored bytes (a
  * struct thp_blob header, then the frames).  tmpfs is sparse: a slot costs
@@ -28,7 +28,9 @@
 
 #define THP_ARENA_MAGIC   0x4150535748544854ULL /* "THTHWSPA" */
 #define THP_ARENA_VERSION 1
-#define THP_SLOT_SIZE     (2UL << 20)
+#define THP_REGION_BYTES  (2UL << 20)
+/* A raw region plus its blob header must fit. */
+#define THP_SLOT_SIZE     (THP_REGION_BYTES + 4096UL)
 #define THP_MAX_FRAMES    8
 
 /* Record states.  Transitions and who owns them: record.h. */
@@ -41,10 +43,11 @@ enum thp_state {
 	THP_ST_RAM,        /* region empty, bytes compressed in the slot */
 	THP_ST_RESTORING,  /* being brought back */
 	THP_ST_POISONED,   /* stored bytes failed verification: SIGBUS */
+	THP_ST_EMPTY,      /* never populated (or zapped): reads as zeros */
 	THP_ST__MAX
 };
 
-enum thp_codec {
+enum thp_codec_id {
 	THP_CODEC_NONE = 0, /* raw 2 MiB */
 	THP_CODEC_ZSTD = 1,
 };
@@ -54,7 +57,7 @@ struct thp_record {
 	uint32_t flags;           /* THP_RF_* */
 	uint64_t addr;            /* region start in the client */
 	uint32_t stored_len;      /* bytes used in the slot, blob header incl. */
-	uint8_t codec;            /* enum thp_codec */
+	uint8_t codec;            /* enum thp_codec_id */
 	int8_t level;             /* zstd level used */
 	uint8_t nframes;
 	uint8_t pad0;

@@ -36,6 +36,9 @@ int h_daemon_stop(struct h_daemon *d);
  * truncated to @outsz).  Returns the exit status or -errno. */
 int h_ctl(const struct h_daemon *d, char *out, size_t outsz, const char *const *argv);
 
+/* The number after the first "@key": in @json, or -1. */
+long long h_json_u64(const char *json, const char *key);
+
 /* Bytes of Rss and AnonHugePages of this process (smaps_rollup). */
 int h_rss(size_t *rss, size_t *anon_huge);
 /* Number of 2 MiB units in [addr, addr+len) that are PMD-mapped

@@ -1,0 +1,308 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Put the per-configuration results of thpswap-bench side by side.
+
+usage: bench/report.py OUT
+
+Reads OUT/raw/*.json (one file per configuration and data set), writes
+OUT/results.md and OUT/results.json, and prints the markdown.  Every ratio
+compares runs made in the same bench/run invocation, on the same data.
+"""
+import glob
+import json
+import os
+import platform
+import sys
+import time
+
+MIB = 1 << 20
+
+# The project's targets.  "fast"/"dense" are the thpswap profiles.
+TARGETS = """\
+fast profile: restore p50 <= 0.33x zswap's (read, write, all faults)
+fast profile: restore p99 <= 0.5x zswap's (read, write, all faults)
+dense profile: stored ratio >= 1.2x zswap's
+dense profile: restore p50 <= 0.6x zswap's (read, write, all faults)
+every thpswap configuration: >= 99 % of 2 MiB units PMD-mapped after restore
+every thpswap configuration: random reads after restore <= 1.03x before
+fast profile: eviction throughput >= 1.5x zswap's
+every thpswap configuration: all-zero region back <= 0.1 ms on read, <= 0.25 ms on write (p50)"""
+
+
+def machine():
+    m = {"uname": " ".join(x for x in platform.uname() if x), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    m["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        m["cpus"] = os.cpu_count()
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    m["memory_gib"] = round(int(line.split()[1]) / (1 << 20), 1)
+        for k in ("enabled", "defrag"):
+            with open("/sys/kernel/mm/transparent_hugepage/" + k) as f:
+                m["thp_" + k] = f.read().strip()
+    except OSError:
+        pass
+    return m
+
+
+def g(d, *path, default=None):
+    for p in path:
+        if not isinstance(d, dict) or p not in d or d[p] is None:
+            return default
+        d = d[p]
+    return d
+
+
+def ms(us):
+    return "–" if us is None or us == 0 else f"{us / 1000:.2f}"
+
+
+def fnum(v, fmt="{:.2f}"):
+    return "–" if v is None else fmt.format(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def profile_of(r):
+    """fast, dense or None, from the daemon arguments."""
+    args = r.get("daemon_args") or []
+    prof = None
+    for i, a in enumerate(args):
+        if a == "--profile" and i + 1 < len(args):
+            prof = args[i + 1]
+        elif a.startswith("--profile="):
+            prof = a.split("=", 1)[1]
+    if any(a.startswith("--zstd-level") for a in args):
+        return None  # a level override is neither profile as specified
+    return prof
+
+
+def row(r, phase):
+    p = r[phase]
+    ev, mem, rs = p["evict"], p["memory"], p["restore"]
+    units = p["units"]
+    rr = p.get("random_read") or {}
+    cpu_c = (ev.get("client_cpu_s") or 0) + (rs.get("client_cpu_s") or 0)
+    cpu_d = (ev.get("daemon_cpu_s") or 0) + (rs.get("daemon_cpu_s") or 0)
+    data = r["data"]["name"] if phase == "result" else "all-zero region"
+    return {
+        "config": r["config"],
+        "data": data,
+        "evicted": f'{ev["evicted_units"]}/{units}',
+        "evict_ms_p50": ms(g(ev, "per_unit", "p50_us")),
+        "evict_mib_s": fnum(ev.get("throughput_mib_s"), "{:.0f}"),
+        "read_p50": ms(g(rs, "read", "p50_us")),
+        "read_p99": ms(g(rs, "read", "p99_us")),
+        "write_p50": ms(g(rs, "write", "p50_us")),
+        "write_p99": ms(g(rs, "write", "p99_us")),
+        "released_mib": str(round(mem["released"] / MIB)),
+        "stored_mib": str(round(mem["stored"] / MIB)),
+        "ratio": fnum(mem.get("stored_ratio")),
+        "pmd": f'{100.0 * p["pmd"]["after"] / units:.1f}' if units else "–",
+        "rand": (f'{rr["before_ns"]:.0f}→{rr["after_ns"]:.0f} ({rr["slowdown"]:.2f}x)'
+                 if rr else "–"),
+        "cpu": f"{cpu_c:.2f} / {cpu_d:.2f}",
+        "splits": str(g(ev, "vmstat", "thp_split_pmd", default=0) +
+                      g(rs, "vmstat", "thp_split_pmd", default=0)),
+        "wrong": str(p["wrong_units"]),
+    }
+
+
+COLS = [
+    ("config", "config"), ("data", "data"), ("evicted", "evicted"),
+    ("evict_ms_p50", "evict ms/2M p50"), ("evict_mib_s", "evict MiB/s"),
+    ("read_p50", "read p50 ms"), ("read_p99", "read p99 ms"),
+    ("write_p50", "write p50 ms"), ("write_p99", "write p99 ms"),
+    ("released_mib", "released MiB"), ("stored_mib", "stored MiB"), ("ratio", "ratio"),
+    ("pmd", "PMD after %"), ("rand", "rand read ns before→after (slowdown)"),
+    ("cpu", "CPU s client / daemon"), ("splits", "PMD splits"), ("wrong", "wrong"),
+]
+
+
+def table(rows):
+    out = ["| " + " | ".join(h for _, h in COLS) + " |",
+           "|" + "|".join("---" for _ in COLS) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(r[k] for k, _ in COLS) + " |")
+    return "\n".join(out)
+
+
+def lat(r, phase, kind, q):
+    return g(r, phase, "restore", kind, q + "_us")
+
+
+def all_evicted(r):
+    return g(r, "result", "evict", "evicted_units") == g(r, "result", "units")
+
+
+def compare(t, z):
+    """thpswap run @t against zswap run @z (same data).  Restore latencies
+    compare only when both evicted every unit: a unit kept resident (thpswap
+    keeps incompressible ones) has no restore to time."""
+    c = {}
+    both = all_evicted(t) and all_evicted(z)
+    for kind in ("read", "write", "all"):
+        for q in ("p50", "p99"):
+            c[f"restore_{kind}_{q}"] = (ratio(lat(t, "result", kind, q), lat(z, "result", kind, q))
+                                        if both else None)
+    c["stored_ratio"] = ratio(g(t, "result", "memory", "stored_ratio"),
+                              g(z, "result", "memory", "stored_ratio"))
+    c["evict_throughput"] = ratio(g(t, "result", "evict", "throughput_mib_s"),
+                                  g(z, "result", "evict", "throughput_mib_s"))
+    c["random_read_slowdown"] = g(t, "result", "random_read", "slowdown")
+    c["random_read_slowdown_zswap"] = g(z, "result", "random_read", "slowdown")
+    return c
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def le(v, lim):
+    return None if v is None else v <= lim
+
+
+def ge(v, lim):
+    return None if v is None else v >= lim
+
+
+def targets(runs, data):
+    """[(target, config, measured, verdict)] on data set @data."""
+    res = []
+    on = [r for r in runs if r["data"]["name"] == data]
+    zs = [r for r in on if r["backend"] == "zswap"]
+    z = zs[0] if zs else None
+    ts = [r for r in on if r["mode"] == "thpswap"]
+    fast = [r for r in ts if profile_of(r) == "fast"]
+    dense = [r for r in ts if profile_of(r) == "dense"]
+
+    def add(name, r, v, ok):
+        res.append({"target": name, "config": r["config"] if r else "–",
+                    "measured": v, "verdict": verdict(ok)})
+
+    for r in fast or [None]:
+        c = compare(r, z) if r and z else {}
+        for q, lim in (("p50", 0.33), ("p99", 0.5)):
+            for kind in ("read", "write", "all"):
+                v = c.get(f"restore_{kind}_{q}")
+                add(f"restore {q} ({kind}) <= {lim}x zswap", r,
+                    fnum(v, "{:.2f}x"), le(v, lim))
+        v = c.get("evict_throughput")
+        add("eviction throughput >= 1.5x zswap", r, fnum(v, "{:.2f}x"), ge(v, 1.5))
+    for r in dense or [None]:
+        c = compare(r, z) if r and z else {}
+        v = c.get("stored_ratio")
+        add("stored ratio >= 1.2x zswap", r, fnum(v, "{:.2f}x"), ge(v, 1.2))
+        for kind in ("read", "write", "all"):
+            v = c.get(f"restore_{kind}_p50")
+            add(f"restore p50 ({kind}) <= 0.6x zswap", r, fnum(v, "{:.2f}x"), le(v, 0.6))
+    for r in ts or [None]:
+        units = g(r, "result", "units") if r else None
+        pmd = g(r, "result", "pmd", "after") if r else None
+        v = 100.0 * pmd / units if units and pmd is not None else None
+        add(">= 99 % PMD-mapped after restore", r, fnum(v, "{:.1f} %"), ge(v, 99.0))
+        v = g(r, "result", "random_read", "slowdown") if r else None
+        add("random reads after restore <= 1.03x before", r, fnum(v, "{:.3f}x"), le(v, 1.03))
+        v = lat(r, "zero_region", "read", "p50") if r else None
+        add("all-zero region read <= 0.1 ms (p50)", r, ms(v) + " ms" if v else "–",
+            le(v, 100.0))
+        v = lat(r, "zero_region", "write", "p50") if r else None
+        add("all-zero region write <= 0.25 ms (p50)", r, ms(v) + " ms" if v else "–",
+            le(v, 250.0))
+    return res
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: report.py OUT")
+    out = sys.argv[1]
+    runs = []
+    for p in sorted(glob.glob(os.path.join(out, "raw", "*.json"))):
+        with open(p) as f:
+            try:
+                runs.append(json.load(f))
+            except json.JSONDecodeError as e:
+                print(f"report.py: {p}: {e}; skipped", file=sys.stderr)
+    if not runs:
+        sys.exit(f"report.py: no results in {out}/raw: did every configuration fail?")
+
+    order = {"thpswap": 0, "swapfile": 1, "loop": 2, "zswap": 3}
+    runs.sort(key=lambda r: (r["data"]["name"] != "heapmix", r["data"]["name"],
+                             order.get(r["backend"], 9), r["config"]))
+    rows = [row(r, "result") for r in runs]
+    zrows = [row(r, "zero_region") for r in runs
+             if r.get("zero_region") and r["data"]["name"] == runs[0]["data"]["name"]]
+
+    datas = []
+    for r in runs:
+        if r["data"]["name"] not in datas:
+            datas.append(r["data"]["name"])
+    main_data = "heapmix" if "heapmix" in datas else datas[0]
+
+    comparisons = []
+    for d in datas:
+        zs = [r for r in runs if r["data"]["name"] == d and r["backend"] == "zswap"]
+        for t in (r for r in runs if r["data"]["name"] == d and r["mode"] == "thpswap"):
+            if zs:
+                comparisons.append({"data": d, "config": t["config"], "vs": zs[0]["config"],
+                                    **compare(t, zs[0])})
+    tg = targets(runs, main_data)
+    mach = machine()
+    meta = {"command": os.environ.get("BENCH_COMMAND", "bench/run"),
+            "args": os.environ.get("BENCH_ARGS", ""),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": mach}
+
+    md = [f"# thpswap benchmark — {meta['date']}", "",
+          f"Command: `{meta['command']}` ({meta['args']})  ",
+          f"Machine: {mach.get('uname')}; {mach.get('cpu')} × {mach.get('cpus')}; "
+          f"{mach.get('memory_gib')} GiB; THP enabled={mach.get('thp_enabled')}", "",
+          "Data:"]
+    for d in datas:
+        r = next(r for r in runs if r["data"]["name"] == d)
+        md.append(f"- **{d}** ({r['data']['bytes'] // MIB} MiB): {r['data']['composition']}")
+    md += ["", "## Results", "", table(rows), ""]
+    if zrows:
+        md += ["## All-zero region", "", table(zrows), ""]
+    md += ["## Ratios (thpswap ÷ zswap, same run, same data)", ""]
+    if comparisons:
+        md += ["| data | config | vs | read p50 | read p99 | write p50 | write p99 | all p50 | all p99 "
+               "| stored ratio | evict throughput | rand-read slowdown (zswap) |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for c in comparisons:
+            md.append("| " + " | ".join([
+                c["data"], c["config"], c["vs"],
+                *(fnum(c[f"restore_{k}_{q}"], "{:.2f}x") for k in ("read", "write", "all")
+                  for q in ("p50", "p99")),
+                fnum(c["stored_ratio"], "{:.2f}x"), fnum(c["evict_throughput"], "{:.2f}x"),
+                f'{fnum(c["random_read_slowdown"], "{:.3f}x")} '
+                f'({fnum(c["random_read_slowdown_zswap"], "{:.3f}x")})']) + " |")
+    else:
+        md.append("No zswap run to compare with (or no thpswap run).")
+    md += ["", f"## Targets (on {main_data})", "", "| target | config | measured | |", "|---|---|---|---|"]
+    for t in tg:
+        md.append(f'| {t["target"]} | {t["config"]} | {t["measured"]} | **{t["verdict"]}** |')
+    md.append("")
+    text = "\n".join(md)
+
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"meta": meta, "runs": runs, "comparisons": comparisons, "targets": tg},
+                  f, indent=2)
+        f.write("\n")
+    print(text)
+    for t in tg:
+        print(f'{t["verdict"]:4}  {t["target"]} [{t["config"]}]: {t["measured"]}', file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

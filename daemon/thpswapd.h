@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * thpswapd internals.
+ *
+ * One struct thpd holds all of the daemon's state (no globals).  Every
+ * accepted connection is a struct thpd_conn; its first message (HELLO)
+ * makes it a client session (struct thpd_session: the client's arena,
+ * pidfd and eviction queue) or a control connection (thpswapctl).
+ *
+ *   main.c     options, probe, loop setup, signals, sd_notify, watchdog
+ *   config.c   embedded defaults, settings file, command line
+ *   server.c   listening socket, connections, message dispatch
+ *   session.c  client sessions: UFFDIO_API, arena, pidfd, EVICT queue
+ *   ctl.c      thpswapctl requests
+ *   policy.c   the per-client resident budget
+ */
+#ifndef THPSWAPD_H
+#define THPSWAPD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <limits.h>
+#include <uv.h>
+
+#include "arena.h"
+#include "proto.h"
+
+#define THPD_EXIT_RUN   (-1) /* config: carry on */
+#define THPD_EXIT_USAGE 2
+#define THPD_EXIT_UNAVAILABLE 69
+
+/* ---- config.c ---- */
+enum thpd_profile { THPD_PROFILE_FAST = 0, THPD_PROFILE_DENSE = 1 };
+
+struct thpd_config {
+	char socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char sysroot[PATH_MAX];     /* "" = the real /proc and /sys */
+	int profile;                /* enum thpd_profile */
+	int zstd_level;
+	uint32_t frames;
+	uint64_t budget_bytes;      /* 0 = no budget */
+	uint32_t incompressible;    /* enum thp_incompressible_policy */
+	uint32_t max_stored_pct;
+	uint32_t pool_slots;
+	uint32_t max_regions;
+	uint32_t interval_ms;
+	bool verbose;
+	bool check;
+};
+
+/* Fill @c from defaults, the settings file and @argv.  Returns THPD_EXIT_RUN
+ * to go on, or the status to exit with (--help/--version: 0; errors: 2,
+ * after printing what is wrong). */
+int thpd_config_load(struct thpd_config *c, int argc, char **argv);
+
+/* ---- the daemon ---- */
+struct thpd_session;
+
+struct thpd_conn {
+	struct thpd *d;
+	struct thpd_conn *prev, *next;  /* d->conns */
+	int fd;
+	uv_poll_t poll;
+	unsigned handles;               /* uv handles not yet closed */
+	bool closing;
+	uint32_t role;                  /* 0 until HELLO, then enum thp_role */
+	pid_t pid;                      /* SO_PEERCRED */
+	uid_t uid;
+	struct thpd_session *s;         /* role == THP_ROLE_CLIENT */
+};
+
+struct thpd {
+	struct thpd_config cfg;
+	uv_loop_t loop;
+	int listen_fd;
+	bool socket_bound;              /* we made the socket file: unlink it */
+	ino_t socket_ino;
+	bool accept_paused;             /* out of fds; resumed on a close */
+	bool stopping;
+	bool warned_fork;               /* said once that EVENT_FORK is denied */
+	uv_poll_t listen_poll;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t policy_timer, watchdog_timer;
+	uint64_t watchdog_usec;
+	struct thpd_conn *conns;
+	unsigned nclients;
+	uint64_t next_session_id;
+	uint64_t start_ns;
+	uint64_t rbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* one receive buffer */
+	uint64_t sbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* and one for ctl replies */
+};
+
+/* Logging to stderr, one line per event, "thpswapd: " prefixed.  Info lines
+ * only with -v. */
+void thpd_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void thpd_info(const struct thpd *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+uint64_t thpd_now_ns(void);
+/* Tell systemd the client count (STATUS=). */
+void thpd_notify_status(struct thpd *d);
+
+/* ---- server.c ---- */
+/* Listen on the socket systemd passed, else bind cfg.socket.  0 or -errno
+ * (the reason is printed). */
+int thpd_server_open(struct thpd *d);
+int thpd_server_start(struct thpd *d);
+/* Stop accepting and close every connection (no goodbye to anyone). */
+void thpd_server_stop(struct thpd *d);
+void thpd_conn_close(struct thpd_conn *c, const char *why);
+/* Send on @c; a failure (peer gone, or not reading) closes @c. */
+int thpd_conn_send(struct thpd_conn *c, enum thp_msg_type type, uint32_t seq,
+		   const void *payload, size_t len, const int *fds, unsigned nfds);
+void thpd_conn_error(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* ---- session.c ---- */
+/* HELLO{role=CLIENT} with the region uffd (consumed). Replies WELCOME or ERROR. */
+void thpd_session_start(struct thpd_conn *c, uint32_t seq,
+			const struct thp_msg_hello *hello, int uffd);
+void thpd_session_evict_done(struct thpd_conn *c, uint32_t seq,
+			     const struct thp_msg_evict_done *done);
+/* The agent answered with ERROR: if it is for the EVICT in flight, count
+ * that chunk as failed. */
+void thpd_session_peer_error(struct thpd_conn *c, uint32_t seq,
+			     const struct thp_msg_error *e);
+/* Free everything of a session; ctl requests waiting on it get ERROR. */
+void thpd_session_free(struct thpd_session *s);
+/* The live client session of @pid, or NULL. */
+struct thpd_session *thpd_session_find(struct thpd *d, pid_t pid);
+/* An agent that does not answer an EVICT in this time gets its chunk
+ * counted as failed, so that the queue (and the ctl waiting) moves on. */
+#ifndef THPD_EVICT_TIMEOUT_NS
+#define THPD_EVICT_TIMEOUT_NS (120ull * 1000000000ull)
+#endif
+void thpd_session_check_timeout(struct thpd_session *s, uint64_t now);
+/* A ctl connection is going away: drop it as the owner of queued work. */
+void thpd_session_forget_owner(struct thpd *d, struct thpd_conn *owner);
+
+/* Read-only views of a session's arena; every value is the client's and
+ * is clamped or checked here. */
+uint32_t thpd_session_nrec(const struct thpd_session *s);
+pid_t thpd_session_pid(const struct thpd_session *s);
+uid_t thpd_session_uid(const struct thpd_session *s);
+uint64_t thpd_session_id(const struct thpd_session *s);
+const char *thpd_session_comm(const struct thpd_session *s);
+/* Counter @i (region counts clamped to the arena's size). */
+uint64_t thpd_session_ctr(const struct thpd_session *s, enum thp_counter i);
+uint64_t thpd_session_hist(const struct thpd_session *s, unsigned h, unsigned b);
+/* A consistent-enough copy of record @i; false if it is unused or invalid
+ * (bad state or address). */
+bool thpd_session_record(const struct thpd_session *s, uint32_t i, struct thp_record *out);
+/* Walk the used records from index @start (holes in the memfd skipped:
+ * reading them would allocate tmpfs pages).  thpd_rec_next() fills a
+ * checked copy and its index, false at the end. */
+struct thpd_rec_iter {
+	const struct thpd_session *s;
+	uint32_t i, data_end;
+};
+void thpd_rec_iter_init(struct thpd_rec_iter *it, const struct thpd_session *s, uint32_t start);
+bool thpd_rec_next(struct thpd_rec_iter *it, uint32_t *idx, struct thp_record *out);
+/* Evictions in flight or queued. */
+bool thpd_session_busy(const struct thpd_session *s);
+/* The daemon's own memory of its last eviction attempt per record. */
+uint64_t thpd_session_last_attempt(const struct thpd_session *s, uint32_t i);
+/*
+ * Queue an EVICT of the records @idx[0..n) (their addresses are sent in
+ * chunks of THP_EVICT_MAX).  When done, @owner (a ctl connection, or NULL)
+ * gets EVICT_REPLY with @owner_seq.  0 or -ENOMEM.
+ */
+int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
+		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq);
+
+/* ---- ctl.c ---- */
+void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m);
+
+/* ---- policy.c ---- */
+void thpd_policy_tick(struct thpd *d);
+/* Pick up to @max records of @s to evict to get its resident bytes from
+ * @resident down to @target, least recently faulted first.  Returns how
+ * many were written to @out, or -ENOMEM. */
+long thpd_policy_pick(const struct thpd_session *s, uint64_t now, uint64_t resident,
+		      uint64_t target, uint32_t *out, uint32_t max);
+
+#endif

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libthpswap internals.
+ *
+ * Threads of a session:
+ *   fault thread   the only reader of the region uffd: serves faults, handles
+ *                  events, receives the daemon's EVICT commands and hands
+ *                  them to the workers.
+ *   workers        run evictions (daemon commands, pool refill) and help the
+ *                  fault thread decompress frames in parallel.
+ *   app threads    thpswap_advise() evicts/restores in the calling thread.
+ *
+ * Memory of a session:
+ *   regions        the application's managed 2 MiB units, registered MISSING
+ *                  on the region uffd (uffd) with REMOVE/UNMAP/REMAP/FORK
+ *                  events.
+ *   scratch        staging and pool slots in one MADV_DONTFORK area,
+ *                  registered MODE_WP on a second uffd (suffd) that has no
+ *                  events: it faults like normal memory, zapping a slot raises
+ *                  nothing, and it satisfies MOVE's "dst registered" check.
+ *   arena          the daemon's memfd: records, counters, stored bytes.
+ *
+ * Record state machine (record.state, changed only by compare-and-swap; the
+ * thread whose CAS moved a record into a transient state owns it until it
+ * moves it out):
+ *
+ *   EMPTY/ZERO --fault--> RESTORING --MOVE in--> RESIDENT          (restorer)
+ *   RAM --------fault--> RESTORING --decompress, MOVE in--> RESIDENT
+ *   RESIDENT --evictor--> EVICTING --MOVE out, compress--> RAM/ZERO
+ *   EVICTING --fault thread--> CANCEL: the evictor sees it at its next check
+ *                               or when its commit CAS fails, moves the THP
+ *                               back (the MOVE wakes the faulters) -> RESIDENT
+ *
+ * A region is empty (pmd_none) in every state but RESIDENT, so any touch
+ * faults and waits for us; nothing is copied out before the region is empty,
+ * so no write can be lost.  Waking a faulter early is always safe: it
+ * retries the access and faults again if the page is still missing.
+ */
+#ifndef THPSWAP_LIB_INTERNAL_H
+#define THPSWAP_LIB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <linux/userfaultfd.h>
+
+#include "thpswap/thpswap.h"
+#include "arena.h"
+#include "codec.h"
+
+#define REGION THP_REGION_BYTES
+
+/* Built hidden; only these reach the version script. */
+#define _public_ __attribute__((visibility("default")))
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- scratch slots (scratch.c) ---- */
+enum { SLOT_EMPTY = 0, SLOT_FULL = 1, SLOT_BUSY = 2 };
+
+struct scratch {
+	char *base;
+	unsigned nslots;
+	unsigned target_full;     /* pool size to keep */
+	unsigned nfull, nempty;
+	uint8_t *st;              /* SLOT_* per slot */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+/* ---- the region table (maps.c) ---- */
+struct region_table {
+	pthread_mutex_t lock;
+	uint64_t *keys;           /* region number + 1; 0 empty, UINT64_MAX deleted */
+	uint32_t *vals;           /* record index */
+	uint32_t cap;             /* power of two, >= 2 * max_regions */
+	uint32_t *free_idx;       /* stack of free record indices */
+	uint32_t nfree;
+};
+
+/* ---- work for the workers (agent.c) ---- */
+struct evict_job {
+	struct evict_job *next;
+	uint32_t seq;             /* daemon's request, answered when done */
+	uint32_t n;
+	uint64_t addr[];
+};
+
+/* A restore being decompressed by several threads. */
+struct decomp_help {
+	const struct thp_blob_view *view;
+	char *dst;
+	_Atomic unsigned next;    /* next frame to take */
+	_Atomic unsigned done;    /* frames finished */
+	_Atomic unsigned users;   /* workers holding a pointer to this */
+	_Atomic int err;
+};
+
+struct worker {
+	struct thpswap_session *s;
+	pthread_t thread;
+	struct thp_codec *codec;
+	char *buf;                /* compression output, one slot */
+};
+
+struct thpswap_session {
+	int sock;                 /* to thpswapd; -1 once it went away */
+	int uffd;                 /* region uffd */
+	int suffd;                /* scratch uffd */
+	int pagemap;              /* /proc/self/pagemap */
+	int evfd;                 /* wakes the fault thread to stop */
+	int arena_fd;
+	uint64_t features;        /* granted on the region uffd */
+	pthread_mutex_t send_lock;
+
+	void *arena;
+	size_t arena_size;
+	struct thp_arena_header *hdr;
+	struct thp_record *rec;
+
+	struct region_table rt;
+	struct scratch sc;
+
+	pthread_t fault_thread;
+	bool fault_thread_started;
+	struct thp_codec *fault_codec;
+	char *fault_buf;          /* a slot-sized buffer for the fault thread */
+
+	unsigned nworkers;
+	struct worker *workers;
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	struct evict_job *jobs, **jobs_tail;
+	struct decomp_help *help; /* set while a restore wants helpers */
+	bool refill_wanted;
+	bool stopping;
+
+	/* Evictions run by app threads (advise) need their own codec. */
+	pthread_mutex_t app_codec_lock;
+	struct thp_codec *app_codec;
+	char *app_buf;
+
+	/* Region-uffd messages read but not yet handled (fault thread only).
+	 * Nested reads (while a restore waits out EAGAIN) only queue, so that
+	 * events are handled in the order the kernel sent them. */
+	struct uffd_msg *q;
+	unsigned qhead, qtail;    /* free-running; q[i & (QCAP - 1)] */
+};
+#define QCAP 4096u
+
+/* ---- record helpers (record.c) ---- */
+uint32_t rec_state(const struct thp_record *r);
+bool rec_cas(struct thpswap_session *s, struct thp_record *r, uint32_t from, uint32_t to);
+void rec_set(struct thpswap_session *s, struct thp_record *r, uint32_t to);
+void ctr_add(struct thpswap_session *s, enum thp_counter c, int64_t v);
+void hist_add(struct thpswap_session *s, enum thp_hist h, uint64_t ns);
+/* Drop the stored bytes of record @i: forget them (counters, length), then
+ * punch the arena slot; rec_drop_bytes does both. */
+uint32_t rec_forget_bytes(struct thpswap_session *s, uint32_t i);
+void slot_punch(struct thpswap_session *s, uint32_t i);
+void rec_drop_bytes(struct thpswap_session *s, uint32_t i);
+
+/* ---- region table (maps.c) ---- */
+int rt_init(struct region_table *t, uint32_t max_regions);
+void rt_fini(struct region_table *t);
+/* Record index of the region containing @addr, or -ENOENT. */
+long rt_lookup(struct thpswap_session *s, uint64_t addr);
+/* Add regions [start, start+len) in state @st.  0, -EBUSY, -ENOSPC. */
+int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st);
+/* Remove the regions in [start, end), dropping their records. */
+void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end);
+/* Take one region out of the table (lookups miss it from now on) without
+ * freeing its record: returns the index or -ENOENT. */
+long rt_detach(struct thpswap_session *s, uint64_t addr);
+/* Wait until nobody owns record @i, drop its bytes and free it. */
+void rt_release(struct thpswap_session *s, uint32_t i);
+/* Wait until no eviction or restore owns @r; returns its state. */
+uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r);
+/* Re-key regions moved by mremap. */
+void rt_move(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len);
+
+/* ---- scratch (scratch.c) ---- */
+int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging);
+void scratch_fini(struct scratch *sc);
+/* Take a slot: @want_full for a pre-faulted THP (restore), else an empty
+ * one (staging).  Never fails: falls back to the other kind. Returns the
+ * slot address; *full says what it holds. */
+char *slot_get(struct thpswap_session *s, bool want_full, bool *full);
+/* Return a slot: @full if it still holds a THP. */
+void slot_put(struct thpswap_session *s, char *slot, bool full);
+/* Drop whatever a slot holds (no event: the scratch uffd has none). */
+void slot_zap(char *slot);
+/* Make an empty slot hold a fresh THP (write-fault it).  0 or -errno. */
+int slot_fill(struct thpswap_session *s, char *slot);
+/* Fill empty slots up to the pool target (worker context). */
+void scratch_refill(struct thpswap_session *s);
+
+/* ---- eviction (evict.c) ---- */
+enum evict_result { EV_EVICTED, EV_SKIPPED, EV_FAILED };
+enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
+			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
+			       uint64_t *bytes_stored);
+
+/* ---- restore (restore.c) ---- */
+/* Part of a region the application zapped while it was not resident. */
+struct zap_range {
+	uint64_t lo, hi;
+};
+/* Serve a fault (or prefetch when @fault_addr is 0) on record @idx; @z, if
+ * set, is zeroed in the restored copy.  Fault thread or an app thread. */
+int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
+		   bool write, struct thp_codec *codec, const struct zap_range *z);
+/* Move @src (a slot holding the region's bytes) into the region at @dst on
+ * the region uffd, retrying while events are pending.  Never wakes: the
+ * caller makes the record true first, then wakes the faulters, so that a
+ * thread resuming from its fault sees consistent state and statistics. */
+int move_in(struct thpswap_session *s, uint64_t dst, uint64_t src);
+/* Check that the region at @addr is PMD-mapped; collapse it if not. */
+void verify_pmd(struct thpswap_session *s, uint64_t addr);
+
+/* ---- agent (agent.c) ---- */
+int agent_start(struct thpswap_session *s);
+void agent_stop(struct thpswap_session *s);
+/* Read and handle pending region-uffd events (fault thread only; others
+ * just retry).  Page faults are queued, not served. */
+void agent_drain(struct thpswap_session *s);
+bool agent_is_fault_thread(struct thpswap_session *s);
+/* Ask the workers to help decompress; returns after all frames are done. */
+int decompress_parallel(struct thpswap_session *s, struct thp_codec *codec,
+			const struct thp_blob_view *v, char *dst);
+void agent_kick_refill(struct thpswap_session *s);
+
+#endif

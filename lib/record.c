@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/* Record state changes and the counters that mirror them. */
+#include <fcntl.h>
+#include <linux/falloc.h>
+
+#include "internal.h"
+
+/* Which counter a state is counted in, or -1. */
+static int state_counter(uint32_t st)
+{
+	switch (st) {
+	case THP_ST_RESIDENT:
+	case THP_ST_EVICTING:
+	case THP_ST_CANCEL:
+		return THP_C_RESIDENT;
+	case THP_ST_ZERO:
+		return THP_C_EVICTED_ZERO;
+	case THP_ST_RAM:
+		return THP_C_EVICTED_RAM;
+	default:
+		return -1;
+	}
+}
+
+void ctr_add(struct thpswap_session *s, enum thp_counter c, int64_t v)
+{
+	atomic_fetch_add_explicit(&s->hdr->ctr[c], (uint64_t)v, memory_order_relaxed);
+}
+
+void hist_add(struct thpswap_session *s, enum thp_hist h, uint64_t ns)
+{
+	atomic_fetch_add_explicit(&s->hdr->hist[h][thp_hist_bucket(ns)], 1, memory_order_relaxed);
+}
+
+static void account(struct thpswap_session *s, uint32_t from, uint32_t to)
+{
+	int a = state_counter(from), b = state_counter(to);
+
+	if (a == b)
+		return;
+	if (a >= 0)
+		ctr_add(s, (enum thp_counter)a, -1);
+	if (b >= 0)
+		ctr_add(s, (enum thp_counter)b, 1);
+}
+
+uint32_t rec_state(const struct thp_record *r)
+{
+	return atomic_load_explicit(&((struct thp_record *)r)->state, memory_order_acquire);
+}
+
+bool rec_cas(struct thpswap_session *s, struct thp_record *r, uint32_t from, uint32_t to)
+{
+	uint32_t expect = from;
+
+	if (!atomic_compare_exchange_strong_explicit(&r->state, &expect, to,
+						     memory_order_acq_rel, memory_order_acquire))
+		return false;
+	account(s, from, to);
+	return true;
+}
+
+void rec_set(struct thpswap_session *s, struct thp_record *r, uint32_t to)
+{
+	uint32_t from = atomic_exchange_explicit(&r->state, to, memory_order_acq_rel);
+
+	account(s, from, to);
+}
+
+uint32_t rec_forget_bytes(struct thpswap_session *s, uint32_t i)
+{
+	struct thp_record *r = &s->rec[i];
+	uint32_t len = r->stored_len;
+
+	if (len) {
+		ctr_add(s, THP_C_STORED_BYTES, -(int64_t)len);
+		r->stored_len = 0;
+	}
+	return len;
+}
+
+void slot_punch(struct thpswap_session *s, uint32_t i)
+{
+	/* Give the pages back; the slot stays addressable. */
+	fallocate(s->arena_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)thp_arena_slot_off(s->hdr, i), (off_t)THP_SLOT_SIZE);
+}
+
+void rec_drop_bytes(struct thpswap_session *s, uint32_t i)
+{
+	if (rec_forget_bytes(s, i))
+		slot_punch(s, i);
+}

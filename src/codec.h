@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Region codec: one 2 MiB region <-> one blob (struct thp_blob, then frames).
+ * A region is cut into nframes equal frames compressed independently, each
+ * with zstd's content checksum, so that restore can decompress them on
+ * several threads and eviction can be cancelled between frames.
+ */
+#ifndef THPSWAP_CODEC_H
+#define THPSWAP_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+
+struct thp_codec;
+
+/* A per-thread context for @level; allocates everything up front so that
+ * compress/decompress never allocate (an agent must not call malloc on a
+ * fault path: the faulting thread may hold malloc's lock). */
+int thp_codec_new(struct thp_codec **ret, int level);
+struct thp_codec *thp_codec_free(struct thp_codec *c);
+
+/*
+ * Compress the region at @src into @dst (@cap bytes) as a blob of @nframes
+ * frames (a power of two, 1..THP_MAX_FRAMES).  Stops early when the blob
+ * would exceed @cap.  Between frames, @cancelled(@arg) is asked (if set).
+ * Returns the blob length, -ENOSPC (does not fit: not worth storing),
+ * -ECANCELED, or -EINVAL.
+ */
+long thp_codec_compress(struct thp_codec *c, const void *src, void *dst, size_t cap,
+			unsigned nframes, bool (*cancelled)(void *), void *arg);
+
+/* Store raw: header + 2 MiB (cap must be >= THP_SLOT_SIZE - 4096 + header). */
+long thp_codec_store_raw(const void *src, void *dst, size_t cap);
+
+/* A validated view of a stored blob. */
+struct thp_blob_view {
+	const unsigned char *base;
+	unsigned nframes;
+	unsigned codec;
+	size_t frame_off[THP_MAX_FRAMES];
+	size_t frame_len[THP_MAX_FRAMES];
+};
+
+/* Check a blob of @len bytes (untrusted) and fill @v.  0 or -EBADMSG. */
+int thp_blob_view(const void *blob, size_t len, struct thp_blob_view *v);
+
+/* Decompress frame @i of @v into its place in the 2 MiB region at @dst.
+ * 0, or -EBADMSG when the frame is corrupt (checksum, size). */
+int thp_codec_decompress_frame(struct thp_codec *c, const struct thp_blob_view *v,
+			       unsigned i, void *dst);
+
+/* True if @len bytes (a multiple of 256) at @p are all zero. */
+bool thp_is_zero(const void *p, size_t len);
+
+#endif

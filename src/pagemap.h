@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* PAGEMAP_SCAN helpers: which 2 MiB units are PMD-mapped, what is present. */
+#ifndef THPSWAP_PAGEMAP_H
+#define THPSWAP_PAGEMAP_H
+
+#include <stdint.h>
+
+/* Open /proc/self/pagemap (or /proc/PID/pagemap for pid > 0). fd or -errno. */
+int thp_pagemap_open(int pid);
+
+/* Number of 2 MiB-aligned units in [start, end) mapped by a PMD
+ * (PAGE_IS_HUGE|PRESENT), or -errno. */
+long thp_pagemap_count_pmd(int fd, uint64_t start, uint64_t end);
+
+/* Number of present 4 KiB pages in [start, end), or -errno. */
+long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end);
+
+#endif

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kernel capability probe: what this kernel offers thpswap, whether it is
+ * enough for thpswapd to run, and the /proc and /sys parsers behind it.
+ *
+ * thp_probe() fills a plain struct thp_caps (no allocation, nothing to free).
+ * Files come from /proc and /sys below an optional sysroot (tests); the
+ * userfaultfd, PAGEMAP_SCAN, MADV_COLLAPSE and io_uring probes are always
+ * real syscalls on the calling process.  The JSON keys are documented at the
+ * top of probe.c.
+ *
+ * Files thp_probe() reads (relative to the sysroot):
+ *   /proc/swaps /proc/vmstat /proc/pressure/memory
+ *   /proc/sys/kernel/io_uring_disabled /proc/sys/vm/unprivileged_userfaultfd
+ *   /sys/kernel/mm/transparent_hugepage/{enabled,defrag,shmem_enabled,
+ *     use_zero_page,hpage_pmd_size,hugepages-<PMD>kB/enabled,
+ *     khugepaged/{max_ptes_none,max_ptes_swap,max_ptes_shared}}
+ *   /sys/module/zswap/parameters/{enabled,compressor,zpool,max_pool_percent,
+ *     accept_threshold_percent,shrinker_enabled}
+ */
+#ifndef THPSWAP_PROBE_H
+#define THPSWAP_PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct thp_json;
+
+#define THP_PROBE_MODE_MAX  32   /* a THP mode word ("madvise") */
+#define THP_PROBE_NAME_MAX  256  /* a swap device's file name */
+#define THP_PROBE_MAX_SWAPS 32   /* MAX_SWAPFILES is at most 32 */
+
+/* Optional userfaultfd features thpswap reports, in this order. */
+enum thp_uffd_feat {
+	THP_UFFD_MOVE,
+	THP_UFFD_EVENT_FORK,
+	THP_UFFD_EVENT_REMOVE,
+	THP_UFFD_EVENT_UNMAP,
+	THP_UFFD_EVENT_REMAP,
+	THP_UFFD_WP,
+	THP_UFFD_WP_ASYNC,
+	THP_UFFD_POISON,
+	THP_UFFD_NR_FEAT
+};
+
+struct thp_feat {
+	bool offered;   /* in the mask UFFDIO_API(features=0) returned */
+	bool usable;    /* UFFDIO_API asking for it succeeded for this caller
+			 * (MOVE: and a 4 KiB UFFDIO_MOVE really moved a page) */
+	int err;        /* -errno of the step that failed, else 0 */
+};
+
+struct thp_swap_dev {
+	char filename[THP_PROBE_NAME_MAX]; /* unescaped; truncated if longer */
+	char type[16];                     /* "file" or "partition" */
+	uint64_t size_kib;
+	uint64_t used_kib;
+	int priority;
+};
+
+struct thp_zswap {
+	int enabled;                        /* 1, 0, -1 unknown */
+	char compressor[THP_PROBE_MODE_MAX];/* "" unknown */
+	char zpool[THP_PROBE_MODE_MAX];     /* "" when the kernel has none */
+	int64_t max_pool_percent;           /* -1 unknown */
+	int64_t accept_threshold_percent;   /* -1 unknown */
+	int shrinker_enabled;               /* 1, 0, -1 unknown */
+};
+
+struct thp_psi_line {
+	bool present;
+	double avg10, avg60, avg300;        /* percent */
+	uint64_t total;                     /* microseconds */
+};
+
+struct thp_psi {
+	struct thp_psi_line some, full;
+};
+
+struct thp_caps {
+	struct {
+		char release[65];           /* uname -r */
+		char machine[65];           /* uname -m */
+	} kernel;
+
+	struct {
+		bool usable;                /* a full uffd (syscall or dev) works */
+		int syscall_err;            /* userfaultfd(2): 0 or -errno */
+		int user_mode_only_err;     /* userfaultfd(UFFD_USER_MODE_ONLY) */
+		int64_t unprivileged;       /* vm.unprivileged_userfaultfd, -1 unknown */
+		bool dev_present;           /* /dev/userfaultfd is a char device */
+		bool dev_openable;          /* open(O_RDWR) succeeded */
+		int dev_err;                /* open + USERFAULTFD_IOC_NEW: 0 or -errno */
+		int api_err;                /* UFFDIO_API(features=0) */
+		uint64_t api_features;      /* offered features */
+		uint64_t api_ioctls;
+		struct thp_feat feat[THP_UFFD_NR_FEAT];
+		bool event_fork_for_caller; /* = feat[THP_UFFD_EVENT_FORK].usable */
+		int move_pmd;               /* whole 2 MiB MOVE stayed PMD-mapped:
+					     * 1 yes, 0 no, -1 not tested */
+		int move_pmd_err;           /* why 0 or -1: -errno, else 0 */
+	} uffd;
+
+	struct { bool available; int err; } pagemap_scan;
+	struct {
+		bool available;             /* madvise(MADV_COLLAPSE) accepted */
+		int collapsed;              /* the range became PMD-mapped: 1, 0, -1 unknown */
+		int err;
+	} madv_collapse;
+
+	struct {
+		char enabled[THP_PROBE_MODE_MAX];     /* "" if unreadable */
+		int enabled_err;
+		char pmd_enabled[THP_PROBE_MODE_MAX]; /* hugepages-<PMD>kB/enabled, "" if absent */
+		char effective[THP_PROBE_MODE_MAX];   /* pmd_enabled unless "inherit", else enabled */
+		char defrag[THP_PROBE_MODE_MAX];
+		char shmem_enabled[THP_PROBE_MODE_MAX];
+		int64_t use_zero_page;                /* -1 unknown */
+		uint64_t pmd_size;                    /* 0 unknown */
+		int pmd_size_err;
+		int64_t max_ptes_none, max_ptes_swap, max_ptes_shared; /* -1 unknown */
+	} thp;
+
+	struct {
+		int err;                    /* reading /proc/swaps */
+		int count;                  /* devices in /proc/swaps (may exceed the array) */
+		struct thp_swap_dev dev[THP_PROBE_MAX_SWAPS];
+	} swap;
+
+	struct {
+		int err;                    /* -ENOENT: kernel without zswap */
+		struct thp_zswap p;
+		bool latched;               /* enabled now, or zswpout/zswpin > 0: large-folio
+					     * swap-in (and PMD swap entries) are off until reboot */
+	} zswap;
+
+	struct {
+		int err;                    /* reading /proc/vmstat */
+		bool present;               /* thp_swpout_pmd in /proc/vmstat */
+	} pmd_swap;
+
+	struct {
+		int64_t disabled;           /* kernel.io_uring_disabled, -1 unknown */
+		int setup_err;              /* io_uring_setup(2): 0 or -errno */
+		uint32_t features;
+	} io_uring;
+
+	struct {
+		int err;                    /* reading /proc/pressure/memory */
+		struct thp_psi mem;
+		bool cap_sys_resource;      /* sub-2 s trigger windows allowed */
+	} psi;
+};
+
+/* sysroot NULL or "/" = the real /proc and /sys.  0 or -errno (-EINVAL,
+ * -ENAMETOOLONG); individual failures are recorded in @c, not returned. */
+int thp_probe(struct thp_caps *c, const char *sysroot);
+/* 0 if thpswapd can run; else -ENOTSUP and @msg holds one '\n'-terminated line
+ * per missing item: what is missing, then ": " and what to do (no program
+ * prefix).  @msg is always NUL-terminated (truncated to @msgsz). */
+int thp_probe_required(const struct thp_caps *c, char *msg, size_t msgsz);
+/* The human table: feature | here | usable by thpswap? | without it ... */
+void thp_probe_print(const struct thp_caps *c, FILE *f);
+/* Writes the report as members of the object currently open in @j. */
+void thp_probe_json(const struct thp_caps *c, struct thp_json *j);
+/* "move", "event_fork", ... (the JSON key), NULL when out of range. */
+const char *thp_uffd_feat_name(enum thp_uffd_feat f);
+
+/*
+ * Parsers.  Each takes the file's path, returns 0 (or a count) or -errno:
+ * -ENOENT missing file/key, -EINVAL malformed content, -ENAMETOOLONG value
+ * too long for the buffer.  Outputs are untouched on failure.
+ */
+/* A THP mode file ("always [madvise] never"): copies the bracketed word. */
+int thp_parse_mode(const char *path, char *mode, size_t modesz);
+/* A file holding one unsigned decimal number (and optional newline). */
+int thp_parse_u64(const char *path, uint64_t *v);
+/* A module bool parameter: Y/N/1/0 -> 1/0. */
+int thp_parse_bool(const char *path, int *v);
+/* The first line of a file, newline stripped; -EINVAL if empty. */
+int thp_parse_line(const char *path, char *buf, size_t bufsz);
+/* /proc/vmstat: the value of @key (whole-word match). */
+int thp_parse_vmstat(const char *path, const char *key, uint64_t *v);
+/* /proc/vmstat: 1 if the line @key exists, 0 if not. */
+int thp_vmstat_has(const char *path, const char *key);
+/* /proc/swaps: fills up to @max devices and returns how many the file lists. */
+int thp_parse_swaps(const char *path, struct thp_swap_dev *dev, int max);
+/* A zswap parameters directory (/sys/module/zswap/parameters): "enabled"
+ * must exist (-ENOENT: no zswap); the others are optional. */
+int thp_parse_zswap(const char *dir, struct thp_zswap *z);
+/* /proc/pressure/memory ("some ..." and, optionally, "full ..."). */
+int thp_parse_psi(const char *path, struct thp_psi *p);
+
+#endif
