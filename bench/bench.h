@@ -71,7 +71,7 @@ double b_chase(const void *base, size_t len, uint64_t steps, uint64_t seed,
 struct b_daemon {
 	pid_t pid;
 	char dir[160];
-	char sock[108];   /* sizeof(sockaddr_un.sun_path) */
+	char sock[176];   /* checked to fit sockaddr_un.sun_path before use */
 	char log[512];
 };
 /* Binds the socket (in a new directory under $TMPDIR, else /tmp), then execs @path with @args (NULL-terminated) socket-
