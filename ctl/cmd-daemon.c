@@ -797,6 +797,7 @@ static const char *const counter_names[] = {
 	[THP_C_BYTES_IN] = "bytes_in",
 	[THP_C_EVICT_NS] = "evict_ns",
 	[THP_C_COPY_CHILD] = "copy_child",
+	[THP_C_POOL_MISS] = "pool_miss",
 };
 _Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");

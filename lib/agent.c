@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -271,15 +272,19 @@ static void run_job(struct worker *w, struct evict_job *j)
 
 /* ---- parallel decompression ---- */
 
-static void run_frames(struct decomp_help *h, struct thp_codec *codec)
+/* Take frames of restore @gen until none is left. */
+static void run_frames(struct decomp_help *h, uint32_t gen, const struct thp_blob_view *v,
+		       char *dst, struct thp_codec *codec)
 {
 	for (;;) {
-		unsigned i = atomic_fetch_add(&h->next, 1);
+		uint64_t c = atomic_load(&h->claim);
 		int rc;
 
-		if (i >= h->view->nframes)
+		if ((uint32_t)(c >> 32) != gen || (uint32_t)c >= v->nframes)
 			return;
-		rc = thp_codec_decompress_frame(codec, h->view, i, h->dst);
+		if (!atomic_compare_exchange_weak(&h->claim, &c, c + 1))
+			continue;
+		rc = thp_codec_decompress_frame(codec, v, (uint32_t)c, dst);
 		if (rc)
 			atomic_store(&h->err, rc);
 		atomic_fetch_add(&h->done, 1);
@@ -289,50 +294,76 @@ static void run_frames(struct decomp_help *h, struct thp_codec *codec)
 int decompress_parallel(struct thpswap_session *s, struct thp_codec *codec,
 			const struct thp_blob_view *v, char *dst)
 {
-	struct decomp_help h = { .view = v, .dst = dst };
+	struct decomp_help *h = &s->help;
+	uint32_t gen;
 
 	pthread_mutex_lock(&s->wlock);
-	s->help = &h;
+	gen = ++h->gen;
+	h->view = v;
+	h->dst = dst;
+	atomic_store(&h->done, 0);
+	atomic_store(&h->err, 0);
+	atomic_store(&h->claim, (uint64_t)gen << 32);
+	h->active = true;
 	pthread_cond_broadcast(&s->wcond);
 	pthread_mutex_unlock(&s->wlock);
-	run_frames(&h, codec);
-	while (atomic_load(&h.done) < v->nframes)
+	run_frames(h, gen, v, dst, codec);
+	/* Only frames a helper has claimed are left: each is being worked. */
+	while (atomic_load(&h->done) < v->nframes)
 		sched_yield();
 	pthread_mutex_lock(&s->wlock);
-	s->help = NULL;
+	h->active = false;
 	pthread_mutex_unlock(&s->wlock);
-	while (atomic_load(&h.users))
-		sched_yield(); /* a worker still holds &h */
-	return atomic_load(&h.err);
+	return atomic_load(&h->err);
 }
 
 void agent_kick_refill(struct thpswap_session *s)
 {
 	pthread_mutex_lock(&s->wlock);
 	s->refill_wanted = true;
-	pthread_cond_signal(&s->wcond);
+	/* Broadcast: the background thread must hear it, not only a helper. */
+	pthread_cond_broadcast(&s->wcond);
 	pthread_mutex_unlock(&s->wlock);
 }
 
 /* ---- threads ---- */
 
-static void *worker_main(void *arg)
+static void *helper_main(struct worker *w)
 {
-	struct worker *w = arg;
 	struct thpswap_session *s = w->s;
+	struct decomp_help *h = &s->help;
+	uint32_t seen = 0;
 
 	pthread_mutex_lock(&s->wlock);
 	while (!s->stopping) {
-		struct decomp_help *h = s->help;
+		if (h->active && h->gen != seen) {
+			const struct thp_blob_view *v = h->view;
+			char *dst = h->dst;
+
+			seen = h->gen;
+			pthread_mutex_unlock(&s->wlock);
+			run_frames(h, seen, v, dst, w->codec);
+			pthread_mutex_lock(&s->wlock);
+		} else {
+			pthread_cond_wait(&s->wcond, &s->wlock);
+		}
+	}
+	pthread_mutex_unlock(&s->wlock);
+	return NULL;
+}
+
+static void *background_main(struct worker *w)
+{
+	struct thpswap_session *s = w->s;
+
+	/* Lower weight, not idle class: evictions must still make progress
+	 * on a busy machine, just never ahead of a restore. */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), 5);
+	pthread_mutex_lock(&s->wlock);
+	while (!s->stopping) {
 		struct evict_job *j = s->jobs;
 
-		if (h && atomic_load(&h->next) < h->view->nframes) {
-			atomic_fetch_add(&h->users, 1);
-			pthread_mutex_unlock(&s->wlock);
-			run_frames(h, w->codec);
-			atomic_fetch_sub(&h->users, 1);
-			pthread_mutex_lock(&s->wlock);
-		} else if (j) {
+		if (j) {
 			s->jobs = j->next;
 			if (!s->jobs)
 				s->jobs_tail = &s->jobs;
@@ -350,6 +381,13 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&s->wlock);
 	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	return w->background ? background_main(w) : helper_main(w);
 }
 
 static void *fault_main(void *arg)

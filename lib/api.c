@@ -2,6 +2,7 @@
 /* The public calls on managed memory. */
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -75,12 +76,37 @@ _public_ int thpswap_unmap(struct thpswap_session *s, void *addr, size_t len)
 	return munmap(addr, len) ? -errno : 0;
 }
 
+/* Is [a, a+len) inside one private anonymous mapping?  userfaultfd would
+ * also take shared memory, but MOVE needs private anonymous pages. */
+static bool private_anon(uint64_t a, uint64_t len)
+{
+	char line[512], perms[8], path[256];
+	unsigned long lo, hi, off, ino;
+	FILE *f = fopen("/proc/self/maps", "re");
+	bool ok = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		path[0] = 0;
+		if (sscanf(line, "%lx-%lx %7s %lx %*s %lu %255s", &lo, &hi, perms, &off, &ino, path) < 5)
+			continue;
+		if (a < lo || a >= hi)
+			continue;
+		ok = a + len <= hi && perms[3] == 'p' && ino == 0 &&
+		     (path[0] == 0 || path[0] == '[');
+		break;
+	}
+	fclose(f);
+	return ok;
+}
+
 _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
 {
 	uint64_t a = (uint64_t)(uintptr_t)addr, off;
 	int r;
 
-	if (!s || !aligned(addr, len))
+	if (!s || !aligned(addr, len) || !private_anon(a, len))
 		return -EINVAL;
 	if (madvise(addr, len, MADV_HUGEPAGE))
 		return -errno == -ENOMEM ? -EINVAL : -errno;

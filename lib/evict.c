@@ -129,7 +129,9 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 				ctr_add(s, THP_C_EVICT_CANCELLED, 1);
 			move_back(s, r, slot);
 			slot_put(s, slot, false);
-			return len == -ENOSPC ? EV_SKIPPED : EV_FAILED;
+			/* A fault winning the race, or data not worth storing, is
+			 * normal: only a failed store is a failure. */
+			return (len == -ENOSPC || len == -ECANCELED) ? EV_SKIPPED : EV_FAILED;
 		}
 		new_state = THP_ST_RAM;
 		r->stored_len = (uint32_t)len;

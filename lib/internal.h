@@ -6,8 +6,12 @@
  *   fault thread   the only reader of the region uffd: serves faults, handles
  *                  events, receives the daemon's EVICT commands and hands
  *                  them to the workers.
- *   workers        run evictions (daemon commands, pool refill) and help the
- *                  fault thread decompress frames in parallel.
+ *   background     one thread at lower priority (nice +5): evictions the
+ *                  daemon asks for, and pool refills.  Its work must never
+ *                  stand between a faulting thread and its memory.
+ *   helpers        only decompress frames alongside the fault thread (one per
+ *                  spare CPU by default): a helper busy with anything else
+ *                  would stall the restore that is waiting for its frame.
  *   app threads    thpswap_advise() evicts/restores in the calling thread.
  *
  * Memory of a session:
@@ -94,19 +98,27 @@ struct evict_job {
 	uint64_t addr[];
 };
 
-/* A restore being decompressed by several threads. */
+/*
+ * The restore being decompressed by several threads.  A frame is claimed by
+ * a CAS on @claim, which packs the restore's generation with the next frame:
+ * a helper that woke late for an earlier restore fails its claim instead of
+ * taking a frame of this one, so the fault thread only ever waits for frames
+ * a helper really took (never for a helper that was merely woken).
+ */
 struct decomp_help {
+	_Atomic uint64_t claim;   /* gen << 32 | next frame */
+	_Atomic unsigned done;    /* frames finished */
+	_Atomic int err;
+	uint32_t gen;             /* under wlock, with the fields below */
+	bool active;
 	const struct thp_blob_view *view;
 	char *dst;
-	_Atomic unsigned next;    /* next frame to take */
-	_Atomic unsigned done;    /* frames finished */
-	_Atomic unsigned users;   /* workers holding a pointer to this */
-	_Atomic int err;
 };
 
 struct worker {
 	struct thpswap_session *s;
 	pthread_t thread;
+	bool background;          /* workers[0]; the rest are helpers */
 	struct thp_codec *codec;
 	char *buf;                /* compression output, one slot */
 };
@@ -134,12 +146,12 @@ struct thpswap_session {
 	struct thp_codec *fault_codec;
 	char *fault_buf;          /* a slot-sized buffer for the fault thread */
 
-	unsigned nworkers;
+	unsigned nworkers;        /* background + helpers */
 	struct worker *workers;
 	pthread_mutex_t wlock;
 	pthread_cond_t wcond;
 	struct evict_job *jobs, **jobs_tail;
-	struct decomp_help *help; /* set while a restore wants helpers */
+	struct decomp_help help;
 	bool refill_wanted;
 	bool stopping;
 

@@ -137,10 +137,13 @@ static int restore_zero(struct thpswap_session *s, uint32_t idx, bool write, uin
 
 	(void)z; /* all zero already */
 	if (write || full) {
-		if (full)
+		if (full) {
 			memset(slot, 0, REGION);
-		else if (slot_fill(s, slot))
-			ctr_add(s, THP_C_FALLBACK_4K, 1); /* no THP to be had: 4 KiB pages */
+		} else {
+			ctr_add(s, THP_C_POOL_MISS, 1);
+			if (slot_fill(s, slot))
+				ctr_add(s, THP_C_FALLBACK_4K, 1); /* no THP to be had: 4 KiB pages */
+		}
 	} else {
 		/* A read fault here maps the huge zero page; MOVE carries it. */
 		(void)*(volatile char *)slot;
@@ -177,9 +180,12 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 	if (v.codec == THP_CODEC_NONE && thp_hash64(blob, len) != r->checksum)
 		return poison(s, idx);
 	slot = slot_get(s, true, &full);
-	if (!full && slot_fill(s, slot))
-		ctr_add(s, THP_C_FALLBACK_4K, 1); /* decompress into 4 KiB pages */
-	if (v.nframes > 1 && s->nworkers > 0) {
+	if (!full) {
+		ctr_add(s, THP_C_POOL_MISS, 1);
+		if (slot_fill(s, slot))
+			ctr_add(s, THP_C_FALLBACK_4K, 1); /* decompress into 4 KiB pages */
+	}
+	if (v.nframes > 1 && s->nworkers > 1) {
 		rc = decompress_parallel(s, codec, &v, slot);
 	} else {
 		for (unsigned i = 0; i < v.nframes && !rc; i++)

@@ -18,7 +18,6 @@
 #include "uffd.h"
 
 #define DEFAULT_MAX_REGIONS 32768 /* 64 GiB of managed memory */
-#define DEFAULT_WORKERS 2
 
 /* What the agent cannot work without, on the region uffd. */
 #define NEED_FEATURES (UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
@@ -86,7 +85,8 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 	if (r) {
 		if (nfds)
 			close(fds[0]);
-		return r < 0 ? r : -EPROTO;
+		/* Another protocol version, whoever noticed it. */
+		return (r == -EPROTONOSUPPORT || r > 0) ? -EPROTO : r;
 	}
 	w = m.payload;
 	s->arena_fd = fds[0];
@@ -204,7 +204,9 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	r = rt_init(&s->rt, s->hdr->max_regions);
 	if (r)
 		goto fail;
-	s->nworkers = env_uint("THPSWAP_WORKERS", DEFAULT_WORKERS, 0, 64);
+	/* One background thread, and a decompression helper per spare CPU. */
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	s->nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);
 	r = scratch_init(s, s->hdr->cfg.pool_slots, s->nworkers + 3);
 	if (r)
 		goto fail;
@@ -213,13 +215,14 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		r = make_codec(s, &s->app_codec, &s->app_buf);
 	if (r)
 		goto fail;
-	s->workers = calloc(s->nworkers ? s->nworkers : 1, sizeof(*s->workers));
+	s->workers = calloc(s->nworkers, sizeof(*s->workers));
 	if (!s->workers) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		s->workers[i].s = s;
+		s->workers[i].background = i == 0;
 		r = make_codec(s, &s->workers[i].codec, &s->workers[i].buf);
 		if (r)
 			goto fail;

@@ -119,7 +119,8 @@ enum thp_counter {
 	/* not in the public struct (yet): */
 	THP_C_BYTES_IN,           /* uncompressed bytes evicted to RAM */
 	THP_C_EVICT_NS,           /* time spent evicting */
-	THP_C_COPY_CHILD,         /* faults of a fork child served by COPY */
+	THP_C_COPY_CHILD,         /* regions of a fork child filled by COPY */
+	THP_C_POOL_MISS,          /* a restore found no pre-faulted THP */
 	THP_C__MAX
 };
 

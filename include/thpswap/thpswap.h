@@ -41,9 +41,11 @@ struct thpswap_session;
  * syscall), hands them to the daemon, maps the shared arena and starts the
  * agent thread.  A process should hold one session.
  *
- * Returns 0, or -ENOENT/-ECONNREFUSED (no daemon), -EACCES (no access to
+ * Returns 0, or -EINVAL (@ret is NULL), -ENAMETOOLONG (socket path too
+ * long), -ENOENT/-ECONNREFUSED (no daemon), -EACCES (no access to
  * /dev/userfaultfd and no privilege for userfaultfd(2)), -EPROTO (daemon
- * speaks another protocol version), -ENOTSUP (kernel lacks UFFDIO_MOVE).
+ * speaks another protocol version), -ENOTSUP (kernel lacks a userfaultfd
+ * event the agent needs), -ENOMEM.
  */
 int thpswap_open(struct thpswap_session **ret, const char *socket_path);
 
@@ -79,7 +81,8 @@ int thpswap_unmap(struct thpswap_session *s, void *addr, size_t len);
  *
  * The range is made THP-eligible (MADV_HUGEPAGE); partly populated regions
  * are collapsed into huge pages where the kernel can.  Contents are kept.
- * Returns 0, -EINVAL, -EBUSY (already registered), -ENOSPC.
+ * Returns 0, -EINVAL (not aligned, or not private anonymous memory), -EBUSY
+ * (already registered, here or on another userfaultfd), -ENOSPC.
  */
 int thpswap_register(struct thpswap_session *s, void *addr, size_t len);
 
