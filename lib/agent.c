@@ -28,6 +28,25 @@ bool agent_is_fault_thread(struct thpswap_session *s)
 	return s->fault_thread_started && pthread_equal(pthread_self(), s->fault_thread);
 }
 
+static void on_fork(struct thpswap_session *s, int cfd);
+static void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
+static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len);
+
+/* A REMOVE just read: its zap comes after this.  The time is stamped before
+ * the state is read (the evictor reads them the other way round). */
+static void note_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
+{
+	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
+		long idx = rt_lookup(s, a);
+
+		if (idx < 0)
+			continue;
+		atomic_store(&s->zap_resident_ns[idx], now_ns());
+		if (rec_state(&s->rec[idx]) != THP_ST_RESIDENT)
+			zap_note(s, (uint32_t)idx, a, start > a ? start : a, end < a + REGION ? end : a + REGION);
+	}
+}
+
 void agent_drain(struct thpswap_session *s)
 {
 	for (;;) {
@@ -37,29 +56,69 @@ void agent_drain(struct thpswap_session *s)
 
 		if (room == 0)
 			return; /* the kernel keeps the rest */
+		/* Reading and noting zaps is one step against restorers that
+		 * hold zap_lock across their MOVE (see struct thpswap_session). */
+		pthread_mutex_lock(&s->zap_lock);
 		n = read(s->uffd, msgs, sizeof(msgs[0]) * (room < 64 ? room : 64));
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			if (msgs[i].event == UFFD_EVENT_REMOVE)
+				note_remove(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+		pthread_mutex_unlock(&s->zap_lock);
 		if (n <= 0)
 			return; /* EAGAIN: nothing pending */
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			s->q[s->qtail++ & (QCAP - 1)] = msgs[i];
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+			/* A fork is handled the moment it is read: until then no
+			 * MOVE into us could succeed (the pending FORK keeps
+			 * mmap_changing up from dup_mmap on), so every region
+			 * empty now was empty at the fork, and the records are
+			 * the child's snapshot.  Queued, a restore could run
+			 * first and let its faulter write before the child's copy. */
+			/* munmap and mremap return once their event is read:
+			 * the records must follow before the application can
+			 * map something new at those addresses. */
+			if (msgs[i].event == UFFD_EVENT_FORK)
+				on_fork(s, (int)msgs[i].arg.fork.ufd);
+			else if (msgs[i].event == UFFD_EVENT_UNMAP)
+				on_unmap(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+			else if (msgs[i].event == UFFD_EVENT_REMAP)
+				on_remap(s, msgs[i].arg.remap.from, msgs[i].arg.remap.to,
+					 msgs[i].arg.remap.len);
+			else
+				s->q[s->qtail++ & (QCAP - 1)] = msgs[i];
+		}
 	}
+}
+
+/* Decompress record @i into @buf with its pending zaps applied. */
+static bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
+{
+	const struct thp_record *r = &s->rec[i];
+	const char *blob = (const char *)s->arena + thp_arena_slot_off(s->hdr, i);
+	struct thp_blob_view v;
+	uint64_t m[8];
+
+	if (r->stored_len > THP_SLOT_SIZE || thp_blob_view(blob, r->stored_len, &v))
+		return false;
+	for (unsigned f = 0; f < v.nframes; f++)
+		if (thp_codec_decompress_frame(s->fault_codec, &v, f, buf))
+			return false;
+	for (int w = 0; w < 8; w++)
+		m[w] = atomic_load(&s->zap[i][w]);
+	zap_apply(buf, m);
+	return true;
 }
 
 /* ---- events ---- */
 
 /*
- * MADV_DONTNEED/FREE: the kernel zaps after we read the event.  For a region
- * that is not resident the record is the memory: drop it when the whole
- * region is covered; restore it with the covered part zeroed when only part
- * is (zeroed in our copy before the MOVE, the result is right whether the
- * kernel's zap lands before or after it).  Resident regions are zapped by the
- * kernel itself.
+ * MADV_DONTNEED/FREE, in queue order.  The pages were noted as zapped when
+ * the event was read; a region wholly zapped while not resident holds
+ * nothing worth keeping any more.
  */
 static void on_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
-	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
+	for (uint64_t a = (start + REGION - 1) & ~(REGION - 1); a + REGION <= end; a += REGION) {
 		long idx = rt_lookup(s, a);
-		struct zap_range z = { start > a ? start : a, end < a + REGION ? end : a + REGION };
 		struct thp_record *r;
 		uint32_t st;
 
@@ -67,13 +126,9 @@ static void on_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 			continue;
 		r = &s->rec[idx];
 		st = rec_wait_stable(s, r);
-		if (st != THP_ST_RAM && st != THP_ST_ZERO)
-			continue;
-		if (z.lo == a && z.hi == a + REGION) {
-			if (rec_cas(s, r, st, THP_ST_EMPTY))
-				rec_drop_bytes(s, (uint32_t)idx);
-		} else if (st == THP_ST_RAM) {
-			restore_region(s, (uint32_t)idx, 0, true, s->fault_codec, &z);
+		if ((st == THP_ST_RAM || st == THP_ST_ZERO) && rec_cas(s, r, st, THP_ST_EMPTY)) {
+			rec_drop_bytes(s, (uint32_t)idx);
+			zap_clear(s, (uint32_t)idx);
 		}
 	}
 }
@@ -81,74 +136,207 @@ static void on_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 /*
  * A fork child: its evicted regions are empty and fault on its own uffd,
  * which the kernel installed in our fd table.  MOVE cannot cross processes,
- * so fill them now with COPY from what the parent holds at this moment —
- * the fork is done and its snapshot is exactly our records — then close the
- * child's uffd, leaving it ordinary memory.
+ * so fill them now with COPY from the records, which are exactly the
+ * snapshot the child must see (see agent_drain), then close the child's
+ * uffd, leaving it ordinary memory.  Pages that were present reached the
+ * child by COW; what is empty in the child was empty in us and reads zero.
+ * Never read our own region memory here: an empty page would fault to the
+ * thread that is doing the reading.
  */
-static int child_copy(struct thpswap_session *s, int cfd, uint64_t dst, const char *src)
-{
-	int64_t done = 0;
-	int rc;
+static void on_fork(struct thpswap_session *s, int cfd);
 
-	for (;;) {
-		rc = thp_uffd_copy(cfd, dst, (uint64_t)(uintptr_t)src, REGION, 0, &done);
-		if (rc != -EAGAIN)
-			break;
-		if (done > 0) /* partly present: finish page by page */
-			break;
-		/* The child has events pending (it unmapped or forked): read
-		 * and drop them; its remaining regions are filled anyway. */
-		struct uffd_msg m;
-		while (read(cfd, &m, sizeof(m)) == sizeof(m))
-			if (m.event == UFFD_EVENT_FORK)
-				close((int)m.arg.fork.ufd);
+/* What a child did while we were filling it. */
+struct forks {
+	int fd[32];               /* grandchildren */
+	unsigned n;
+	struct { uint64_t lo, hi; } zap[64]; /* its MADV_DONTNEED/FREE */
+	unsigned nzap;
+	bool zap_overflow;
+};
+
+/* Read the child's pending events: its fork of a grandchild before we were
+ * done must be filled the same way (closing that uffd unfilled would leave
+ * the grandchild zeros), but later, between regions: the fill in progress
+ * owns fault_buf.  Other events only need reading. */
+static void child_events(int cfd, struct forks *f)
+{
+	struct uffd_msg m;
+
+	while (read(cfd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+		if (m.event == UFFD_EVENT_REMOVE) {
+			/* Its zap lands after this read, maybe on a page we
+			 * have not filled yet: fill those with zeros. */
+			if (f->nzap < sizeof(f->zap) / sizeof(f->zap[0])) {
+				f->zap[f->nzap].lo = m.arg.remove.start;
+				f->zap[f->nzap++].hi = m.arg.remove.end;
+			} else {
+				f->zap_overflow = true;
+			}
+		}
+		if (m.event != UFFD_EVENT_FORK)
+			continue;
+		if (f->n < sizeof(f->fd) / sizeof(f->fd[0]))
+			f->fd[f->n++] = (int)m.arg.fork.ufd;
+		else
+			close((int)m.arg.fork.ufd); /* a fork bomb: it reads zeros */
 	}
-	if (rc == -EAGAIN || rc == -EEXIST) {
-		for (uint64_t off = 0; off < REGION; off += THP_PAGE_SIZE)
-			thp_uffd_copy(cfd, dst + off, (uint64_t)(uintptr_t)src + off, THP_PAGE_SIZE, 0, NULL);
-		rc = 0;
+}
+
+/* Zero in @buf (the region at @dst) what the child zapped meanwhile. */
+static void child_zaps(const struct forks *f, uint64_t dst, char *buf)
+{
+	for (unsigned k = 0; k < f->nzap; k++) {
+		uint64_t lo = f->zap[k].lo > dst ? f->zap[k].lo : dst;
+		uint64_t hi = f->zap[k].hi < dst + REGION ? f->zap[k].hi : dst + REGION;
+
+		if (lo < hi)
+			memset(buf + (lo - dst), 0, hi - lo);
+	}
+}
+
+/* COPY (@src) or ZEROPAGE (@src NULL) into the child's empty pages of the
+ * region at @dst; present pages (EEXIST) are left alone. */
+static void child_fill(struct thpswap_session *s, int cfd, uint64_t dst, char *src,
+		       struct forks *f)
+{
+	for (uint64_t off = 0, len = REGION; off < REGION;) {
+		int64_t done = 0;
+		int rc;
+
+		if (src)
+			child_zaps(f, dst, src);
+		rc = src ? thp_uffd_copy(cfd, dst + off, (uint64_t)(uintptr_t)src + off, len, 0, &done)
+			 : thp_uffd_zeropage(cfd, dst + off, len, 0, &done);
+
+		if (rc == -EAGAIN && done <= 0) {
+			child_events(cfd, f);
+			continue;
+		}
+		if (done > 0)
+			off += (uint64_t)done; /* partly done: go on after it */
+		else if (rc == 0)
+			off += len;
+		else if (len > THP_PAGE_SIZE)
+			len = THP_PAGE_SIZE; /* EEXIST somewhere: page by page */
+		else
+			off += THP_PAGE_SIZE; /* present (or unmapped) already */
+		if (len < THP_PAGE_SIZE || off + len > REGION)
+			len = THP_PAGE_SIZE;
 	}
 	ctr_add(s, THP_C_COPY_CHILD, 1);
-	return rc;
 }
 
 static void on_fork(struct thpswap_session *s, int cfd)
 {
 	uint32_t max = s->hdr->max_regions;
+	static const struct forks none;
+	struct forks f = none;
 
 	for (uint32_t i = 0; i < max; i++) {
 		struct thp_record *r = &s->rec[i];
 		uint32_t st = rec_state(r);
-		struct thp_blob_view v;
-		const char *blob;
-		bool ok = true;
 
 		if (st == THP_ST_FREE)
 			continue;
-		st = rec_wait_stable(s, r);
-		switch (st) {
-		case THP_ST_EMPTY:
-		case THP_ST_ZERO:
-			thp_uffd_zeropage(cfd, r->addr, REGION, 0, NULL);
-			break;
-		case THP_ST_RAM:
-			blob = (const char *)s->arena + thp_arena_slot_off(s->hdr, i);
-			if (r->stored_len > THP_SLOT_SIZE || thp_blob_view(blob, r->stored_len, &v))
-				break;
-			for (unsigned f = 0; f < v.nframes && ok; f++)
-				ok = thp_codec_decompress_frame(s->fault_codec, &v, f, s->fault_buf) == 0;
-			if (ok)
-				child_copy(s, cfd, r->addr, s->fault_buf);
-			break;
-		case THP_ST_RESIDENT:
-			/* Normally the child shares it already (EEXIST). */
-			child_copy(s, cfd, r->addr, (const char *)(uintptr_t)r->addr);
-			break;
-		default:
-			break;
+		if ((long)i == s->fault_owned)
+			/* Our own restore, waiting out EAGAIN: not moved in yet,
+			 * its bytes are still in the record. */
+			st = r->stored_len ? THP_ST_RAM : THP_ST_ZERO;
+		else
+			st = rec_wait_stable(s, r);
+		if (st == THP_ST_RAM && decode_record(s, i, s->fault_buf))
+			child_fill(s, cfd, r->addr, s->fault_buf, &f);
+		else if (st != THP_ST_POISONED)
+			child_fill(s, cfd, r->addr, NULL, &f);
+	}
+	child_events(cfd, &f);
+	close(cfd);
+	/* A grandchild is a copy of the child at its fork: what it lacks, the
+	 * child lacked then, and the records still hold it. */
+	for (unsigned k = 0; k < f.n; k++)
+		on_fork(s, f.fd[k]);
+}
+
+static void zero_page(struct thpswap_session *s, uint64_t page)
+{
+	int rc;
+
+	ctr_add(s, THP_C_FALLBACK_4K, 1);
+	while ((rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL)) == -EAGAIN)
+		agent_drain(s);
+	if (rc)
+		thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* EEXIST: it is there */
+}
+
+/*
+ * mremap moved [from, from+len) to @to (an UNMAP of the old range follows).
+ * Resident pages moved with the page tables.  Records move with their
+ * regions when the move keeps 2 MiB alignment; otherwise a PMD can never be
+ * installed there again, so the stored bytes are written to their new
+ * place now, in 4 KiB pages, and the record is dropped.
+ */
+static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len)
+{
+	uint64_t first = from & ~(REGION - 1);
+
+	if (!((from | to | len) & (REGION - 1))) {
+		rt_move(s, from, to, len);
+		return;
+	}
+	/* Wholly moved regions are marked before any copy: the UNMAP of the
+	 * old range that follows (read while a COPY waits out EAGAIN) leaves
+	 * them to us. */
+	for (uint64_t a = first; a + REGION <= from + len; a += REGION) {
+		long idx = rt_lookup(s, a);
+
+		if (a >= from && idx >= 0)
+			__atomic_or_fetch(&s->rec[idx].flags, THP_RF_MOVING, __ATOMIC_RELEASE);
+	}
+	for (uint64_t a = first; a < from + len; a += REGION) {
+		uint64_t lo = a > from ? a : from, hi = a + REGION < from + len ? a + REGION : from + len;
+		long idx = rt_lookup(s, a);
+		uint32_t st;
+
+		if (idx < 0)
+			continue;
+		/* Our own restore's record still holds its bytes: no waiting. */
+		st = idx == s->fault_owned ? (s->rec[idx].stored_len ? THP_ST_RAM : THP_ST_ZERO)
+					   : rec_wait_stable(s, &s->rec[idx]);
+		if (st == THP_ST_RAM && decode_record(s, (uint32_t)idx, s->fault_buf)) {
+			for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
+				while (thp_uffd_copy(s->uffd, to + (p - from),
+						     (uint64_t)(uintptr_t)s->fault_buf + (p - a),
+						     THP_PAGE_SIZE, 0, NULL) == -EAGAIN)
+					agent_drain(s);
+			}
+			ctr_add(s, THP_C_FALLBACK_4K, 1);
+		}
+		/* Evicted zeros need nothing: the new place faults to zero. */
+		if (lo == a && hi == a + REGION) {
+			__atomic_and_fetch(&s->rec[idx].flags, ~THP_RF_MOVING, __ATOMIC_RELEASE);
+			rt_remove(s, a, a + REGION);
 		}
 	}
-	close(cfd);
+}
+
+/* munmap: a region's record goes when its last page is unmapped; a region
+ * left partly mapped keeps it and is served through the 4 KiB fallback. */
+static void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end)
+{
+	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
+		uint64_t lo = a > start ? a : start, hi = a + REGION < end ? a + REGION : end;
+		long idx = rt_lookup(s, a);
+		bool all = true;
+
+		if (idx < 0 || (rec_flags(&s->rec[idx]) & THP_RF_MOVING))
+			continue; /* on_remap copies it to its new place, then frees it */
+		for (uint64_t p = (lo - a) / THP_PAGE_SIZE; p < (hi - a + THP_PAGE_SIZE - 1) / THP_PAGE_SIZE; p++)
+			s->cut[idx][p / 64] |= 1ull << (p % 64);
+		for (int w = 0; w < 8; w++)
+			all &= s->cut[idx][w] == UINT64_MAX;
+		if (all)
+			rt_remove(s, a, a + REGION);
+	}
 }
 
 static void handle_msg(struct thpswap_session *s, const struct uffd_msg *m)
@@ -160,34 +348,18 @@ static void handle_msg(struct thpswap_session *s, const struct uffd_msg *m)
 		ctr_add(s, THP_C_FAULTS, 1);
 		idx = rt_lookup(s, m->arg.pagefault.address);
 		if (idx < 0) {
-			/* Not ours (any more): let it retry. */
-			thp_uffd_wake(s->uffd, m->arg.pagefault.address & ~(THP_PAGE_SIZE - 1), THP_PAGE_SIZE);
+			/* Registered memory with no record: the tail an mremap
+			 * grew, or a region being unmapped.  It is new memory and
+			 * reads zeros; a wake alone would fault again forever. */
+			zero_page(s, m->arg.pagefault.address & ~(THP_PAGE_SIZE - 1));
 			break;
 		}
 		restore_region(s, (uint32_t)idx, m->arg.pagefault.address,
-			       m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, s->fault_codec, NULL);
-		break;
-	case UFFD_EVENT_FORK:
-		on_fork(s, (int)m->arg.fork.ufd);
-		break;
-	case UFFD_EVENT_REMAP:
-		/* Data follows the mapping when it stays 2 MiB-congruent. */
-		if (!((m->arg.remap.from | m->arg.remap.to | m->arg.remap.len) & (REGION - 1)))
-			rt_move(s, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+			       m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, s->fault_codec);
 		break;
 	case UFFD_EVENT_REMOVE:
 		on_remove(s, m->arg.remove.start, m->arg.remove.end);
 		break;
-	case UFFD_EVENT_UNMAP: {
-		/* Only whole regions; a region left partly mapped keeps its
-		 * record and is served through the 4 KiB fallback. */
-		uint64_t lo = (m->arg.remove.start + REGION - 1) & ~(REGION - 1);
-		uint64_t hi = m->arg.remove.end & ~(REGION - 1);
-
-		if (hi > lo)
-			rt_remove(s, lo, hi);
-		break;
-	}
 	default:
 		break;
 	}

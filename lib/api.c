@@ -37,7 +37,7 @@ _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 		r = -errno;
 		goto unmap;
 	}
-	r = rt_add(s, (uint64_t)(uintptr_t)a, len, THP_ST_EMPTY);
+	r = rt_add(s, (uint64_t)(uintptr_t)a, len, THP_ST_EMPTY, true);
 	if (r)
 		goto unmap;
 	r = thp_uffd_register(s->uffd, (uint64_t)(uintptr_t)a, len, UFFDIO_REGISTER_MODE_MISSING);
@@ -124,7 +124,7 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
 			/* Before registering, collapse fills holes with zeros. */
 			madvise((char *)addr + off, REGION, MADV_COLLAPSE);
 		}
-		r = rt_add(s, a + off, REGION, st);
+		r = rt_add(s, a + off, REGION, st, false);
 		if (r)
 			goto undo;
 		if (st == THP_ST_RESIDENT &&
@@ -139,22 +139,22 @@ undo:
 	return r;
 }
 
-/* Bring record @i back and keep it resident: it is detached, so neither the
- * daemon nor a fault can start anything new on it. */
-static int restore_detached(struct thpswap_session *s, uint32_t i)
+/* Bring record @i back for good: LEAVING makes every evictor back off (it
+ * checks after its CAS), and faults meanwhile are served as usual. */
+static int restore_for_good(struct thpswap_session *s, uint32_t i)
 {
 	struct thp_record *r = &s->rec[i];
 
+	__atomic_or_fetch(&r->flags, THP_RF_LEAVING, __ATOMIC_ACQ_REL);
 	for (;;) {
 		uint32_t st = rec_wait_stable(s, r);
 		int q;
 
-		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED)
+		/* EMPTY: unpopulated, ordinary memory reads zeros too. */
+		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED || st == THP_ST_EMPTY)
 			return 0;
-		if (st == THP_ST_EMPTY)
-			return 0; /* unpopulated: ordinary memory reads zeros too */
 		pthread_mutex_lock(&s->app_codec_lock);
-		q = restore_region(s, i, 0, false, s->app_codec, NULL);
+		q = restore_region(s, i, 0, false, s->app_codec);
 		pthread_mutex_unlock(&s->app_codec_lock);
 		if (q && q != -EBADMSG)
 			return q;
@@ -169,17 +169,17 @@ _public_ int thpswap_unregister(struct thpswap_session *s, void *addr, size_t le
 	if (r)
 		return r;
 	for (size_t off = 0; off < len; off += REGION) {
-		long i = rt_detach(s, a + off);
+		long i = rt_lookup(s, a + off);
 
 		if (i < 0)
 			continue;
-		q = restore_detached(s, (uint32_t)i);
+		q = restore_for_good(s, (uint32_t)i);
 		if (q && !r)
 			r = q;
 		q = thp_uffd_unregister(s->uffd, a + off, REGION);
 		if (q && !r)
 			r = q;
-		rt_release(s, (uint32_t)i);
+		rt_remove(s, a + off, a + off + REGION);
 	}
 	return r;
 }
@@ -204,7 +204,7 @@ _public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, e
 			uint32_t st = rec_state(&s->rec[i]);
 
 			if ((st == THP_ST_RAM || st == THP_ST_ZERO) &&
-			    restore_region(s, (uint32_t)i, 0, true, s->app_codec, NULL) == 0)
+			    restore_region(s, (uint32_t)i, 0, true, s->app_codec) == 0)
 				n++;
 		}
 		pthread_mutex_unlock(&s->app_codec_lock);

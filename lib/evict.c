@@ -50,14 +50,67 @@ static int store(struct thpswap_session *s, uint32_t idx, const char *buf, size_
  */
 static void move_back(struct thpswap_session *s, struct thp_record *r, char *slot)
 {
-	int rc = move_in(s, r->addr, (uint64_t)(uintptr_t)slot);
+	uint32_t idx = (uint32_t)(r - s->rec);
+	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot);
 
 	if (rc && rc != -EEXIST) {
 		/* The region is gone (unmapped) or unusable: nothing to keep. */
 		slot_zap(slot);
 	}
 	rec_set(s, r, THP_ST_RESIDENT);
+	became_resident(s, idx);
 	thp_uffd_wake(s->uffd, r->addr, REGION);
+}
+
+/*
+ * The region was split under us (a zap landed between the PMD check and
+ * the MOVE) and only its first @len bytes left: put exactly those back,
+ * retrying while events are pending, before the slot is zapped.
+ */
+static void put_back_part(struct thpswap_session *s, uint64_t addr, char *slot, uint64_t len)
+{
+	for (uint64_t off = 0; off < len;) {
+		int64_t done = 0;
+		int rc = thp_uffd_move(s->uffd, addr + off, (uint64_t)(uintptr_t)slot + off, len - off,
+				       UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+
+		if (done > 0)
+			off += (uint64_t)done;
+		else if (rc == -EAGAIN)
+			sched_yield(); /* the fault thread reads the pending event */
+		else if (rc)
+			return; /* the region is gone */
+		else
+			off = len;
+	}
+}
+
+/* Back out before anything left the region (it is still present). */
+static void undo_evicting(struct thpswap_session *s, struct thp_record *r)
+{
+	if (!rec_cas(s, r, THP_ST_EVICTING, THP_ST_RESIDENT)) {
+		/* A fault flipped it to CANCEL: it raced with us, wake it. */
+		rec_set(s, r, THP_ST_RESIDENT);
+		thp_uffd_wake(s->uffd, r->addr, REGION);
+	}
+}
+
+/*
+ * MOVE refuses pages that are not exclusive (EBUSY): after a fork they stay
+ * so until written, even once the child is gone (§7.1).  If pagemap says
+ * the THP is mapped by us alone, one atomic write (of the value already
+ * there) makes the kernel reuse it as exclusive, without a copy or a split.
+ * While a child still maps it, evicting would free nothing: refuse.
+ */
+static bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
+{
+	uint64_t pm;
+
+	if (pread(s->pagemap, &pm, sizeof(pm), (off_t)(addr / THP_PAGE_SIZE * 8)) != sizeof(pm) ||
+	    !(pm & (1ull << 63)) || !(pm & (1ull << 56)))
+		return false; /* not present, or still mapped by another process */
+	__atomic_fetch_add((volatile char *)(uintptr_t)addr, 0, __ATOMIC_RELAXED);
+	return true;
 }
 
 enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
@@ -77,38 +130,44 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))
 		return EV_SKIPPED;
 	addr = r->addr;
+	/* Checked after the CAS: unregister sets the flag, then waits for us.
+	 * A REMOVE read while the region was resident may not have zapped yet:
+	 * moved out first, its zap would land on the empty region and the old
+	 * bytes would come back.  The reader stamps the time before it looks
+	 * at the state, so one of us sees the other. */
+	if ((rec_flags(r) & THP_RF_LEAVING) ||
+	    now_ns() - atomic_load(&s->zap_resident_ns[idx]) < 1000000000ull) {
+		undo_evicting(s, r);
+		return EV_SKIPPED;
+	}
 
 	/* MOVE of a PTE-mapped range would split the folio (§7.1): only whole
 	 * PMDs leave; a split region is collapsed first if the kernel can. */
 	if (thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) != 1) {
 		if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) ||
 		    thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) != 1) {
-			r->flags |= THP_RF_SPLIT;
-			if (!rec_cas(s, r, THP_ST_EVICTING, THP_ST_RESIDENT)) {
-				rec_set(s, r, THP_ST_RESIDENT);
-				thp_uffd_wake(s->uffd, addr, REGION);
-			}
+			__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
+			undo_evicting(s, r);
 			return EV_SKIPPED;
 		}
-		r->flags &= ~THP_RF_SPLIT;
+		__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
 	}
 
 	slot = slot_get(s, false, &full);
 	rc = thp_uffd_move(s->suffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, &moved);
+	if (rc == -EBUSY && moved <= 0 && unshare_after_fork(s, addr)) /* .move = -errno */
+		rc = thp_uffd_move(s->suffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, &moved);
 	if (rc) {
 		if (rc == -EBUSY)
 			ctr_add(s, THP_C_EVICT_REFUSED, 1); /* shared after fork, or pinned */
-		if (moved > 0) {
-			/* Split under us and partly moved: put back what left. */
-			thp_uffd_move(s->uffd, addr, (uint64_t)(uintptr_t)slot, (uint64_t)moved, 0, NULL);
-		}
+		if (moved > 0)
+			put_back_part(s, addr, slot, (uint64_t)moved);
 		slot_zap(slot);
 		slot_put(s, slot, false);
-		if (!rec_cas(s, r, THP_ST_EVICTING, THP_ST_RESIDENT)) {
-			rec_set(s, r, THP_ST_RESIDENT);
-			thp_uffd_wake(s->uffd, addr, REGION);
-		}
-		return rc == -EBUSY ? EV_FAILED : EV_SKIPPED;
+		undo_evicting(s, r);
+		/* Shared with a fork child (counted as refused) is expected:
+		 * evicting it would free nothing while the child maps it. */
+		return EV_SKIPPED;
 	}
 
 	/* The region is empty now; from here on nothing can be lost. */
@@ -124,6 +183,10 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			r->flags |= THP_RF_INCOMPRESSIBLE;
 			ctr_add(s, THP_C_EVICT_INCOMPRESSIBLE, 1);
 		}
+		/* A restore just before us may still be freeing the slot's old
+		 * bytes: a punch after our store would wipe it. */
+		while (rec_flags(r) & THP_RF_PUNCHING)
+			sched_yield();
 		if (len < 0 || store(s, idx, buf, (size_t)len)) {
 			if (len == -ECANCELED)
 				ctr_add(s, THP_C_EVICT_CANCELLED, 1);

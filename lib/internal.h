@@ -165,15 +165,43 @@ struct thpswap_session {
 	 * events are handled in the order the kernel sent them. */
 	struct uffd_msg *q;
 	unsigned qhead, qtail;    /* free-running; q[i & (QCAP - 1)] */
+	/* The record the fault thread is restoring (RESTORING and owned by
+	 * it), or -1: a FORK read while that restore waits out EAGAIN must
+	 * not wait for it. */
+	long fault_owned;
+
+	/*
+	 * Per record index: the 4 KiB pages the application zapped
+	 * (MADV_DONTNEED/FREE) while the region was not resident.  Bits are
+	 * set when the REMOVE event is read, under zap_lock; every MOVE into a
+	 * region first takes its bits and zeroes those pages in the slot.  The
+	 * kernel zaps only after we read the event, and no event is read while
+	 * a restorer holds zap_lock across take-and-MOVE: so a zap either lands
+	 * after the MOVE (on resident memory) or its bits are in the copy.
+	 */
+	_Atomic uint64_t (*zap)[8];
+	_Atomic uint64_t *zap_resident_ns; /* REMOVE read while resident */
+	pthread_mutex_t zap_lock;
+	uint64_t (*cut)[8];       /* pages unmapped by partial munmaps */
 };
 #define QCAP 4096u
 
 /* ---- record helpers (record.c) ---- */
+static inline uint32_t rec_flags(const struct thp_record *r)
+{
+	return __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE);
+}
 uint32_t rec_state(const struct thp_record *r);
 bool rec_cas(struct thpswap_session *s, struct thp_record *r, uint32_t from, uint32_t to);
 void rec_set(struct thpswap_session *s, struct thp_record *r, uint32_t to);
 void ctr_add(struct thpswap_session *s, enum thp_counter c, int64_t v);
 void hist_add(struct thpswap_session *s, enum thp_hist h, uint64_t ns);
+/* The zap mask (see struct thpswap_session). */
+void zap_note(struct thpswap_session *s, uint32_t i, uint64_t addr, uint64_t lo, uint64_t hi);
+bool zap_take(struct thpswap_session *s, uint32_t i, uint64_t m[8]);
+void zap_put_back(struct thpswap_session *s, uint32_t i, const uint64_t m[8]);
+void zap_apply(char *slot, const uint64_t m[8]);
+void zap_clear(struct thpswap_session *s, uint32_t i);
 /* Drop the stored bytes of record @i: forget them (counters, length), then
  * punch the arena slot; rec_drop_bytes does both. */
 uint32_t rec_forget_bytes(struct thpswap_session *s, uint32_t i);
@@ -185,15 +213,12 @@ int rt_init(struct region_table *t, uint32_t max_regions);
 void rt_fini(struct region_table *t);
 /* Record index of the region containing @addr, or -ENOENT. */
 long rt_lookup(struct thpswap_session *s, uint64_t addr);
-/* Add regions [start, start+len) in state @st.  0, -EBUSY, -ENOSPC. */
-int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st);
+/* Add regions [start, start+len) in state @st.  0, -EBUSY, -ENOSPC.
+ * @fresh: the range was just mmap'ed, so a record still there is stale
+ * (its UNMAP is being handled right now): wait for it instead of -EBUSY. */
+int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh);
 /* Remove the regions in [start, end), dropping their records. */
 void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end);
-/* Take one region out of the table (lookups miss it from now on) without
- * freeing its record: returns the index or -ENOENT. */
-long rt_detach(struct thpswap_session *s, uint64_t addr);
-/* Wait until nobody owns record @i, drop its bytes and free it. */
-void rt_release(struct thpswap_session *s, uint32_t i);
 /* Wait until no eviction or restore owns @r; returns its state. */
 uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r);
 /* Re-key regions moved by mremap. */
@@ -222,21 +247,18 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			       uint64_t *bytes_stored);
 
 /* ---- restore (restore.c) ---- */
-/* Part of a region the application zapped while it was not resident. */
-struct zap_range {
-	uint64_t lo, hi;
-};
-/* Serve a fault (or prefetch when @fault_addr is 0) on record @idx; @z, if
- * set, is zeroed in the restored copy.  Fault thread or an app thread. */
+/* Serve a fault (or prefetch when @fault_addr is 0) on record @idx.
+ * Fault thread or an app thread. */
 int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
-		   bool write, struct thp_codec *codec, const struct zap_range *z);
+		   bool write, struct thp_codec *codec);
 /* Move @src (a slot holding the region's bytes) into the region at @dst on
  * the region uffd, retrying while events are pending.  Never wakes: the
  * caller makes the record true first, then wakes the faulters, so that a
  * thread resuming from its fault sees consistent state and statistics. */
-int move_in(struct thpswap_session *s, uint64_t dst, uint64_t src);
-/* Check that the region at @addr is PMD-mapped; collapse it if not. */
-void verify_pmd(struct thpswap_session *s, uint64_t addr);
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src);
+/* After a MOVE in: the record is RESIDENT; bits noted since are for zaps
+ * that land on the resident memory. */
+void became_resident(struct thpswap_session *s, uint32_t idx);
 
 /* ---- agent (agent.c) ---- */
 int agent_start(struct thpswap_session *s);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -90,21 +91,27 @@ long rt_lookup(struct thpswap_session *s, uint64_t addr)
 	return v;
 }
 
-int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st)
+int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh)
 {
 	struct region_table *t = &s->rt;
 	uint64_t n = len / REGION, now = now_ns();
+	unsigned waited = 0;
 
+again:
 	pthread_mutex_lock(&t->lock);
+	for (uint64_t a = start; a < start + len; a += REGION)
+		if (find_locked(t, key_of(a)) >= 0) {
+			pthread_mutex_unlock(&t->lock);
+			if (fresh && !agent_is_fault_thread(s) && waited++ < 100000) {
+				sched_yield();
+				goto again;
+			}
+			return -EBUSY;
+		}
 	if (n > t->nfree) {
 		pthread_mutex_unlock(&t->lock);
 		return -ENOSPC;
 	}
-	for (uint64_t a = start; a < start + len; a += REGION)
-		if (find_locked(t, key_of(a)) >= 0) {
-			pthread_mutex_unlock(&t->lock);
-			return -EBUSY;
-		}
 	for (uint64_t a = start; a < start + len; a += REGION) {
 		uint32_t i = t->free_idx[--t->nfree];
 		struct thp_record *r = &s->rec[i];
@@ -115,6 +122,9 @@ int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st)
 		r->last_fault_ns = now;
 		r->evicted_ns = 0;
 		r->evictions = r->restores = 0;
+		zap_clear(s, i);
+		atomic_store(&s->zap_resident_ns[i], 0);
+		memset(s->cut[i], 0, sizeof(s->cut[i]));
 		rec_set(s, r, st);
 		insert_locked(t, key_of(a), i);
 	}
@@ -138,7 +148,8 @@ uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r)
 	}
 }
 
-long rt_detach(struct thpswap_session *s, uint64_t addr)
+/* Take one region out of the table: lookups miss it from now on. */
+static long rt_detach(struct thpswap_session *s, uint64_t addr)
 {
 	struct region_table *t = &s->rt;
 	long pos, i = -ENOENT;
@@ -153,7 +164,8 @@ long rt_detach(struct thpswap_session *s, uint64_t addr)
 	return i;
 }
 
-void rt_release(struct thpswap_session *s, uint32_t i)
+/* Wait until nobody owns record @i, drop its bytes and free it. */
+static void rt_release(struct thpswap_session *s, uint32_t i)
 {
 	struct region_table *t = &s->rt;
 
@@ -170,8 +182,16 @@ void rt_release(struct thpswap_session *s, uint32_t i)
 void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
-		long i = rt_detach(s, a);
+		long i;
 
+		if (agent_is_fault_thread(s) && rt_lookup(s, a) == s->fault_owned && s->fault_owned >= 0) {
+			/* The fault thread's own restore, waiting out EAGAIN:
+			 * waiting for it would be waiting for ourselves.  Mark it
+			 * gone; the restore drops it when it ends. */
+			memset(s->cut[s->fault_owned], 0xff, sizeof(s->cut[0]));
+			continue;
+		}
+		i = rt_detach(s, a);
 		if (i >= 0)
 			rt_release(s, (uint32_t)i);
 	}

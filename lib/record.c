@@ -2,8 +2,10 @@
 /* Record state changes and the counters that mirror them. */
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <string.h>
 
 #include "internal.h"
+#include "kernel-abi.h"
 
 /* Which counter a state is counted in, or -1. */
 static int state_counter(uint32_t st)
@@ -90,4 +92,39 @@ void rec_drop_bytes(struct thpswap_session *s, uint32_t i)
 {
 	if (rec_forget_bytes(s, i))
 		slot_punch(s, i);
+}
+
+void zap_note(struct thpswap_session *s, uint32_t i, uint64_t addr, uint64_t lo, uint64_t hi)
+{
+	for (uint64_t p = (lo - addr) / THP_PAGE_SIZE; p < (hi - addr + THP_PAGE_SIZE - 1) / THP_PAGE_SIZE; p++)
+		atomic_fetch_or(&s->zap[i][p / 64], 1ull << (p % 64));
+}
+
+bool zap_take(struct thpswap_session *s, uint32_t i, uint64_t m[8])
+{
+	bool any = false;
+
+	for (int w = 0; w < 8; w++)
+		any |= (m[w] = atomic_exchange(&s->zap[i][w], 0)) != 0;
+	return any;
+}
+
+void zap_put_back(struct thpswap_session *s, uint32_t i, const uint64_t m[8])
+{
+	for (int w = 0; w < 8; w++)
+		if (m[w])
+			atomic_fetch_or(&s->zap[i][w], m[w]);
+}
+
+void zap_apply(char *slot, const uint64_t m[8])
+{
+	for (unsigned p = 0; p < 512; p++)
+		if (m[p / 64] & (1ull << (p % 64)))
+			memset(slot + (size_t)p * THP_PAGE_SIZE, 0, THP_PAGE_SIZE);
+}
+
+void zap_clear(struct thpswap_session *s, uint32_t i)
+{
+	for (int w = 0; w < 8; w++)
+		atomic_store(&s->zap[i][w], 0);
 }

@@ -50,15 +50,28 @@ static int copy_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
 	return copied ? 0 : -ENOENT;
 }
 
-int move_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 {
-	uint64_t off = 0;
+	uint64_t dst = s->rec[idx].addr, off = 0, m[8];
+	bool fault = agent_is_fault_thread(s);
 
 	for (;;) {
 		int64_t moved = 0;
-		int rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
-				       UFFDIO_MOVE_MODE_DONTWAKE, &moved);
+		int rc;
 
+		/* The fault thread reads events itself, never during this. */
+		if (!fault)
+			pthread_mutex_lock(&s->zap_lock);
+		if (zap_take(s, idx, m)) {
+			/* Pages already moved (off) are resident: their zaps land. */
+			for (unsigned w = 0; w < off / THP_PAGE_SIZE / 64 && w < 8; w++)
+				m[w] = 0;
+			zap_apply((char *)(uintptr_t)src, m);
+		}
+		rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
+				   UFFDIO_MOVE_MODE_DONTWAKE, &moved);
+		if (!fault)
+			pthread_mutex_unlock(&s->zap_lock);
 		if (rc == 0)
 			return 0;
 		if (rc == -EAGAIN && moved > 0) {
@@ -67,24 +80,35 @@ int move_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
 			continue;
 		}
 		if (rc == -EAGAIN) {
-			let_events_drain(s);
+			let_events_drain(s); /* the zeros stay in the slot */
 			continue;
 		}
 		if (rc == -EINVAL || rc == -ENOENT)
 			return copy_in(s, dst, src); /* ENOENT: nothing at src is a bug, EINVAL: prot/VMA */
+		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
 		return rc;
 	}
 }
 
-void verify_pmd(struct thpswap_session *s, uint64_t addr)
+void became_resident(struct thpswap_session *s, uint32_t idx)
 {
-	if (thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1) {
-		ctr_add(s, THP_C_RESTORES_PMD, 1);
-		return;
-	}
+	/* Bits noted between the MOVE and now are for events read after it:
+	 * their zaps land on the resident pages. */
+	pthread_mutex_lock(&s->zap_lock);
+	zap_clear(s, idx);
+	pthread_mutex_unlock(&s->zap_lock);
+}
+
+static bool is_pmd(struct thpswap_session *s, uint64_t addr)
+{
+	return thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1;
+}
+
+/* Checked before the wake, repaired after it (collapse takes ~0.4 ms). */
+static void repair_pmd(struct thpswap_session *s, uint64_t addr)
+{
 	/* Moved in but split (a leftover page table at the destination). */
-	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 &&
-	    thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1) {
+	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 && is_pmd(s, addr)) {
 		ctr_add(s, THP_C_SPLIT_REPAIRED, 1);
 		ctr_add(s, THP_C_RESTORES_PMD, 1);
 	} else {
@@ -92,19 +116,13 @@ void verify_pmd(struct thpswap_session *s, uint64_t addr)
 	}
 }
 
-/* Zero the part of a region being restored that the application zapped. */
-static void apply_zap(char *slot, uint64_t addr, const struct zap_range *z)
-{
-	if (z && z->hi > z->lo)
-		memset(slot + (z->lo - addr), 0, z->hi - z->lo);
-}
-
 static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t back_state,
 		  uint64_t t0, enum thp_hist h)
 {
 	struct thp_record *r = &s->rec[idx];
-	int rc = move_in(s, r->addr, (uint64_t)(uintptr_t)slot);
+	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot);
 	uint32_t stored;
+	bool pmd;
 
 	if (rc) {
 		/* Region gone or unusable: leave the record as it was. */
@@ -114,28 +132,37 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 		thp_uffd_wake(s->uffd, r->addr, REGION);
 		return rc;
 	}
+	pmd = is_pmd(s, r->addr);
+	if (pmd)
+		ctr_add(s, THP_C_RESTORES_PMD, 1);
 	stored = rec_forget_bytes(s, idx);
+	/* The slot's old bytes are freed after the wake; an eviction that
+	 * starts meanwhile must not store before they are (evict.c). */
+	if (stored)
+		__atomic_or_fetch(&r->flags, THP_RF_PUNCHING, __ATOMIC_RELEASE);
 	r->restores++;
 	rec_set(s, r, THP_ST_RESIDENT);
+	became_resident(s, idx);
 	ctr_add(s, THP_C_RESTORES, 1);
 	thp_uffd_wake(s->uffd, r->addr, REGION);
 	hist_add(s, h, now_ns() - t0);
 	/* Off the faulter's path from here on. */
-	if (stored)
+	if (stored) {
 		slot_punch(s, idx);
+		__atomic_and_fetch(&r->flags, ~THP_RF_PUNCHING, __ATOMIC_RELEASE);
+	}
 	slot_put(s, slot, false);
-	verify_pmd(s, r->addr);
+	if (!pmd)
+		repair_pmd(s, r->addr);
 	agent_kick_refill(s);
 	return 0;
 }
 
 static int restore_zero(struct thpswap_session *s, uint32_t idx, bool write, uint32_t back_state,
-			const struct zap_range *z, uint64_t t0)
+			uint64_t t0)
 {
 	bool full;
 	char *slot = slot_get(s, write, &full);
-
-	(void)z; /* all zero already */
 	if (write || full) {
 		if (full) {
 			memset(slot, 0, REGION);
@@ -165,7 +192,7 @@ static int poison(struct thpswap_session *s, uint32_t idx)
 }
 
 static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec *codec,
-		       const struct zap_range *z, uint64_t t0)
+		       uint64_t t0)
 {
 	struct thp_record *r = &s->rec[idx];
 	const char *blob = (const char *)s->arena + thp_arena_slot_off(s->hdr, idx);
@@ -195,8 +222,38 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 		slot_put(s, slot, true);
 		return poison(s, idx);
 	}
-	apply_zap(slot, r->addr, z);
 	return finish(s, idx, slot, THP_ST_RAM, t0, THP_H_RAM);
+}
+
+/* An UNMAP read while we restored the region could not free its record. */
+static void drop_if_unmapped(struct thpswap_session *s, uint32_t idx)
+{
+	for (int w = 0; w < 8; w++)
+		if (s->cut[idx][w] != UINT64_MAX)
+			return;
+	rt_remove(s, s->rec[idx].addr, s->rec[idx].addr + REGION);
+}
+
+/*
+ * Restore record @idx, which the caller just moved from @from to RESTORING.
+ * The fault thread notes that it owns it: events it reads while its MOVE
+ * waits out EAGAIN must not wait for this record (it would wait for itself).
+ */
+static int restore_owned(struct thpswap_session *s, uint32_t idx, uint32_t from, bool write,
+			 struct thp_codec *codec, uint64_t t0)
+{
+	bool fault = agent_is_fault_thread(s);
+	int rc;
+
+	if (fault)
+		s->fault_owned = idx;
+	rc = from == THP_ST_RAM ? restore_ram(s, idx, codec, t0)
+				: restore_zero(s, idx, write, from, t0);
+	if (fault) {
+		s->fault_owned = -1;
+		drop_if_unmapped(s, idx);
+	}
+	return rc;
 }
 
 /* A fault on a region we consider resident: the application zapped some or
@@ -212,8 +269,11 @@ static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t f
 	if (thp_pagemap_count_present(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
 		return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* raced: it is there */
 	present = thp_pagemap_count_present(s->pagemap, r->addr, r->addr + REGION);
-	if (present == 0 && rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING))
-		return restore_zero(s, idx, write, THP_ST_RESIDENT, NULL, t0);
+	if (present == 0 && rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING)) {
+		/* Wholly empty: a zap of it has landed, none is in flight. */
+		atomic_store(&s->zap_resident_ns[idx], 0);
+		return restore_owned(s, idx, THP_ST_RESIDENT, write, NULL, t0);
+	}
 	/* A hole in a split region: a 4 KiB zero page (a write then COWs it). */
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
 	while ((rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL)) == -EAGAIN)
@@ -224,7 +284,7 @@ static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t f
 }
 
 int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr, bool write,
-		   struct thp_codec *codec, const struct zap_range *z)
+		   struct thp_codec *codec)
 {
 	struct thp_record *r = &s->rec[idx];
 	uint64_t t0 = now_ns();
@@ -239,12 +299,9 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 			return fault_addr ? fault_on_resident(s, idx, fault_addr, write, t0) : 0;
 		case THP_ST_EMPTY:
 		case THP_ST_ZERO:
-			if (rec_cas(s, r, st, THP_ST_RESTORING))
-				return restore_zero(s, idx, write, st, z, t0);
-			break;
 		case THP_ST_RAM:
 			if (rec_cas(s, r, st, THP_ST_RESTORING))
-				return restore_ram(s, idx, codec, z, t0);
+				return restore_owned(s, idx, st, write, codec, t0);
 			break;
 		case THP_ST_EVICTING:
 			/* The evictor moves it back and its MOVE wakes us. */

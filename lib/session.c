@@ -129,6 +129,9 @@ static void session_free(struct thpswap_session *s)
 	free(s->app_buf);
 	scratch_fini(&s->sc);
 	rt_fini(&s->rt);
+	free(s->zap);
+	free(s->zap_resident_ns);
+	free(s->cut);
 	if (s->arena)
 		munmap(s->arena, s->arena_size);
 	/* Last: closing the region uffd makes evicted memory read as zeros;
@@ -167,10 +170,12 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	if (!s)
 		return -ENOMEM;
 	s->sock = s->uffd = s->suffd = s->pagemap = s->evfd = s->arena_fd = -1;
+	s->fault_owned = -1;
 	pthread_mutex_init(&s->send_lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
 	pthread_cond_init(&s->wcond, NULL);
 	pthread_mutex_init(&s->app_codec_lock, NULL);
+	pthread_mutex_init(&s->zap_lock, NULL);
 
 	r = s->sock = connect_daemon(socket_path);
 	if (r < 0)
@@ -204,6 +209,14 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	r = rt_init(&s->rt, s->hdr->max_regions);
 	if (r)
 		goto fail;
+	/* calloc'd, so untouched entries cost no memory. */
+	s->zap = calloc(s->hdr->max_regions, sizeof(*s->zap));
+	s->zap_resident_ns = calloc(s->hdr->max_regions, sizeof(*s->zap_resident_ns));
+	s->cut = calloc(s->hdr->max_regions, sizeof(*s->cut));
+	if (!s->zap || !s->zap_resident_ns || !s->cut) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	/* One background thread, and a decompression helper per spare CPU. */
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	s->nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);

@@ -72,6 +72,9 @@ _Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
 
 #define THP_RF_INCOMPRESSIBLE (1u << 0) /* last eviction found it not worth it */
 #define THP_RF_SPLIT          (1u << 1) /* not PMD-mapped when last checked */
+#define THP_RF_LEAVING        (1u << 2) /* being unregistered: never evict */
+#define THP_RF_PUNCHING       (1u << 3) /* old bytes still being freed from the slot */
+#define THP_RF_MOVING         (1u << 4) /* mremap'ed away: its copy frees it, not the UNMAP */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {

@@ -50,4 +50,144 @@ long h_pmd_mapped(const void *addr, size_t len);
 	fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
 	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(H_FAIL); } } while (0)
 
+/* ---- added for writers, tiers and client-kill ---- */
+
+/* $THPSWAP_TEST_SECONDS if it is a positive number, else @dflt. */
+unsigned h_test_seconds(unsigned dflt);
+
+/* Number of 2 MiB units in [addr, addr+len) mapped by the huge zero page
+ * (PAGEMAP_SCAN PAGE_IS_HUGE|PRESENT|PFNZERO), or -errno. */
+long h_pmd_zero_mapped(const void *addr, size_t len);
+
+/* posix_spawn @argv with a pipe to its stdin (*@to_child, write end) and one
+ * from its stdout (*@from_child, read end); both ends are O_CLOEXEC here.
+ * Returns 0 or -errno. */
+int h_spawn_piped(pid_t *pid, const char *const *argv, int *to_child, int *from_child);
+/* Read one '\n'-terminated line (without it) from @fd, byte by byte so that
+ * nothing after it is consumed.  Returns its length, 0 at EOF, or -errno. */
+long h_read_line(int fd, char *buf, size_t sz);
+
+/* The fds of @pid: how many, and how many link to a target containing
+ * @needle (may be NULL).  0 or -errno. */
+int h_count_fds(pid_t pid, const char *needle, unsigned *total, unsigned *matching);
+
+/* Copy into @out the innermost JSON object of @json that contains
+ * "@key": "@value" (a string member); 0, -ENOENT or -ENOSPC. */
+int h_json_object(const char *json, const char *key, const char *value, char *out, size_t outsz);
+/* The string value of the first "@key" in @json into @out ("null" for
+ * null); 0, -ENOENT or -ENOSPC. */
+int h_json_str(const char *json, const char *key, char *out, size_t outsz);
+/* The (possibly negative) integer after the first "@key"; 0 or -ENOENT. */
+int h_json_i64(const char *json, const char *key, long long *out);
+
+/* On SIGBUS (a touch of a region whose record failed verification and was
+ * poisoned), print the address, its region number in [@base, @base+@len),
+ * and the session's corrupt/eviction/restore counters, then die of the
+ * signal.  @s and @base are remembered; call again to change them. */
+struct thpswap_session;
+void h_report_sigbus(struct thpswap_session *s, const void *base, size_t len);
+
+/* ==== engineer F (non-cooperative events, fork): cases, deadlines, data ====
+ * Each case runs in its own process (posix_spawn of this executable with
+ * "--case NAME"), with its own session of one shared daemon: a case that
+ * hangs or crashes fails alone and the others still run. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "thpswap/thpswap.h"
+
+#define H_PAGE 4096u
+#define H_PAGES_PER_REGION (THPSWAP_REGION_SIZE / H_PAGE)
+
+struct h_case {
+	const char *name;
+	/* Fails with H_CHECK; passes by returning. */
+	void (*run)(struct thpswap_session *s, const struct h_daemon *d);
+	unsigned deadline;	/* seconds before the case counts as hung */
+};
+
+/* The whole test: as a case child (argv "--case NAME") run that case and
+ * exit; else start thpswapd with @daemon_args, run every case (or those named
+ * in argv) one after the other, print one PASS/FAIL/HANG line each and
+ * return H_PASS/H_FAIL/H_SKIP. */
+int h_run_cases(int argc, char **argv, const struct h_case *cases, size_t n,
+		const char *const *daemon_args);
+
+/* Where this thread is (printed if the deadline fires).  Per thread. */
+void h_at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* After @seconds print every thread's h_at, SIGKILL the h_track'ed
+ * children and _exit(1); 0 disarms. */
+void h_deadline(unsigned seconds);
+/* A fatal signal's report (address, counters, every thread's h_at), then
+ * _exit(1); h_deadline installs it for SIGSEGV and SIGBUS, and a test's
+ * own handler may chain to it. */
+void h_fatal_signal(int sig, void *addr);
+void h_track(pid_t pid);
+void h_untrack(pid_t pid);
+/* waitpid @pid, untrack it; returns its exit status or 128+signal. */
+int h_wait(pid_t pid);
+
+/* One counter of this process's session as the daemon reports it
+ * (thpswapctl --json stats --pid), e.g. "copy_child"; -1 if unknown. */
+long long h_counter(const struct h_daemon *d, const char *name);
+/* Print "@label: faults=.. evictions=.. ... copy_child=.." (one line). */
+void h_report(struct thpswap_session *s, const struct h_daemon *d, const char *label);
+/* This session's counters (H_CHECKed). */
+struct thpswap_stats h_stats(struct thpswap_session *s);
+
+/*
+ * Test data, 4 KiB at a time: page @pg (a test-wide page number) of
+ * generation @gen (>= 1; 0 means all zeros).  Every 8-byte word is
+ * gen << 40 | pg << 12 | word index: nonzero, compressible (about 3:1),
+ * and a wrong page says which page and generation it holds.
+ */
+void h_page_fill(void *page, uint64_t pg, uint32_t gen);
+/* First differing offset in @page, or -1. */
+long h_page_check(const void *page, uint64_t pg, uint32_t gen);
+/* Fill/check @len bytes from @base whose first page is @pg0, all of
+ * generation @gen (or per page from @gens when not NULL).  h_check prints
+ * the first difference (with @what, the address, the expected and found
+ * page/generation and whether the page is all zero) and returns its offset,
+ * or -1 when all is equal. */
+void h_fill(void *base, size_t len, uint64_t pg0, uint32_t gen);
+long h_check(const void *base, size_t len, uint64_t pg0, uint32_t gen, const uint32_t *gens,
+	     const char *what);
+/* A generation with this bit may also read as zeros (MADV_FREE). */
+#define H_OR_ZERO 0x80000000u
+/* Describe what @page holds: "zeros", "page P gen G", "other". */
+const char *h_page_what(const void *page, char *buf, size_t sz);
+
+/* Wait until the agent has handled every event raised before the call:
+ * zaps @barrier (a managed region kept for this) and reads it; the fault
+ * is served after the earlier events (one queue, in order). */
+void h_agent_sync(void *barrier);
+/* Evict [addr, addr+len) now (THPSWAP_ADVICE_COLD); returns regions evicted. */
+int h_evict(struct thpswap_session *s, void *addr, size_t len);
+
+/* Reserve @len bytes of address space at a 2 MiB boundary + @skew, as a
+ * PROT_NONE mapping of our own: an mremap(MREMAP_FIXED) onto it replaces
+ * it, and no other thread's mmap can take the place meanwhile. */
+void *h_reserve(size_t len, size_t skew);
+
+/* Managed memory with a shadow: the generation of every page. */
+struct h_mem {
+	char *base;
+	size_t len;
+	uint64_t pg0;		/* page number of base (moves with the data) */
+	uint32_t *gen;		/* per page; 0 = zeros, | H_OR_ZERO = or zeros */
+};
+/* thpswap_map @nreg regions; shadow all zeros. */
+void h_mem_map(struct thpswap_session *s, struct h_mem *m, size_t nreg, uint64_t pg0);
+/* Write generation @gen to [off, off+len) (page-aligned) and the shadow. */
+void h_mem_write(struct h_mem *m, size_t off, size_t len, uint32_t gen);
+/* madvise(@advice) [off, off+len) and update the shadow (DONTNEED: zeros,
+ * FREE: old or zeros). */
+void h_mem_zap(struct h_mem *m, size_t off, size_t len, int advice);
+/* Every byte against the shadow; fails the test naming @what. */
+void h_mem_check(const struct h_mem *m, const char *what);
+void h_mem_free(struct h_mem *m);
+/* ==== end engineer F ==== */
+
 #endif

@@ -41,6 +41,12 @@ static int setup(void **state)
 	s->rec = thp_arena_records(s->arena);
 	if (rt_init(&s->rt, MAXR))
 		return -1;
+	s->zap = calloc(MAXR, sizeof(*s->zap));
+	s->zap_resident_ns = calloc(MAXR, sizeof(*s->zap_resident_ns));
+	s->cut = calloc(MAXR, sizeof(*s->cut));
+	pthread_mutex_init(&s->zap_lock, NULL);
+	if (!s->zap || !s->zap_resident_ns || !s->cut)
+		return -1;
 	*state = s;
 	return 0;
 }
@@ -50,6 +56,9 @@ static int teardown(void **state)
 	struct thpswap_session *s = *state;
 
 	rt_fini(&s->rt);
+	free(s->zap);
+	free(s->zap_resident_ns);
+	free(s->cut);
 	munmap(s->arena, s->arena_size);
 	close(s->arena_fd);
 	free(s);
@@ -68,7 +77,7 @@ static void table_add_lookup_remove(void **state)
 	struct thpswap_session *s = *state;
 	long i, j;
 
-	assert_int_equal(rt_add(s, BASE, 4 * REGION, THP_ST_EMPTY), 0);
+	assert_int_equal(rt_add(s, BASE, 4 * REGION, THP_ST_EMPTY, false), 0);
 	assert_int_equal(ctr(s, THP_C_REGIONS), 4);
 	i = rt_lookup(s, BASE + 5);
 	j = rt_lookup(s, BASE + 3 * REGION + REGION - 1);
@@ -78,7 +87,7 @@ static void table_add_lookup_remove(void **state)
 	assert_int_equal(rt_lookup(s, BASE + 4 * REGION), -ENOENT);
 	assert_int_equal(rt_lookup(s, BASE - 1), -ENOENT);
 	/* Overlap is refused whole. */
-	assert_int_equal(rt_add(s, BASE + 3 * REGION, 2 * REGION, THP_ST_EMPTY), -EBUSY);
+	assert_int_equal(rt_add(s, BASE + 3 * REGION, 2 * REGION, THP_ST_EMPTY, false), -EBUSY);
 	assert_int_equal(ctr(s, THP_C_REGIONS), 4);
 	rt_remove(s, BASE + REGION, BASE + 3 * REGION);
 	assert_int_equal(rt_lookup(s, BASE + REGION), -ENOENT);
@@ -93,15 +102,15 @@ static void table_capacity_and_reuse(void **state)
 {
 	struct thpswap_session *s = *state;
 
-	assert_int_equal(rt_add(s, BASE, (MAXR + 1) * REGION, THP_ST_EMPTY), -ENOSPC);
-	assert_int_equal(rt_add(s, BASE, MAXR * REGION, THP_ST_EMPTY), 0);
-	assert_int_equal(rt_add(s, BASE + MAXR * REGION, REGION, THP_ST_EMPTY), -ENOSPC);
+	assert_int_equal(rt_add(s, BASE, (MAXR + 1) * REGION, THP_ST_EMPTY, false), -ENOSPC);
+	assert_int_equal(rt_add(s, BASE, MAXR * REGION, THP_ST_EMPTY, false), 0);
+	assert_int_equal(rt_add(s, BASE + MAXR * REGION, REGION, THP_ST_EMPTY, false), -ENOSPC);
 	/* Tombstones do not break probing: remove every other, look up the rest. */
 	for (unsigned k = 0; k < MAXR; k += 2)
 		rt_remove(s, BASE + k * REGION, BASE + (k + 1) * REGION);
 	for (unsigned k = 1; k < MAXR; k += 2)
 		assert_true(rt_lookup(s, BASE + k * REGION) >= 0);
-	assert_int_equal(rt_add(s, BASE + 2 * MAXR * REGION, MAXR / 2 * REGION, THP_ST_EMPTY), 0);
+	assert_int_equal(rt_add(s, BASE + 2 * MAXR * REGION, MAXR / 2 * REGION, THP_ST_EMPTY, false), 0);
 	rt_remove(s, BASE, BASE + 3 * MAXR * REGION);
 	assert_int_equal(ctr(s, THP_C_REGIONS), 0);
 }
@@ -111,7 +120,7 @@ static void move_rekeys(void **state)
 	struct thpswap_session *s = *state;
 	long i;
 
-	assert_int_equal(rt_add(s, BASE, 2 * REGION, THP_ST_EMPTY), 0);
+	assert_int_equal(rt_add(s, BASE, 2 * REGION, THP_ST_EMPTY, false), 0);
 	i = rt_lookup(s, BASE + REGION);
 	rt_move(s, BASE, BASE + 100 * REGION, 2 * REGION);
 	assert_int_equal(rt_lookup(s, BASE), -ENOENT);
@@ -126,7 +135,7 @@ static void counters_follow_states(void **state)
 	struct thp_record *r;
 	long i;
 
-	assert_int_equal(rt_add(s, BASE, REGION, THP_ST_RESIDENT), 0);
+	assert_int_equal(rt_add(s, BASE, REGION, THP_ST_RESIDENT, false), 0);
 	i = rt_lookup(s, BASE);
 	r = &s->rec[i];
 	assert_int_equal(ctr(s, THP_C_RESIDENT), 1);
@@ -156,7 +165,7 @@ static void dropping_bytes_punches_the_slot(void **state)
 	long i;
 	off_t off;
 
-	assert_int_equal(rt_add(s, BASE, REGION, THP_ST_RESIDENT), 0);
+	assert_int_equal(rt_add(s, BASE, REGION, THP_ST_RESIDENT, false), 0);
 	i = rt_lookup(s, BASE);
 	off = (off_t)thp_arena_slot_off(s->hdr, (uint32_t)i);
 	memset(buf, 0x5a, sizeof(buf));
@@ -203,7 +212,7 @@ static void commit_and_cancel_race(void **state)
 	pthread_t ta, tc;
 	long i;
 
-	assert_int_equal(rt_add(s, BASE, REGION, THP_ST_RESIDENT), 0);
+	assert_int_equal(rt_add(s, BASE, REGION, THP_ST_RESIDENT, false), 0);
 	i = rt_lookup(s, BASE);
 	pthread_barrier_init(&b, NULL, 3);
 	a = (struct race){ s, &s->rec[i], &b, THP_ST_RAM, 0 };
