@@ -32,61 +32,124 @@ static void on_fork(struct thpswap_session *s, int cfd);
 static void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
 static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len);
 
+/* Where the record for @addr is keyed now: mremaps read but not handled
+ * yet (a FORK being handled holds them up) have not re-keyed it. */
+static uint64_t unmoved(const struct thpswap_session *s, uint64_t addr)
+{
+	for (unsigned i = s->utail; i != s->uhead; i--) {
+		const struct uffd_msg *m = &s->u[(i - 1) & (QCAP - 1)];
+
+		if (m->event == UFFD_EVENT_REMAP && addr >= m->arg.remap.to &&
+		    addr < m->arg.remap.to + m->arg.remap.len)
+			addr = m->arg.remap.from + (addr - m->arg.remap.to);
+	}
+	return addr;
+}
+
 /* A REMOVE just read: its zap comes after this.  The time is stamped before
  * the state is read (the evictor reads them the other way round). */
 static void note_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
-		long idx = rt_lookup(s, a);
+		uint64_t lo = start > a ? start : a, hi = end < a + REGION ? end : a + REGION;
+		uint64_t ka = unmoved(s, lo) & ~(REGION - 1);
+		long idx = rt_lookup(s, ka);
 
 		if (idx < 0)
 			continue;
+		/* The page offsets within the region are what the record needs;
+		 * an unaligned move shifts them, so note page by page there. */
+		if (unmoved(s, lo) - lo != ka - a) {
+			for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
+				uint64_t q = unmoved(s, p);
+				long j = rt_lookup(s, q);
+
+				if (j >= 0) {
+					atomic_store(&s->zap_resident_ns[j], now_ns());
+					if (rec_state(&s->rec[j]) != THP_ST_RESIDENT)
+						zap_note(s, (uint32_t)j, q & ~(REGION - 1), q, q + THP_PAGE_SIZE);
+				}
+			}
+			continue;
+		}
 		atomic_store(&s->zap_resident_ns[idx], now_ns());
 		if (rec_state(&s->rec[idx]) != THP_ST_RESIDENT)
-			zap_note(s, (uint32_t)idx, a, start > a ? start : a, end < a + REGION ? end : a + REGION);
+			zap_note(s, (uint32_t)idx, ka, ka + (lo - a), ka + (hi - a));
 	}
+}
+
+static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m)
+{
+	s->in_urgent++;
+	switch (m->event) {
+	case UFFD_EVENT_FORK:
+		/* Until it is read no MOVE into us can succeed (the pending
+		 * FORK keeps mmap_changing up from dup_mmap on): every region
+		 * empty now was empty at the fork, and the records are the
+		 * child's snapshot.  Queued, a restore could run first and let
+		 * its faulter write before the child's copy. */
+		on_fork(s, (int)m->arg.fork.ufd);
+		break;
+	case UFFD_EVENT_UNMAP:
+		on_unmap(s, m->arg.remove.start, m->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMAP:
+		on_remap(s, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		break;
+	}
+	s->in_urgent--;
 }
 
 void agent_drain(struct thpswap_session *s)
 {
 	for (;;) {
-		unsigned room = QCAP - (s->qtail - s->qhead);
+		unsigned room = QCAP - (s->qtail - s->qhead) - (s->utail - s->uhead);
 		struct uffd_msg msgs[64];
 		ssize_t n;
 
 		if (room == 0)
-			return; /* the kernel keeps the rest */
+			break; /* the kernel keeps the rest */
 		/* Reading and noting zaps is one step against restorers that
 		 * hold zap_lock across their MOVE (see struct thpswap_session). */
 		pthread_mutex_lock(&s->zap_lock);
 		n = read(s->uffd, msgs, sizeof(msgs[0]) * (room < 64 ? room : 64));
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+			s->u[s->utail++ & (QCAP - 1)] = msgs[i];
+			atomic_fetch_add(&s->u_read, 1);
 			if (msgs[i].event == UFFD_EVENT_REMOVE)
 				note_remove(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+		}
 		pthread_mutex_unlock(&s->zap_lock);
 		if (n <= 0)
-			return; /* EAGAIN: nothing pending */
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
-			/* A fork is handled the moment it is read: until then no
-			 * MOVE into us could succeed (the pending FORK keeps
-			 * mmap_changing up from dup_mmap on), so every region
-			 * empty now was empty at the fork, and the records are
-			 * the child's snapshot.  Queued, a restore could run
-			 * first and let its faulter write before the child's copy. */
-			/* munmap and mremap return once their event is read:
-			 * the records must follow before the application can
-			 * map something new at those addresses. */
-			if (msgs[i].event == UFFD_EVENT_FORK)
-				on_fork(s, (int)msgs[i].arg.fork.ufd);
-			else if (msgs[i].event == UFFD_EVENT_UNMAP)
-				on_unmap(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
-			else if (msgs[i].event == UFFD_EVENT_REMAP)
-				on_remap(s, msgs[i].arg.remap.from, msgs[i].arg.remap.to,
-					 msgs[i].arg.remap.len);
-			else
-				s->q[s->qtail++ & (QCAP - 1)] = msgs[i];
-		}
+			break; /* EAGAIN: nothing pending */
 	}
+	if (s->in_urgent)
+		return; /* read only: the handler running goes first */
+	while (s->uhead != s->utail) {
+		struct uffd_msg m = s->u[s->uhead++ & (QCAP - 1)];
+
+		/* munmap and mremap return once their event is read: the
+		 * records must follow before the application can map
+		 * something new at those addresses. */
+		if (m.event == UFFD_EVENT_FORK || m.event == UFFD_EVENT_UNMAP ||
+		    m.event == UFFD_EVENT_REMAP)
+			handle_urgent(s, &m);
+		else
+			s->q[s->qtail++ & (QCAP - 1)] = m;
+		atomic_fetch_add(&s->u_done, 1);
+	}
+}
+
+void agent_sync(struct thpswap_session *s)
+{
+	unsigned long target = atomic_load(&s->u_read);
+
+	if (agent_is_fault_thread(s))
+		return;
+	/* The fault thread never waits for an app thread between reading
+	 * and handling, so this ends. */
+	while (atomic_load(&s->u_done) < target)
+		sched_yield();
 }
 
 /* Decompress record @i into @buf with its pending zaps applied. */
@@ -417,7 +480,10 @@ static void run_job(struct worker *w, struct evict_job *j)
 	struct thp_msg_evict_done d = { 0 };
 
 	for (uint32_t k = 0; k < j->n; k++) {
-		long idx = rt_lookup(s, j->addr[k]);
+		long idx;
+
+		agent_sync(s);
+		idx = rt_lookup(s, j->addr[k]);
 
 		if (idx < 0) {
 			d.skipped++;
@@ -599,7 +665,8 @@ int agent_start(struct thpswap_session *s)
 	if (s->evfd < 0)
 		return -errno;
 	s->q = calloc(QCAP, sizeof(*s->q));
-	if (!s->q)
+	s->u = calloc(QCAP, sizeof(*s->u));
+	if (!s->q || !s->u)
 		return -ENOMEM;
 	s->jobs_tail = &s->jobs;
 	sigfillset(&all);
@@ -643,5 +710,7 @@ void agent_stop(struct thpswap_session *s)
 		close(s->evfd);
 	s->evfd = -1;
 	free(s->q);
+	free(s->u);
 	s->q = NULL;
+	s->u = NULL;
 }

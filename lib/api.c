@@ -57,6 +57,7 @@ static int all_managed(struct thpswap_session *s, void *addr, size_t len)
 {
 	if (!s || !aligned(addr, len))
 		return -EINVAL;
+	agent_sync(s);
 	for (size_t off = 0; off < len; off += REGION)
 		if (rt_lookup(s, (uint64_t)(uintptr_t)addr + off) < 0)
 			return -EINVAL;
@@ -193,7 +194,10 @@ _public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, e
 	if (!s || !len || (advice != THPSWAP_ADVICE_COLD && advice != THPSWAP_ADVICE_WILLNEED))
 		return -EINVAL;
 	for (; a < end; a += REGION) {
-		long i = rt_lookup(s, a);
+		long i;
+
+		agent_sync(s);
+		i = rt_lookup(s, a);
 
 		if (i < 0)
 			continue;

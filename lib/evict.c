@@ -93,6 +93,8 @@ static void undo_evicting(struct thpswap_session *s, struct thp_record *r)
 		rec_set(s, r, THP_ST_RESIDENT);
 		thp_uffd_wake(s->uffd, r->addr, REGION);
 	}
+	/* Zaps noted meanwhile landed on the memory that never left. */
+	became_resident(s, (uint32_t)(r - s->rec));
 }
 
 /*

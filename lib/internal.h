@@ -165,6 +165,17 @@ struct thpswap_session {
 	 * events are handled in the order the kernel sent them. */
 	struct uffd_msg *q;
 	unsigned qhead, qtail;    /* free-running; q[i & (QCAP - 1)] */
+	/* Messages just read, in kernel order.  FORK, UNMAP and REMAP are
+	 * handled from its front as soon as possible (their callers return
+	 * once we read them); the rest move on to q.  Strictly front-first,
+	 * and never while one of those handlers runs (in_urgent), so that no
+	 * event is ever handled before one the kernel sent earlier. */
+	struct uffd_msg *u;
+	unsigned uhead, utail;
+	int in_urgent;
+	/* Messages read / handled from u, for app threads that must not look
+	 * up addresses a pending mremap or munmap has changed. */
+	_Atomic unsigned long u_read, u_done;
 	/* The record the fault thread is restoring (RESTORING and owned by
 	 * it), or -1: a FORK read while that restore waits out EAGAIN must
 	 * not wait for it. */
@@ -267,7 +278,11 @@ void agent_stop(struct thpswap_session *s);
  * just retry).  Page faults are queued, not served. */
 void agent_drain(struct thpswap_session *s);
 bool agent_is_fault_thread(struct thpswap_session *s);
-/* Ask the workers to help decompress; returns after all frames are done. */
+/* App threads: wait until every event read so far is handled, so that
+ * addresses looked up next mean what the application means by them. */
+void agent_sync(struct thpswap_session *s);
+/* Ask the helpers to decompress alongside; returns when all frames are
+ * done.  Fault thread only (one struct decomp_help per session). */
 int decompress_parallel(struct thpswap_session *s, struct thp_codec *codec,
 			const struct thp_blob_view *v, char *dst);
 void agent_kick_refill(struct thpswap_session *s);

@@ -210,7 +210,7 @@ void rt_move(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len
 			continue;
 		i = t->vals[pos];
 		t->keys[pos] = KEY_DEAD;
-		s->rec[i].addr = to + off;
+		__atomic_store_n(&s->rec[i].addr, to + off, __ATOMIC_RELEASE);
 		insert_locked(t, key_of(to + off), i);
 	}
 	pthread_mutex_unlock(&t->lock);

@@ -52,13 +52,16 @@ static int copy_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
 
 int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 {
-	uint64_t dst = s->rec[idx].addr, off = 0, m[8];
+	uint64_t dst, off = 0, m[8];
 	bool fault = agent_is_fault_thread(s);
 
 	for (;;) {
 		int64_t moved = 0;
 		int rc;
 
+		/* Read each time: an mremap handled while we waited out EAGAIN
+		 * moves the record, and the region, elsewhere. */
+		dst = __atomic_load_n(&s->rec[idx].addr, __ATOMIC_ACQUIRE);
 		/* The fault thread reads events itself, never during this. */
 		if (!fault)
 			pthread_mutex_lock(&s->zap_lock);
@@ -212,7 +215,10 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 		if (slot_fill(s, slot))
 			ctr_add(s, THP_C_FALLBACK_4K, 1); /* decompress into 4 KiB pages */
 	}
-	if (v.nframes > 1 && s->nworkers > 1) {
+	/* The helpers serve the fault thread only: s->help describes one
+	 * restore at a time, and app-thread restores (prefetch, unregister)
+	 * are not the latency anyone waits on. */
+	if (v.nframes > 1 && s->nworkers > 1 && agent_is_fault_thread(s)) {
 		rc = decompress_parallel(s, codec, &v, slot);
 	} else {
 		for (unsigned i = 0; i < v.nframes && !rc; i++)

@@ -797,6 +797,27 @@ void h_mem_free(struct h_mem *m)
 	m->gen = NULL;
 }
 
+void h_mem_prepare(struct thpswap_session *s, struct h_mem *m, size_t nreg, size_t nevict)
+{
+	int n;
+
+	h_mem_map(s, m, nreg, 0);
+	h_mem_write(m, 0, m->len, 1);
+	if (!nevict)
+		return;
+	n = h_evict(s, m->base, nevict * THPSWAP_REGION_SIZE);
+	H_CHECK(n == (int)nevict, "evicted %d of %zu fresh regions", n, nevict);
+}
+
+void *h_barrier_map(struct thpswap_session *s)
+{
+	void *b;
+	int r = thpswap_map(s, THPSWAP_REGION_SIZE, &b);
+
+	H_CHECK(r == 0, "map the barrier region: %s", strerror(-r));
+	return b;
+}
+
 /* ---- one case per process ---- */
 static const struct h_daemon *case_d;
 static pid_t case_pid;
@@ -835,7 +856,7 @@ static int run_one(const char *name, const struct h_case *cases, size_t n)
 		case_d = &d;
 		case_pid = getpid();
 		atexit(case_atexit);
-		cases[i].run(case_s, &d);
+		cases[i].run(case_s, &d, cases[i].variant);
 		h_at("case %s: thpswap_close", name);
 		r = thpswap_close(case_s);
 		case_s = NULL;

@@ -104,7 +104,8 @@ void h_report_sigbus(struct thpswap_session *s, const void *base, size_t len);
 struct h_case {
 	const char *name;
 	/* Fails with H_CHECK; passes by returning. */
-	void (*run)(struct thpswap_session *s, const struct h_daemon *d);
+	void (*run)(struct thpswap_session *s, const struct h_daemon *d, int variant);
+	int variant;		/* passed to run: one function, several cases */
 	unsigned deadline;	/* seconds before the case counts as hung */
 };
 
@@ -188,6 +189,11 @@ void h_mem_zap(struct h_mem *m, size_t off, size_t len, int advice);
 /* Every byte against the shadow; fails the test naming @what. */
 void h_mem_check(const struct h_mem *m, const char *what);
 void h_mem_free(struct h_mem *m);
+/* h_mem_map @nreg regions (page numbers from 0), write generation 1 to
+ * all, evict the first @nevict (all must go). */
+void h_mem_prepare(struct thpswap_session *s, struct h_mem *m, size_t nreg, size_t nevict);
+/* One managed region for h_agent_sync. */
+void *h_barrier_map(struct thpswap_session *s);
 /* ==== end engineer F ==== */
 
 #endif
