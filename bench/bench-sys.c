@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "bench.h"
+#include "pagemap.h"
 #include "kernel-abi.h"
 
 #include <errno.h>
@@ -143,31 +144,9 @@ int b_wait_writeback(uint64_t base, double timeout_s)
 
 long b_resident_pages(int pagemap_fd, uintptr_t start, uintptr_t end)
 {
-	struct page_region vec[64];
-	long pages = 0;
-
-	while (start < end) {
-		struct pm_scan_arg a = {
-			.size = sizeof(a),
-			.start = start,
-			.end = end,
-			.vec = (uint64_t)(uintptr_t)vec,
-			.vec_len = 64,
-			.category_inverted = PAGE_IS_PFNZERO,
-			.category_mask = PAGE_IS_PRESENT | PAGE_IS_PFNZERO,
-			.return_mask = PAGE_IS_PRESENT,
-		};
-		long n = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
-
-		if (n < 0)
-			return -errno;
-		for (long i = 0; i < n; i++)
-			pages += (long)((vec[i].end - vec[i].start) / PAGE_4K);
-		if (n < 64 || a.walk_end <= start)
-			break;
-		start = a.walk_end;
-	}
-	return pages;
+	/* Present and not the shared zero page. */
+	return thp_pagemap_count(pagemap_fd, start, end, PAGE_IS_PRESENT | PAGE_IS_PFNZERO,
+				 PAGE_IS_PFNZERO);
 }
 
 int64_t b_swap_used(const char *path)

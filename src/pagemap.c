@@ -21,8 +21,7 @@ int thp_pagemap_open(int pid)
 	return fd < 0 ? -errno : fd;
 }
 
-/* Sum of 4 KiB pages in runs whose categories match @mask exactly. */
-static long scan_pages(int fd, uint64_t start, uint64_t end, uint64_t mask)
+long thp_pagemap_count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted)
 {
 	struct page_region vec[64];
 	long pages = 0;
@@ -34,8 +33,9 @@ static long scan_pages(int fd, uint64_t start, uint64_t end, uint64_t mask)
 			.end = end,
 			.vec = (uint64_t)(uintptr_t)vec,
 			.vec_len = 64,
+			.category_inverted = inverted,
 			.category_mask = mask,
-			.return_mask = mask,
+			.return_mask = mask & ~inverted,
 		};
 		long n = ioctl(fd, PAGEMAP_SCAN, &a);
 
@@ -52,12 +52,12 @@ static long scan_pages(int fd, uint64_t start, uint64_t end, uint64_t mask)
 
 long thp_pagemap_count_pmd(int fd, uint64_t start, uint64_t end)
 {
-	long pages = scan_pages(fd, start, end, PAGE_IS_HUGE | PAGE_IS_PRESENT);
+	long pages = thp_pagemap_count(fd, start, end, PAGE_IS_HUGE | PAGE_IS_PRESENT, 0);
 
 	return pages < 0 ? pages : pages / (long)(THP_PMD_SIZE / THP_PAGE_SIZE);
 }
 
 long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end)
 {
-	return scan_pages(fd, start, end, PAGE_IS_PRESENT);
+	return thp_pagemap_count(fd, start, end, PAGE_IS_PRESENT, 0);
 }

@@ -8,6 +8,11 @@
 /* Open /proc/self/pagemap (or /proc/PID/pagemap for pid > 0). fd or -errno. */
 int thp_pagemap_open(int pid);
 
+/* Number of 4 KiB pages in [start, end) that have every PAGE_IS_* category
+ * of @mask, those of @inverted (a subset of @mask) counting as absent, or
+ * -errno. */
+long thp_pagemap_count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted);
+
 /* Number of 2 MiB-aligned units in [start, end) mapped by a PMD
  * (PAGE_IS_HUGE|PRESENT), or -errno. */
 long thp_pagemap_count_pmd(int fd, uint64_t start, uint64_t end);
