@@ -92,9 +92,14 @@ static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m)
 		break;
 	case UFFD_EVENT_UNMAP:
 		on_unmap(s, m->arg.remove.start, m->arg.remove.end);
+		/* Threads that faulted there before it went wait on addresses
+		 * no later wake names: let them retry (and see SIGSEGV). */
+		thp_uffd_wake(s->uffd, m->arg.remove.start, m->arg.remove.end - m->arg.remove.start);
 		break;
 	case UFFD_EVENT_REMAP:
 		on_remap(s, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		/* Likewise at the old place: restores now wake the new one. */
+		thp_uffd_wake(s->uffd, m->arg.remap.from, m->arg.remap.len);
 		break;
 	}
 	s->in_urgent--;
@@ -320,15 +325,41 @@ static void on_fork(struct thpswap_session *s, int cfd)
 		on_fork(s, f.fd[k]);
 }
 
-static void zero_page(struct thpswap_session *s, uint64_t page)
+static void fault(struct thpswap_session *s, uint64_t addr, bool write)
 {
-	int rc;
+	uint64_t page = addr & ~(THP_PAGE_SIZE - 1);
 
-	ctr_add(s, THP_C_FALLBACK_4K, 1);
-	while ((rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL)) == -EAGAIN)
-		agent_drain(s);
-	if (rc)
-		thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* EEXIST: it is there */
+	for (;;) {
+		long idx = rt_lookup(s, addr);
+		int rc;
+
+		if (idx >= 0) {
+			if (restore_region(s, (uint32_t)idx, addr, write, s->fault_codec))
+				/* It failed: an mremap read meanwhile may have moved
+				 * the record, and the wake went to its new address;
+				 * the faulter waits at the old one. */
+				thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
+			return;
+		}
+		/*
+		 * Registered memory with no record: the tail an mremap grew, or
+		 * a region being unmapped.  It is new memory and reads zeros (a
+		 * wake alone would fault again forever).  But mremap unlocks
+		 * before it sends its REMAP, so this may be a region that has
+		 * moved here: a zero page must not land in it.  EAGAIN means an
+		 * event is pending: read it and look again.
+		 */
+		rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL);
+		if (rc == -EAGAIN) {
+			agent_drain(s);
+			continue;
+		}
+		if (rc)
+			thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* EEXIST: it is there */
+		else
+			ctr_add(s, THP_C_FALLBACK_4K, 1);
+		return;
+	}
 }
 
 /*
@@ -404,21 +435,10 @@ static void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end)
 
 static void handle_msg(struct thpswap_session *s, const struct uffd_msg *m)
 {
-	long idx;
-
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
 		ctr_add(s, THP_C_FAULTS, 1);
-		idx = rt_lookup(s, m->arg.pagefault.address);
-		if (idx < 0) {
-			/* Registered memory with no record: the tail an mremap
-			 * grew, or a region being unmapped.  It is new memory and
-			 * reads zeros; a wake alone would fault again forever. */
-			zero_page(s, m->arg.pagefault.address & ~(THP_PAGE_SIZE - 1));
-			break;
-		}
-		restore_region(s, (uint32_t)idx, m->arg.pagefault.address,
-			       m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, s->fault_codec);
+		fault(s, m->arg.pagefault.address, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		break;
 	case UFFD_EVENT_REMOVE:
 		on_remove(s, m->arg.remove.start, m->arg.remove.end);

@@ -86,8 +86,11 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 			let_events_drain(s); /* the zeros stay in the slot */
 			continue;
 		}
-		if (rc == -EINVAL || rc == -ENOENT)
-			return copy_in(s, dst, src); /* ENOENT: nothing at src is a bug, EINVAL: prot/VMA */
+		/* EINVAL: prot or VMA differ (mprotect, part unmapped); EEXIST or
+		 * ENOENT: something is already at the destination, or nothing at
+		 * the source (a bug).  Page by page fills what is missing. */
+		if (rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
+			return copy_in(s, dst, src);
 		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
 		return rc;
 	}
