@@ -20,6 +20,7 @@
 
 #include "internal.h"
 #include "kernel-abi.h"
+#include "pagemap.h"
 #include "proto.h"
 #include "uffd.h"
 
@@ -294,6 +295,43 @@ static void child_fill(struct thpswap_session *s, int cfd, uint64_t dst, char *s
 	ctr_add(s, THP_C_COPY_CHILD, 1);
 }
 
+/*
+ * A region being evicted when the fork happened: its THP was in staging
+ * (had it still been mapped, the fork would have shared it and the MOVE out
+ * failed), so the child's copy is empty.  The evictor either stores it
+ * (then the record has it) or, cancelled, moves it back into us: then copy
+ * from our region, owning the record meanwhile so that no eviction takes it
+ * away again (a zap waits for us to read its event; an unmap makes the
+ * COPY fail, not fault).  Returns the state to fill the child from; FREE
+ * when done here.
+ */
+static uint32_t fork_in_flight(struct thpswap_session *s, int cfd, uint32_t i, struct forks *f)
+{
+	struct thp_record *r = &s->rec[i];
+
+	for (;;) {
+		uint32_t st = rec_wait_stable(s, r);
+
+		if (st != THP_ST_RESIDENT)
+			return st;
+		if (rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING)) {
+			/* Only present pages: touching a missing one would fault
+			 * to this very thread.  Missing ones were zapped: zeros. */
+			for (uint64_t off = 0; off < REGION; off += THP_PAGE_SIZE) {
+				uint64_t a = r->addr + off;
+
+				if (thp_pagemap_count_present(s->pagemap, a, a + THP_PAGE_SIZE) == 1)
+					memcpy(s->fault_buf + off, (const char *)(uintptr_t)a, THP_PAGE_SIZE);
+				else
+					memset(s->fault_buf + off, 0, THP_PAGE_SIZE);
+			}
+			rec_set(s, r, THP_ST_RESIDENT);
+			child_fill(s, cfd, r->addr, s->fault_buf, f);
+			return THP_ST_FREE;
+		}
+	}
+}
+
 static void on_fork(struct thpswap_session *s, int cfd)
 {
 	uint32_t max = s->hdr->max_regions;
@@ -310,11 +348,13 @@ static void on_fork(struct thpswap_session *s, int cfd)
 			/* Our own restore, waiting out EAGAIN: not moved in yet,
 			 * its bytes are still in the record. */
 			st = r->stored_len ? THP_ST_RAM : THP_ST_ZERO;
+		else if (st == THP_ST_EVICTING || st == THP_ST_CANCEL)
+			st = fork_in_flight(s, cfd, i, &f);
 		else
 			st = rec_wait_stable(s, r);
 		if (st == THP_ST_RAM && decode_record(s, i, s->fault_buf))
 			child_fill(s, cfd, r->addr, s->fault_buf, &f);
-		else if (st != THP_ST_POISONED)
+		else if (st != THP_ST_POISONED && st != THP_ST_FREE)
 			child_fill(s, cfd, r->addr, NULL, &f);
 	}
 	child_events(cfd, &f);
