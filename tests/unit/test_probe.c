@@ -414,33 +414,54 @@ static void test_required(void **state)
 /* --------------------------------------------------- output and ctl */
 
 
+/* An in-memory stream whose buffer outlives the caller's frame: the
+ * holder is on the heap, so no local's address escapes into the FILE
+ * (gcc 12 -O3 reports -Wdangling-pointer otherwise). */
+struct mem {
+	char *buf;
+	size_t len;
+	FILE *f;
+};
+
+static struct mem *mem_open(void)
+{
+	struct mem *m = calloc(1, sizeof(*m));
+
+	assert_non_null(m);
+	m->f = open_memstream(&m->buf, &m->len);
+	assert_non_null(m->f);
+	return m;
+}
+
+static char *mem_close(struct mem *m)
+{
+	char *buf;
+
+	assert_int_equal(fclose(m->f), 0);
+	buf = m->buf;
+	free(m);
+	return buf;
+}
+
 static char *capture_print(const struct thp_caps *c)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	struct mem *m = mem_open();
 
-	assert_non_null(f);
-	thp_probe_print(c, f);
-	assert_int_equal(fclose(f), 0);
-	return buf;
+	thp_probe_print(c, m->f);
+	return mem_close(m);
 }
 
 static char *capture_json(const struct thp_caps *c)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	struct mem *m = mem_open();
 	struct thp_json j;
 
-	assert_non_null(f);
-	thp_json_init(&j, f, false);
+	thp_json_init(&j, m->f, false);
 	thp_json_begin_object(&j, NULL);
 	thp_probe_json(c, &j);
 	thp_json_end_object(&j);
 	assert_int_equal(thp_json_finish(&j), 0);
-	assert_int_equal(fclose(f), 0);
-	return buf;
+	return mem_close(m);
 }
 
 static void test_print(void **state)
@@ -483,14 +504,10 @@ static void test_print(void **state)
 
 static char *capture_report(bool json, const char *root, int *status)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	struct mem *m = mem_open();
 
-	assert_non_null(f);
-	*status = kernel_report(f, json, root);
-	assert_int_equal(fclose(f), 0);
-	return buf;
+	*status = kernel_report(m->f, json, root);
+	return mem_close(m);
 }
 
 static void test_json_report(void **state)
