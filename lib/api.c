@@ -130,7 +130,8 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
 			goto undo;
 		if (st == THP_ST_RESIDENT &&
 		    thp_pagemap_count_pmd(s->pagemap, a + off, a + off + REGION) != 1)
-			s->rec[rt_lookup(s, a + off)].flags |= THP_RF_SPLIT;
+			__atomic_or_fetch(&s->rec[rt_lookup(s, a + off)].flags, THP_RF_SPLIT,
+					  __ATOMIC_RELEASE);
 	}
 	r = thp_uffd_register(s->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING);
 	if (r == 0)

@@ -182,7 +182,7 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 		if (len == -ENOSPC && cfg->incompressible == THP_INCOMP_RAW)
 			len = thp_codec_store_raw(slot, buf, THP_SLOT_SIZE);
 		if (len == -ENOSPC) {
-			r->flags |= THP_RF_INCOMPRESSIBLE;
+			__atomic_or_fetch(&r->flags, THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);
 			ctr_add(s, THP_C_EVICT_INCOMPRESSIBLE, 1);
 		}
 		/* A restore just before us may still be freeing the slot's old
@@ -204,7 +204,7 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 		r->nframes = (uint8_t)((struct thp_blob *)buf)->nframes;
 		r->level = (int8_t)cfg->zstd_level;
 		r->checksum = r->codec == THP_CODEC_NONE ? thp_hash64(buf, (size_t)len) : 0;
-		r->flags &= ~THP_RF_INCOMPRESSIBLE;
+		__atomic_and_fetch(&r->flags, ~THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);
 	}
 	r->evicted_ns = now_ns();
 	r->evictions++;
@@ -213,8 +213,9 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 		/* A fault came in: the record stays the resident copy's. */
 		ctr_add(s, THP_C_EVICT_CANCELLED, 1);
 		if (len > 0) {
-			ctr_add(s, THP_C_STORED_BYTES, (int64_t)len);
-			rec_drop_bytes(s, idx);
+			/* Never counted: just free the slot again. */
+			r->stored_len = 0;
+			slot_punch(s, idx);
 		}
 		move_back(s, r, slot);
 		slot_put(s, slot, false);
