@@ -81,7 +81,7 @@ static void note_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 
 static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m)
 {
-	s->in_urgent++;
+	atomic_fetch_add(&s->in_urgent, 1);
 	switch (m->event) {
 	case UFFD_EVENT_FORK:
 		/* Until it is read no MOVE into us can succeed (the pending
@@ -103,7 +103,7 @@ static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m)
 		thp_uffd_wake(s->uffd, m->arg.remap.from, m->arg.remap.len);
 		break;
 	}
-	s->in_urgent--;
+	atomic_fetch_sub(&s->in_urgent, 1);
 }
 
 void agent_drain(struct thpswap_session *s)
@@ -129,7 +129,7 @@ void agent_drain(struct thpswap_session *s)
 		if (n <= 0)
 			break; /* EAGAIN: nothing pending */
 	}
-	if (s->in_urgent)
+	if (atomic_load(&s->in_urgent))
 		return; /* read only: the handler running goes first */
 	while (s->uhead != s->utail) {
 		struct uffd_msg m = s->u[s->uhead++ & (QCAP - 1)];
@@ -144,6 +144,28 @@ void agent_drain(struct thpswap_session *s)
 			s->q[s->qtail++ & (QCAP - 1)] = m;
 		atomic_fetch_add(&s->u_done, 1);
 	}
+}
+
+bool events_hold(struct thpswap_session *s, bool wait)
+{
+	if (agent_is_fault_thread(s))
+		return true; /* the reader: it handles what it reads first */
+	for (;;) {
+		pthread_mutex_lock(&s->zap_lock);
+		if (atomic_load(&s->u_done) == atomic_load(&s->u_read))
+			return true;
+		pthread_mutex_unlock(&s->zap_lock);
+		/* A handler running may be waiting for the caller's record. */
+		if (!wait && atomic_load(&s->in_urgent))
+			return false;
+		sched_yield();
+	}
+}
+
+void events_release(struct thpswap_session *s)
+{
+	if (!agent_is_fault_thread(s))
+		pthread_mutex_unlock(&s->zap_lock);
 }
 
 void agent_sync(struct thpswap_session *s)

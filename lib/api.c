@@ -141,6 +141,23 @@ undo:
 	return r;
 }
 
+/*
+ * Fault one page of the region at @a in, as an access would, and wait for
+ * the fault thread to serve it.  App threads never MOVE into regions
+ * themselves: only the thread that reads the events knows where every
+ * region is right now (an mremap it has not handled yet may have put
+ * another region at a record's old address).  POPULATE fails (EFAULT)
+ * where an access would raise a signal.
+ */
+static int fault_in(uint64_t a, bool write)
+{
+	/* A write brings a zero region back as a THP, not as the huge zero
+	 * page (whose first write would split it); read-only memory cannot. */
+	if (write && madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	return madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_READ) ? -errno : 0;
+}
+
 /* Bring record @i back for good: LEAVING makes every evictor back off (it
  * checks after its CAS), and faults meanwhile are served as usual. */
 static int restore_for_good(struct thpswap_session *s, uint32_t i)
@@ -148,19 +165,19 @@ static int restore_for_good(struct thpswap_session *s, uint32_t i)
 	struct thp_record *r = &s->rec[i];
 
 	__atomic_or_fetch(&r->flags, THP_RF_LEAVING, __ATOMIC_ACQ_REL);
-	for (;;) {
+	/* Bounded: an evicted region is empty, so each fault restores it. */
+	for (unsigned tries = 0; tries < 1000; tries++) {
 		uint32_t st = rec_wait_stable(s, r);
 		int q;
 
 		/* EMPTY: unpopulated, ordinary memory reads zeros too. */
 		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED || st == THP_ST_EMPTY)
 			return 0;
-		pthread_mutex_lock(&s->app_codec_lock);
-		q = restore_region(s, i, 0, false, s->app_codec);
-		pthread_mutex_unlock(&s->app_codec_lock);
-		if (q && q != -EBADMSG)
+		q = fault_in(__atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), false);
+		if (q && rec_state(r) != THP_ST_POISONED)
 			return q;
 	}
+	return -EIO;
 }
 
 _public_ int thpswap_unregister(struct thpswap_session *s, void *addr, size_t len)
@@ -202,17 +219,16 @@ _public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, e
 
 		if (i < 0)
 			continue;
-		pthread_mutex_lock(&s->app_codec_lock);
 		if (advice == THPSWAP_ADVICE_COLD) {
+			pthread_mutex_lock(&s->app_codec_lock);
 			n += evict_region(s, (uint32_t)i, s->app_codec, s->app_buf, &in, &stored) == EV_EVICTED;
+			pthread_mutex_unlock(&s->app_codec_lock);
 		} else {
 			uint32_t st = rec_state(&s->rec[i]);
 
-			if ((st == THP_ST_RAM || st == THP_ST_ZERO) &&
-			    restore_region(s, (uint32_t)i, 0, true, s->app_codec) == 0)
+			if ((st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(a, true) == 0)
 				n++;
 		}
-		pthread_mutex_unlock(&s->app_codec_lock);
 	}
 	return n;
 }

@@ -42,38 +42,106 @@ static int store(struct thpswap_session *s, uint32_t idx, const char *buf, size_
 	return 0;
 }
 
+/* The record's fields for @len stored bytes in @buf (0: all zero). */
+static void describe(struct thp_record *r, const char *buf, long len, int level)
+{
+	if (len > 0) {
+		const struct thp_blob *b = (const struct thp_blob *)buf;
+
+		r->stored_len = (uint32_t)len;
+		r->codec = b->codec;
+		r->nframes = (uint8_t)b->nframes;
+		r->level = (int8_t)level;
+		r->checksum = r->codec == THP_CODEC_NONE ? thp_hash64(buf, (size_t)len) : 0;
+	}
+	r->evicted_ns = now_ns();
+	r->evictions++;
+}
+
+static void count_eviction(struct thpswap_session *s, long len)
+{
+	if (len > 0) {
+		ctr_add(s, THP_C_STORED_BYTES, len);
+		ctr_add(s, THP_C_BYTES_IN, (int64_t)REGION);
+	}
+	ctr_add(s, THP_C_EVICTIONS, 1);
+}
+
+/* Store @len bytes of @buf in record @idx's slot, once a restore just
+ * before us has freed the slot's old bytes (a punch after our store would
+ * wipe it). */
+static int store_slot(struct thpswap_session *s, uint32_t idx, const char *buf, long len)
+{
+	while (rec_flags(&s->rec[idx]) & THP_RF_PUNCHING)
+		sched_yield();
+	return store(s, idx, buf, (size_t)len);
+}
+
+/*
+ * The staged THP cannot go back into its region now: the fault thread is
+ * handling an event that may be waiting for this record (move_in said
+ * -EDEADLK).  Keep it as if evicted, raw (no time to compress: faulters
+ * wait); woken, they fault again and restore it.  False if even that fails.
+ */
+static bool keep_instead(struct thpswap_session *s, struct thp_record *r, char *slot, char *buf)
+{
+	uint32_t idx = (uint32_t)(r - s->rec), st = THP_ST_ZERO;
+	long len = 0;
+
+	if (!thp_is_zero(slot, REGION)) {
+		len = thp_codec_store_raw(slot, buf, THP_SLOT_SIZE);
+		if (len < 0 || store_slot(s, idx, buf, len))
+			return false;
+		st = THP_ST_RAM;
+	}
+	describe(r, buf, len, 0);
+	rec_set(s, r, st); /* from EVICTING or CANCEL: we own it */
+	count_eviction(s, len);
+	thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
+	return true;
+}
+
 /*
  * Put the staged THP back into its region and make the record RESIDENT,
  * then wake whoever faulted meanwhile.  The state is set only after the
  * MOVE: a fault thread that saw RESIDENT with the region empty would
- * zero-fill it.
+ * zero-fill it.  Empties the staging slot.
  */
-static void move_back(struct thpswap_session *s, struct thp_record *r, char *slot)
+static void move_back(struct thpswap_session *s, struct thp_record *r, char *slot, char *buf)
 {
 	uint32_t idx = (uint32_t)(r - s->rec);
 	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot);
 
-	if (rc && rc != -EEXIST) {
-		/* The region is gone (unmapped) or unusable: nothing to keep. */
-		slot_zap(slot);
+	if (rc == -EDEADLK && keep_instead(s, r, slot, buf)) {
+		stage_put(s, slot, true);
+		return;
 	}
+	if (rc == -EDEADLK)
+		rc = move_in(s, idx, (uint64_t)(uintptr_t)slot); /* the last resort */
+	/* Anything else: the region is gone (unmapped) or unusable. */
+	stage_put(s, slot, false);
 	rec_set(s, r, THP_ST_RESIDENT);
 	became_resident(s, idx);
-	thp_uffd_wake(s->uffd, r->addr, REGION);
+	thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
 }
 
 /*
  * The region was split under us (a zap landed between the PMD check and
- * the MOVE) and only its first @len bytes left: put exactly those back,
- * retrying while events are pending, before the slot is zapped.
+ * the MOVE) and only its first @len bytes left: put exactly those back
+ * before anything else.  Part of the region is still in place, so this
+ * waits for the events to be handled (see events_hold).
  */
-static void put_back_part(struct thpswap_session *s, uint64_t addr, char *slot, uint64_t len)
+static void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len)
 {
 	for (uint64_t off = 0; off < len;) {
 		int64_t done = 0;
-		int rc = thp_uffd_move(s->uffd, addr + off, (uint64_t)(uintptr_t)slot + off, len - off,
-				       UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		int rc;
 
+		events_hold(s, true);
+		rc = thp_uffd_move(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE) + off,
+				   (uint64_t)(uintptr_t)slot + off, len - off,
+				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		events_release(s);
 		if (done > 0)
 			off += (uint64_t)done;
 		else if (rc == -EAGAIN)
@@ -91,7 +159,7 @@ static void undo_evicting(struct thpswap_session *s, struct thp_record *r)
 	if (!rec_cas(s, r, THP_ST_EVICTING, THP_ST_RESIDENT)) {
 		/* A fault flipped it to CANCEL: it raced with us, wake it. */
 		rec_set(s, r, THP_ST_RESIDENT);
-		thp_uffd_wake(s->uffd, r->addr, REGION);
+		thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
 	}
 	/* Zaps noted meanwhile landed on the memory that never left. */
 	became_resident(s, (uint32_t)(r - s->rec));
@@ -115,23 +183,71 @@ static bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
 	return true;
 }
 
+/*
+ * MOVE the region's THP out to staging @slot, on the region uffd with its
+ * events held: the MOVE takes the region where it is now, and fails with
+ * EAGAIN while an mremap or munmap of it is unread.  Only a whole PMD
+ * leaves (a MOVE of a PTE-mapped range would split the folio, §7.1); a
+ * split region is collapsed first if the kernel can.  0 with the region
+ * empty; else -errno and *moved what left anyway.
+ */
+static int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
+{
+	bool collapsed = false, unshared = false;
+
+	for (;;) {
+		uint64_t addr;
+		int rc;
+
+		*moved = 0;
+		/* Not while the fault thread handles an event: it may be
+		 * waiting for this record. */
+		if (!events_hold(s, false))
+			return -EAGAIN;
+		addr = __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE);
+		if (thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) != 1) {
+			events_release(s);
+			/* Harmless at a stale address: collapse never fills a
+			 * hole of uffd-registered memory. */
+			if (collapsed || madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE)) {
+				__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
+				return -EFBIG;
+			}
+			collapsed = true;
+			continue;
+		}
+		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, moved);
+		events_release(s);
+		if (rc == -EAGAIN && *moved <= 0) {
+			sched_yield(); /* the fault thread reads the pending event */
+			continue;
+		}
+		/* .move = -errno: nothing moved */
+		if (rc == -EBUSY && *moved <= 0 && !unshared && unshare_after_fork(s, addr)) {
+			unshared = true;
+			continue;
+		}
+		if (rc == 0)
+			__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
+		return rc;
+	}
+}
+
 enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
 			       uint64_t *bytes_stored)
 {
 	struct thp_record *r = &s->rec[idx];
 	const struct thp_arena_config *cfg = &s->hdr->cfg;
-	uint64_t t0 = now_ns(), addr;
-	uint32_t new_state;
+	uint64_t t0 = now_ns();
+	uint32_t new_state = THP_ST_ZERO;
 	long len = 0;
 	int64_t moved = 0;
-	bool full;
 	char *slot;
 	int rc;
 
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))
 		return EV_SKIPPED;
-	addr = r->addr;
 	/* Checked after the CAS: unregister sets the flag, then waits for us.
 	 * A REMOVE read while the region was resident may not have zapped yet:
 	 * moved out first, its zap would land on the empty region and the old
@@ -143,29 +259,14 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 		return EV_SKIPPED;
 	}
 
-	/* MOVE of a PTE-mapped range would split the folio (§7.1): only whole
-	 * PMDs leave; a split region is collapsed first if the kernel can. */
-	if (thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) != 1) {
-		if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) ||
-		    thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) != 1) {
-			__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
-			undo_evicting(s, r);
-			return EV_SKIPPED;
-		}
-		__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
-	}
-
-	slot = slot_get(s, false, &full);
-	rc = thp_uffd_move(s->suffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, &moved);
-	if (rc == -EBUSY && moved <= 0 && unshare_after_fork(s, addr)) /* .move = -errno */
-		rc = thp_uffd_move(s->suffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, &moved);
+	slot = stage_get(s);
+	rc = move_out(s, r, slot, &moved);
 	if (rc) {
 		if (rc == -EBUSY)
 			ctr_add(s, THP_C_EVICT_REFUSED, 1); /* shared after fork, or pinned */
 		if (moved > 0)
-			put_back_part(s, addr, slot, (uint64_t)moved);
-		slot_zap(slot);
-		slot_put(s, slot, false);
+			put_back_part(s, r, slot, (uint64_t)moved);
+		stage_put(s, slot, false);
 		undo_evicting(s, r);
 		/* Shared with a fork child (counted as refused) is expected:
 		 * evicting it would free nothing while the child maps it. */
@@ -173,9 +274,7 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 	}
 
 	/* The region is empty now; from here on nothing can be lost. */
-	if (thp_is_zero(slot, REGION)) {
-		new_state = THP_ST_ZERO;
-	} else {
+	if (!thp_is_zero(slot, REGION)) {
 		size_t cap = sizeof(struct thp_blob) + (size_t)cfg->max_stored_pct * REGION / 100;
 
 		len = thp_codec_compress(codec, slot, buf, cap, cfg->frames, cancelled, r);
@@ -185,29 +284,18 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			__atomic_or_fetch(&r->flags, THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);
 			ctr_add(s, THP_C_EVICT_INCOMPRESSIBLE, 1);
 		}
-		/* A restore just before us may still be freeing the slot's old
-		 * bytes: a punch after our store would wipe it. */
-		while (rec_flags(r) & THP_RF_PUNCHING)
-			sched_yield();
-		if (len < 0 || store(s, idx, buf, (size_t)len)) {
+		if (len < 0 || store_slot(s, idx, buf, len)) {
 			if (len == -ECANCELED)
 				ctr_add(s, THP_C_EVICT_CANCELLED, 1);
-			move_back(s, r, slot);
-			slot_put(s, slot, false);
+			move_back(s, r, slot, buf);
 			/* A fault winning the race, or data not worth storing, is
 			 * normal: only a failed store is a failure. */
 			return (len == -ENOSPC || len == -ECANCELED) ? EV_SKIPPED : EV_FAILED;
 		}
 		new_state = THP_ST_RAM;
-		r->stored_len = (uint32_t)len;
-		r->codec = ((struct thp_blob *)buf)->codec;
-		r->nframes = (uint8_t)((struct thp_blob *)buf)->nframes;
-		r->level = (int8_t)cfg->zstd_level;
-		r->checksum = r->codec == THP_CODEC_NONE ? thp_hash64(buf, (size_t)len) : 0;
 		__atomic_and_fetch(&r->flags, ~THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);
 	}
-	r->evicted_ns = now_ns();
-	r->evictions++;
+	describe(r, buf, len, cfg->zstd_level);
 
 	if (!rec_cas(s, r, THP_ST_EVICTING, new_state)) {
 		/* A fault came in: the record stays the resident copy's. */
@@ -217,18 +305,13 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			r->stored_len = 0;
 			slot_punch(s, idx);
 		}
-		move_back(s, r, slot);
-		slot_put(s, slot, false);
+		move_back(s, r, slot, buf);
 		return EV_SKIPPED;
 	}
-	if (len > 0) {
-		ctr_add(s, THP_C_STORED_BYTES, len);
-		ctr_add(s, THP_C_BYTES_IN, (int64_t)REGION);
-	}
-	ctr_add(s, THP_C_EVICTIONS, 1);
+	count_eviction(s, len);
 	*bytes_in += REGION;
 	*bytes_stored += (uint64_t)(len > 0 ? len : 0);
-	slot_put(s, slot, true); /* a THP still: the pool takes it if short */
+	stage_put(s, slot, true); /* a THP still: the pool takes it if short */
 	ctr_add(s, THP_C_EVICT_NS, (int64_t)(now_ns() - t0));
 	hist_add(s, THP_H_EVICT, now_ns() - t0);
 	return EV_EVICTED;

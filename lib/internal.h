@@ -12,7 +12,9 @@
  *   helpers        only decompress frames alongside the fault thread (one per
  *                  spare CPU by default): a helper busy with anything else
  *                  would stall the restore that is waiting for its frame.
- *   app threads    thpswap_advise() evicts/restores in the calling thread.
+ *   app threads    thpswap_advise() evicts in the calling thread; it
+ *                  prefetches by faulting (MADV_POPULATE), as unregister
+ *                  does: only the fault thread moves data into regions.
  *
  * Memory of a session:
  *   regions        the application's managed 2 MiB units, registered MISSING
@@ -73,6 +75,8 @@ enum { SLOT_EMPTY = 0, SLOT_FULL = 1, SLOT_BUSY = 2 };
 struct scratch {
 	char *base;
 	unsigned nslots;
+	unsigned npool;           /* pool slots first, then staging */
+	int uffd;                 /* staging is registered on it */
 	unsigned target_full;     /* pool size to keep */
 	unsigned nfull, nempty;
 	uint8_t *st;              /* SLOT_* per slot */
@@ -172,7 +176,7 @@ struct thpswap_session {
 	 * event is ever handled before one the kernel sent earlier. */
 	struct uffd_msg *u;
 	unsigned uhead, utail;
-	int in_urgent;
+	atomic_int in_urgent;
 	/* Messages read / handled from u, for app threads that must not look
 	 * up addresses a pending mremap or munmap has changed. */
 	_Atomic unsigned long u_read, u_done;
@@ -238,14 +242,19 @@ void rt_move(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len
 /* ---- scratch (scratch.c) ---- */
 int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging);
 void scratch_fini(struct scratch *sc);
-/* Take a slot: @want_full for a pre-faulted THP (restore), else an empty
- * one (staging).  Never fails: falls back to the other kind. Returns the
+/* Take a pool slot: @want_full for a pre-faulted THP (restore), else an
+ * empty one.  Never fails: falls back to the other kind. Returns the
  * slot address; *full says what it holds. */
 char *slot_get(struct thpswap_session *s, bool want_full, bool *full);
 /* Return a slot: @full if it still holds a THP. */
 void slot_put(struct thpswap_session *s, char *slot, bool full);
-/* Drop whatever a slot holds (no event: the scratch uffd has none). */
-void slot_zap(char *slot);
+/* Drop whatever a pool slot holds, page table included (no event). */
+void slot_zap(struct thpswap_session *s, char *slot);
+/* An empty staging slot (waits for one). */
+char *stage_get(struct thpswap_session *s);
+/* Empty a staging slot by moving what it holds into a pool slot, which the
+ * pool keeps if @keep, it is a whole THP and the pool is short. */
+void stage_put(struct thpswap_session *s, char *stage, bool keep);
 /* Make an empty slot hold a fresh THP (write-fault it).  0 or -errno. */
 int slot_fill(struct thpswap_session *s, char *slot);
 /* Fill empty slots up to the pool target (worker context). */
@@ -258,14 +267,15 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			       uint64_t *bytes_stored);
 
 /* ---- restore (restore.c) ---- */
-/* Serve a fault (or prefetch when @fault_addr is 0) on record @idx.
- * Fault thread or an app thread. */
+/* Serve a fault on record @idx (fault thread only). */
 int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 		   bool write, struct thp_codec *codec);
-/* Move @src (a slot holding the region's bytes) into the region at @dst on
- * the region uffd, retrying while events are pending.  Never wakes: the
- * caller makes the record true first, then wakes the faulters, so that a
- * thread resuming from its fault sees consistent state and statistics. */
+/* Move @src (a slot holding the region's bytes) into record @idx's region
+ * on the region uffd, with events held, retrying while events are pending.
+ * -EDEADLK before anything moved if the fault thread is handling an event
+ * (see events_hold): the caller keeps the bytes elsewhere.  Never wakes:
+ * the caller makes the record true first, then wakes the faulters, so that
+ * a thread resuming from its fault sees consistent state and statistics. */
 int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src);
 /* After a MOVE in: the record is RESIDENT; bits noted since are for zaps
  * that land on the resident memory. */
@@ -278,6 +288,22 @@ void agent_stop(struct thpswap_session *s);
  * just retry).  Page faults are queued, not served. */
 void agent_drain(struct thpswap_session *s);
 bool agent_is_fault_thread(struct thpswap_session *s);
+/*
+ * Hold the region uffd's events still around an ioctl on a region (other
+ * threads than the fault thread): with zap_lock held the fault thread reads
+ * nothing, and u_done == u_read says that everything it has read is
+ * handled, so every record's address is where its region is now.  An
+ * event the kernel has sent but nobody has read fails the ioctl with
+ * EAGAIN (mmap_changing): release, yield, hold again.  Without the hold a
+ * MOVE could take, or fill, whatever an unhandled mremap has just put at
+ * a record's old address.
+ *
+ * Unless @wait, returns false (holding nothing) while the fault thread is
+ * inside an event handler: that handler may be waiting for the caller's
+ * record, so the caller backs out instead of waiting for it.
+ */
+bool events_hold(struct thpswap_session *s, bool wait);
+void events_release(struct thpswap_session *s);
 /* App threads: wait until every event read so far is handled, so that
  * addresses looked up next mean what the application means by them. */
 void agent_sync(struct thpswap_session *s);

@@ -31,21 +31,31 @@ static void let_events_drain(struct thpswap_session *s)
 /* 4 KiB fallback when no PMD can be installed (prot differs after
  * mprotect, part of the region unmapped): copy page by page, skipping pages
  * that are present already or no longer mapped. */
-static int copy_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
+static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 {
 	int copied = 0;
 
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
-	for (uint64_t off = 0; off < REGION; off += THP_PAGE_SIZE) {
+	for (uint64_t off = 0; off < REGION;) {
+		uint64_t dst;
 		int rc;
 
-		while ((rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
-					   UFFDIO_COPY_MODE_DONTWAKE, NULL)) == -EAGAIN)
+		/* Once part of it is in, the rest must follow: wait. */
+		if (!events_hold(s, copied > 0))
+			return -EDEADLK;
+		dst = __atomic_load_n(&s->rec[idx].addr, __ATOMIC_ACQUIRE);
+		rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
+				   UFFDIO_COPY_MODE_DONTWAKE, NULL);
+		events_release(s);
+		if (rc == -EAGAIN) {
 			let_events_drain(s);
+			continue;
+		}
 		if (rc == 0)
 			copied++;
 		else if (rc != -EEXIST && rc != -ENOENT)
 			return rc;
+		off += THP_PAGE_SIZE;
 	}
 	return copied ? 0 : -ENOENT;
 }
@@ -53,18 +63,18 @@ static int copy_in(struct thpswap_session *s, uint64_t dst, uint64_t src)
 int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 {
 	uint64_t dst, off = 0, m[8];
-	bool fault = agent_is_fault_thread(s);
 
 	for (;;) {
 		int64_t moved = 0;
 		int rc;
 
+		/* Held, no event is read: a zap is either noted before the
+		 * take (and zeroed in the slot) or lands after the MOVE. */
+		if (!events_hold(s, off > 0))
+			return -EDEADLK;
 		/* Read each time: an mremap handled while we waited out EAGAIN
 		 * moves the record, and the region, elsewhere. */
 		dst = __atomic_load_n(&s->rec[idx].addr, __ATOMIC_ACQUIRE);
-		/* The fault thread reads events itself, never during this. */
-		if (!fault)
-			pthread_mutex_lock(&s->zap_lock);
 		if (zap_take(s, idx, m)) {
 			/* Pages already moved (off) are resident: their zaps land. */
 			for (unsigned w = 0; w < off / THP_PAGE_SIZE / 64 && w < 8; w++)
@@ -73,8 +83,7 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 		}
 		rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
 				   UFFDIO_MOVE_MODE_DONTWAKE, &moved);
-		if (!fault)
-			pthread_mutex_unlock(&s->zap_lock);
+		events_release(s);
 		if (rc == 0)
 			return 0;
 		if (rc == -EAGAIN && moved > 0) {
@@ -90,7 +99,7 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 		 * ENOENT: something is already at the destination, or nothing at
 		 * the source (a bug).  Page by page fills what is missing. */
 		if (rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
-			return copy_in(s, dst, src);
+			return copy_in(s, idx, src);
 		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
 		return rc;
 	}
@@ -132,7 +141,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 
 	if (rc) {
 		/* Region gone or unusable: leave the record as it was. */
-		slot_zap(slot);
+		slot_zap(s, slot);
 		slot_put(s, slot, false);
 		rec_set(s, r, back_state);
 		thp_uffd_wake(s->uffd, r->addr, REGION);
@@ -218,10 +227,8 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 		if (slot_fill(s, slot))
 			ctr_add(s, THP_C_FALLBACK_4K, 1); /* decompress into 4 KiB pages */
 	}
-	/* The helpers serve the fault thread only: s->help describes one
-	 * restore at a time, and app-thread restores (prefetch, unregister)
-	 * are not the latency anyone waits on. */
-	if (v.nframes > 1 && s->nworkers > 1 && agent_is_fault_thread(s)) {
+	/* Only the fault thread restores (s->help describes one restore). */
+	if (v.nframes > 1 && s->nworkers > 1) {
 		rc = decompress_parallel(s, codec, &v, slot);
 	} else {
 		for (unsigned i = 0; i < v.nframes && !rc; i++)
@@ -251,17 +258,13 @@ static void drop_if_unmapped(struct thpswap_session *s, uint32_t idx)
 static int restore_owned(struct thpswap_session *s, uint32_t idx, uint32_t from, bool write,
 			 struct thp_codec *codec, uint64_t t0)
 {
-	bool fault = agent_is_fault_thread(s);
 	int rc;
 
-	if (fault)
-		s->fault_owned = idx;
+	s->fault_owned = idx;
 	rc = from == THP_ST_RAM ? restore_ram(s, idx, codec, t0)
 				: restore_zero(s, idx, write, from, t0);
-	if (fault) {
-		s->fault_owned = -1;
-		drop_if_unmapped(s, idx);
-	}
+	s->fault_owned = -1;
+	drop_if_unmapped(s, idx);
 	return rc;
 }
 
@@ -298,14 +301,13 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 	struct thp_record *r = &s->rec[idx];
 	uint64_t t0 = now_ns();
 
-	if (fault_addr)
-		r->last_fault_ns = t0;
+	r->last_fault_ns = t0;
 	for (;;) {
 		uint32_t st = rec_state(r);
 
 		switch (st) {
 		case THP_ST_RESIDENT:
-			return fault_addr ? fault_on_resident(s, idx, fault_addr, write, t0) : 0;
+			return fault_on_resident(s, idx, fault_addr, write, t0);
 		case THP_ST_EMPTY:
 		case THP_ST_ZERO:
 		case THP_ST_RAM:
@@ -313,21 +315,17 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 				return restore_owned(s, idx, st, write, codec, t0);
 			break;
 		case THP_ST_EVICTING:
-			/* The evictor moves it back and its MOVE wakes us. */
+			/* The evictor moves it back (or stores it) and wakes us. */
 			if (rec_cas(s, r, st, THP_ST_CANCEL))
 				return 0;
 			break;
 		case THP_ST_CANCEL:
 		case THP_ST_RESTORING:
-			if (fault_addr)
-				return 0; /* its owner's MOVE wakes the faulter */
-			sched_yield(); /* a prefetch waits for the owner */
-			break;
+			return 0; /* its owner wakes the faulter */
 		case THP_ST_POISONED:
 			return -EBADMSG;
 		default:
-			if (fault_addr)
-				thp_uffd_wake(s->uffd, fault_addr & ~(THP_PAGE_SIZE - 1), THP_PAGE_SIZE);
+			thp_uffd_wake(s->uffd, fault_addr & ~(THP_PAGE_SIZE - 1), THP_PAGE_SIZE);
 			return -ENOENT;
 		}
 	}

@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Scratch slots: 2 MiB-aligned slots in one area that serve both as staging
- * (an evicted THP is moved here, compressed, then kept or zapped) and as the
- * pool of pre-faulted THPs that restores decompress into.
+ * Scratch slots: 2 MiB-aligned slots in one MADV_DONTFORK area (a fork would
+ * make its folios shared and every MOVE out of it EBUSY, kernel-facts §7.3),
+ * in two kinds:
  *
- * The area is MADV_DONTFORK (a fork would make its folios shared and every
- * MOVE out of it EBUSY, kernel-facts §7.3) and registered MODE_WP on the
- * scratch uffd, which has no events: touching a slot allocates like normal
- * memory, zapping one raises nothing, and MOVE accepts it as destination.
+ *   pool     pre-faulted THPs that restores decompress into, and empty
+ *            slots; registered MODE_WP on the scratch uffd, which has no
+ *            events: touching a slot allocates like normal memory, zapping
+ *            one raises nothing, and MOVE accepts it as a destination.
+ *   staging  where an eviction moves a region's THP out to.  Registered
+ *            MODE_WP on the region uffd, because a MOVE is ordered against
+ *            the events of the uffd it runs on, and the MOVE out must fail
+ *            (EAGAIN) while an mremap or munmap of the region is unread
+ *            (see events_hold).  Zapping a staging slot would raise a
+ *            REMOVE event, so a staging slot is emptied by moving what it
+ *            holds into a pool slot instead (stage_put).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +22,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "kernel-abi.h"
 #include "pagemap.h"
 #include "uffd.h"
 
@@ -23,25 +31,63 @@ static unsigned slot_index(struct scratch *sc, char *slot)
 	return (unsigned)((slot - sc->base) / REGION);
 }
 
-void slot_zap(char *slot)
+static char *slot_at(struct scratch *sc, long i)
 {
-	madvise(slot, REGION, MADV_DONTNEED);
+	return sc->base + (size_t)i * REGION;
+}
+
+static bool is_thp(struct thpswap_session *s, const char *slot)
+{
+	return thp_pagemap_count_pmd(s->pagemap, (uint64_t)(uintptr_t)slot,
+				     (uint64_t)(uintptr_t)slot + REGION) == 1;
+}
+
+static int setup(char *p, size_t len, int uffd)
+{
+	if (madvise(p, len, MADV_HUGEPAGE) || madvise(p, len, MADV_DONTFORK))
+		return -errno;
+	return thp_uffd_register(uffd, (uint64_t)(uintptr_t)p, len, UFFDIO_REGISTER_MODE_WP);
+}
+
+/*
+ * Empty a slot so that a THP can be moved into it again.  A zap frees a
+ * PMD-mapped THP with its page table, but 4 KiB pages leave their page
+ * table behind, and a MOVE into a page table splits the THP (§7.1): such
+ * a slot is mapped afresh (unregistered first, so no event is raised).
+ */
+static void empty(struct thpswap_session *s, char *slot)
+{
+	struct scratch *sc = &s->sc;
+	int uffd = slot_index(sc, slot) < sc->npool ? s->suffd : sc->uffd;
+	uint64_t a = (uint64_t)(uintptr_t)slot;
+
+	if (is_thp(s, slot) || uffd < 0) {
+		madvise(slot, REGION, MADV_DONTNEED);
+		return;
+	}
+	thp_uffd_unregister(uffd, a, REGION);
+	if (mmap(slot, REGION, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED ||
+	    setup(slot, REGION, uffd))
+		/* Unusable for a THP now; restores through it fall back. */
+		ctr_add(s, THP_C_FALLBACK_4K, 1);
+}
+
+void slot_zap(struct thpswap_session *s, char *slot)
+{
+	empty(s, slot);
 }
 
 int slot_fill(struct thpswap_session *s, char *slot)
 {
-	long huge;
-
 	/* One write faults in a whole zeroed THP (the VMA is MADV_HUGEPAGE). */
 	*(volatile char *)slot = 0;
-	huge = thp_pagemap_count_pmd(s->pagemap, (uint64_t)(uintptr_t)slot,
-				     (uint64_t)(uintptr_t)slot + REGION);
-	if (huge == 1)
+	if (is_thp(s, slot))
 		return 0;
 	/* No huge page to be had (fragmented or THP off): a PTE-mapped slot
 	 * would be split by MOVE; give it back. */
-	slot_zap(slot);
-	return huge < 0 ? (int)huge : -ENOMEM;
+	slot_zap(s, slot);
+	return -ENOMEM;
 }
 
 int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
@@ -51,7 +97,10 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	char *p;
 	int r;
 
-	sc->nslots = pool + staging;
+	sc->uffd = -1;
+	/* Pool slots beyond the target: every staging slot empties into one. */
+	sc->npool = pool + staging;
+	sc->nslots = sc->npool + staging;
 	sc->target_full = pool;
 	len = (size_t)sc->nslots * REGION;
 	p = mmap(NULL, len + REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -61,13 +110,13 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	if (sc->base > p)
 		munmap(p, (size_t)(sc->base - p));
 	munmap(sc->base + len, (size_t)(p + REGION - sc->base));
-	if (madvise(sc->base, len, MADV_HUGEPAGE) || madvise(sc->base, len, MADV_DONTFORK)) {
-		r = -errno;
-		goto fail;
-	}
-	r = thp_uffd_register(s->suffd, (uint64_t)(uintptr_t)sc->base, len, UFFDIO_REGISTER_MODE_WP);
+	r = setup(sc->base, (size_t)sc->npool * REGION, s->suffd);
 	if (r)
 		goto fail;
+	r = setup(slot_at(sc, sc->npool), (size_t)staging * REGION, s->uffd);
+	if (r)
+		goto fail;
+	sc->uffd = s->uffd;
 	sc->st = calloc(sc->nslots, 1);
 	if (!sc->st) {
 		r = -ENOMEM;
@@ -75,9 +124,9 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	}
 	pthread_mutex_init(&sc->lock, NULL);
 	pthread_cond_init(&sc->cond, NULL);
-	sc->nempty = sc->nslots;
+	sc->nempty = sc->npool;
 	for (unsigned i = 0; i < pool; i++) {
-		if (slot_fill(s, sc->base + (size_t)i * REGION) == 0) {
+		if (slot_fill(s, slot_at(sc, i)) == 0) {
 			sc->st[i] = SLOT_FULL;
 			sc->nfull++;
 			sc->nempty--;
@@ -85,25 +134,34 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	}
 	return 0;
 fail:
-	munmap(sc->base, len);
-	sc->base = NULL;
+	scratch_fini(sc);
 	return r;
 }
 
 void scratch_fini(struct scratch *sc)
 {
+	size_t stage_len = (size_t)(sc->nslots - sc->npool) * REGION;
+
 	if (!sc->base)
 		return;
+	/* Unregistered first: unmapping it would wait for an UNMAP event to
+	 * be read, and the fault thread has stopped. */
+	if (sc->uffd >= 0)
+		thp_uffd_unregister(sc->uffd, (uint64_t)(uintptr_t)slot_at(sc, sc->npool), stage_len);
 	munmap(sc->base, (size_t)sc->nslots * REGION);
+	if (sc->st) {
+		pthread_mutex_destroy(&sc->lock);
+		pthread_cond_destroy(&sc->cond);
+	}
 	free(sc->st);
-	pthread_mutex_destroy(&sc->lock);
-	pthread_cond_destroy(&sc->cond);
+	sc->st = NULL;
 	sc->base = NULL;
 }
 
+/* A pool slot in state @kind, made BUSY; -1 if none.  Lock held. */
 static long take_locked(struct scratch *sc, uint8_t kind)
 {
-	for (unsigned i = 0; i < sc->nslots; i++)
+	for (unsigned i = 0; i < sc->npool; i++)
 		if (sc->st[i] == kind) {
 			sc->st[i] = SLOT_BUSY;
 			if (kind == SLOT_FULL)
@@ -139,11 +197,11 @@ char *slot_get(struct thpswap_session *s, bool want_full, bool *full)
 	}
 	pthread_mutex_unlock(&sc->lock);
 	if (got_full && !want_full) {
-		slot_zap(sc->base + (size_t)i * REGION);
+		slot_zap(s, slot_at(sc, i));
 		got_full = false;
 	}
 	*full = got_full;
-	return sc->base + (size_t)i * REGION;
+	return slot_at(sc, i);
 }
 
 void slot_put(struct thpswap_session *s, char *slot, bool full)
@@ -154,7 +212,7 @@ void slot_put(struct thpswap_session *s, char *slot, bool full)
 	pthread_mutex_lock(&sc->lock);
 	if (full && sc->nfull >= sc->target_full) {
 		pthread_mutex_unlock(&sc->lock);
-		slot_zap(slot);
+		slot_zap(s, slot);
 		full = false;
 		pthread_mutex_lock(&sc->lock);
 	}
@@ -163,6 +221,53 @@ void slot_put(struct thpswap_session *s, char *slot, bool full)
 		sc->nfull++;
 	else
 		sc->nempty++;
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+}
+
+char *stage_get(struct thpswap_session *s)
+{
+	struct scratch *sc = &s->sc;
+	char *slot = NULL;
+
+	pthread_mutex_lock(&sc->lock);
+	while (!slot) {
+		for (unsigned i = sc->npool; i < sc->nslots && !slot; i++)
+			if (sc->st[i] == SLOT_EMPTY) {
+				sc->st[i] = SLOT_BUSY;
+				slot = slot_at(sc, i);
+			}
+		if (!slot)
+			pthread_cond_wait(&sc->cond, &sc->lock);
+	}
+	pthread_mutex_unlock(&sc->lock);
+	return slot;
+}
+
+void stage_put(struct thpswap_session *s, char *stage, bool keep)
+{
+	struct scratch *sc = &s->sc;
+	uint64_t a = (uint64_t)(uintptr_t)stage;
+
+	if (is_thp(s, stage)) {
+		bool full;
+		char *p = slot_get(s, false, &full);
+
+		/* On the scratch uffd: its destination is there, and it has
+		 * no events to wait for. */
+		full = thp_uffd_move(s->suffd, (uint64_t)(uintptr_t)p, a, REGION, 0, NULL) == 0 &&
+		       keep && is_thp(s, p);
+		if (!full)
+			slot_zap(s, p);
+		slot_put(s, p, full);
+	}
+	/* 4 KiB pages (a partial put back) are dropped with their page
+	 * table.  Never MOVE an empty range with holes allowed: the kernel
+	 * gives both sides a page table first. */
+	if (thp_pagemap_count_present(s->pagemap, a, a + REGION) != 0)
+		empty(s, stage);
+	pthread_mutex_lock(&sc->lock);
+	sc->st[slot_index(sc, stage)] = SLOT_EMPTY;
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
 }
@@ -181,8 +286,8 @@ void scratch_refill(struct thpswap_session *s)
 			return;
 		}
 		pthread_mutex_unlock(&sc->lock);
-		r = slot_fill(s, sc->base + (size_t)i * REGION);
-		slot_put(s, sc->base + (size_t)i * REGION, r == 0);
+		r = slot_fill(s, slot_at(sc, i));
+		slot_put(s, slot_at(sc, i), r == 0);
 		if (r)
 			return; /* no huge pages now; try again on the next kick */
 	}
