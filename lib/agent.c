@@ -32,6 +32,7 @@ bool agent_is_fault_thread(struct thpswap_session *s)
 static void on_fork(struct thpswap_session *s, int cfd);
 static void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
 static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len);
+static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m);
 
 /* Where the record for @addr is keyed now: mremaps read but not handled
  * yet (a FORK being handled holds them up) have not re-keyed it. */
@@ -45,6 +46,25 @@ static uint64_t unmoved(const struct thpswap_session *s, uint64_t addr)
 			addr = m->arg.remap.from + (addr - m->arg.remap.to);
 	}
 	return addr;
+}
+
+/* Note a REMOVE for page range [lo, hi) of record @i (its region at @a). */
+static void note_zap(struct thpswap_session *s, uint32_t i, uint64_t a, uint64_t lo, uint64_t hi)
+{
+	uint32_t st;
+
+	atomic_store(&s->zap_resident_ns[i], now_ns());
+	st = rec_state(&s->rec[i]);
+	if (st == THP_ST_RESIDENT)
+		return; /* the evictor sees the time */
+	/* An eviction that has not moved the region out yet must not: the
+	 * kernel acts on the pages after this read, maybe after the MOVE (a
+	 * zap would miss them), and MADV_FREE leaves them in place, where the
+	 * application may write them again without a fault, so the zeros
+	 * noted here would be wrong by then.  Both are read under zap_lock. */
+	if (st == THP_ST_EVICTING)
+		__atomic_or_fetch(&s->rec[i].flags, THP_RF_REMOVED, __ATOMIC_RELEASE);
+	zap_note(s, i, a, lo, hi);
 }
 
 /* A REMOVE just read: its zap comes after this.  The time is stamped before
@@ -65,17 +85,12 @@ static void note_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 				uint64_t q = unmoved(s, p);
 				long j = rt_lookup(s, q);
 
-				if (j >= 0) {
-					atomic_store(&s->zap_resident_ns[j], now_ns());
-					if (rec_state(&s->rec[j]) != THP_ST_RESIDENT)
-						zap_note(s, (uint32_t)j, q & ~(REGION - 1), q, q + THP_PAGE_SIZE);
-				}
+				if (j >= 0)
+					note_zap(s, (uint32_t)j, q & ~(REGION - 1), q, q + THP_PAGE_SIZE);
 			}
 			continue;
 		}
-		atomic_store(&s->zap_resident_ns[idx], now_ns());
-		if (rec_state(&s->rec[idx]) != THP_ST_RESIDENT)
-			zap_note(s, (uint32_t)idx, ka, ka + (lo - a), ka + (hi - a));
+		note_zap(s, (uint32_t)idx, ka, ka + (lo - a), ka + (hi - a));
 	}
 }
 
@@ -424,6 +439,79 @@ static void fault(struct thpswap_session *s, uint64_t addr, bool write)
 	}
 }
 
+/* Has the kernel changed the mappings in a way whose event we have not read
+ * (mmap_changing)?  A MOVE checks that before it finds the probe empty. */
+static bool events_pending(struct thpswap_session *s)
+{
+	uint64_t p = (uint64_t)(uintptr_t)s->sc.probe;
+
+	return thp_uffd_move(s->uffd, p, p + THP_PAGE_SIZE, THP_PAGE_SIZE, 0, NULL) == -EAGAIN;
+}
+
+/* The first message read but not handled that takes the region at @a away
+ * (an UNMAP of it, or a REMAP from it); its position in u, or -1. */
+static long find_vacate(const struct thpswap_session *s, uint64_t a)
+{
+	for (unsigned i = s->uhead; i != s->utail; i++) {
+		const struct uffd_msg *m = &s->u[i & (QCAP - 1)];
+
+		if (m->event == UFFD_EVENT_UNMAP && m->arg.remove.start < a + REGION &&
+		    m->arg.remove.end > a)
+			return i;
+		if (m->event == UFFD_EVENT_REMAP && m->arg.remap.from < a + REGION &&
+		    m->arg.remap.from + m->arg.remap.len > a)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * A region was moved onto [to, to+len), so whatever was there before is
+ * gone, but the event that says so may not have been handled yet: events of
+ * different threads arrive in the order they were sent, not in the order of
+ * their changes (thread A's munmap or mremap away from X unlocks, thread B
+ * mremaps onto X, and B's REMAP overtakes A's event).  Handle that event
+ * first, reading on while the kernel has events to send; a record that no
+ * event takes away was stale.
+ */
+static void clear_way(struct thpswap_session *s, uint64_t to, uint64_t len)
+{
+	for (uint64_t a = to; a < to + len; a += REGION) {
+		for (unsigned tries = 0; rt_lookup(s, a) >= 0;) {
+			long k = s->way_depth < 8 ? find_vacate(s, a) : -1;
+
+			if (k >= 0) {
+				struct uffd_msg m = s->u[k & (QCAP - 1)];
+
+				s->u[k & (QCAP - 1)].event = 0; /* handled here */
+				s->way_depth++;
+				handle_urgent(s, &m);
+				s->way_depth--;
+			} else if (tries++ < 100000 && events_pending(s)) {
+				agent_drain(s); /* reads only: we are in a handler */
+				sched_yield();
+			} else {
+				rt_remove(s, a, a + REGION);
+				break; /* (our own restore's record goes when it ends) */
+			}
+		}
+	}
+}
+
+/* Pages [lo, hi) of the region at @a are no longer mapped; its record goes
+ * with its last page. */
+static void cut(struct thpswap_session *s, uint32_t idx, uint64_t a, uint64_t lo, uint64_t hi)
+{
+	bool all = true;
+
+	for (uint64_t p = (lo - a) / THP_PAGE_SIZE; p < (hi - a + THP_PAGE_SIZE - 1) / THP_PAGE_SIZE; p++)
+		s->cut[idx][p / 64] |= 1ull << (p % 64);
+	for (int w = 0; w < 8; w++)
+		all &= s->cut[idx][w] == UINT64_MAX;
+	if (all)
+		rt_remove(s, a, a + REGION);
+}
+
 /*
  * mremap moved [from, from+len) to @to (an UNMAP of the old range follows).
  * Resident pages moved with the page tables.  Records move with their
@@ -435,7 +523,12 @@ static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint
 {
 	uint64_t first = from & ~(REGION - 1);
 
+	/* Its UNMAP of the old range is already done (see on_unmap). */
+	s->moved_from[s->nmoved_from++ % 64].from = from;
+	s->moved_from[(s->nmoved_from - 1) % 64].len = len;
+	s->moved_from[(s->nmoved_from - 1) % 64].seq = atomic_load(&s->u_read);
 	if (!((from | to | len) & (REGION - 1))) {
+		clear_way(s, to, len);
 		rt_move(s, from, to, len);
 		return;
 	}
@@ -471,27 +564,41 @@ static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint
 		if (lo == a && hi == a + REGION) {
 			__atomic_and_fetch(&s->rec[idx].flags, ~THP_RF_MOVING, __ATOMIC_RELEASE);
 			rt_remove(s, a, a + REGION);
+		} else {
+			cut(s, (uint32_t)idx, a, lo, hi); /* the rest stays here */
 		}
 	}
 }
 
-/* munmap: a region's record goes when its last page is unmapped; a region
- * left partly mapped keeps it and is served through the 4 KiB fallback. */
+/*
+ * munmap: a region's record goes when its last page is unmapped; a region
+ * left partly mapped keeps it and is served through the 4 KiB fallback.
+ *
+ * mremap sends the UNMAP of its old range after its REMAP, though the
+ * kernel unmapped it before: by now another thread may have moved a region
+ * there (on_remap re-keyed it), which this UNMAP must not touch.  The old
+ * range's records moved with the REMAP already, so it is a no-op.  A
+ * MREMAP_DONTUNMAP sends none; its entry ages out.
+ */
 static void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
+	unsigned long now = atomic_load(&s->u_read);
+
+	for (unsigned k = 0; k < 64 && k < s->nmoved_from; k++) {
+		struct moved_from *m = &s->moved_from[k];
+
+		if (m->len && now - m->seq < 4096 && m->from == start && m->from + m->len == end) {
+			m->len = 0;
+			return;
+		}
+	}
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
 		uint64_t lo = a > start ? a : start, hi = a + REGION < end ? a + REGION : end;
 		long idx = rt_lookup(s, a);
-		bool all = true;
 
 		if (idx < 0 || (rec_flags(&s->rec[idx]) & THP_RF_MOVING))
 			continue; /* on_remap copies it to its new place, then frees it */
-		for (uint64_t p = (lo - a) / THP_PAGE_SIZE; p < (hi - a + THP_PAGE_SIZE - 1) / THP_PAGE_SIZE; p++)
-			s->cut[idx][p / 64] |= 1ull << (p % 64);
-		for (int w = 0; w < 8; w++)
-			all &= s->cut[idx][w] == UINT64_MAX;
-		if (all)
-			rt_remove(s, a, a + REGION);
+		cut(s, (uint32_t)idx, a, lo, hi);
 	}
 }
 

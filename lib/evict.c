@@ -42,6 +42,12 @@ static int store(struct thpswap_session *s, uint32_t idx, const char *buf, size_
 	return 0;
 }
 
+/* The evictor lets the record go: the next one starts afresh. */
+static void done_evicting(struct thp_record *r)
+{
+	__atomic_and_fetch(&r->flags, ~THP_RF_REMOVED, __ATOMIC_RELEASE);
+}
+
 /* The record's fields for @len stored bytes in @buf (0: all zero). */
 static void describe(struct thp_record *r, const char *buf, long len, int level)
 {
@@ -95,6 +101,7 @@ static bool keep_instead(struct thpswap_session *s, struct thp_record *r, char *
 		st = THP_ST_RAM;
 	}
 	describe(r, buf, len, 0);
+	done_evicting(r);
 	rec_set(s, r, st); /* from EVICTING or CANCEL: we own it */
 	count_eviction(s, len);
 	thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
@@ -120,6 +127,7 @@ static void move_back(struct thpswap_session *s, struct thp_record *r, char *slo
 		rc = move_in(s, idx, (uint64_t)(uintptr_t)slot); /* the last resort */
 	/* Anything else: the region is gone (unmapped) or unusable. */
 	stage_put(s, slot, false);
+	done_evicting(r);
 	rec_set(s, r, THP_ST_RESIDENT);
 	became_resident(s, idx);
 	thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
@@ -156,6 +164,7 @@ static void put_back_part(struct thpswap_session *s, struct thp_record *r, char 
 /* Back out before anything left the region (it is still present). */
 static void undo_evicting(struct thpswap_session *s, struct thp_record *r)
 {
+	done_evicting(r);
 	if (!rec_cas(s, r, THP_ST_EVICTING, THP_ST_RESIDENT)) {
 		/* A fault flipped it to CANCEL: it raced with us, wake it. */
 		rec_set(s, r, THP_ST_RESIDENT);
@@ -204,6 +213,10 @@ static int move_out(struct thpswap_session *s, struct thp_record *r, char *slot,
 		 * waiting for this record. */
 		if (!events_hold(s, false))
 			return -EAGAIN;
+		if (rec_flags(r) & THP_RF_REMOVED) {
+			events_release(s);
+			return -ECANCELED; /* see note_zap() */
+		}
 		addr = __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE);
 		if (thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) != 1) {
 			events_release(s);
@@ -296,7 +309,7 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 		__atomic_and_fetch(&r->flags, ~THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);
 	}
 	describe(r, buf, len, cfg->zstd_level);
-
+	done_evicting(r);
 	if (!rec_cas(s, r, THP_ST_EVICTING, new_state)) {
 		/* A fault came in: the record stays the resident copy's. */
 		ctr_add(s, THP_C_EVICT_CANCELLED, 1);

@@ -77,6 +77,7 @@ struct scratch {
 	unsigned nslots;
 	unsigned npool;           /* pool slots first, then staging */
 	int uffd;                 /* staging is registered on it */
+	char *probe;              /* an empty staging slot: events_pending() */
 	unsigned target_full;     /* pool size to keep */
 	unsigned nfull, nempty;
 	uint8_t *st;              /* SLOT_* per slot */
@@ -177,6 +178,11 @@ struct thpswap_session {
 	struct uffd_msg *u;
 	unsigned uhead, utail;
 	atomic_int in_urgent;
+	/* Old ranges of mremaps handled, whose UNMAP has not come yet (see
+	 * on_unmap); fault thread only. */
+	struct moved_from { uint64_t from, len; unsigned long seq; } moved_from[64];
+	unsigned nmoved_from;
+	int way_depth;            /* clear_way() nesting */
 	/* Messages read / handled from u, for app threads that must not look
 	 * up addresses a pending mremap or munmap has changed. */
 	_Atomic unsigned long u_read, u_done;

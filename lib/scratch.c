@@ -14,7 +14,8 @@
  *            (EAGAIN) while an mremap or munmap of the region is unread
  *            (see events_hold).  Zapping a staging slot would raise a
  *            REMOVE event, so a staging slot is emptied by moving what it
- *            holds into a pool slot instead (stage_put).
+ *            holds into a pool slot instead (stage_put).  One more,
+ *            never filled, serves events_pending() as a probe.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -100,7 +101,7 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	sc->uffd = -1;
 	/* Pool slots beyond the target: every staging slot empties into one. */
 	sc->npool = pool + staging;
-	sc->nslots = sc->npool + staging;
+	sc->nslots = sc->npool + staging + 1; /* the last: the probe */
 	sc->target_full = pool;
 	len = (size_t)sc->nslots * REGION;
 	p = mmap(NULL, len + REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -113,7 +114,7 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	r = setup(sc->base, (size_t)sc->npool * REGION, s->suffd);
 	if (r)
 		goto fail;
-	r = setup(slot_at(sc, sc->npool), (size_t)staging * REGION, s->uffd);
+	r = setup(slot_at(sc, sc->npool), (size_t)(staging + 1) * REGION, s->uffd);
 	if (r)
 		goto fail;
 	sc->uffd = s->uffd;
@@ -125,6 +126,9 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	pthread_mutex_init(&sc->lock, NULL);
 	pthread_cond_init(&sc->cond, NULL);
 	sc->nempty = sc->npool;
+	/* Never filled: a MOVE out of it fails, after the events check. */
+	sc->probe = slot_at(sc, sc->nslots - 1);
+	sc->st[sc->nslots - 1] = SLOT_BUSY;
 	for (unsigned i = 0; i < pool; i++) {
 		if (slot_fill(s, slot_at(sc, i)) == 0) {
 			sc->st[i] = SLOT_FULL;

@@ -75,6 +75,7 @@ _Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
 #define THP_RF_LEAVING        (1u << 2) /* being unregistered: never evict */
 #define THP_RF_PUNCHING       (1u << 3) /* old bytes still being freed from the slot */
 #define THP_RF_MOVING         (1u << 4) /* mremap'ed away: its copy frees it, not the UNMAP */
+#define THP_RF_REMOVED        (1u << 5) /* MADV_DONTNEED/FREE read while being evicted */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {
