@@ -524,9 +524,8 @@ static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint
 	uint64_t first = from & ~(REGION - 1);
 
 	/* Its UNMAP of the old range is already done (see on_unmap). */
-	s->moved_from[s->nmoved_from++ % 64].from = from;
-	s->moved_from[(s->nmoved_from - 1) % 64].len = len;
-	s->moved_from[(s->nmoved_from - 1) % 64].seq = atomic_load(&s->u_read);
+	s->moved_from[s->nmoved_from++ % 64] =
+		(struct moved_from){ .from = from, .len = len, .seq = atomic_load(&s->u_read) };
 	if (!((from | to | len) & (REGION - 1))) {
 		clear_way(s, to, len);
 		rt_move(s, from, to, len);

@@ -173,7 +173,7 @@ static int restore_for_good(struct thpswap_session *s, uint32_t i)
 		/* EMPTY: unpopulated, ordinary memory reads zeros too. */
 		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED || st == THP_ST_EMPTY)
 			return 0;
-		q = fault_in(__atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), false);
+		q = fault_in(rec_addr(r), false);
 		if (q && rec_state(r) != THP_ST_POISONED)
 			return q;
 	}

@@ -104,7 +104,7 @@ static bool keep_instead(struct thpswap_session *s, struct thp_record *r, char *
 	done_evicting(r);
 	rec_set(s, r, st); /* from EVICTING or CANCEL: we own it */
 	count_eviction(s, len);
-	thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
+	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 	return true;
 }
 
@@ -130,7 +130,7 @@ static void move_back(struct thpswap_session *s, struct thp_record *r, char *slo
 	done_evicting(r);
 	rec_set(s, r, THP_ST_RESIDENT);
 	became_resident(s, idx);
-	thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
+	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 }
 
 /*
@@ -146,7 +146,7 @@ static void put_back_part(struct thpswap_session *s, struct thp_record *r, char 
 		int rc;
 
 		events_hold(s, true);
-		rc = thp_uffd_move(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE) + off,
+		rc = thp_uffd_move(s->uffd, rec_addr(r) + off,
 				   (uint64_t)(uintptr_t)slot + off, len - off,
 				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
 		events_release(s);
@@ -168,7 +168,7 @@ static void undo_evicting(struct thpswap_session *s, struct thp_record *r)
 	if (!rec_cas(s, r, THP_ST_EVICTING, THP_ST_RESIDENT)) {
 		/* A fault flipped it to CANCEL: it raced with us, wake it. */
 		rec_set(s, r, THP_ST_RESIDENT);
-		thp_uffd_wake(s->uffd, __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE), REGION);
+		thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 	}
 	/* Zaps noted meanwhile landed on the memory that never left. */
 	became_resident(s, (uint32_t)(r - s->rec));
@@ -217,8 +217,8 @@ static int move_out(struct thpswap_session *s, struct thp_record *r, char *slot,
 			events_release(s);
 			return -ECANCELED; /* see note_zap() */
 		}
-		addr = __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE);
-		if (thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) != 1) {
+		addr = rec_addr(r);
+		if (!is_pmd_mapped(s, addr)) {
 			events_release(s);
 			/* Harmless at a stale address: collapse never fills a
 			 * hole of uffd-registered memory. */

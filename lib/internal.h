@@ -55,6 +55,7 @@
 #include "thpswap/thpswap.h"
 #include "arena.h"
 #include "codec.h"
+#include "pagemap.h"
 
 #define REGION THP_REGION_BYTES
 
@@ -212,6 +213,11 @@ static inline uint32_t rec_flags(const struct thp_record *r)
 {
 	return __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE);
 }
+/* Where the region is now: mremap handling re-keys it meanwhile. */
+static inline uint64_t rec_addr(const struct thp_record *r)
+{
+	return __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE);
+}
 uint32_t rec_state(const struct thp_record *r);
 bool rec_cas(struct thpswap_session *s, struct thp_record *r, uint32_t from, uint32_t to);
 void rec_set(struct thpswap_session *s, struct thp_record *r, uint32_t to);
@@ -245,6 +251,12 @@ uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r);
 /* Re-key regions moved by mremap. */
 void rt_move(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len);
 
+/* Is the 2 MiB at @addr (a region or a slot) mapped by one PMD? */
+static inline bool is_pmd_mapped(struct thpswap_session *s, uint64_t addr)
+{
+	return thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1;
+}
+
 /* ---- scratch (scratch.c) ---- */
 int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging);
 void scratch_fini(struct scratch *sc);
@@ -254,7 +266,9 @@ void scratch_fini(struct scratch *sc);
 char *slot_get(struct thpswap_session *s, bool want_full, bool *full);
 /* Return a slot: @full if it still holds a THP. */
 void slot_put(struct thpswap_session *s, char *slot, bool full);
-/* Drop whatever a pool slot holds, page table included (no event). */
+/* Drop whatever a slot holds, page table included.  No event for a pool
+ * slot; a staging slot still holding a THP raises a REMOVE (not from the
+ * fault thread, then). */
 void slot_zap(struct thpswap_session *s, char *slot);
 /* An empty staging slot (waits for one). */
 char *stage_get(struct thpswap_session *s);

@@ -43,7 +43,7 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 		/* Once part of it is in, the rest must follow: wait. */
 		if (!events_hold(s, copied > 0))
 			return -EDEADLK;
-		dst = __atomic_load_n(&s->rec[idx].addr, __ATOMIC_ACQUIRE);
+		dst = rec_addr(&s->rec[idx]);
 		rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
 				   UFFDIO_COPY_MODE_DONTWAKE, NULL);
 		events_release(s);
@@ -74,7 +74,7 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 			return -EDEADLK;
 		/* Read each time: an mremap handled while we waited out EAGAIN
 		 * moves the record, and the region, elsewhere. */
-		dst = __atomic_load_n(&s->rec[idx].addr, __ATOMIC_ACQUIRE);
+		dst = rec_addr(&s->rec[idx]);
 		if (zap_take(s, idx, m)) {
 			/* Pages already moved (off) are resident: their zaps land. */
 			for (unsigned w = 0; w < off / THP_PAGE_SIZE / 64 && w < 8; w++)
@@ -114,16 +114,11 @@ void became_resident(struct thpswap_session *s, uint32_t idx)
 	pthread_mutex_unlock(&s->zap_lock);
 }
 
-static bool is_pmd(struct thpswap_session *s, uint64_t addr)
-{
-	return thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1;
-}
-
 /* Checked before the wake, repaired after it (collapse takes ~0.4 ms). */
 static void repair_pmd(struct thpswap_session *s, uint64_t addr)
 {
 	/* Moved in but split (a leftover page table at the destination). */
-	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 && is_pmd(s, addr)) {
+	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 && is_pmd_mapped(s, addr)) {
 		ctr_add(s, THP_C_SPLIT_REPAIRED, 1);
 		ctr_add(s, THP_C_RESTORES_PMD, 1);
 	} else {
@@ -147,7 +142,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 		thp_uffd_wake(s->uffd, r->addr, REGION);
 		return rc;
 	}
-	pmd = is_pmd(s, r->addr);
+	pmd = is_pmd_mapped(s, r->addr);
 	if (pmd)
 		ctr_add(s, THP_C_RESTORES_PMD, 1);
 	stored = rec_forget_bytes(s, idx);

@@ -39,8 +39,7 @@ static char *slot_at(struct scratch *sc, long i)
 
 static bool is_thp(struct thpswap_session *s, const char *slot)
 {
-	return thp_pagemap_count_pmd(s->pagemap, (uint64_t)(uintptr_t)slot,
-				     (uint64_t)(uintptr_t)slot + REGION) == 1;
+	return is_pmd_mapped(s, (uint64_t)(uintptr_t)slot);
 }
 
 static int setup(char *p, size_t len, int uffd)
@@ -56,7 +55,7 @@ static int setup(char *p, size_t len, int uffd)
  * table behind, and a MOVE into a page table splits the THP (§7.1): such
  * a slot is mapped afresh (unregistered first, so no event is raised).
  */
-static void empty(struct thpswap_session *s, char *slot)
+void slot_zap(struct thpswap_session *s, char *slot)
 {
 	struct scratch *sc = &s->sc;
 	int uffd = slot_index(sc, slot) < sc->npool ? s->suffd : sc->uffd;
@@ -72,11 +71,6 @@ static void empty(struct thpswap_session *s, char *slot)
 	    setup(slot, REGION, uffd))
 		/* Unusable for a THP now; restores through it fall back. */
 		ctr_add(s, THP_C_FALLBACK_4K, 1);
-}
-
-void slot_zap(struct thpswap_session *s, char *slot)
-{
-	empty(s, slot);
 }
 
 int slot_fill(struct thpswap_session *s, char *slot)
@@ -269,7 +263,7 @@ void stage_put(struct thpswap_session *s, char *stage, bool keep)
 	 * table.  Never MOVE an empty range with holes allowed: the kernel
 	 * gives both sides a page table first. */
 	if (thp_pagemap_count_present(s->pagemap, a, a + REGION) != 0)
-		empty(s, stage);
+		slot_zap(s, stage);
 	pthread_mutex_lock(&sc->lock);
 	sc->st[slot_index(sc, stage)] = SLOT_EMPTY;
 	pthread_cond_broadcast(&sc->cond);
