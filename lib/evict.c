@@ -117,14 +117,16 @@ static bool keep_instead(struct thpswap_session *s, struct thp_record *r, char *
 static void move_back(struct thpswap_session *s, struct thp_record *r, char *slot, char *buf)
 {
 	uint32_t idx = (uint32_t)(r - s->rec);
-	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot);
+	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, false);
 
 	if (rc == -EDEADLK && keep_instead(s, r, slot, buf)) {
 		stage_put(s, slot, true);
 		return;
 	}
+	/* Storing failed too: wait for the fault thread after all (the
+	 * bytes exist nowhere else). */
 	if (rc == -EDEADLK)
-		rc = move_in(s, idx, (uint64_t)(uintptr_t)slot); /* the last resort */
+		rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, true);
 	/* Anything else: the region is gone (unmapped) or unusable. */
 	stage_put(s, slot, false);
 	done_evicting(r);

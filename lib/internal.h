@@ -292,11 +292,11 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 		   bool write, struct thp_codec *codec);
 /* Move @src (a slot holding the region's bytes) into record @idx's region
  * on the region uffd, with events held, retrying while events are pending.
- * -EDEADLK before anything moved if the fault thread is handling an event
- * (see events_hold): the caller keeps the bytes elsewhere.  Never wakes:
+ * Unless @wait, -EDEADLK before anything moved if the fault thread is
+ * handling an event (see events_hold): the caller keeps the bytes elsewhere.  Never wakes:
  * the caller makes the record true first, then wakes the faulters, so that
  * a thread resuming from its fault sees consistent state and statistics. */
-int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src);
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait);
 /* After a MOVE in: the record is RESIDENT; bits noted since are for zaps
  * that land on the resident memory. */
 void became_resident(struct thpswap_session *s, uint32_t idx);

@@ -31,7 +31,7 @@ static void let_events_drain(struct thpswap_session *s)
 /* 4 KiB fallback when no PMD can be installed (prot differs after
  * mprotect, part of the region unmapped): copy page by page, skipping pages
  * that are present already or no longer mapped. */
-static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
+static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 {
 	int copied = 0;
 
@@ -41,7 +41,7 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 		int rc;
 
 		/* Once part of it is in, the rest must follow: wait. */
-		if (!events_hold(s, copied > 0))
+		if (!events_hold(s, wait || copied > 0))
 			return -EDEADLK;
 		dst = rec_addr(&s->rec[idx]);
 		rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
@@ -60,7 +60,7 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 	return copied ? 0 : -ENOENT;
 }
 
-int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 {
 	uint64_t dst, off = 0, m[8];
 
@@ -70,7 +70,7 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 
 		/* Held, no event is read: a zap is either noted before the
 		 * take (and zeroed in the slot) or lands after the MOVE. */
-		if (!events_hold(s, off > 0))
+		if (!events_hold(s, wait || off > 0))
 			return -EDEADLK;
 		/* Read each time: an mremap handled while we waited out EAGAIN
 		 * moves the record, and the region, elsewhere. */
@@ -99,7 +99,7 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src)
 		 * ENOENT: something is already at the destination, or nothing at
 		 * the source (a bug).  Page by page fills what is missing. */
 		if (rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
-			return copy_in(s, idx, src);
+			return copy_in(s, idx, src, wait);
 		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
 		return rc;
 	}
@@ -130,7 +130,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 		  uint64_t t0, enum thp_hist h)
 {
 	struct thp_record *r = &s->rec[idx];
-	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot);
+	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, false);
 	uint32_t stored;
 	bool pmd;
 
