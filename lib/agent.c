@@ -67,6 +67,42 @@ static void note_zap(struct thpswap_session *s, uint32_t i, uint64_t a, uint64_t
 	zap_note(s, i, a, lo, hi);
 }
 
+/*
+ * A misaligned mremap's copy (on_remap): where each page of the region being
+ * copied is now, 0 for a page not to be copied.  Events read while a COPY
+ * waits out EAGAIN are handled only after the copy, but they change where
+ * its pages are: a REMOVE or UNMAP of a page not copied yet means it stays
+ * empty (a copy would bring back what the application dropped, or write
+ * into whatever is mapped there next); a REMAP carries it along.
+ */
+struct remap_copy {
+	uint64_t dst[REGION / THP_PAGE_SIZE];
+};
+
+/* Message @m was just read while @c is being copied. */
+static void copy_follow(struct remap_copy *c, const struct uffd_msg *m)
+{
+	uint64_t lo, hi, shift = 0;
+
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP:
+		lo = m->arg.remove.start;
+		hi = m->arg.remove.end;
+		break;
+	case UFFD_EVENT_REMAP:
+		lo = m->arg.remap.from;
+		hi = lo + m->arg.remap.len;
+		shift = m->arg.remap.to - lo;
+		break;
+	default:
+		return;
+	}
+	for (unsigned p = 0; p < REGION / THP_PAGE_SIZE; p++)
+		if (c->dst[p] >= lo && c->dst[p] < hi)
+			c->dst[p] = shift ? c->dst[p] + shift : 0;
+}
+
 /* A REMOVE just read: its zap comes after this.  The time is stamped before
  * the state is read (the evictor reads them the other way round). */
 static void note_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
@@ -137,6 +173,8 @@ void agent_drain(struct thpswap_session *s)
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
 			s->u[s->utail++ & (QCAP - 1)] = msgs[i];
 			atomic_fetch_add(&s->u_read, 1);
+			if (s->copying)
+				copy_follow(s->copying, &msgs[i]);
 			if (msgs[i].event == UFFD_EVENT_REMOVE)
 				note_remove(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
 		}
@@ -381,6 +419,8 @@ static void on_fork(struct thpswap_session *s, int cfd)
 
 		if (st == THP_ST_FREE)
 			continue;
+		if ((long)i == s->fault_owned && s->fault_owned_gone)
+			continue; /* its region went before the fork */
 		if ((long)i == s->fault_owned)
 			/* Our own restore, waiting out EAGAIN: not moved in yet,
 			 * its bytes are still in the record. */
@@ -512,6 +552,27 @@ static void cut(struct thpswap_session *s, uint32_t idx, uint64_t a, uint64_t lo
 		rt_remove(s, a, a + REGION);
 }
 
+/* Copy pages [lo, hi) of the region at @a, decoded in fault_buf, to where
+ * the mremap put them (@shift on), and wherever events read meanwhile put
+ * them next. */
+static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint64_t hi,
+			uint64_t shift)
+{
+	static const struct remap_copy none;
+	struct remap_copy c = none;
+
+	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE)
+		c.dst[(p - a) / THP_PAGE_SIZE] = p + shift;
+	s->copying = &c;
+	for (unsigned k = 0; k < REGION / THP_PAGE_SIZE; k++)
+		while (c.dst[k] && thp_uffd_copy(s->uffd, c.dst[k],
+						 (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
+						 THP_PAGE_SIZE, 0, NULL) == -EAGAIN)
+			agent_drain(s); /* reads only: we are in a handler */
+	s->copying = NULL;
+	ctr_add(s, THP_C_FALLBACK_4K, 1);
+}
+
 /*
  * mremap moved [from, from+len) to @to (an UNMAP of the old range follows).
  * Resident pages moved with the page tables.  Records move with their
@@ -550,15 +611,8 @@ static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint
 		/* Our own restore's record still holds its bytes: no waiting. */
 		st = idx == s->fault_owned ? (s->rec[idx].stored_len ? THP_ST_RAM : THP_ST_ZERO)
 					   : rec_wait_stable(s, &s->rec[idx]);
-		if (st == THP_ST_RAM && decode_record(s, (uint32_t)idx, s->fault_buf)) {
-			for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
-				while (thp_uffd_copy(s->uffd, to + (p - from),
-						     (uint64_t)(uintptr_t)s->fault_buf + (p - a),
-						     THP_PAGE_SIZE, 0, NULL) == -EAGAIN)
-					agent_drain(s);
-			}
-			ctr_add(s, THP_C_FALLBACK_4K, 1);
-		}
+		if (st == THP_ST_RAM && decode_record(s, (uint32_t)idx, s->fault_buf))
+			copy_region(s, a, lo, hi, to - from);
 		/* Evicted zeros need nothing: the new place faults to zero. */
 		if (lo == a && hi == a + REGION) {
 			__atomic_and_fetch(&s->rec[idx].flags, ~THP_RF_MOVING, __ATOMIC_RELEASE);
@@ -647,14 +701,14 @@ static void on_daemon(struct thpswap_session *s)
 	}
 	if (m.hdr.type == THP_MSG_EVICT) {
 		const struct thp_msg_evict *e = m.payload;
-		struct evict_job *j = malloc(sizeof(*j) + e->n * sizeof(uint64_t));
+		struct evict_job *j;
 
-		if (!j) {
-			pthread_mutex_lock(&s->send_lock);
-			thp_msg_send_error(s->sock, m.hdr.seq, -ENOMEM, "agent out of memory");
-			pthread_mutex_unlock(&s->send_lock);
-			return;
-		}
+		/* Never malloc here: a fork in another thread holds glibc's
+		 * malloc locks until we read its FORK event. */
+		pthread_mutex_lock(&s->wlock);
+		j = s->free_jobs;
+		s->free_jobs = j->next; /* fault_main reads only with one free */
+		pthread_mutex_unlock(&s->wlock);
 		j->seq = m.hdr.seq;
 		j->n = e->n;
 		memcpy(j->addr, e->addr, e->n * sizeof(uint64_t));
@@ -693,7 +747,21 @@ static void run_job(struct worker *w, struct evict_job *j)
 	if (s->sock >= 0)
 		thp_msg_send(s->sock, THP_MSG_EVICT_DONE, j->seq, &d, sizeof(d), NULL, 0);
 	pthread_mutex_unlock(&s->send_lock);
-	free(j);
+	pthread_mutex_lock(&s->wlock);
+	j->next = s->free_jobs;
+	s->free_jobs = j;
+	pthread_mutex_unlock(&s->wlock);
+}
+
+/* May the fault thread read a request from the daemon now? */
+static bool job_free(struct thpswap_session *s)
+{
+	bool any;
+
+	pthread_mutex_lock(&s->wlock);
+	any = s->free_jobs != NULL;
+	pthread_mutex_unlock(&s->wlock);
+	return any;
 }
 
 /* ---- parallel decompression ---- */
@@ -830,9 +898,12 @@ static void *fault_main(void *arg)
 			{ .fd = s->evfd, .events = POLLIN },
 			{ .fd = s->sock, .events = POLLIN },
 		};
-		int busy = s->qhead != s->qtail;
+		bool busy = s->qhead != s->qtail, daemon = s->sock >= 0, room = daemon && job_free(s);
 
-		if (poll(p, s->sock >= 0 ? 3 : 2, busy ? 0 : -1) < 0 && errno != EINTR)
+		/* With every job taken (the daemon gave up waiting on one and
+		 * sent another), its requests wait in the socket: look again
+		 * soon. */
+		if (poll(p, room ? 3 : 2, busy ? 0 : daemon && !room ? 10 : -1) < 0 && errno != EINTR)
 			break;
 		if (p[1].revents & POLLIN)
 			break;
@@ -842,7 +913,7 @@ static void *fault_main(void *arg)
 
 			handle_msg(s, &m);
 		}
-		if (s->sock >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (room && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
 			on_daemon(s);
 	}
 	return NULL;
@@ -861,6 +932,11 @@ int agent_start(struct thpswap_session *s)
 	if (!s->q || !s->u)
 		return -ENOMEM;
 	s->jobs_tail = &s->jobs;
+	s->free_jobs = NULL;
+	for (unsigned i = 0; i < NJOBS; i++) {
+		s->job_mem[i].next = s->free_jobs;
+		s->free_jobs = &s->job_mem[i];
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = -pthread_create(&s->fault_thread, NULL, fault_main, s);
@@ -892,12 +968,7 @@ void agent_stop(struct thpswap_session *s)
 	}
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i].thread, NULL);
-	while (s->jobs) {
-		struct evict_job *j = s->jobs;
-
-		s->jobs = j->next;
-		free(j);
-	}
+	s->jobs = NULL; /* unanswered: the daemon sees the session end */
 	if (s->evfd >= 0)
 		close(s->evfd);
 	s->evfd = -1;

@@ -54,6 +54,7 @@
 
 #include "thpswap/thpswap.h"
 #include "arena.h"
+#include "proto.h"
 #include "codec.h"
 #include "pagemap.h"
 
@@ -97,12 +98,14 @@ struct region_table {
 };
 
 /* ---- work for the workers (agent.c) ---- */
+/* Preallocated: the fault thread must not malloc (see on_daemon). */
 struct evict_job {
 	struct evict_job *next;
 	uint32_t seq;             /* daemon's request, answered when done */
 	uint32_t n;
-	uint64_t addr[];
+	uint64_t addr[THP_EVICT_MAX];
 };
+#define NJOBS 2                   /* the daemon sends one at a time per session */
 
 /*
  * The restore being decompressed by several threads.  A frame is claimed by
@@ -157,6 +160,7 @@ struct thpswap_session {
 	pthread_mutex_t wlock;
 	pthread_cond_t wcond;
 	struct evict_job *jobs, **jobs_tail;
+	struct evict_job *free_jobs, job_mem[NJOBS];
 	struct decomp_help help;
 	bool refill_wanted;
 	bool stopping;
@@ -189,8 +193,14 @@ struct thpswap_session {
 	_Atomic unsigned long u_read, u_done;
 	/* The record the fault thread is restoring (RESTORING and owned by
 	 * it), or -1: a FORK read while that restore waits out EAGAIN must
-	 * not wait for it. */
+	 * not wait for it.  fault_owned_gone: an event read meanwhile took
+	 * its region away (unmapped, or copied elsewhere); the record is out
+	 * of the table already, and the restore must not move it in. */
 	long fault_owned;
+	bool fault_owned_gone;
+	/* A misaligned mremap's 4 KiB copy in progress (on_remap), or NULL;
+	 * fault thread only. */
+	struct remap_copy *copying;
 
 	/*
 	 * Per record index: the 4 KiB pages the application zapped
@@ -246,6 +256,7 @@ long rt_lookup(struct thpswap_session *s, uint64_t addr);
 int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh);
 /* Remove the regions in [start, end), dropping their records. */
 void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end);
+void rt_release(struct thpswap_session *s, uint32_t i);
 /* Wait until no eviction or restore owns @r; returns its state. */
 uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r);
 /* Re-key regions moved by mremap. */

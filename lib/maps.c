@@ -165,7 +165,7 @@ static long rt_detach(struct thpswap_session *s, uint64_t addr)
 }
 
 /* Wait until nobody owns record @i, drop its bytes and free it. */
-static void rt_release(struct thpswap_session *s, uint32_t i)
+void rt_release(struct thpswap_session *s, uint32_t i)
 {
 	struct region_table *t = &s->rt;
 
@@ -182,18 +182,19 @@ static void rt_release(struct thpswap_session *s, uint32_t i)
 void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
-		long i;
+		long i = rt_detach(s, a);
 
-		if (agent_is_fault_thread(s) && rt_lookup(s, a) == s->fault_owned && s->fault_owned >= 0) {
+		if (i < 0)
+			continue;
+		if (agent_is_fault_thread(s) && i == s->fault_owned) {
 			/* The fault thread's own restore, waiting out EAGAIN:
-			 * waiting for it would be waiting for ourselves.  Mark it
-			 * gone; the restore drops it when it ends. */
-			memset(s->cut[s->fault_owned], 0xff, sizeof(s->cut[0]));
+			 * waiting for it would be waiting for ourselves.  Out of
+			 * the table now (a region moved here next must be the
+			 * only key), freed when the restore backs out. */
+			s->fault_owned_gone = true;
 			continue;
 		}
-		i = rt_detach(s, a);
-		if (i >= 0)
-			rt_release(s, (uint32_t)i);
+		rt_release(s, (uint32_t)i);
 	}
 }
 

@@ -28,6 +28,14 @@ static void let_events_drain(struct thpswap_session *s)
 		sched_yield();
 }
 
+/* The fault thread's restore of @idx lost its region to an event read while
+ * it waited out EAGAIN (see rt_remove): whatever is at its address now is
+ * not this record's to fill. */
+static bool region_gone(struct thpswap_session *s, uint32_t idx)
+{
+	return agent_is_fault_thread(s) && s->fault_owned == (long)idx && s->fault_owned_gone;
+}
+
 /* 4 KiB fallback when no PMD can be installed (prot differs after
  * mprotect, part of the region unmapped): copy page by page, skipping pages
  * that are present already or no longer mapped. */
@@ -43,6 +51,10 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool w
 		/* Once part of it is in, the rest must follow: wait. */
 		if (!events_hold(s, wait || copied > 0))
 			return -EDEADLK;
+		if (region_gone(s, idx)) {
+			events_release(s);
+			return -ESTALE;
+		}
 		dst = rec_addr(&s->rec[idx]);
 		rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
 				   UFFDIO_COPY_MODE_DONTWAKE, NULL);
@@ -72,6 +84,10 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 		 * take (and zeroed in the slot) or lands after the MOVE. */
 		if (!events_hold(s, wait || off > 0))
 			return -EDEADLK;
+		if (region_gone(s, idx)) {
+			events_release(s);
+			return -ESTALE;
+		}
 		/* Read each time: an mremap handled while we waited out EAGAIN
 		 * moves the record, and the region, elsewhere. */
 		dst = rec_addr(&s->rec[idx]);
@@ -196,7 +212,7 @@ static int poison(struct thpswap_session *s, uint32_t idx)
 	ctr_add(s, THP_C_CORRUPT, 1);
 	rec_drop_bytes(s, idx);
 	rec_set(s, r, THP_ST_POISONED);
-	while (thp_uffd_poison(s->uffd, r->addr, REGION) == -EAGAIN)
+	while (!region_gone(s, idx) && thp_uffd_poison(s->uffd, r->addr, REGION) == -EAGAIN)
 		let_events_drain(s);
 	return -EBADMSG;
 }
@@ -236,15 +252,6 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 	return finish(s, idx, slot, THP_ST_RAM, t0, THP_H_RAM);
 }
 
-/* An UNMAP read while we restored the region could not free its record. */
-static void drop_if_unmapped(struct thpswap_session *s, uint32_t idx)
-{
-	for (int w = 0; w < 8; w++)
-		if (s->cut[idx][w] != UINT64_MAX)
-			return;
-	rt_remove(s, s->rec[idx].addr, s->rec[idx].addr + REGION);
-}
-
 /*
  * Restore record @idx, which the caller just moved from @from to RESTORING.
  * The fault thread notes that it owns it: events it reads while its MOVE
@@ -256,10 +263,12 @@ static int restore_owned(struct thpswap_session *s, uint32_t idx, uint32_t from,
 	int rc;
 
 	s->fault_owned = idx;
+	s->fault_owned_gone = false;
 	rc = from == THP_ST_RAM ? restore_ram(s, idx, codec, t0)
 				: restore_zero(s, idx, write, from, t0);
 	s->fault_owned = -1;
-	drop_if_unmapped(s, idx);
+	if (s->fault_owned_gone)
+		rt_release(s, idx);
 	return rc;
 }
 
@@ -283,8 +292,13 @@ static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t f
 	}
 	/* A hole in a split region: a 4 KiB zero page (a write then COWs it). */
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
-	while ((rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL)) == -EAGAIN)
+	rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL);
+	if (rc == -EAGAIN) {
+		/* The page may be another region's once the events are read:
+		 * the faulter faults again and is looked up afresh. */
 		let_events_drain(s);
+		rc = -EEXIST;
+	}
 	if (rc == -EEXIST)
 		rc = thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
 	return rc;
