@@ -65,6 +65,8 @@ static void note_zap(struct thpswap_session *s, uint32_t i, uint64_t a, uint64_t
 	if (st == THP_ST_EVICTING)
 		__atomic_or_fetch(&s->rec[i].flags, THP_RF_REMOVED, __ATOMIC_RELEASE);
 	zap_note(s, i, a, lo, hi);
+	if (zap_full(s, i) && s->nzapped - s->zapped_done < sizeof(s->zapped) / sizeof(s->zapped[0]))
+		s->zapped[s->nzapped++ % (sizeof(s->zapped) / sizeof(s->zapped[0]))] = i;
 }
 
 /*
@@ -79,12 +81,24 @@ struct remap_copy {
 	uint64_t dst[REGION / THP_PAGE_SIZE];
 };
 
-/* Message @m was just read while @c is being copied. */
-static void copy_follow(struct remap_copy *c, const struct uffd_msg *m)
+/* Message @m was just read while s->copying is being copied. */
+static void copy_follow(struct thpswap_session *s, const struct uffd_msg *m)
 {
+	struct remap_copy *c = s->copying;
 	uint64_t lo, hi, shift = 0;
 
 	switch (m->event) {
+	case UFFD_EVENT_FORK:
+		/* The child lacks the pages not copied yet, and on_fork comes
+		 * after the record is gone: copy_region fills it too. */
+		if (s->nearly < sizeof(s->early) / sizeof(s->early[0])) {
+			struct early_fork *e = &s->early[s->nearly++];
+
+			memset(&e->f, 0, sizeof(e->f));
+			e->cfd = (int)m->arg.fork.ufd;
+			memcpy(e->dst, c->dst, sizeof(e->dst));
+		}
+		return;
 	case UFFD_EVENT_REMOVE:
 	case UFFD_EVENT_UNMAP:
 		lo = m->arg.remove.start;
@@ -174,7 +188,7 @@ void agent_drain(struct thpswap_session *s)
 			s->u[s->utail++ & (QCAP - 1)] = msgs[i];
 			atomic_fetch_add(&s->u_read, 1);
 			if (s->copying)
-				copy_follow(s->copying, &msgs[i]);
+				copy_follow(s, &msgs[i]);
 			if (msgs[i].event == UFFD_EVENT_REMOVE)
 				note_remove(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
 		}
@@ -257,22 +271,24 @@ static bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 /*
  * MADV_DONTNEED/FREE, in queue order.  The pages were noted as zapped when
  * the event was read; a region wholly zapped while not resident holds
- * nothing worth keeping any more.
+ * nothing worth keeping any more.  Those records were listed then too: by
+ * now an mremap handled meanwhile may have put another region at the
+ * event's addresses.
  */
-static void on_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
+static void on_remove(struct thpswap_session *s)
 {
-	for (uint64_t a = (start + REGION - 1) & ~(REGION - 1); a + REGION <= end; a += REGION) {
-		long idx = rt_lookup(s, a);
-		struct thp_record *r;
-		uint32_t st;
+	const unsigned cap = sizeof(s->zapped) / sizeof(s->zapped[0]);
 
-		if (idx < 0)
-			continue;
-		r = &s->rec[idx];
-		st = rec_wait_stable(s, r);
-		if ((st == THP_ST_RAM || st == THP_ST_ZERO) && rec_cas(s, r, st, THP_ST_EMPTY)) {
-			rec_drop_bytes(s, (uint32_t)idx);
-			zap_clear(s, (uint32_t)idx);
+	while (s->zapped_done != s->nzapped) {
+		uint32_t idx = s->zapped[s->zapped_done++ % cap];
+		struct thp_record *r = &s->rec[idx];
+		uint32_t st = rec_wait_stable(s, r);
+
+		/* Still all zapped: not restored, nor freed and reused, since. */
+		if ((st == THP_ST_RAM || st == THP_ST_ZERO) && zap_full(s, idx) &&
+		    rec_cas(s, r, st, THP_ST_EMPTY)) {
+			rec_drop_bytes(s, idx);
+			zap_clear(s, idx);
 		}
 	}
 }
@@ -289,14 +305,6 @@ static void on_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
  */
 static void on_fork(struct thpswap_session *s, int cfd);
 
-/* What a child did while we were filling it. */
-struct forks {
-	int fd[32];               /* grandchildren */
-	unsigned n;
-	struct { uint64_t lo, hi; } zap[64]; /* its MADV_DONTNEED/FREE */
-	unsigned nzap;
-	bool zap_overflow;
-};
 
 /* Read the child's pending events: its fork of a grandchild before we were
  * done must be filled the same way (closing that uffd unfilled would leave
@@ -413,6 +421,12 @@ static void on_fork(struct thpswap_session *s, int cfd)
 	static const struct forks none;
 	struct forks f = none;
 
+	for (unsigned k = 0; k < s->nearly; k++)
+		if (s->early[k].cfd == cfd) {
+			f = s->early[k].f; /* what the child did since copy_region filled it */
+			s->early[k] = s->early[--s->nearly];
+			break;
+		}
 	for (uint32_t i = 0; i < max; i++) {
 		struct thp_record *r = &s->rec[i];
 		uint32_t st = rec_state(r);
@@ -552,6 +566,30 @@ static void cut(struct thpswap_session *s, uint32_t idx, uint64_t a, uint64_t lo
 		rt_remove(s, a, a + REGION);
 }
 
+/* Fill fork child @e with the pages of fault_buf from @k on that were still
+ * to be copied when it forked, minus what it zapped since. */
+static void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k)
+{
+	for (; k < REGION / THP_PAGE_SIZE; k++) {
+		uint64_t d = e->dst[k];
+		bool zapped = false;
+
+		while (d) {
+			int rc;
+
+			for (unsigned z = 0; z < e->f.nzap; z++)
+				zapped |= d >= e->f.zap[z].lo && d < e->f.zap[z].hi;
+			if (zapped || e->f.zap_overflow)
+				break;
+			rc = thp_uffd_copy(e->cfd, d, (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
+					   THP_PAGE_SIZE, 0, NULL);
+			if (rc != -EAGAIN)
+				break;
+			child_events(e->cfd, &e->f); /* on_fork gets what it read */
+		}
+	}
+}
+
 /* Copy pages [lo, hi) of the region at @a, decoded in fault_buf, to where
  * the mremap put them (@shift on), and wherever events read meanwhile put
  * them next. */
@@ -563,12 +601,18 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
 
 	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE)
 		c.dst[(p - a) / THP_PAGE_SIZE] = p + shift;
+	unsigned forked = s->nearly;
+
 	s->copying = &c;
 	for (unsigned k = 0; k < REGION / THP_PAGE_SIZE; k++)
 		while (c.dst[k] && thp_uffd_copy(s->uffd, c.dst[k],
 						 (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
-						 THP_PAGE_SIZE, 0, NULL) == -EAGAIN)
+						 THP_PAGE_SIZE, 0, NULL) == -EAGAIN) {
 			agent_drain(s); /* reads only: we are in a handler */
+			/* Pages from k on were not copied at any fork read. */
+			for (; forked < s->nearly; forked++)
+				early_fill(s, &s->early[forked], k);
+		}
 	s->copying = NULL;
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
 }
@@ -663,7 +707,7 @@ static void handle_msg(struct thpswap_session *s, const struct uffd_msg *m)
 		fault(s, m->arg.pagefault.address, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		break;
 	case UFFD_EVENT_REMOVE:
-		on_remove(s, m->arg.remove.start, m->arg.remove.end);
+		on_remove(s);
 		break;
 	default:
 		break;

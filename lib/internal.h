@@ -54,6 +54,7 @@
 
 #include "thpswap/thpswap.h"
 #include "arena.h"
+#include "kernel-abi.h"
 #include "proto.h"
 #include "codec.h"
 #include "pagemap.h"
@@ -98,6 +99,22 @@ struct region_table {
 };
 
 /* ---- work for the workers (agent.c) ---- */
+/* What a fork child did while we were filling it (agent.c). */
+struct forks {
+	int fd[32];               /* grandchildren */
+	unsigned n;
+	struct { uint64_t lo, hi; } zap[64]; /* its MADV_DONTNEED/FREE */
+	unsigned nzap;
+	bool zap_overflow;
+};
+
+/* A FORK read while a misaligned mremap's copy ran (see copy_region). */
+struct early_fork {
+	int cfd;
+	uint64_t dst[THP_REGION_BYTES / THP_PAGE_SIZE]; /* the copy's pages at the fork */
+	struct forks f;
+};
+
 /* Preallocated: the fault thread must not malloc (see on_daemon). */
 struct evict_job {
 	struct evict_job *next;
@@ -201,6 +218,14 @@ struct thpswap_session {
 	/* A misaligned mremap's 4 KiB copy in progress (on_remap), or NULL;
 	 * fault thread only. */
 	struct remap_copy *copying;
+	/* Records wholly zapped by a REMOVE read but not handled yet (see
+	 * on_remove); fault thread only. */
+	uint32_t zapped[64];
+	unsigned nzapped, zapped_done;
+	/* Children forked during it: filled with its pages there, then
+	 * handed to on_fork with what they did meanwhile. */
+	struct early_fork early[4];
+	unsigned nearly;
 
 	/*
 	 * Per record index: the 4 KiB pages the application zapped
@@ -235,6 +260,7 @@ void ctr_add(struct thpswap_session *s, enum thp_counter c, int64_t v);
 void hist_add(struct thpswap_session *s, enum thp_hist h, uint64_t ns);
 /* The zap mask (see struct thpswap_session). */
 void zap_note(struct thpswap_session *s, uint32_t i, uint64_t addr, uint64_t lo, uint64_t hi);
+bool zap_full(struct thpswap_session *s, uint32_t i);
 bool zap_take(struct thpswap_session *s, uint32_t i, uint64_t m[8]);
 void zap_put_back(struct thpswap_session *s, uint32_t i, const uint64_t m[8]);
 void zap_apply(char *slot, const uint64_t m[8]);

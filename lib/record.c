@@ -100,6 +100,14 @@ void zap_note(struct thpswap_session *s, uint32_t i, uint64_t addr, uint64_t lo,
 		atomic_fetch_or(&s->zap[i][p / 64], 1ull << (p % 64));
 }
 
+bool zap_full(struct thpswap_session *s, uint32_t i)
+{
+	for (int w = 0; w < 8; w++)
+		if (atomic_load(&s->zap[i][w]) != UINT64_MAX)
+			return false;
+	return true;
+}
+
 bool zap_take(struct thpswap_session *s, uint32_t i, uint64_t m[8])
 {
 	bool any = false;
