@@ -752,6 +752,7 @@ static void on_daemon(struct thpswap_session *s)
 		pthread_mutex_lock(&s->wlock);
 		j = s->free_jobs;
 		s->free_jobs = j->next; /* fault_main reads only with one free */
+		atomic_fetch_sub(&s->njobs_free, 1);
 		pthread_mutex_unlock(&s->wlock);
 		j->seq = m.hdr.seq;
 		j->n = e->n;
@@ -794,19 +795,10 @@ static void run_job(struct worker *w, struct evict_job *j)
 	pthread_mutex_lock(&s->wlock);
 	j->next = s->free_jobs;
 	s->free_jobs = j;
+	atomic_fetch_add(&s->njobs_free, 1);
 	pthread_mutex_unlock(&s->wlock);
 }
 
-/* May the fault thread read a request from the daemon now? */
-static bool job_free(struct thpswap_session *s)
-{
-	bool any;
-
-	pthread_mutex_lock(&s->wlock);
-	any = s->free_jobs != NULL;
-	pthread_mutex_unlock(&s->wlock);
-	return any;
-}
 
 /* ---- parallel decompression ---- */
 
@@ -942,7 +934,8 @@ static void *fault_main(void *arg)
 			{ .fd = s->evfd, .events = POLLIN },
 			{ .fd = s->sock, .events = POLLIN },
 		};
-		bool busy = s->qhead != s->qtail, daemon = s->sock >= 0, room = daemon && job_free(s);
+		bool busy = s->qhead != s->qtail, daemon = s->sock >= 0;
+		bool room = daemon && atomic_load(&s->njobs_free) > 0;
 
 		/* With every job taken (the daemon gave up waiting on one and
 		 * sent another), its requests wait in the socket: look again
@@ -981,6 +974,7 @@ int agent_start(struct thpswap_session *s)
 		s->job_mem[i].next = s->free_jobs;
 		s->free_jobs = &s->job_mem[i];
 	}
+	atomic_store(&s->njobs_free, NJOBS);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = -pthread_create(&s->fault_thread, NULL, fault_main, s);

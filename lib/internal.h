@@ -178,6 +178,7 @@ struct thpswap_session {
 	pthread_cond_t wcond;
 	struct evict_job *jobs, **jobs_tail;
 	struct evict_job *free_jobs, job_mem[NJOBS];
+	atomic_uint njobs_free;   /* read without wlock: the fault thread never waits for it */
 	struct decomp_help help;
 	bool refill_wanted;
 	bool stopping;
