@@ -65,8 +65,8 @@ static void note_zap(struct thpswap_session *s, uint32_t i, uint64_t a, uint64_t
 	if (st == THP_ST_EVICTING)
 		__atomic_or_fetch(&s->rec[i].flags, THP_RF_REMOVED, __ATOMIC_RELEASE);
 	zap_note(s, i, a, lo, hi);
-	if (zap_full(s, i) && s->nzapped - s->zapped_done < sizeof(s->zapped) / sizeof(s->zapped[0]))
-		s->zapped[s->nzapped++ % (sizeof(s->zapped) / sizeof(s->zapped[0]))] = i;
+	if (zap_full(s, i) && s->nzapped - s->zapped_done < NZAPPED)
+		s->zapped[s->nzapped++ % NZAPPED] = i;
 }
 
 /*
@@ -277,10 +277,8 @@ static bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
  */
 static void on_remove(struct thpswap_session *s)
 {
-	const unsigned cap = sizeof(s->zapped) / sizeof(s->zapped[0]);
-
 	while (s->zapped_done != s->nzapped) {
-		uint32_t idx = s->zapped[s->zapped_done++ % cap];
+		uint32_t idx = s->zapped[s->zapped_done++ % NZAPPED];
 		struct thp_record *r = &s->rec[idx];
 		uint32_t st = rec_wait_stable(s, r);
 
@@ -304,7 +302,6 @@ static void on_remove(struct thpswap_session *s)
  * thread that is doing the reading.
  */
 static void on_fork(struct thpswap_session *s, int cfd);
-
 
 /* Read the child's pending events: its fork of a grandchild before we were
  * done must be filled the same way (closing that uffd unfilled would leave
@@ -598,10 +595,10 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
 {
 	static const struct remap_copy none;
 	struct remap_copy c = none;
+	unsigned forked = s->nearly;
 
 	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE)
 		c.dst[(p - a) / THP_PAGE_SIZE] = p + shift;
-	unsigned forked = s->nearly;
 
 	s->copying = &c;
 	for (unsigned k = 0; k < REGION / THP_PAGE_SIZE; k++)
@@ -726,7 +723,17 @@ static void queue_job(struct thpswap_session *s, struct evict_job *j)
 	pthread_mutex_unlock(&s->wlock);
 }
 
-static void on_daemon(struct thpswap_session *s)
+/* A job the daemon's next request can go into, or NULL. */
+static struct evict_job *free_job(struct thpswap_session *s)
+{
+	for (unsigned i = 0; i < NJOBS; i++)
+		if (!atomic_load(&s->job_mem[i].busy))
+			return &s->job_mem[i];
+	return NULL;
+}
+
+/* Read one request from the daemon; an EVICT goes into @j. */
+static void on_daemon(struct thpswap_session *s, struct evict_job *j)
 {
 	char buf[THP_MSG_MAX];
 	struct thp_msg m;
@@ -745,15 +752,10 @@ static void on_daemon(struct thpswap_session *s)
 	}
 	if (m.hdr.type == THP_MSG_EVICT) {
 		const struct thp_msg_evict *e = m.payload;
-		struct evict_job *j;
 
 		/* Never malloc here: a fork in another thread holds glibc's
 		 * malloc locks until we read its FORK event. */
-		pthread_mutex_lock(&s->wlock);
-		j = s->free_jobs;
-		s->free_jobs = j->next; /* fault_main reads only with one free */
-		atomic_fetch_sub(&s->njobs_free, 1);
-		pthread_mutex_unlock(&s->wlock);
+		atomic_store(&j->busy, true);
 		j->seq = m.hdr.seq;
 		j->n = e->n;
 		memcpy(j->addr, e->addr, e->n * sizeof(uint64_t));
@@ -792,13 +794,8 @@ static void run_job(struct worker *w, struct evict_job *j)
 	if (s->sock >= 0)
 		thp_msg_send(s->sock, THP_MSG_EVICT_DONE, j->seq, &d, sizeof(d), NULL, 0);
 	pthread_mutex_unlock(&s->send_lock);
-	pthread_mutex_lock(&s->wlock);
-	j->next = s->free_jobs;
-	s->free_jobs = j;
-	atomic_fetch_add(&s->njobs_free, 1);
-	pthread_mutex_unlock(&s->wlock);
+	atomic_store(&j->busy, false);
 }
-
 
 /* ---- parallel decompression ---- */
 
@@ -935,12 +932,12 @@ static void *fault_main(void *arg)
 			{ .fd = s->sock, .events = POLLIN },
 		};
 		bool busy = s->qhead != s->qtail, daemon = s->sock >= 0;
-		bool room = daemon && atomic_load(&s->njobs_free) > 0;
+		struct evict_job *j = daemon ? free_job(s) : NULL;
 
 		/* With every job taken (the daemon gave up waiting on one and
 		 * sent another), its requests wait in the socket: look again
 		 * soon. */
-		if (poll(p, room ? 3 : 2, busy ? 0 : daemon && !room ? 10 : -1) < 0 && errno != EINTR)
+		if (poll(p, j ? 3 : 2, busy ? 0 : daemon && !j ? 10 : -1) < 0 && errno != EINTR)
 			break;
 		if (p[1].revents & POLLIN)
 			break;
@@ -950,8 +947,8 @@ static void *fault_main(void *arg)
 
 			handle_msg(s, &m);
 		}
-		if (room && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
-			on_daemon(s);
+		if (j && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
+			on_daemon(s, j);
 	}
 	return NULL;
 }
@@ -969,12 +966,8 @@ int agent_start(struct thpswap_session *s)
 	if (!s->q || !s->u)
 		return -ENOMEM;
 	s->jobs_tail = &s->jobs;
-	s->free_jobs = NULL;
-	for (unsigned i = 0; i < NJOBS; i++) {
-		s->job_mem[i].next = s->free_jobs;
-		s->free_jobs = &s->job_mem[i];
-	}
-	atomic_store(&s->njobs_free, NJOBS);
+	for (unsigned i = 0; i < NJOBS; i++)
+		atomic_store(&s->job_mem[i].busy, false);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = -pthread_create(&s->fault_thread, NULL, fault_main, s);

@@ -98,7 +98,6 @@ struct region_table {
 	uint32_t nfree;
 };
 
-/* ---- work for the workers (agent.c) ---- */
 /* What a fork child did while we were filling it (agent.c). */
 struct forks {
 	int fd[32];               /* grandchildren */
@@ -115,9 +114,11 @@ struct early_fork {
 	struct forks f;
 };
 
+/* ---- work for the workers (agent.c) ---- */
 /* Preallocated: the fault thread must not malloc (see on_daemon). */
 struct evict_job {
 	struct evict_job *next;
+	atomic_bool busy;         /* set by the fault thread, cleared when answered */
 	uint32_t seq;             /* daemon's request, answered when done */
 	uint32_t n;
 	uint64_t addr[THP_EVICT_MAX];
@@ -177,8 +178,7 @@ struct thpswap_session {
 	pthread_mutex_t wlock;
 	pthread_cond_t wcond;
 	struct evict_job *jobs, **jobs_tail;
-	struct evict_job *free_jobs, job_mem[NJOBS];
-	atomic_uint njobs_free;   /* read without wlock: the fault thread never waits for it */
+	struct evict_job job_mem[NJOBS];
 	struct decomp_help help;
 	bool refill_wanted;
 	bool stopping;
@@ -221,7 +221,8 @@ struct thpswap_session {
 	struct remap_copy *copying;
 	/* Records wholly zapped by a REMOVE read but not handled yet (see
 	 * on_remove); fault thread only. */
-	uint32_t zapped[64];
+#define NZAPPED 64
+	uint32_t zapped[NZAPPED];
 	unsigned nzapped, zapped_done;
 	/* Children forked during it: filled with its pages there, then
 	 * handed to on_fork with what they did meanwhile. */

@@ -297,7 +297,7 @@ static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t f
 		/* The page may be another region's once the events are read:
 		 * the faulter faults again and is looked up afresh. */
 		let_events_drain(s);
-		rc = -EEXIST;
+		return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
 	}
 	if (rc == -EEXIST)
 		rc = thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
