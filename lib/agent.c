@@ -799,7 +799,11 @@ static void run_job(struct worker *w, struct evict_job *j)
 
 /* ---- parallel decompression ---- */
 
-/* Take frames of restore @gen until none is left. */
+_Static_assert(THP_MAX_FRAMES <= 0xffff, "frame count and index fit the claim word");
+
+/* Take frames of restore @gen until none is left.  The frame count comes
+ * from the claim word, not from @v: a helper that woke after the restore
+ * ended holds a view that lived on the fault thread's stack. */
 static void run_frames(struct decomp_help *h, uint32_t gen, const struct thp_blob_view *v,
 		       char *dst, struct thp_codec *codec)
 {
@@ -807,11 +811,11 @@ static void run_frames(struct decomp_help *h, uint32_t gen, const struct thp_blo
 		uint64_t c = atomic_load(&h->claim);
 		int rc;
 
-		if ((uint32_t)(c >> 32) != gen || (uint32_t)c >= v->nframes)
+		if ((uint32_t)(c >> 32) != gen || (c & 0xffff) >= ((c >> 16) & 0xffff))
 			return;
 		if (!atomic_compare_exchange_weak(&h->claim, &c, c + 1))
 			continue;
-		rc = thp_codec_decompress_frame(codec, v, (uint32_t)c, dst);
+		rc = thp_codec_decompress_frame(codec, v, (uint32_t)(c & 0xffff), dst);
 		if (rc)
 			atomic_store(&h->err, rc);
 		atomic_fetch_add(&h->done, 1);
@@ -830,7 +834,7 @@ int decompress_parallel(struct thpswap_session *s, struct thp_codec *codec,
 	h->dst = dst;
 	atomic_store(&h->done, 0);
 	atomic_store(&h->err, 0);
-	atomic_store(&h->claim, (uint64_t)gen << 32);
+	atomic_store(&h->claim, (uint64_t)gen << 32 | (uint64_t)v->nframes << 16);
 	h->active = true;
 	pthread_cond_broadcast(&s->wcond);
 	pthread_mutex_unlock(&s->wlock);

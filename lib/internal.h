@@ -133,7 +133,7 @@ struct evict_job {
  * a helper really took (never for a helper that was merely woken).
  */
 struct decomp_help {
-	_Atomic uint64_t claim;   /* gen << 32 | next frame */
+	_Atomic uint64_t claim;   /* gen << 32 | frames << 16 | next frame */
 	_Atomic unsigned done;    /* frames finished */
 	_Atomic int err;
 	uint32_t gen;             /* under wlock, with the fields below */
