@@ -276,6 +276,14 @@ void rec_drop_bytes(struct thpswap_session *s, uint32_t i);
 /* ---- region table (maps.c) ---- */
 int rt_init(struct region_table *t, uint32_t max_regions);
 void rt_fini(struct region_table *t);
+/* The hash table alone (t->lock held, or a table nobody else sees).
+ * rt_find: the position of the region containing @addr, or -1; *@probes
+ * (if not NULL) says how many slots it looked at.  rt_put: add @addr ->
+ * @v; it must not be there, and the table has room (cap >= 2 * max).
+ * rt_del: take out the entry at @pos, returning its value. */
+long rt_find(const struct region_table *t, uint64_t addr, unsigned *probes);
+void rt_put(struct region_table *t, uint64_t addr, uint32_t v);
+uint32_t rt_del(struct region_table *t, long pos);
 /* Record index of the region containing @addr, or -ENOENT. */
 long rt_lookup(struct thpswap_session *s, uint64_t addr);
 /* Add regions [start, start+len) in state @st.  0, -EBUSY, -ENOSPC.

@@ -56,20 +56,29 @@ void rt_fini(struct region_table *t)
 	t->free_idx = NULL;
 }
 
-/* Position of @k, or -1.  Lock held. */
-static long find_locked(struct region_table *t, uint64_t k)
+long rt_find(const struct region_table *t, uint64_t addr, unsigned *probes)
 {
-	for (uint32_t i = hash_key(k, t->cap), n = 0; n < t->cap; i = (i + 1) & (t->cap - 1), n++) {
-		if (t->keys[i] == k)
-			return i;
+	uint64_t k = key_of(addr);
+	unsigned n = 0;
+	long pos = -1;
+
+	for (uint32_t i = hash_key(k, t->cap); n < t->cap; i = (i + 1) & (t->cap - 1)) {
+		n++;
+		if (t->keys[i] == k) {
+			pos = i;
+			break;
+		}
 		if (t->keys[i] == KEY_EMPTY)
-			return -1;
+			break;
 	}
-	return -1;
+	if (probes)
+		*probes = n;
+	return pos;
 }
 
-static void insert_locked(struct region_table *t, uint64_t k, uint32_t v)
+void rt_put(struct region_table *t, uint64_t addr, uint32_t v)
 {
+	uint64_t k = key_of(addr);
 	uint32_t i = hash_key(k, t->cap);
 
 	while (t->keys[i] != KEY_EMPTY && t->keys[i] != KEY_DEAD)
@@ -78,13 +87,19 @@ static void insert_locked(struct region_table *t, uint64_t k, uint32_t v)
 	t->vals[i] = v;
 }
 
+uint32_t rt_del(struct region_table *t, long pos)
+{
+	t->keys[pos] = KEY_DEAD;
+	return t->vals[pos];
+}
+
 long rt_lookup(struct thpswap_session *s, uint64_t addr)
 {
 	struct region_table *t = &s->rt;
 	long pos, v = -ENOENT;
 
 	pthread_mutex_lock(&t->lock);
-	pos = find_locked(t, key_of(addr));
+	pos = rt_find(t, addr, NULL);
 	if (pos >= 0)
 		v = t->vals[pos];
 	pthread_mutex_unlock(&t->lock);
@@ -100,7 +115,7 @@ int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st,
 again:
 	pthread_mutex_lock(&t->lock);
 	for (uint64_t a = start; a < start + len; a += REGION)
-		if (find_locked(t, key_of(a)) >= 0) {
+		if (rt_find(t, a, NULL) >= 0) {
 			pthread_mutex_unlock(&t->lock);
 			if (fresh && !agent_is_fault_thread(s) && waited++ < 100000) {
 				sched_yield();
@@ -126,7 +141,7 @@ again:
 		atomic_store(&s->zap_resident_ns[i], 0);
 		memset(s->cut[i], 0, sizeof(s->cut[i]));
 		rec_set(s, r, st);
-		insert_locked(t, key_of(a), i);
+		rt_put(t, a, i);
 	}
 	ctr_add(s, THP_C_REGIONS, (int64_t)n);
 	pthread_mutex_unlock(&t->lock);
@@ -155,11 +170,9 @@ static long rt_detach(struct thpswap_session *s, uint64_t addr)
 	long pos, i = -ENOENT;
 
 	pthread_mutex_lock(&t->lock);
-	pos = find_locked(t, key_of(addr));
-	if (pos >= 0) {
-		i = t->vals[pos];
-		t->keys[pos] = KEY_DEAD;
-	}
+	pos = rt_find(t, addr, NULL);
+	if (pos >= 0)
+		i = rt_del(t, pos);
 	pthread_mutex_unlock(&t->lock);
 	return i;
 }
@@ -204,15 +217,14 @@ void rt_move(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len
 
 	pthread_mutex_lock(&t->lock);
 	for (uint64_t off = 0; off < len; off += REGION) {
-		long pos = find_locked(t, key_of(from + off));
+		long pos = rt_find(t, from + off, NULL);
 		uint32_t i;
 
 		if (pos < 0)
 			continue;
-		i = t->vals[pos];
-		t->keys[pos] = KEY_DEAD;
+		i = rt_del(t, pos);
 		__atomic_store_n(&s->rec[i].addr, to + off, __ATOMIC_RELEASE);
-		insert_locked(t, key_of(to + off), i);
+		rt_put(t, to + off, i);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
