@@ -91,7 +91,7 @@ struct scratch {
 /* ---- the region table (maps.c) ---- */
 struct region_table {
 	pthread_mutex_t lock;
-	uint64_t *keys;           /* region number + 1; 0 empty, UINT64_MAX deleted */
+	uint64_t *keys;           /* region number + 1; 0 empty (no tombstones) */
 	uint32_t *vals;           /* record index */
 	uint32_t cap;             /* power of two, >= 2 * max_regions */
 	uint32_t *free_idx;       /* stack of free record indices */

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The region table: region number (addr / 2 MiB) -> record index, an
- * open-addressing hash under one mutex.  Lookups are short; nothing waits on
- * an eviction or a restore while holding the lock.
+ * open-addressing hash (linear probing) under one mutex.  Lookups are short;
+ * nothing waits on an eviction or a restore while holding the lock.
+ *
+ * A delete leaves no tombstone: the entries after it in its cluster that
+ * could live in the freed slot move back into it (backward-shift deletion).
+ * So the table only ever holds live keys, a miss stops at the first empty
+ * slot however many regions came and went, and the load stays at most 1/2.
  */
 #include <errno.h>
 #include <sched.h>
@@ -12,7 +17,6 @@
 #include "internal.h"
 
 #define KEY_EMPTY 0
-#define KEY_DEAD UINT64_MAX
 
 static inline uint64_t key_of(uint64_t addr)
 {
@@ -81,7 +85,7 @@ void rt_put(struct region_table *t, uint64_t addr, uint32_t v)
 	uint64_t k = key_of(addr);
 	uint32_t i = hash_key(k, t->cap);
 
-	while (t->keys[i] != KEY_EMPTY && t->keys[i] != KEY_DEAD)
+	while (t->keys[i] != KEY_EMPTY)
 		i = (i + 1) & (t->cap - 1);
 	t->keys[i] = k;
 	t->vals[i] = v;
@@ -89,8 +93,22 @@ void rt_put(struct region_table *t, uint64_t addr, uint32_t v)
 
 uint32_t rt_del(struct region_table *t, long pos)
 {
-	t->keys[pos] = KEY_DEAD;
-	return t->vals[pos];
+	uint32_t mask = t->cap - 1, hole = (uint32_t)pos, v = t->vals[pos];
+
+	/* Walk the rest of the cluster.  An entry may fill the hole when its
+	 * home is not in (hole, j]: it is at least as far from home as the
+	 * hole is behind it, so a lookup of it would pass the hole. */
+	for (uint32_t j = (hole + 1) & mask; t->keys[j] != KEY_EMPTY; j = (j + 1) & mask) {
+		uint32_t home = hash_key(t->keys[j], t->cap);
+
+		if (((j - home) & mask) >= ((j - hole) & mask)) {
+			t->keys[hole] = t->keys[j];
+			t->vals[hole] = t->vals[j];
+			hole = j;
+		}
+	}
+	t->keys[hole] = KEY_EMPTY;
+	return v;
 }
 
 long rt_lookup(struct thpswap_session *s, uint64_t addr)
