@@ -2,13 +2,13 @@
 # Shared by scripts/demo and scripts/test: install what is needed (Debian 12),
 # idempotently, and build.
 
-PKGS=(gcc libc6-dev meson ninja-build pkg-config liburing-dev libzstd-dev libuv1-dev
+PKGS=(gcc libc6-dev meson ninja-build pkg-config libzstd-dev libuv1-dev
       libcmocka-dev libsystemd-dev systemd python3 groff-base)
 
 die() { echo "$0: $*" >&2; exit 1; }
 
 need_root() {
-	[ "$(id -u)" = 0 ] || die "run as root (userfaultfd with fork events and apt-get need it): sudo $0"
+	[ "$(id -u)" = 0 ] || die "run $0 as root (userfaultfd with fork events and apt-get need it)"
 }
 
 install_deps() {
