@@ -22,14 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t b_now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 double b_self_cpu(void)
 {
 	struct rusage ru;
@@ -129,14 +121,14 @@ int b_vmstat(uint64_t v[B_VM__MAX])
 
 int b_wait_writeback(uint64_t base, double timeout_s)
 {
-	uint64_t end = b_now_ns() + (uint64_t)(timeout_s * 1e9);
+	uint64_t end = thp_now_ns() + (uint64_t)(timeout_s * 1e9);
 	struct timespec ms = { 0, 1000000 };
 	struct b_meminfo m;
 
 	for (;;) {
 		if (b_meminfo(&m) < 0 || m.writeback <= base + MIB)
 			return 0;
-		if (b_now_ns() > end)
+		if (thp_now_ns() > end)
 			return -ETIMEDOUT;
 		nanosleep(&ms, NULL);
 	}
@@ -244,7 +236,7 @@ double b_chase(const void *base, size_t len, uint64_t steps, uint64_t seed,
 		return 0;
 	x = seed * 0x9e3779b97f4a7c15ULL + 1;
 	idx = (uint64_t)((__extension__(unsigned __int128)x * lines) >> 64);
-	t0 = b_now_ns();
+	t0 = thp_now_ns();
 	for (uint64_t i = 0; i < steps; i++) {
 		uint64_t v;
 
@@ -255,7 +247,7 @@ double b_chase(const void *base, size_t len, uint64_t steps, uint64_t seed,
 		idx = (uint64_t)((__extension__(unsigned __int128)x * lines) >> 64);
 	}
 	*sink += x;
-	return (double)(b_now_ns() - t0) / (double)steps;
+	return (double)(thp_now_ns() - t0) / (double)steps;
 }
 
 int b_daemon_start(struct b_daemon *d, const char *path,

@@ -8,11 +8,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util.h"
+
 #define MIB ((size_t)1 << 20)
 #define UNIT ((size_t)2 << 20)
 #define PAGE_4K 4096u
 
-uint64_t b_now_ns(void);
 /* User+system CPU of this process, all threads, in seconds. */
 double b_self_cpu(void);
 

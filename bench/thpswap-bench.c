@@ -89,7 +89,7 @@ static void snap_take(struct bench *b, struct snap *sn)
 		thpswap_get_stats(b->s, &sn->st, sizeof(sn->st));
 	sn->cpu = b_self_cpu();
 	sn->dcpu = b->d.pid > 0 ? b_pid_cpu(b->d.pid) : 0;
-	sn->t = b_now_ns();
+	sn->t = thp_now_ns();
 }
 
 /* Bytes the backing store holds for what was evicted between @a and @z. */
@@ -109,20 +109,13 @@ static int64_t stored_bytes(const struct bench *b, const struct snap *a,
 
 static int mem_map(struct bench *b, size_t len, void **ret)
 {
-	void *raw, *p;
+	void *p;
 
 	if (b->o.mode == MODE_THPSWAP)
 		return thpswap_map(b->s, len, ret);
-	raw = mmap(NULL, len + UNIT, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (raw == MAP_FAILED)
+	p = thp_mmap_aligned(len, UNIT, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
+	if (p == MAP_FAILED)
 		return -errno;
-	/* 2 MiB-align, give the slack back. */
-	p = (void *)(((uintptr_t)raw + UNIT - 1) & ~(uintptr_t)(UNIT - 1));
-	if (p != raw)
-		munmap(raw, (size_t)((char *)p - (char *)raw));
-	if ((char *)p + len < (char *)raw + len + UNIT)
-		munmap((char *)p + len, (size_t)((char *)raw + len + UNIT - ((char *)p + len)));
 	if (madvise(p, len, MADV_HUGEPAGE) < 0) {
 		int err = -errno;
 
@@ -152,18 +145,18 @@ static int evict_unit(struct bench *b, void *u, unsigned *retries, uint64_t *ns)
 	int r = 0;
 
 	if (b->o.mode == MODE_THPSWAP) {
-		t0 = b_now_ns();
+		t0 = thp_now_ns();
 		r = thpswap_advise(b->s, u, UNIT, THPSWAP_ADVICE_COLD);
-		*ns = b_now_ns() - t0;
+		*ns = thp_now_ns() - t0;
 		return r < 0 ? r : r > 0;
 	}
 	/* Retry until nothing of the unit is present, bounded. */
 	for (int i = 0; i < 16; i++) {
 		long present;
 
-		t0 = b_now_ns();
+		t0 = thp_now_ns();
 		r = madvise(u, UNIT, MADV_PAGEOUT);
-		spent += b_now_ns() - t0;
+		spent += thp_now_ns() - t0;
 		if (r < 0)
 			return -errno;
 		present = b_resident_pages(b->pmfd, (uintptr_t)u, (uintptr_t)u + UNIT);
@@ -240,12 +233,12 @@ static int drain_swapcache(struct bench *b, unsigned char *p, size_t len,
 	for (int round = 0; round < 3; round++) {
 		size_t cached = 0;
 
-		t0 = b_now_ns();
+		t0 = thp_now_ns();
 		err = b_wait_writeback(writeback_base, 120);
-		*wb_s += (double)(b_now_ns() - t0) / 1e9;
+		*wb_s += (double)(thp_now_ns() - t0) / 1e9;
 		if (err < 0)
 			return err;
-		t0 = b_now_ns();
+		t0 = thp_now_ns();
 		for (size_t off = 0; off < len; off += UNIT) {
 			unsigned retries = 0;
 			uint64_t ns;
@@ -260,7 +253,7 @@ static int drain_swapcache(struct bench *b, unsigned char *p, size_t len,
 			if (err < 0)
 				return err;
 		}
-		*drain_s += (double)(b_now_ns() - t0) / 1e9;
+		*drain_s += (double)(thp_now_ns() - t0) / 1e9;
 		if (!cached)
 			return 0;
 	}
@@ -444,7 +437,7 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 	p = addr;
 
 	fprintf(stderr, "[%s %s] fill %zu MiB\n", b->o.label, tag, len / MIB);
-	t0 = b_now_ns();
+	t0 = thp_now_ns();
 	for (size_t i = 0; i < r->units; i++) {
 		if (ds)
 			fill_unit(ds, p + i * UNIT, b->o.seed, i);
@@ -452,25 +445,21 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 			for (size_t off = 0; off < UNIT; off += PAGE_4K)
 				p[i * UNIT + off] = 0; /* populate: a zero THP */
 	}
-	r->fill_s = (double)(b_now_ns() - t0) / 1e9;
+	r->fill_s = (double)(thp_now_ns() - t0) / 1e9;
 	r->pmd_before = pmd_units(b, p, len);
 	for (size_t i = 0; i < r->units; i++)
 		hash[i] = thp_hash64(p + i * UNIT, UNIT);
 	if (chase) {
 		/* The control is plain THP memory in both modes. */
-		control = mmap(NULL, len + UNIT, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		control = thp_mmap_aligned(len, UNIT, PROT_READ | PROT_WRITE, MAP_PRIVATE);
 		if (control == MAP_FAILED) {
 			control = NULL;
 			chase = false;
 		} else {
-			unsigned char *c = (unsigned char *)(((uintptr_t)control + UNIT - 1) &
-							     ~(uintptr_t)(UNIT - 1));
-
-			madvise(c, len, MADV_HUGEPAGE);
-			memcpy(c, p, len);
+			madvise(control, len, MADV_HUGEPAGE);
+			memcpy(control, p, len);
 			fprintf(stderr, "[%s %s] random reads before eviction\n", b->o.label, tag);
-			chase_pairs(b, p, c, len, &r->chase_before);
+			chase_pairs(b, p, control, len, &r->chase_before);
 		}
 	}
 
@@ -491,7 +480,7 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 			r->kept++;
 		}
 	}
-	r->evict_s = (double)(b_now_ns() - r->s0.t) / 1e9;
+	r->evict_s = (double)(thp_now_ns() - r->s0.t) / 1e9;
 	if (b->o.mode == MODE_KERNEL) {
 		struct b_meminfo m;
 
@@ -525,9 +514,9 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 		unsigned char *u = p + r->order[k] * UNIT;
 		bool w = k & 1;
 
-		t0 = b_now_ns();
+		t0 = thp_now_ns();
 		touch_unit(u, w);
-		r->lat_us[k] = (double)(b_now_ns() - t0) / 1e3;
+		r->lat_us[k] = (double)(thp_now_ns() - t0) / 1e3;
 		r->lat_write[k] = w;
 	}
 	snap_take(b, &r->s2);
@@ -541,12 +530,9 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 	if (r->wrong)
 		fprintf(stderr, "[%s %s] %zu units came back WRONG\n", b->o.label, tag, r->wrong);
 	if (chase) {
-		unsigned char *c = (unsigned char *)(((uintptr_t)control + UNIT - 1) &
-						     ~(uintptr_t)(UNIT - 1));
-
 		fprintf(stderr, "[%s %s] random reads after restore\n", b->o.label, tag);
-		chase_pairs(b, p, c, len, &r->chase_after);
-		munmap(control, len + UNIT);
+		chase_pairs(b, p, control, len, &r->chase_after);
+		munmap(control, len);
 	}
 	mem_unmap(b, addr, len);
 	free(hash);

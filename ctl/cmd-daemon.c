@@ -13,13 +13,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
 #include "ctl.h"
 #include "json.h"
 #include "proto.h"
+#include "util.h"
 
 #define REPLY_TIMEOUT_S 30
 
@@ -75,14 +75,6 @@ static const char *fmt_dur(char *b, size_t sz, uint64_t ns)
 	else
 		snprintf(b, sz, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s / 3600 % 24);
 	return b;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the connection ---- */
@@ -641,7 +633,7 @@ static int regions_of(struct ctl_conn *c, int32_t pid, struct thp_json *j, uint6
 		if (r < 0)
 			return r;
 		rr = m.payload;
-		now = mono_ns();
+		now = thp_now_ns();
 		for (uint32_t i = 0; i < rr->n; i++)
 			print_region(&rr->r[i], pid, now, j, header);
 		*count += rr->n;

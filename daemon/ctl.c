@@ -46,7 +46,7 @@ static void status(struct thpd_conn *c, uint32_t seq)
 	struct thp_msg_status_reply r = {
 		.daemon_pid = (uint32_t)getpid(),
 		.clients = d->nclients,
-		.uptime_ns = thpd_now_ns() - d->start_ns,
+		.uptime_ns = thp_now_ns() - d->start_ns,
 		.budget_bytes = d->cfg.budget_bytes,
 		.zstd_level = d->cfg.zstd_level,
 	};

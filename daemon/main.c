@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
@@ -37,14 +36,6 @@ void thpd_info(const struct thpd *d, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "thpswapd: %s\n", line);
-}
-
-uint64_t thpd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void thpd_notify_status(struct thpd *d)
@@ -117,7 +108,7 @@ static int run(struct thpd *d)
 	if (r < 0)
 		return EXIT_FAILURE;
 
-	d->start_ns = thpd_now_ns();
+	d->start_ns = thp_now_ns();
 	d->next_session_id = 1;
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);

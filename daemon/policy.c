@@ -84,7 +84,7 @@ long thpd_policy_pick(const struct thpd_session *s, uint64_t now, uint64_t resid
 
 void thpd_policy_tick(struct thpd *d)
 {
-	uint64_t budget = d->cfg.budget_bytes, now = thpd_now_ns();
+	uint64_t budget = d->cfg.budget_bytes, now = thp_now_ns();
 	uint32_t idx[THP_EVICT_MAX];
 
 	/* A failed send closes a connection but frees nothing before the

@@ -254,14 +254,14 @@ static void pump(struct thpd_session *s)
 		s->inflight = true;
 		s->inflight_seq = seq;
 		s->inflight_n = chunk;
-		s->inflight_since = thpd_now_ns();
+		s->inflight_since = thp_now_ns();
 	}
 }
 
 int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
 		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq)
 {
-	uint64_t now = thpd_now_ns();
+	uint64_t now = thp_now_ns();
 	struct evict_req *q;
 
 	q = calloc(1, sizeof(*q) + (size_t)n * sizeof(uint64_t));

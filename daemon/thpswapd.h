@@ -26,6 +26,7 @@
 
 #include "arena.h"
 #include "proto.h"
+#include "util.h"
 
 #define THPD_EXIT_RUN   (-1) /* config: carry on */
 #define THPD_EXIT_USAGE 2
@@ -97,7 +98,6 @@ struct thpd {
 void thpd_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void thpd_info(const struct thpd *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-uint64_t thpd_now_ns(void);
 /* Tell systemd the client count (STATUS=). */
 void thpd_notify_status(struct thpd *d);
 

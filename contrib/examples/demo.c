@@ -19,11 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "datagen.h"
 #include "pagemap.h"
+#include "util.h"
 #include "thpswap/thpswap.h"
 
 #define REG THPSWAP_REGION_SIZE
@@ -33,14 +33,6 @@
 enum { EXIT_USAGE = 2, EXIT_NO_DAEMON = 3 };
 
 static bool tty;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Progress on stderr: a line rewritten in place on a terminal, only the
  * final count otherwise. */
@@ -223,7 +215,7 @@ int main(int argc, char **argv)
 	printf("mapped and filled %lu MiB: %zu regions, %ld of them huge pages\n", mib, n,
 	       pmd_before);
 
-	t0 = now_ns();
+	t0 = thp_now_ns();
 	for (size_t i = 0; i < n; i++) {
 		r = thpswap_advise(s, mem + i * REG, REG, THPSWAP_ADVICE_COLD);
 		if (r < 0) {
@@ -234,7 +226,7 @@ int main(int argc, char **argv)
 		nev += evicted[i];
 		progress("evicting", i + 1, n);
 	}
-	evict_ns = now_ns() - t0;
+	evict_ns = thp_now_ns() - t0;
 	rss1 = rss_bytes();
 	if (thpswap_get_stats(s, &st, sizeof(st)) < 0) {
 		fprintf(stderr, "thpswap-demo: cannot read the session's statistics\n");
@@ -257,16 +249,16 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		char *p = mem + i * REG;
 
-		t0 = now_ns();
+		t0 = thp_now_ns();
 		if (i & 1)
 			__atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
 		else
 			(void)*(volatile char *)p;
 		if (evicted[i]) {
 			if (i & 1)
-				lat_wr[nwr++] = now_ns() - t0;
+				lat_wr[nwr++] = thp_now_ns() - t0;
 			else
-				lat_rd[nrd++] = now_ns() - t0;
+				lat_rd[nrd++] = thp_now_ns() - t0;
 		}
 		progress("restoring", i + 1, n);
 	}
