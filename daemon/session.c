@@ -14,15 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <linux/userfaultfd.h>
 
 #include "kernel-abi.h"
 #include "thpswapd.h"
+#include "uffd.h"
 
 /* Client addresses are user-space addresses (57-bit with LA57). */
 #define USER_ADDR_END (1ULL << 57)
@@ -422,10 +421,10 @@ static int check_uffd(int fd)
 
 static int uffd_api(struct thpd_session *s, int uffd, uint64_t want)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = want | UFFD_FEATURE_EVENT_FORK };
+	uint64_t offered = 0;
 	int r;
 
-	r = ioctl(uffd, UFFDIO_API, &api) < 0 ? -errno : 0;
+	r = thp_uffd_api(uffd, want | UFFD_FEATURE_EVENT_FORK, &offered);
 	if (r == -EPERM) {
 		/* Only EVENT_FORK is privileged (CAP_SYS_PTRACE of the caller);
 		 * a failed API may be retried on the same fd. */
@@ -433,10 +432,8 @@ static int uffd_api(struct thpd_session *s, int uffd, uint64_t want)
 			thpd_warn("no CAP_SYS_PTRACE: clients get no UFFD_EVENT_FORK, so a forked "
 				  "child's evicted regions read as zeros (run thpswapd as root)");
 		s->d->warned_fork = true;
-		api = (struct uffdio_api){ .api = UFFD_API,
-					   .features = want & ~(uint64_t)UFFD_FEATURE_EVENT_FORK };
-		r = ioctl(uffd, UFFDIO_API, &api) < 0 ? -errno : 0;
 		want &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+		r = thp_uffd_api(uffd, want, &offered);
 	} else {
 		want |= UFFD_FEATURE_EVENT_FORK;
 	}
@@ -445,7 +442,7 @@ static int uffd_api(struct thpd_session *s, int uffd, uint64_t want)
 	if (want & UFFD_FEATURE_WP_ASYNC)
 		want |= UFFD_FEATURE_WP_UNPOPULATED;
 	/* The kernel answers with what it offers; it enabled what we asked. */
-	s->features = want & api.features;
+	s->features = want & offered;
 	return 0;
 }
 

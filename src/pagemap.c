@@ -21,31 +21,44 @@ int thp_pagemap_open(int pid)
 	return fd < 0 ? -errno : fd;
 }
 
+long thp_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted,
+		      struct page_region *vec, size_t nvec, uint64_t *walk_end)
+{
+	struct pm_scan_arg a = {
+		.size = sizeof(a),
+		.start = start,
+		.end = end,
+		.vec = (uint64_t)(uintptr_t)vec,
+		.vec_len = nvec,
+		.category_inverted = inverted,
+		.category_mask = mask,
+		.return_mask = mask & ~inverted,
+	};
+	long n = ioctl(fd, PAGEMAP_SCAN, &a);
+
+	if (n < 0)
+		return -errno;
+	if (walk_end)
+		*walk_end = a.walk_end;
+	return n;
+}
+
 long thp_pagemap_count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted)
 {
 	struct page_region vec[64];
 	long pages = 0;
 
 	while (start < end) {
-		struct pm_scan_arg a = {
-			.size = sizeof(a),
-			.start = start,
-			.end = end,
-			.vec = (uint64_t)(uintptr_t)vec,
-			.vec_len = 64,
-			.category_inverted = inverted,
-			.category_mask = mask,
-			.return_mask = mask & ~inverted,
-		};
-		long n = ioctl(fd, PAGEMAP_SCAN, &a);
+		uint64_t walk_end = 0;
+		long n = thp_pagemap_scan(fd, start, end, mask, inverted, vec, 64, &walk_end);
 
 		if (n < 0)
-			return -errno;
+			return n;
 		for (long i = 0; i < n; i++)
 			pages += (long)((vec[i].end - vec[i].start) / THP_PAGE_SIZE);
-		if (a.walk_end <= start || n < 64)
+		if (walk_end <= start || n < 64)
 			break;
-		start = a.walk_end;
+		start = walk_end;
 	}
 	return pages;
 }

@@ -3,10 +3,21 @@
 #ifndef THPSWAP_PAGEMAP_H
 #define THPSWAP_PAGEMAP_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+struct page_region;
 
 /* Open /proc/self/pagemap (or /proc/PID/pagemap for pid > 0). fd or -errno. */
 int thp_pagemap_open(int pid);
+
+/* One PAGEMAP_SCAN of [start, end): fills up to @nvec runs of pages that
+ * have every PAGE_IS_* category of @mask (those of @inverted, a subset of
+ * @mask, counting as absent) and returns how many, or -errno.  The kernel
+ * stops early when @vec is full: @walk_end (may be NULL) gets where it
+ * stopped. */
+long thp_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted,
+		      struct page_region *vec, size_t nvec, uint64_t *walk_end);
 
 /* Number of 4 KiB pages in [start, end) that have every PAGE_IS_* category
  * of @mask, those of @inverted (a subset of @mask) counting as absent, or

@@ -7,30 +7,39 @@
 #include "kernel-abi.h"
 #include "uffd.h"
 
-int thp_uffd_create(void)
+int thp_uffd_open_syscall(int flags)
 {
-	int dev, fd, err;
+	int fd = (int)syscall(SYS_userfaultfd, flags);
 
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		err = errno;
-		close(dev);
-		if (fd >= 0)
-			return fd;
-		return -err;
-	}
-	err = errno;
-	/* Not UFFD_USER_MODE_ONLY: kernel-mode touches would get EFAULT. */
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd >= 0)
-		return fd;
-	if (errno == EPERM && (err == EACCES || err == EPERM || err == ENOENT))
-		return -EACCES;
-	return -errno;
+	return fd < 0 ? -errno : fd;
 }
 
-int thp_uffd_api(int fd, uint64_t features, uint64_t *granted)
+int thp_uffd_open_dev(int devfd, int flags)
+{
+	int fd = ioctl(devfd, USERFAULTFD_IOC_NEW, flags);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int thp_uffd_create(void)
+{
+	int dev, fd;
+
+	dev = open(THP_UFFD_DEV, O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = thp_uffd_open_dev(dev, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+		return fd;
+	}
+	dev = -errno;
+	/* Not UFFD_USER_MODE_ONLY: kernel-mode touches would get EFAULT. */
+	fd = thp_uffd_open_syscall(O_CLOEXEC | O_NONBLOCK);
+	if (fd == -EPERM && (dev == -EACCES || dev == -EPERM || dev == -ENOENT))
+		return -EACCES;
+	return fd;
+}
+
+int thp_uffd_api_ioctls(int fd, uint64_t features, uint64_t *granted, uint64_t *ioctls)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
 
@@ -38,7 +47,14 @@ int thp_uffd_api(int fd, uint64_t features, uint64_t *granted)
 		return -errno;
 	if (granted)
 		*granted = api.features;
+	if (ioctls)
+		*ioctls = api.ioctls;
 	return 0;
+}
+
+int thp_uffd_api(int fd, uint64_t features, uint64_t *granted)
+{
+	return thp_uffd_api_ioctls(fd, features, granted, NULL);
 }
 
 int thp_uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode)
