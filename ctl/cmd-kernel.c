@@ -6,8 +6,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
-#include "json.h"
-#include "probe.h"
+#include "kernel-report.h"
 
 static const char kernel_usage[] =
 	"Usage: thpswapctl [--json] kernel\n"
@@ -28,11 +27,11 @@ static int kernel_report(FILE *out, bool json, const char *sysroot)
 
 		thp_json_init(&j, out, true);
 		thp_json_begin_object(&j, NULL);
-		thp_probe_json(&c, &j);
+		kernel_report_json(&c, &j);
 		thp_json_end_object(&j);
 		r = thp_json_finish(&j);
 	} else {
-		thp_probe_print(&c, out);
+		kernel_report_table(&c, out);
 		r = fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
 	}
 	if (r < 0) {

@@ -76,8 +76,9 @@ static void close_handle(uv_handle_t *h)
 		uv_close(h, NULL);
 }
 
-/* Probe the kernel; --check prints the table.  Returns 0 if usable, 69 if
- * not, 1 if the probe itself failed. */
+/* Probe the kernel; --check prints the verdict (the whole report is
+ * thpswapctl kernel's).  Returns 0 if usable, 69 if not, 1 if the probe
+ * itself failed. */
 static int check_kernel(const struct thpd_config *cfg)
 {
 	struct thp_caps caps;
@@ -90,13 +91,11 @@ static int check_kernel(const struct thpd_config *cfg)
 		return EXIT_FAILURE;
 	}
 	if (cfg->check)
-		thp_probe_print(&caps, stdout);
+		return thp_probe_verdict_print(&caps, stdout) == 0 ? 0 : THPD_EXIT_UNAVAILABLE;
 	if (thp_probe_required(&caps, msg, sizeof(msg)) == 0)
 		return 0;
-	if (!cfg->check) {
-		for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n"))
-			fprintf(stderr, "thpswapd: cannot start: %s\n", line);
-	}
+	for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n"))
+		fprintf(stderr, "thpswapd: cannot start: %s\n", line);
 	return THPD_EXIT_UNAVAILABLE;
 }
 

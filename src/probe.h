@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Kernel capability probe: what this kernel offers thpswap, whether it is
- * enough for thpswapd to run, and the /proc and /sys parsers behind it.
+ * Kernel capability probe: what this kernel offers thpswap and whether it is
+ * enough for thpswapd to run.
  *
- * thp_probe() fills a plain struct thp_caps (no allocation, nothing to free).
- * Files come from /proc and /sys below an optional sysroot (tests); the
- * userfaultfd, PAGEMAP_SCAN, MADV_COLLAPSE and io_uring probes are always
- * real syscalls on the calling process.  The JSON keys are documented at the
- * top of probe.c.
+ * thp_probe() fills a plain struct thp_caps (no allocation, nothing to free):
+ * probe.c makes the live probes (userfaultfd, PAGEMAP_SCAN, MADV_COLLAPSE and
+ * io_uring are always real syscalls on the calling process), probe-files.c
+ * reads /proc and /sys below an optional sysroot (tests), probe-verdict.c
+ * decides.  Showing the result is thpswapctl's job (ctl/kernel-report.c).
  *
  * Files thp_probe() reads (relative to the sysroot):
  *   /proc/swaps /proc/vmstat /proc/pressure/memory
@@ -26,11 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-struct thp_json;
-
-#define THP_PROBE_MODE_MAX  32   /* a THP mode word ("madvise") */
-#define THP_PROBE_NAME_MAX  256  /* a swap device's file name */
-#define THP_PROBE_MAX_SWAPS 32   /* MAX_SWAPFILES is at most 32 */
+#include "probe-files.h"
 
 /* Optional userfaultfd features thpswap reports, in this order. */
 enum thp_uffd_feat {
@@ -50,33 +46,6 @@ struct thp_feat {
 	bool usable;    /* UFFDIO_API asking for it succeeded for this caller
 			 * (MOVE: and a 4 KiB UFFDIO_MOVE really moved a page) */
 	int err;        /* -errno of the step that failed, else 0 */
-};
-
-struct thp_swap_dev {
-	char filename[THP_PROBE_NAME_MAX]; /* unescaped; truncated if longer */
-	char type[16];                     /* "file" or "partition" */
-	uint64_t size_kib;
-	uint64_t used_kib;
-	int priority;
-};
-
-struct thp_zswap {
-	int enabled;                        /* 1, 0, -1 unknown */
-	char compressor[THP_PROBE_MODE_MAX];/* "" unknown */
-	char zpool[THP_PROBE_MODE_MAX];     /* "" when the kernel has none */
-	int64_t max_pool_percent;           /* -1 unknown */
-	int64_t accept_threshold_percent;   /* -1 unknown */
-	int shrinker_enabled;               /* 1, 0, -1 unknown */
-};
-
-struct thp_psi_line {
-	bool present;
-	double avg10, avg60, avg300;        /* percent */
-	uint64_t total;                     /* microseconds */
-};
-
-struct thp_psi {
-	struct thp_psi_line some, full;
 };
 
 struct thp_caps {
@@ -157,40 +126,20 @@ struct thp_caps {
 /* sysroot NULL or "/" = the real /proc and /sys.  0 or -errno (-EINVAL,
  * -ENAMETOOLONG); individual failures are recorded in @c, not returned. */
 int thp_probe(struct thp_caps *c, const char *sysroot);
-/* 0 if thpswapd can run; else -ENOTSUP and @msg holds one '\n'-terminated line
- * per missing item: what is missing, then ": " and what to do (no program
- * prefix).  @msg is always NUL-terminated (truncated to @msgsz). */
-int thp_probe_required(const struct thp_caps *c, char *msg, size_t msgsz);
-/* The human table: feature | here | usable by thpswap? | without it ... */
-void thp_probe_print(const struct thp_caps *c, FILE *f);
-/* Writes the report as members of the object currently open in @j. */
-void thp_probe_json(const struct thp_caps *c, struct thp_json *j);
+/* The file half of thp_probe(): reads the files below @root (already
+ * without a trailing '/') into @c, which thp_probe() has initialised. */
+void thp_probe_files(struct thp_caps *c, const char *root);
 /* "move", "event_fork", ... (the JSON key), NULL when out of range. */
 const char *thp_uffd_feat_name(enum thp_uffd_feat f);
 
-/*
- * Parsers.  Each takes the file's path, returns 0 (or a count) or -errno:
- * -ENOENT missing file/key, -EINVAL malformed content, -ENAMETOOLONG value
- * too long for the buffer.  Outputs are untouched on failure.
- */
-/* A THP mode file ("always [madvise] never"): copies the bracketed word. */
-int thp_parse_mode(const char *path, char *mode, size_t modesz);
-/* A file holding one unsigned decimal number (and optional newline). */
-int thp_parse_u64(const char *path, uint64_t *v);
-/* A module bool parameter: Y/N/1/0 -> 1/0. */
-int thp_parse_bool(const char *path, int *v);
-/* The first line of a file, newline stripped; -EINVAL if empty. */
-int thp_parse_line(const char *path, char *buf, size_t bufsz);
-/* /proc/vmstat: the value of @key (whole-word match). */
-int thp_parse_vmstat(const char *path, const char *key, uint64_t *v);
-/* /proc/vmstat: 1 if the line @key exists, 0 if not. */
-int thp_vmstat_has(const char *path, const char *key);
-/* /proc/swaps: fills up to @max devices and returns how many the file lists. */
-int thp_parse_swaps(const char *path, struct thp_swap_dev *dev, int max);
-/* A zswap parameters directory (/sys/module/zswap/parameters): "enabled"
- * must exist (-ENOENT: no zswap); the others are optional. */
-int thp_parse_zswap(const char *dir, struct thp_zswap *z);
-/* /proc/pressure/memory ("some ..." and, optionally, "full ..."). */
-int thp_parse_psi(const char *path, struct thp_psi *p);
+/* The verdict.  0 if thpswapd can run; else -ENOTSUP and @msg holds one
+ * '\n'-terminated line per missing item: what is missing, then ": " and what
+ * to do (no program prefix).  @msg is always NUL-terminated (truncated to
+ * @msgsz). */
+int thp_probe_required(const struct thp_caps *c, char *msg, size_t msgsz);
+/* The verdict in words on @f: "thpswapd can run on this kernel." or
+ * "thpswapd cannot run on this kernel:" and the missing items, indented.
+ * Returns what thp_probe_required() returns. */
+int thp_probe_verdict_print(const struct thp_caps *c, FILE *f);
 
 #endif

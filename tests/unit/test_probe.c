@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The /proc and /sys parsers, thp_probe() on fixture sysroots, the verdict,
- * the human table, the JSON report and `thpswapctl kernel` (FIXTURES from
- * tests/unit/meson.build points at tests/fixtures). */
+ * and thpswapctl's side: the human table, the JSON report and `thpswapctl
+ * kernel` (FIXTURES from tests/unit/meson.build points at tests/fixtures). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 
 #include "json.h"
 #include "kernel-abi.h"
+#include "kernel-report.h"
 #include "probe.h"
 
 /* cmd_kernel and its static kernel_report(), tested in-process. */
@@ -447,7 +448,7 @@ static char *capture_print(const struct thp_caps *c)
 {
 	struct mem *m = mem_open();
 
-	thp_probe_print(c, m->f);
+	kernel_report_table(c, m->f);
 	return mem_close(m);
 }
 
@@ -458,7 +459,7 @@ static char *capture_json(const struct thp_caps *c)
 
 	thp_json_init(&j, m->f, false);
 	thp_json_begin_object(&j, NULL);
-	thp_probe_json(c, &j);
+	kernel_report_json(c, &j);
 	thp_json_end_object(&j);
 	assert_int_equal(thp_json_finish(&j), 0);
 	return mem_close(m);
