@@ -2,6 +2,7 @@
 #include "bench.h"
 #include "pagemap.h"
 #include "kernel-abi.h"
+#include "probe-files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,19 +144,15 @@ long b_resident_pages(int pagemap_fd, uintptr_t start, uintptr_t end)
 
 int64_t b_swap_used(const char *path)
 {
-	char line[512], name[256], type[32];
-	unsigned long long size, used;
-	int64_t ret = -ENOENT;
-	FILE *f = fopen("/proc/swaps", "re");
+	struct thp_swap_dev dev[THP_PROBE_MAX_SWAPS];
+	int n = thp_parse_swaps("/proc/swaps", dev, THP_PROBE_MAX_SWAPS);
 
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%255s %31s %llu %llu", name, type, &size, &used) == 4 &&
-		    !strcmp(name, path))
-			ret = (int64_t)used * 1024;
-	fclose(f);
-	return ret;
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && i < THP_PROBE_MAX_SWAPS; i++)
+		if (!strcmp(dev[i].filename, path))
+			return (int64_t)dev[i].used_kib * 1024;
+	return -ENOENT;
 }
 
 double b_pid_cpu(pid_t pid)
