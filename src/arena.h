@@ -33,7 +33,9 @@
 #define THP_SLOT_SIZE     (THP_REGION_BYTES + 4096UL)
 #define THP_MAX_FRAMES    8
 
-/* Record states.  Transitions and who owns them: record.h. */
+/* Record states.  A record changes state only by compare-and-swap, and the
+ * thread whose CAS put it in a transient state (RESTORING, EVICTING) owns
+ * it until it moves it out; the transitions are in docs/ARCHITECTURE.md. */
 enum thp_state {
 	THP_ST_FREE = 0,   /* slot unused */
 	THP_ST_ZERO,       /* region empty, reads as zeros; nothing stored */

@@ -2,7 +2,7 @@
 /*
  * The one place for kernel ABI that Debian 12's headers (linux-libc-dev 6.1,
  * glibc 2.36) lack: UFFDIO_MOVE/POISON, newer feature bits, PAGEMAP_SCAN,
- * MADV_COLLAPSE.  Values are the kernel's uapi (see kernel-facts.md §0).
+ * MADV_COLLAPSE.  Values are the kernel's uapi (docs/KERNEL.md, "Headers").
  */
 #ifndef THPSWAP_KERNEL_ABI_H
 #define THPSWAP_KERNEL_ABI_H
