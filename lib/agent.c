@@ -957,36 +957,8 @@ static void *fault_main(void *arg)
 	return NULL;
 }
 
-int agent_start(struct thpswap_session *s)
-{
-	sigset_t all, old;
-	int r;
-
-	s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->evfd < 0)
-		return -errno;
-	s->q = calloc(QCAP, sizeof(*s->q));
-	s->u = calloc(QCAP, sizeof(*s->u));
-	if (!s->q || !s->u)
-		return -ENOMEM;
-	s->jobs_tail = &s->jobs;
-	for (unsigned i = 0; i < NJOBS; i++)
-		atomic_store(&s->job_mem[i].busy, false);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = -pthread_create(&s->fault_thread, NULL, fault_main, s);
-	if (r == 0)
-		s->fault_thread_started = true;
-	for (unsigned i = 0; r == 0 && i < s->nworkers; i++) {
-		r = -pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
-		if (r)
-			s->nworkers = i; /* run with the ones we have */
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return s->fault_thread_started ? 0 : r;
-}
-
-void agent_stop(struct thpswap_session *s)
+/* Stop the fault thread, if it runs, and workers[0 .. nworkers). */
+static void stop_threads(struct thpswap_session *s, unsigned nworkers)
 {
 	uint64_t one = 1;
 
@@ -1001,8 +973,12 @@ void agent_stop(struct thpswap_session *s)
 		pthread_join(s->fault_thread, NULL);
 		s->fault_thread_started = false;
 	}
-	for (unsigned i = 0; i < s->nworkers; i++)
+	for (unsigned i = 0; i < nworkers; i++)
 		pthread_join(s->workers[i].thread, NULL);
+}
+
+static void agent_free(struct thpswap_session *s)
+{
 	s->jobs = NULL; /* unanswered: the daemon sees the session end */
 	if (s->evfd >= 0)
 		close(s->evfd);
@@ -1011,4 +987,56 @@ void agent_stop(struct thpswap_session *s)
 	free(s->u);
 	s->q = NULL;
 	s->u = NULL;
+}
+
+int agent_start(struct thpswap_session *s)
+{
+	sigset_t all, old;
+	unsigned started = 0;
+	int r;
+
+	if ((r = open_fail_point(s)))
+		return r;
+	s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->evfd < 0)
+		return -errno;
+	if ((r = open_fail_point(s)))
+		goto fail;
+	s->q = calloc(QCAP, sizeof(*s->q));
+	s->u = calloc(QCAP, sizeof(*s->u));
+	if (!s->q || !s->u) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	s->jobs_tail = &s->jobs;
+	for (unsigned i = 0; i < NJOBS; i++)
+		atomic_store(&s->job_mem[i].busy, false);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (!(r = open_fail_point(s)))
+		r = -pthread_create(&s->fault_thread, NULL, fault_main, s);
+	if (r == 0)
+		s->fault_thread_started = true;
+	/* All or nothing: without the background worker no eviction the
+	 * daemon asks for would ever be answered. */
+	while (r == 0 && started < s->nworkers) {
+		if (!(r = open_fail_point(s)))
+			r = -pthread_create(&s->workers[started].thread, NULL, worker_main,
+					    &s->workers[started]);
+		if (r == 0)
+			started++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0)
+		return 0;
+	stop_threads(s, started);
+fail:
+	agent_free(s);
+	return r;
+}
+
+void agent_stop(struct thpswap_session *s)
+{
+	stop_threads(s, s->nworkers);
+	agent_free(s);
 }

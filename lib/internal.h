@@ -242,8 +242,25 @@ struct thpswap_session {
 	_Atomic uint64_t *zap_resident_ns; /* REMOVE read while resident */
 	pthread_mutex_t zap_lock;
 	uint64_t (*cut)[8];       /* pages unmapped by partial munmaps */
+
+	/* Failure injection into thpswap_open (see open_fail_point). */
+	unsigned open_step, fail_at;
+	int fail_err;
 };
 #define QCAP 4096u
+
+/* ---- opening a session (session.c) ---- */
+/* Called before each fallible step of thpswap_open (agent_start's too):
+ * 0, or in debug builds the failure a test asked for (THPSWAP_FAIL_AT). */
+#ifdef NDEBUG
+static inline int open_fail_point(struct thpswap_session *s)
+{
+	(void)s;
+	return 0;
+}
+#else
+int open_fail_point(struct thpswap_session *s);
+#endif
 
 /* ---- record helpers (record.c) ---- */
 static inline uint32_t rec_flags(const struct thp_record *r)
@@ -349,7 +366,10 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait);
 void became_resident(struct thpswap_session *s, uint32_t idx);
 
 /* ---- agent (agent.c) ---- */
+/* Start the fault thread and s->nworkers workers: all of them and 0, or
+ * none (what was started is stopped again) and -errno. */
 int agent_start(struct thpswap_session *s);
+/* Stop what agent_start started (thpswap_close only). */
 void agent_stop(struct thpswap_session *s);
 /* Read and handle pending region-uffd events (fault thread only; others
  * just retry).  Page faults are queued, not served. */

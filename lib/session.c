@@ -82,6 +82,8 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 		r = ((const struct thp_msg_error *)m.payload)->err;
 	else if (r == 0 && (m.hdr.type != THP_MSG_WELCOME || nfds != 1))
 		r = -EPROTO;
+	if (!r)
+		r = open_fail_point(s); /* with the arena fd received */
 	if (r) {
 		if (nfds)
 			close(fds[0]);
@@ -115,9 +117,12 @@ static int map_arena(struct thpswap_session *s)
 	return 0;
 }
 
+/* Free what thpswap_open made, as far as it got: each thing only if it was
+ * made (NULL or -1 until then; workers[] entries without a codec are NULL).
+ * The agent's threads are not ours: agent_start unwinds its own failure,
+ * and thpswap_close stops the agent before this. */
 static void session_free(struct thpswap_session *s)
 {
-	agent_stop(s);
 	for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
 		thp_codec_free(s->workers[i].codec);
 		free(s->workers[i].buf);
@@ -144,10 +149,28 @@ static void session_free(struct thpswap_session *s)
 	free(s);
 }
 
+#ifndef NDEBUG
+/* Debug builds only, for tests/integration/test_open_fail.c: with
+ * THPSWAP_FAIL_AT=N the Nth call during thpswap_open fails with
+ * -THPSWAP_FAIL_ERRNO (default ENOMEM).  Every fallible step of the open
+ * calls it first, so a test can take each unwinding path in turn. */
+int open_fail_point(struct thpswap_session *s)
+{
+	if (s->fail_at && ++s->open_step == s->fail_at)
+		return -s->fail_err;
+	return 0;
+}
+#endif
+
+/* On failure *c and *buf hold what was made, for session_free. */
 static int make_codec(struct thpswap_session *s, struct thp_codec **c, char **buf)
 {
-	int r = thp_codec_new(c, s->hdr->cfg.zstd_level);
+	int r = open_fail_point(s);
 
+	if (!r)
+		r = thp_codec_new(c, s->hdr->cfg.zstd_level);
+	if (!r)
+		r = open_fail_point(s);
 	if (r)
 		return r;
 	*buf = malloc(THP_SLOT_SIZE);
@@ -158,6 +181,8 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 {
 	struct thpswap_session *s;
 	uint32_t max_regions = env_uint("THPSWAP_MAX_REGIONS", DEFAULT_MAX_REGIONS, 1, 1u << 20);
+	unsigned nworkers;
+	long ncpu;
 	int r;
 
 	if (!ret)
@@ -176,38 +201,41 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	pthread_cond_init(&s->wcond, NULL);
 	pthread_mutex_init(&s->app_codec_lock, NULL);
 	pthread_mutex_init(&s->zap_lock, NULL);
+#ifndef NDEBUG
+	s->fail_at = env_uint("THPSWAP_FAIL_AT", 0, 1, 1u << 20);
+	s->fail_err = (int)env_uint("THPSWAP_FAIL_ERRNO", ENOMEM, 1, 4095);
+#endif
 
-	r = s->sock = connect_daemon(socket_path);
-	if (r < 0)
+	/* Every step: the failure injection point, then the step itself. */
+	if ((r = open_fail_point(s)) || (r = s->sock = connect_daemon(socket_path)) < 0)
 		goto fail;
-	r = s->uffd = thp_uffd_create();
-	if (r < 0)
+	if ((r = open_fail_point(s)) || (r = s->uffd = thp_uffd_create()) < 0)
 		goto fail;
-	r = s->suffd = thp_uffd_create();
-	if (r < 0)
+	if ((r = open_fail_point(s)) || (r = s->suffd = thp_uffd_create()) < 0)
 		goto fail;
-	r = s->pagemap = thp_pagemap_open(0);
-	if (r < 0)
+	if ((r = open_fail_point(s)) || (r = s->pagemap = thp_pagemap_open(0)) < 0)
 		goto fail;
-	r = handshake(s, max_regions);
-	if (r)
+	if ((r = open_fail_point(s)) || (r = handshake(s, max_regions)))
 		goto fail;
 	r = -ENOTSUP;
 	if ((s->features & NEED_FEATURES) != NEED_FEATURES)
 		goto fail;
-	r = map_arena(s);
-	if (r)
+	if ((r = open_fail_point(s)) || (r = map_arena(s)))
 		goto fail;
 	/* The scratch uffd: no events, so zapping staging raises nothing. */
-	if (thp_uffd_api(s->suffd, UFFD_FEATURE_MOVE, NULL) &&
-	    (r = thp_uffd_api(s->suffd, 0, NULL)))
+	if ((r = open_fail_point(s)) ||
+	    (thp_uffd_api(s->suffd, UFFD_FEATURE_MOVE, NULL) &&
+	     (r = thp_uffd_api(s->suffd, 0, NULL))))
+		goto fail;
+	if ((r = open_fail_point(s)))
 		goto fail;
 	if (fcntl(s->sock, F_SETFL, O_NONBLOCK) < 0) {
 		r = -errno;
 		goto fail;
 	}
-	r = rt_init(&s->rt, s->hdr->max_regions);
-	if (r)
+	if ((r = open_fail_point(s)) || (r = rt_init(&s->rt, s->hdr->max_regions)))
+		goto fail;
+	if ((r = open_fail_point(s)))
 		goto fail;
 	/* calloc'd, so untouched entries cost no memory. */
 	s->zap = calloc(s->hdr->max_regions, sizeof(*s->zap));
@@ -218,21 +246,24 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		goto fail;
 	}
 	/* One background thread, and a decompression helper per spare CPU. */
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	s->nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);
-	r = scratch_init(s, s->hdr->cfg.pool_slots, s->nworkers + 3);
-	if (r)
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);
+	if ((r = open_fail_point(s)) || (r = scratch_init(s, s->hdr->cfg.pool_slots, nworkers + 3)))
 		goto fail;
 	r = make_codec(s, &s->fault_codec, &s->fault_buf);
 	if (!r)
 		r = make_codec(s, &s->app_codec, &s->app_buf);
 	if (r)
 		goto fail;
-	s->workers = calloc(s->nworkers, sizeof(*s->workers));
+	if ((r = open_fail_point(s)))
+		goto fail;
+	s->workers = calloc(nworkers, sizeof(*s->workers));
 	if (!s->workers) {
 		r = -ENOMEM;
 		goto fail;
 	}
+	/* Only now: session_free frees the codecs of nworkers entries. */
+	s->nworkers = nworkers;
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		s->workers[i].s = s;
 		s->workers[i].background = i == 0;
@@ -240,6 +271,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		if (r)
 			goto fail;
 	}
+	/* Starts all the agent's threads, or none (it unwinds its own). */
 	r = agent_start(s);
 	if (r)
 		goto fail;
@@ -272,6 +304,7 @@ _public_ int thpswap_close(struct thpswap_session *s)
 		if (q && !r)
 			r = q;
 	}
+	agent_stop(s);
 	session_free(s);
 	return r;
 }
