@@ -790,6 +790,10 @@ static const char *const counter_names[] = {
 	[THP_C_EVICT_NS] = "evict_ns",
 	[THP_C_COPY_CHILD] = "copy_child",
 	[THP_C_POOL_MISS] = "pool_miss",
+	[THP_C_EVICT_ZAP_PENDING] = "evict_zap_pending",
+	[THP_C_EVICT_BUSY] = "evict_busy",
+	[THP_C_EVICT_SPLIT] = "evict_split",
+	[THP_C_EVICT_FILLED] = "evict_filled",
 };
 _Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");

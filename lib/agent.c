@@ -31,8 +31,10 @@ bool agent_is_fault_thread(struct thpswap_session *s)
 
 static void on_fork(struct thpswap_session *s, int cfd);
 static void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
-static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len);
-static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m);
+static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len,
+		     unsigned seq);
+/* @seq: the message's place in s->u (free-running), see on_remap. */
+static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m, unsigned seq);
 
 /* Where the record for @addr is keyed now: mremaps read but not handled
  * yet (a FORK being handled holds them up) have not re-keyed it. */
@@ -53,10 +55,10 @@ static void note_zap(struct thpswap_session *s, uint32_t i, uint64_t a, uint64_t
 {
 	uint32_t st;
 
-	atomic_store(&s->zap_resident_ns[i], now_ns());
+	rzap_note(s, i, a, lo, hi);
 	st = rec_state(&s->rec[i]);
 	if (st == THP_ST_RESIDENT)
-		return; /* the evictor sees the time */
+		return; /* the evictor sees the pages */
 	/* An eviction that has not moved the region out yet must not: the
 	 * kernel acts on the pages after this read, maybe after the MOVE (a
 	 * zap would miss them), and MADV_FREE leaves them in place, where the
@@ -71,21 +73,25 @@ static void note_zap(struct thpswap_session *s, uint32_t i, uint64_t a, uint64_t
 
 /*
  * A misaligned mremap's copy (on_remap): where each page of the region being
- * copied is now, 0 for a page not to be copied.  Events read while a COPY
- * waits out EAGAIN are handled only after the copy, but they change where
- * its pages are: a REMOVE or UNMAP of a page not copied yet means it stays
- * empty (a copy would bring back what the application dropped, or write
- * into whatever is mapped there next); a REMAP carries it along.
+ * copied may be now (n == 0: a page not to be copied).  Events read while a
+ * COPY waits out EAGAIN are handled only after the copy, but they change
+ * where its pages are: a REMOVE of a page not copied yet means it stays
+ * empty (a copy would bring back what the application dropped); a REMAP may
+ * carry it along, or be a late event of a mapping that left those addresses
+ * before our mremap came (see struct page_places).  An UNMAP needs nothing:
+ * the COPY fails with ENOENT where nothing is mapped, and a region
+ * registered there since is recognised by its birth (see foreign()).
  */
 struct remap_copy {
-	uint64_t dst[REGION / THP_PAGE_SIZE];
+	unsigned born;            /* messages read just after our REMAP was */
+	struct page_places pg[REGION / THP_PAGE_SIZE];
 };
 
-/* Message @m was just read while s->copying is being copied. */
+/* Message @m was read after the REMAP that s->copying is copying for. */
 static void copy_follow(struct thpswap_session *s, const struct uffd_msg *m)
 {
 	struct remap_copy *c = s->copying;
-	uint64_t lo, hi, shift = 0;
+	uint64_t lo, hi;
 
 	switch (m->event) {
 	case UFFD_EVENT_FORK:
@@ -96,25 +102,31 @@ static void copy_follow(struct thpswap_session *s, const struct uffd_msg *m)
 
 			memset(&e->f, 0, sizeof(e->f));
 			e->cfd = (int)m->arg.fork.ufd;
-			memcpy(e->dst, c->dst, sizeof(e->dst));
+			memcpy(e->pg, c->pg, sizeof(e->pg));
 		}
 		return;
 	case UFFD_EVENT_REMOVE:
-	case UFFD_EVENT_UNMAP:
 		lo = m->arg.remove.start;
 		hi = m->arg.remove.end;
-		break;
+		for (unsigned p = 0; p < REGION / THP_PAGE_SIZE; p++)
+			for (unsigned i = 0; i < c->pg[p].n; i++)
+				if (c->pg[p].at[i] >= lo && c->pg[p].at[i] < hi)
+					c->pg[p].zapped |= (uint8_t)(1u << i);
+		return;
 	case UFFD_EVENT_REMAP:
 		lo = m->arg.remap.from;
 		hi = lo + m->arg.remap.len;
-		shift = m->arg.remap.to - lo;
-		break;
+		for (unsigned p = 0; p < REGION / THP_PAGE_SIZE; p++) {
+			struct page_places *pp = &c->pg[p];
+
+			for (unsigned i = 0, n = pp->n; i < n && pp->n < NPLACES; i++)
+				if (pp->at[i] >= lo && pp->at[i] < hi)
+					pp->at[pp->n++] = pp->at[i] + (m->arg.remap.to - lo);
+		}
+		return;
 	default:
 		return;
 	}
-	for (unsigned p = 0; p < REGION / THP_PAGE_SIZE; p++)
-		if (c->dst[p] >= lo && c->dst[p] < hi)
-			c->dst[p] = shift ? c->dst[p] + shift : 0;
 }
 
 /* A REMOVE just read: its zap comes after this.  The time is stamped before
@@ -144,7 +156,7 @@ static void note_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 	}
 }
 
-static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m)
+static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m, unsigned seq)
 {
 	atomic_fetch_add(&s->in_urgent, 1);
 	switch (m->event) {
@@ -163,7 +175,7 @@ static void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m)
 		thp_uffd_wake(s->uffd, m->arg.remove.start, m->arg.remove.end - m->arg.remove.start);
 		break;
 	case UFFD_EVENT_REMAP:
-		on_remap(s, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		on_remap(s, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len, seq);
 		/* Likewise at the old place: restores now wake the new one. */
 		thp_uffd_wake(s->uffd, m->arg.remap.from, m->arg.remap.len);
 		break;
@@ -206,7 +218,7 @@ void agent_drain(struct thpswap_session *s)
 		 * something new at those addresses. */
 		if (m.event == UFFD_EVENT_FORK || m.event == UFFD_EVENT_UNMAP ||
 		    m.event == UFFD_EVENT_REMAP)
-			handle_urgent(s, &m);
+			handle_urgent(s, &m, s->uhead - 1);
 		else
 			s->q[s->qtail++ & (QCAP - 1)] = m;
 		atomic_fetch_add(&s->u_done, 1);
@@ -536,7 +548,7 @@ static void clear_way(struct thpswap_session *s, uint64_t to, uint64_t len)
 
 				s->u[k & (QCAP - 1)].event = 0; /* handled here */
 				s->way_depth++;
-				handle_urgent(s, &m);
+				handle_urgent(s, &m, (unsigned)k);
 				s->way_depth--;
 			} else if (tries++ < 100000 && events_pending(s)) {
 				agent_drain(s); /* reads only: we are in a handler */
@@ -563,52 +575,119 @@ static void cut(struct thpswap_session *s, uint32_t idx, uint64_t a, uint64_t lo
 		rt_remove(s, a, a + REGION);
 }
 
+/*
+ * Can place @i of @pp not hold the page?  A misaligned copy's page is where
+ * no region of the table is: a region registered after the REMAP being
+ * followed was read (@born) is new memory there; an older one is where its
+ * own bytes are, unless an event read but not handled yet takes it away
+ * (the late event of a mapping that left before our mremap put the page
+ * there).  Nor is it where a REMAP read but not handled yet moves a region
+ * to, unless that REMAP moves it from one of the page's earlier places.
+ */
+static bool foreign(struct thpswap_session *s, const struct page_places *pp, unsigned i,
+		    unsigned born)
+{
+	uint64_t p = pp->at[i], a = p & ~(REGION - 1);
+	long r = rt_lookup(s, a);
+
+	if (r >= 0 && ((int)((unsigned)atomic_load(&s->born[r]) - born) >= 0 || find_vacate(s, a) < 0))
+		return true;
+	for (unsigned k = s->uhead; k != s->utail; k++) {
+		const struct uffd_msg *m = &s->u[k & (QCAP - 1)];
+		bool ours = false;
+
+		if (m->event != UFFD_EVENT_REMAP || p < m->arg.remap.to ||
+		    p >= m->arg.remap.to + m->arg.remap.len)
+			continue;
+		for (unsigned j = 0; j < i; j++)
+			ours |= pp->at[j] >= m->arg.remap.from &&
+				pp->at[j] < m->arg.remap.from + m->arg.remap.len;
+		if (!ours)
+			return true;
+	}
+	return false;
+}
+
+static bool in_child_zaps(const struct forks *f, uint64_t p)
+{
+	for (unsigned z = 0; z < f->nzap; z++)
+		if (p >= f->zap[z].lo && p < f->zap[z].hi)
+			return true;
+	return f->zap_overflow;
+}
+
+/*
+ * Copy one page (@src) of a misaligned copy to where it is now, on uffd @fd
+ * (ours, or a fork child's with what it zapped in @f).  Its places are tried
+ * oldest first: where the page is, it is missing (nothing is served there
+ * before the copy ends), so a COPY succeeds at the first place that holds
+ * it; ENOENT (nothing registered there) or EEXIST (present: not ours) say
+ * look further.  A place zapped since is probed with a zero page, which is
+ * what the page must read if it is there.  0 when placed or nowhere to go;
+ * -EAGAIN when an event is pending (the COPY would fail anyway, and the
+ * event may change the verdict): read it, then call again.
+ */
+static int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
+		      uint64_t src, unsigned born, const struct forks *f)
+{
+	/* Judge places only once every event the kernel has for us is read:
+	 * the one that vacates a place may still be on its way. */
+	if (fd == s->uffd && events_pending(s))
+		return -EAGAIN;
+	for (unsigned i = 0; i < pp->n; i++) {
+		uint64_t d = pp->at[i];
+		bool zapped = (pp->zapped & (1u << i)) || (f && in_child_zaps(f, d));
+		int rc;
+
+		if (foreign(s, pp, i, born))
+			continue;
+		rc = zapped ? thp_uffd_zeropage(fd, d, THP_PAGE_SIZE, 0, NULL)
+			    : thp_uffd_copy(fd, d, src, THP_PAGE_SIZE, 0, NULL);
+		if (rc == 0 || rc == -EAGAIN)
+			return rc;
+	}
+	return 0;
+}
+
 /* Fill fork child @e with the pages of fault_buf from @k on that were still
  * to be copied when it forked, minus what it zapped since. */
-static void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k)
+static void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k,
+		       unsigned born)
 {
-	for (; k < REGION / THP_PAGE_SIZE; k++) {
-		uint64_t d = e->dst[k];
-		bool zapped = false;
-
-		while (d) {
-			int rc;
-
-			for (unsigned z = 0; z < e->f.nzap; z++)
-				zapped |= d >= e->f.zap[z].lo && d < e->f.zap[z].hi;
-			if (zapped || e->f.zap_overflow)
-				break;
-			rc = thp_uffd_copy(e->cfd, d, (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
-					   THP_PAGE_SIZE, 0, NULL);
-			if (rc != -EAGAIN)
-				break;
+	for (; k < REGION / THP_PAGE_SIZE; k++)
+		while (place_copy(s, e->cfd, &e->pg[k], (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
+				  born, &e->f) == -EAGAIN)
 			child_events(e->cfd, &e->f); /* on_fork gets what it read */
-		}
-	}
 }
 
 /* Copy pages [lo, hi) of the region at @a, decoded in fault_buf, to where
- * the mremap put them (@shift on), and wherever events read meanwhile put
- * them next. */
+ * the mremap whose REMAP is u[@seq] put them (@shift on), and wherever
+ * events read since put them next. */
 static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint64_t hi,
-			uint64_t shift)
+			uint64_t shift, unsigned seq)
 {
 	static const struct remap_copy none;
 	struct remap_copy c = none;
 	unsigned forked = s->nearly;
 
-	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE)
-		c.dst[(p - a) / THP_PAGE_SIZE] = p + shift;
-
+	c.born = seq + 1;
+	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
+		c.pg[(p - a) / THP_PAGE_SIZE].at[0] = p + shift;
+		c.pg[(p - a) / THP_PAGE_SIZE].n = 1;
+	}
 	s->copying = &c;
+	/* Events read after our REMAP but before this handler ran count too. */
+	for (unsigned i = seq + 1; i != s->utail; i++)
+		copy_follow(s, &s->u[i & (QCAP - 1)]);
+	for (; forked < s->nearly; forked++)
+		early_fill(s, &s->early[forked], 0, c.born);
 	for (unsigned k = 0; k < REGION / THP_PAGE_SIZE; k++)
-		while (c.dst[k] && thp_uffd_copy(s->uffd, c.dst[k],
-						 (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
-						 THP_PAGE_SIZE, 0, NULL) == -EAGAIN) {
+		while (place_copy(s, s->uffd, &c.pg[k], (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
+				  c.born, NULL) == -EAGAIN) {
 			agent_drain(s); /* reads only: we are in a handler */
 			/* Pages from k on were not copied at any fork read. */
 			for (; forked < s->nearly; forked++)
-				early_fill(s, &s->early[forked], k);
+				early_fill(s, &s->early[forked], k, c.born);
 		}
 	s->copying = NULL;
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
@@ -621,7 +700,8 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
  * installed there again, so the stored bytes are written to their new
  * place now, in 4 KiB pages, and the record is dropped.
  */
-static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len)
+static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len,
+		     unsigned seq)
 {
 	uint64_t first = from & ~(REGION - 1);
 
@@ -653,7 +733,7 @@ static void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint
 		st = idx == s->fault_owned ? (s->rec[idx].stored_len ? THP_ST_RAM : THP_ST_ZERO)
 					   : rec_wait_stable(s, &s->rec[idx]);
 		if (st == THP_ST_RAM && decode_record(s, (uint32_t)idx, s->fault_buf))
-			copy_region(s, a, lo, hi, to - from);
+			copy_region(s, a, lo, hi, to - from, seq);
 		/* Evicted zeros need nothing: the new place faults to zero. */
 		if (lo == a && hi == a + REGION) {
 			__atomic_and_fetch(&s->rec[idx].flags, ~THP_RF_MOVING, __ATOMIC_RELEASE);

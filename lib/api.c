@@ -31,6 +31,7 @@ _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 		munmap(p, (size_t)(a - p));
 	if (a + len < p + len + REGION)
 		munmap(a + len, (size_t)(p + len + REGION - (a + len)));
+	agent_sync(s); /* as in thpswap_register */
 	/* Without MADV_HUGEPAGE a fault would leave a page table that makes
 	 * every later MOVE split (kernel-facts §2). */
 	if (madvise(a, len, MADV_HUGEPAGE)) {
@@ -109,6 +110,9 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
 
 	if (!s || !aligned(addr, len) || !private_anon(a, len))
 		return -EINVAL;
+	/* A munmap of a managed range returns once its event is read, not
+	 * handled: let its records go before new ones are made here. */
+	agent_sync(s);
 	if (madvise(addr, len, MADV_HUGEPAGE))
 		return -errno == -ENOMEM ? -EINVAL : -errno;
 	for (off = 0; off < len; off += REGION) {
@@ -174,10 +178,29 @@ static int restore_for_good(struct thpswap_session *s, uint32_t i)
 		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED || st == THP_ST_EMPTY)
 			return 0;
 		q = fault_in(rec_addr(r), false);
+		/* An access would raise a signal (PROT_NONE, say): POPULATE
+		 * says EINVAL or EFAULT; tell the caller it is the access. */
 		if (q && rec_state(r) != THP_ST_POISONED)
-			return q;
+			return q == -EINVAL ? -EFAULT : q;
 	}
 	return -EIO;
+}
+
+/* Unregister one region, once its bytes are back in it; a region that
+ * cannot be brought back stays managed, with its bytes, and says why. */
+static int unregister_region(struct thpswap_session *s, uint32_t i, uint64_t a)
+{
+	int r = restore_for_good(s, i);
+
+	if (r == 0)
+		r = thp_uffd_unregister(s->uffd, a, REGION);
+	if (r) {
+		/* Evictable again; its stored bytes stay where they are. */
+		__atomic_and_fetch(&s->rec[i].flags, ~THP_RF_LEAVING, __ATOMIC_ACQ_REL);
+		return r;
+	}
+	rt_remove(s, a, a + REGION);
+	return 0;
 }
 
 _public_ int thpswap_unregister(struct thpswap_session *s, void *addr, size_t len)
@@ -192,13 +215,9 @@ _public_ int thpswap_unregister(struct thpswap_session *s, void *addr, size_t le
 
 		if (i < 0)
 			continue;
-		q = restore_for_good(s, (uint32_t)i);
+		q = unregister_region(s, (uint32_t)i, a + off);
 		if (q && !r)
 			r = q;
-		q = thp_uffd_unregister(s->uffd, a + off, REGION);
-		if (q && !r)
-			r = q;
-		rt_remove(s, a + off, a + off + REGION);
 	}
 	return r;
 }

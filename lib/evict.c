@@ -215,15 +215,18 @@ static int move_out(struct thpswap_session *s, struct thp_record *r, char *slot,
 		 * waiting for this record. */
 		if (!events_hold(s, false))
 			return -EAGAIN;
-		if (rec_flags(r) & THP_RF_REMOVED) {
-			events_release(s);
-			return -ECANCELED; /* see note_zap() */
-		}
 		addr = rec_addr(r);
+		/* A zap read before our CAS (rzap) or since (REMOVED) may land
+		 * after the MOVE, on the empty region: leave it for now. */
+		if ((rec_flags(r) & THP_RF_REMOVED) || rzap_in_flight(s, (uint32_t)(r - s->rec), addr)) {
+			events_release(s);
+			return -ECANCELED;
+		}
 		if (!is_pmd_mapped(s, addr)) {
 			events_release(s);
-			/* Harmless at a stale address: collapse never fills a
-			 * hole of uffd-registered memory. */
+			/* Split since make_whole() looked (a zap landed): one
+			 * more collapse, harmless at a stale address (it never
+			 * fills a hole of uffd-registered memory). */
 			if (collapsed || madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE)) {
 				__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
 				return -EFBIG;
@@ -248,6 +251,130 @@ static int move_out(struct thpswap_session *s, struct thp_record *r, char *slot,
 	}
 }
 
+/* Never written: the source of the zeros that fill holes. */
+static char zeros[REGION] __attribute__((aligned(4096)));
+
+/* UFFDIO_COPY zeros into every page of the region at @addr that is not
+ * mapped (events held: @addr is where the region is).  Present pages stay
+ * as they are (EEXIST).  0, -EAGAIN (an event is pending), or -errno. */
+static int fill_holes(struct thpswap_session *s, uint64_t addr)
+{
+	struct page_region v[64];
+	uint64_t at = addr;
+	long n = thp_pagemap_scan(s->pagemap, addr, addr + REGION, PAGE_IS_PRESENT, 0, v, 64, NULL);
+
+	if (n < 0)
+		return (int)n;
+	for (long k = 0; k <= n && at < addr + REGION; k++) {
+		/* The hole before run k (or after the last run). */
+		uint64_t end = k < n ? v[k].start : addr + REGION;
+
+		while (at < end) {
+			int64_t done = 0;
+			int rc = thp_uffd_copy(s->uffd, at, (uint64_t)(uintptr_t)zeros, end - at, 0, &done);
+
+			if (done > 0)
+				at += (uint64_t)done;
+			else if (rc == -EEXIST)
+				at += THP_PAGE_SIZE; /* faulted in meanwhile */
+			else if (rc)
+				return rc;
+			else
+				at = end;
+		}
+		if (k < n)
+			at = v[k].end;
+		if (n == 64 && k == n - 1)
+			break; /* more runs than we asked for: look again */
+	}
+	return n == 64 ? -EAGAIN : 0;
+}
+
+/*
+ * A resident region that is not one PMD: it has holes (pages
+ * MADV_DONTNEED'd, or never touched), zero pages (holes that were read) or
+ * a THP split into 4 KiB pages.  MADV_COLLAPSE refuses holes and zero pages
+ * in userfaultfd-registered memory (docs/KERNEL.md), so first give every
+ * hole a zeroed page (UFFDIO_COPY) and every zero page a page of its own
+ * (MADV_POPULATE_WRITE) -- zeros, which is what they read already -- then
+ * collapse.  The region stays RESIDENT throughout, so a fault on it is
+ * served as usual.  0: one PMD now; 1: no page at all (nothing to move);
+ * -EAGAIN: events are being handled; -EFBIG: it cannot be made one PMD.
+ */
+static int make_whole(struct thpswap_session *s, struct thp_record *r)
+{
+	struct page_region v[64];
+	uint64_t addr;
+	long n;
+	int rc = -EAGAIN;
+
+	for (unsigned tries = 0; rc == -EAGAIN && tries < 64; tries++) {
+		if (!events_hold(s, false))
+			return -EAGAIN;
+		addr = rec_addr(r);
+		if (is_pmd_mapped(s, addr)) {
+			events_release(s);
+			return 0;
+		}
+		if (thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0) {
+			events_release(s);
+			return 1;
+		}
+		rc = fill_holes(s, addr);
+		events_release(s);
+		if (rc == -EAGAIN)
+			sched_yield(); /* the fault thread reads the pending event */
+	}
+	if (rc == -EAGAIN)
+		return -EAGAIN;
+	if (rc)
+		return -EFBIG; /* ENOENT: part of it is not mapped */
+	/* Zero pages become pages of their own without a userfault (the
+	 * region is registered for missing pages only); no hold: a page
+	 * zapped meanwhile faults to the fault thread like any access. */
+	n = thp_pagemap_scan(s->pagemap, addr, addr + REGION, PAGE_IS_PFNZERO, 0, v, 64, NULL);
+	for (long k = 0; k < n; k++)
+		madvise((void *)(uintptr_t)v[k].start, v[k].end - v[k].start, MADV_POPULATE_WRITE);
+	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) || !is_pmd_mapped(s, addr))
+		return -EFBIG;
+	ctr_add(s, THP_C_EVICT_FILLED, 1);
+	return 0;
+}
+
+/*
+ * A region (EVICTING, ours) with no page at all reads zeros and holds
+ * nothing: it becomes ZERO without a MOVE, and comes back as one THP.  Any
+ * access meanwhile faults (and flips it to CANCEL); a page mapped anyway
+ * (fork fill, a zap undone) keeps it resident.
+ */
+static enum evict_result evict_empty(struct thpswap_session *s, struct thp_record *r)
+{
+	uint64_t addr;
+	bool empty;
+
+	if (!events_hold(s, false)) {
+		ctr_add(s, THP_C_EVICT_BUSY, 1);
+		undo_evicting(s, r);
+		return EV_SKIPPED;
+	}
+	addr = rec_addr(r);
+	empty = thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0 &&
+		!(rec_flags(r) & THP_RF_REMOVED);
+	if (empty) {
+		describe(r, NULL, 0, 0);
+		done_evicting(r);
+		empty = rec_cas(s, r, THP_ST_EVICTING, THP_ST_ZERO);
+	}
+	events_release(s);
+	if (!empty) {
+		undo_evicting(s, r);
+		return EV_SKIPPED;
+	}
+	rzap_clear(s, (uint32_t)(r - s->rec));
+	count_eviction(s, 0);
+	return EV_EVICTED;
+}
+
 enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
 			       uint64_t *bytes_stored)
@@ -259,26 +386,44 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 	long len = 0;
 	int64_t moved = 0;
 	char *slot;
-	int rc;
+	int rc, whole;
 
+	if (rec_state(r) != THP_ST_RESIDENT)
+		return EV_SKIPPED; /* evicted already, or on its way */
+	if (rec_flags(r) & THP_RF_LEAVING) {
+		ctr_add(s, THP_C_EVICT_BUSY, 1);
+		return EV_SKIPPED;
+	}
+	whole = make_whole(s, r);
+	if (whole < 0) {
+		ctr_add(s, whole == -EAGAIN ? THP_C_EVICT_BUSY : THP_C_EVICT_SPLIT, 1);
+		return EV_SKIPPED;
+	}
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))
 		return EV_SKIPPED;
 	/* Checked after the CAS: unregister sets the flag, then waits for us.
-	 * A REMOVE read while the region was resident may not have zapped yet:
-	 * moved out first, its zap would land on the empty region and the old
-	 * bytes would come back.  The reader stamps the time before it looks
-	 * at the state, so one of us sees the other. */
-	if ((rec_flags(r) & THP_RF_LEAVING) ||
-	    now_ns() - atomic_load(&s->zap_resident_ns[idx]) < 1000000000ull) {
+	 * (A zap read while resident is checked by move_out: the reader notes
+	 * its pages before it looks at the state, so one of us sees the
+	 * other.) */
+	if (rec_flags(r) & THP_RF_LEAVING) {
+		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		undo_evicting(s, r);
 		return EV_SKIPPED;
 	}
+	if (whole == 1)
+		return evict_empty(s, r);
 
 	slot = stage_get(s);
 	rc = move_out(s, r, slot, &moved);
 	if (rc) {
 		if (rc == -EBUSY)
 			ctr_add(s, THP_C_EVICT_REFUSED, 1); /* shared after fork, or pinned */
+		else if (rc == -ECANCELED)
+			ctr_add(s, THP_C_EVICT_ZAP_PENDING, 1);
+		else if (rc == -EAGAIN)
+			ctr_add(s, THP_C_EVICT_BUSY, 1);
+		else if (rc == -EFBIG)
+			ctr_add(s, THP_C_EVICT_SPLIT, 1);
 		if (moved > 0)
 			put_back_part(s, r, slot, (uint64_t)moved);
 		stage_put(s, slot, false);

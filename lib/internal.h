@@ -107,10 +107,26 @@ struct forks {
 	bool zap_overflow;
 };
 
+/*
+ * Where one page of a misaligned mremap's copy may be now (see copy_region):
+ * the place the mremap put it, then every place a REMAP read since moved one
+ * of those to.  Events of different threads arrive in send order, not change
+ * order, so a REMAP read during the copy may be a late one of a mapping that
+ * left those addresses before our mremap came (the page is still at the
+ * earlier place), or the application moving the page on (it is at the later
+ * place): the copy tries them in order and the kernel says which holds it.
+ */
+#define NPLACES 6
+struct page_places {
+	uint64_t at[NPLACES];
+	uint8_t n;
+	uint8_t zapped;           /* bit i: a REMOVE read since covers at[i] */
+};
+
 /* A FORK read while a misaligned mremap's copy ran (see copy_region). */
 struct early_fork {
 	int cfd;
-	uint64_t dst[THP_REGION_BYTES / THP_PAGE_SIZE]; /* the copy's pages at the fork */
+	struct page_places pg[THP_REGION_BYTES / THP_PAGE_SIZE]; /* the copy's pages at the fork */
 	struct forks f;
 };
 
@@ -239,7 +255,14 @@ struct thpswap_session {
 	 * after the MOVE (on resident memory) or its bits are in the copy.
 	 */
 	_Atomic uint64_t (*zap)[8];
-	_Atomic uint64_t *zap_resident_ns; /* REMOVE read while resident */
+	/* Per record index: pages of a resident region that a REMOVE read
+	 * covers, until its zap is seen to have landed (rzap_in_flight), and
+	 * when the last such REMOVE was read. */
+	_Atomic uint64_t (*rzap)[8];
+	_Atomic uint64_t *zap_resident_ns;
+	/* Per record index: u_read when it was added, to tell a region
+	 * registered after a given event was read (see copy_region). */
+	_Atomic unsigned *born;   /* (unsigned)u_read, compared mod 2^32 */
 	pthread_mutex_t zap_lock;
 	uint64_t (*cut)[8];       /* pages unmapped by partial munmaps */
 
@@ -263,6 +286,10 @@ int open_fail_point(struct thpswap_session *s);
 #endif
 
 /* ---- record helpers (record.c) ---- */
+/* The per-record side tables of a session (zap masks, birth, cuts) for @n
+ * records: 0 or -ENOMEM (nothing left allocated); fini frees them. */
+int rec_tables_init(struct thpswap_session *s, uint32_t n);
+void rec_tables_fini(struct thpswap_session *s);
 static inline uint32_t rec_flags(const struct thp_record *r)
 {
 	return __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE);
@@ -284,6 +311,18 @@ bool zap_take(struct thpswap_session *s, uint32_t i, uint64_t m[8]);
 void zap_put_back(struct thpswap_session *s, uint32_t i, const uint64_t m[8]);
 void zap_apply(char *slot, const uint64_t m[8]);
 void zap_clear(struct thpswap_session *s, uint32_t i);
+/* A REMOVE read while record @i (its region at @addr) was resident: the
+ * kernel zaps after the read, at a time we cannot observe.  Note its pages
+ * before the record's state is looked at (the evictor does the reverse). */
+void rzap_note(struct thpswap_session *s, uint32_t i, uint64_t addr, uint64_t lo, uint64_t hi);
+/* The application faulted on page @addr of record @i: a zap landed there. */
+void rzap_landed(struct thpswap_session *s, uint32_t i, uint64_t region, uint64_t addr);
+/* May a zap noted by rzap_note still land on the region at @addr?  Pages
+ * found missing have had theirs; a page still mapped a second after its
+ * REMOVE was read was MADV_FREE'd (which leaves pages mapped, and whose
+ * bytes stay valid whether or not it lands).  Clears what has landed. */
+bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr);
+void rzap_clear(struct thpswap_session *s, uint32_t i);
 /* Drop the stored bytes of record @i: forget them (counters, length), then
  * punch the arena slot; rec_drop_bytes does both. */
 uint32_t rec_forget_bytes(struct thpswap_session *s, uint32_t i);

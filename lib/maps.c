@@ -157,6 +157,8 @@ again:
 		r->evictions = r->restores = 0;
 		zap_clear(s, i);
 		atomic_store(&s->zap_resident_ns[i], 0);
+		rzap_clear(s, i);
+		atomic_store(&s->born[i], (unsigned)atomic_load(&s->u_read));
 		memset(s->cut[i], 0, sizeof(s->cut[i]));
 		rec_set(s, r, st);
 		rt_put(t, a, i);

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Record state changes and the counters that mirror them. */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <linux/falloc.h>
 #include <string.h>
 
 #include "internal.h"
 #include "kernel-abi.h"
+#include "pagemap.h"
 
 /* Which counter a state is counted in, or -1. */
 static int state_counter(uint32_t st)
@@ -135,4 +138,83 @@ void zap_clear(struct thpswap_session *s, uint32_t i)
 {
 	for (int w = 0; w < 8; w++)
 		atomic_store(&s->zap[i][w], 0);
+}
+
+void rzap_note(struct thpswap_session *s, uint32_t i, uint64_t addr, uint64_t lo, uint64_t hi)
+{
+	for (uint64_t p = (lo - addr) / THP_PAGE_SIZE; p < (hi - addr + THP_PAGE_SIZE - 1) / THP_PAGE_SIZE; p++)
+		atomic_fetch_or(&s->rzap[i][p / 64], 1ull << (p % 64));
+	atomic_store(&s->zap_resident_ns[i], now_ns());
+}
+
+void rzap_landed(struct thpswap_session *s, uint32_t i, uint64_t region, uint64_t addr)
+{
+	uint64_t p = (addr - region) / THP_PAGE_SIZE;
+
+	if (p < 512)
+		atomic_fetch_and(&s->rzap[i][p / 64], ~(1ull << (p % 64)));
+}
+
+bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr)
+{
+	struct page_region v[64];
+	uint64_t left = 0, present[8] = { 0 };
+	long n;
+
+	for (int w = 0; w < 8; w++)
+		left |= atomic_load(&s->rzap[i][w]);
+	if (!left)
+		return false;
+	/* Noted pages that are not mapped any more: their zap has landed. */
+	n = thp_pagemap_scan(s->pagemap, addr, addr + REGION, PAGE_IS_PRESENT, 0, v, 64, NULL);
+	if (n < 0 || n == 64)
+		return true; /* cannot tell: assume it has not */
+	for (long k = 0; k < n; k++)
+		for (uint64_t p = (v[k].start - addr) / THP_PAGE_SIZE; p < (v[k].end - addr) / THP_PAGE_SIZE; p++)
+			present[p / 64] |= 1ull << (p % 64);
+	for (int w = 0; w < 8; w++)
+		atomic_fetch_and(&s->rzap[i][w], present[w]);
+	left = 0;
+	for (int w = 0; w < 8; w++)
+		left |= atomic_load(&s->rzap[i][w]);
+	if (left && now_ns() - atomic_load(&s->zap_resident_ns[i]) >= 1000000000ull) {
+		rzap_clear(s, i);
+		left = 0;
+	}
+	return left != 0;
+}
+
+void rzap_clear(struct thpswap_session *s, uint32_t i)
+{
+	for (int w = 0; w < 8; w++)
+		atomic_store(&s->rzap[i][w], 0);
+}
+
+int rec_tables_init(struct thpswap_session *s, uint32_t n)
+{
+	/* calloc'd, so untouched entries cost no memory. */
+	s->zap = calloc(n, sizeof(*s->zap));
+	s->zap_resident_ns = calloc(n, sizeof(*s->zap_resident_ns));
+	s->born = calloc(n, sizeof(*s->born));
+	s->rzap = calloc(n, sizeof(*s->rzap));
+	s->cut = calloc(n, sizeof(*s->cut));
+	if (!s->zap || !s->zap_resident_ns || !s->born || !s->rzap || !s->cut) {
+		rec_tables_fini(s);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void rec_tables_fini(struct thpswap_session *s)
+{
+	free(s->zap);
+	free(s->zap_resident_ns);
+	free(s->born);
+	free(s->rzap);
+	free(s->cut);
+	s->zap = NULL;
+	s->zap_resident_ns = NULL;
+	s->born = NULL;
+	s->rzap = NULL;
+	s->cut = NULL;
 }

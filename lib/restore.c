@@ -130,13 +130,15 @@ void became_resident(struct thpswap_session *s, uint32_t idx)
 	pthread_mutex_unlock(&s->zap_lock);
 }
 
-/* Checked before the wake, repaired after it (collapse takes ~0.4 ms). */
-static void repair_pmd(struct thpswap_session *s, uint64_t addr)
+/* Checked before the wake, repaired after it (collapse takes ~0.4 ms).
+ * @evicted: a restore of an evicted region, counted in restores_pmd. */
+static void repair_pmd(struct thpswap_session *s, uint64_t addr, bool evicted)
 {
 	/* Moved in but split (a leftover page table at the destination). */
 	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 && is_pmd_mapped(s, addr)) {
 		ctr_add(s, THP_C_SPLIT_REPAIRED, 1);
-		ctr_add(s, THP_C_RESTORES_PMD, 1);
+		if (evicted)
+			ctr_add(s, THP_C_RESTORES_PMD, 1);
 	} else {
 		ctr_add(s, THP_C_SPLIT_LEFT, 1);
 	}
@@ -147,6 +149,9 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 {
 	struct thp_record *r = &s->rec[idx];
 	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, false);
+	/* restores count regions brought back from eviction, not first
+	 * touches of memory never evicted (EMPTY, or zapped while resident). */
+	bool evicted = back_state == THP_ST_RAM || back_state == THP_ST_ZERO;
 	uint32_t stored;
 	bool pmd;
 
@@ -155,22 +160,24 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 		slot_zap(s, slot);
 		slot_put(s, slot, false);
 		rec_set(s, r, back_state);
-		thp_uffd_wake(s->uffd, r->addr, REGION);
+		thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 		return rc;
 	}
-	pmd = is_pmd_mapped(s, r->addr);
-	if (pmd)
+	pmd = is_pmd_mapped(s, rec_addr(r));
+	if (pmd && evicted)
 		ctr_add(s, THP_C_RESTORES_PMD, 1);
 	stored = rec_forget_bytes(s, idx);
 	/* The slot's old bytes are freed after the wake; an eviction that
 	 * starts meanwhile must not store before they are (evict.c). */
 	if (stored)
 		__atomic_or_fetch(&r->flags, THP_RF_PUNCHING, __ATOMIC_RELEASE);
-	r->restores++;
+	if (evicted)
+		r->restores++;
 	rec_set(s, r, THP_ST_RESIDENT);
 	became_resident(s, idx);
-	ctr_add(s, THP_C_RESTORES, 1);
-	thp_uffd_wake(s->uffd, r->addr, REGION);
+	if (evicted)
+		ctr_add(s, THP_C_RESTORES, 1);
+	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 	hist_add(s, h, now_ns() - t0);
 	/* Off the faulter's path from here on. */
 	if (stored) {
@@ -179,7 +186,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 	}
 	slot_put(s, slot, false);
 	if (!pmd)
-		repair_pmd(s, r->addr);
+		repair_pmd(s, rec_addr(r), evicted);
 	agent_kick_refill(s);
 	return 0;
 }
@@ -212,7 +219,7 @@ static int poison(struct thpswap_session *s, uint32_t idx)
 	ctr_add(s, THP_C_CORRUPT, 1);
 	rec_drop_bytes(s, idx);
 	rec_set(s, r, THP_ST_POISONED);
-	while (!region_gone(s, idx) && thp_uffd_poison(s->uffd, r->addr, REGION) == -EAGAIN)
+	while (!region_gone(s, idx) && thp_uffd_poison(s->uffd, rec_addr(r), REGION) == -EAGAIN)
 		let_events_drain(s);
 	return -EBADMSG;
 }
@@ -284,10 +291,11 @@ static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t f
 
 	if (thp_pagemap_count_present(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
 		return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* raced: it is there */
-	present = thp_pagemap_count_present(s->pagemap, r->addr, r->addr + REGION);
+	rzap_landed(s, idx, rec_addr(r), page);
+	present = thp_pagemap_count_present(s->pagemap, rec_addr(r), rec_addr(r) + REGION);
 	if (present == 0 && rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING)) {
 		/* Wholly empty: a zap of it has landed, none is in flight. */
-		atomic_store(&s->zap_resident_ns[idx], 0);
+		rzap_clear(s, idx);
 		return restore_owned(s, idx, THP_ST_RESIDENT, write, NULL, t0);
 	}
 	/* A hole in a split region: a 4 KiB zero page (a write then COWs it). */

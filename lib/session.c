@@ -134,9 +134,7 @@ static void session_free(struct thpswap_session *s)
 	free(s->app_buf);
 	scratch_fini(&s->sc);
 	rt_fini(&s->rt);
-	free(s->zap);
-	free(s->zap_resident_ns);
-	free(s->cut);
+	rec_tables_fini(s);
 	if (s->arena)
 		munmap(s->arena, s->arena_size);
 	/* Last: closing the region uffd makes evicted memory read as zeros;
@@ -237,14 +235,8 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		goto fail;
 	if ((r = open_fail_point(s)))
 		goto fail;
-	/* calloc'd, so untouched entries cost no memory. */
-	s->zap = calloc(s->hdr->max_regions, sizeof(*s->zap));
-	s->zap_resident_ns = calloc(s->hdr->max_regions, sizeof(*s->zap_resident_ns));
-	s->cut = calloc(s->hdr->max_regions, sizeof(*s->cut));
-	if (!s->zap || !s->zap_resident_ns || !s->cut) {
-		r = -ENOMEM;
+	if ((r = rec_tables_init(s, s->hdr->max_regions)))
 		goto fail;
-	}
 	/* One background thread, and a decompression helper per spare CPU. */
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);
@@ -290,7 +282,10 @@ _public_ int thpswap_close(struct thpswap_session *s)
 	if (!s)
 		return -EINVAL;
 	/* Bring everything back while the agent still serves faults, then
-	 * make it ordinary memory. */
+	 * make it ordinary memory.  If a region cannot be brought back (its
+	 * restore failed, or an access to it would fault: PROT_NONE), the
+	 * session stays open with that region's bytes, and the error says
+	 * why: closing the region uffd now would make it read zeros. */
 	max = s->hdr->max_regions;
 	for (uint32_t i = 0; i < max; i++) {
 		struct thp_record *r0 = &s->rec[i];
@@ -298,13 +293,15 @@ _public_ int thpswap_close(struct thpswap_session *s)
 
 		if (rec_state(r0) == THP_ST_FREE)
 			continue;
-		addr = r0->addr;
+		addr = rec_addr(r0);
 		int q = thpswap_unregister(s, (void *)(uintptr_t)addr, REGION);
 
 		if (q && !r)
 			r = q;
 	}
+	if (r)
+		return r;
 	agent_stop(s);
 	session_free(s);
-	return r;
+	return 0;
 }

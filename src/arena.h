@@ -127,6 +127,14 @@ enum thp_counter {
 	THP_C_EVICT_NS,           /* time spent evicting */
 	THP_C_COPY_CHILD,         /* regions of a fork child filled by COPY */
 	THP_C_POOL_MISS,          /* a restore found no pre-faulted THP */
+	/* Why an eviction left a resident region alone (besides refused,
+	 * incompressible and cancelled above): */
+	THP_C_EVICT_ZAP_PENDING,  /* a MADV_DONTNEED/FREE read may not have landed */
+	THP_C_EVICT_BUSY,         /* being unregistered, or an mremap/munmap/fork of
+				   * it was being handled: try again later */
+	THP_C_EVICT_SPLIT,        /* could not be made one PMD (VMA split, e.g. by
+				   * mprotect of part of it; or no THP to be had) */
+	THP_C_EVICT_FILLED,       /* holes filled with zeros and collapsed first */
 	THP_C__MAX
 };
 

@@ -41,11 +41,8 @@ static int setup(void **state)
 	s->rec = thp_arena_records(s->arena);
 	if (rt_init(&s->rt, MAXR))
 		return -1;
-	s->zap = calloc(MAXR, sizeof(*s->zap));
-	s->zap_resident_ns = calloc(MAXR, sizeof(*s->zap_resident_ns));
-	s->cut = calloc(MAXR, sizeof(*s->cut));
 	pthread_mutex_init(&s->zap_lock, NULL);
-	if (!s->zap || !s->zap_resident_ns || !s->cut)
+	if (rec_tables_init(s, MAXR))
 		return -1;
 	*state = s;
 	return 0;
@@ -56,9 +53,7 @@ static int teardown(void **state)
 	struct thpswap_session *s = *state;
 
 	rt_fini(&s->rt);
-	free(s->zap);
-	free(s->zap_resident_ns);
-	free(s->cut);
+	rec_tables_fini(s);
 	munmap(s->arena, s->arena_size);
 	close(s->arena_fd);
 	free(s);
