@@ -53,12 +53,16 @@ static uint64_t unmoved(const struct thpswap_session *s, uint64_t addr)
 /* Note a REMOVE for page range [lo, hi) of record @i (its region at @a). */
 static void note_zap(struct thpswap_session *s, uint32_t i, uint64_t a, uint64_t lo, uint64_t hi)
 {
-	uint32_t st;
+	uint32_t st = rec_state(&s->rec[i]);
 
-	rzap_note(s, i, a, lo, hi);
-	st = rec_state(&s->rec[i]);
+	/* Mapped, or on its way in or out: the zap lands on mapped pages at a
+	 * time we cannot observe, and the evictor waits for it to land
+	 * (rzap_in_flight; it checks under zap_lock, which we hold).  An
+	 * empty region's zaps are all in the zap mask below. */
+	if (st != THP_ST_RAM && st != THP_ST_ZERO && st != THP_ST_EMPTY)
+		rzap_note(s, i, a, lo, hi);
 	if (st == THP_ST_RESIDENT)
-		return; /* the evictor sees the pages */
+		return;
 	/* An eviction that has not moved the region out yet must not: the
 	 * kernel acts on the pages after this read, maybe after the MOVE (a
 	 * zap would miss them), and MADV_FREE leaves them in place, where the
@@ -219,8 +223,10 @@ void agent_drain(struct thpswap_session *s)
 		if (m.event == UFFD_EVENT_FORK || m.event == UFFD_EVENT_UNMAP ||
 		    m.event == UFFD_EVENT_REMAP)
 			handle_urgent(s, &m, s->uhead - 1);
-		else
+		else {
 			s->q[s->qtail++ & (QCAP - 1)] = m;
+			atomic_fetch_add(&s->q_in, 1);
+		}
 		atomic_fetch_add(&s->u_done, 1);
 	}
 }
@@ -249,13 +255,23 @@ void events_release(struct thpswap_session *s)
 
 void agent_sync(struct thpswap_session *s)
 {
-	unsigned long target = atomic_load(&s->u_read);
+	unsigned long target, queued;
 
 	if (agent_is_fault_thread(s))
 		return;
+	/* The kernel lets a munmap or mremap return once our read() has
+	 * copied its event out, before we count it: the fault thread reads
+	 * and counts under zap_lock, so taking it gets a count that includes
+	 * every event whose caller has returned. */
+	pthread_mutex_lock(&s->zap_lock);
+	target = atomic_load(&s->u_read);
+	pthread_mutex_unlock(&s->zap_lock);
 	/* The fault thread never waits for an app thread between reading
-	 * and handling, so this ends. */
+	 * and handling, and the caller owns no record, so this ends. */
 	while (atomic_load(&s->u_done) < target)
+		sched_yield();
+	queued = atomic_load(&s->q_in);
+	while (atomic_load(&s->q_done) < queued)
 		sched_yield();
 }
 
@@ -1030,6 +1046,7 @@ static void *fault_main(void *arg)
 			struct uffd_msg m = s->q[s->qhead++ & (QCAP - 1)];
 
 			handle_msg(s, &m);
+			atomic_fetch_add(&s->q_done, 1);
 		}
 		if (j && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
 			on_daemon(s, j);

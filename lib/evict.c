@@ -251,6 +251,19 @@ static int move_out(struct thpswap_session *s, struct thp_record *r, char *slot,
 	}
 }
 
+/* Have the zaps of every REMOVE read while the region was mapped landed?
+ * 0, -ECANCELED (one may still land), -EAGAIN (events being handled). */
+static int zap_landed(struct thpswap_session *s, struct thp_record *r)
+{
+	bool in_flight;
+
+	if (!events_hold(s, false))
+		return -EAGAIN;
+	in_flight = rzap_in_flight(s, (uint32_t)(r - s->rec), rec_addr(r));
+	events_release(s);
+	return in_flight ? -ECANCELED : 0;
+}
+
 /* Never written: the source of the zeros that fill holes. */
 static char zeros[REGION] __attribute__((aligned(4096)));
 
@@ -394,9 +407,14 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		return EV_SKIPPED;
 	}
-	whole = make_whole(s, r);
+	/* Before make_whole fills the holes that landed zaps left. */
+	whole = zap_landed(s, r);
+	if (whole == 0)
+		whole = make_whole(s, r);
 	if (whole < 0) {
-		ctr_add(s, whole == -EAGAIN ? THP_C_EVICT_BUSY : THP_C_EVICT_SPLIT, 1);
+		ctr_add(s, whole == -EAGAIN	  ? THP_C_EVICT_BUSY
+			   : whole == -ECANCELED ? THP_C_EVICT_ZAP_PENDING
+						 : THP_C_EVICT_SPLIT, 1);
 		return EV_SKIPPED;
 	}
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))

@@ -225,6 +225,10 @@ struct thpswap_session {
 	/* Messages read / handled from u, for app threads that must not look
 	 * up addresses a pending mremap or munmap has changed. */
 	_Atomic unsigned long u_read, u_done;
+	/* Messages put on q / handled from it (page faults and REMOVEs),
+	 * for agent_sync: a fault read late must not meet a region mapped
+	 * at its address afterwards (it would cancel that one's eviction). */
+	_Atomic unsigned long q_in, q_done;
 	/* The record the fault thread is restoring (RESTORING and owned by
 	 * it), or -1: a FORK read while that restore waits out EAGAIN must
 	 * not wait for it.  fault_owned_gone: an event read meanwhile took
@@ -430,8 +434,9 @@ bool agent_is_fault_thread(struct thpswap_session *s);
  */
 bool events_hold(struct thpswap_session *s, bool wait);
 void events_release(struct thpswap_session *s);
-/* App threads: wait until every event read so far is handled, so that
- * addresses looked up next mean what the application means by them. */
+/* App threads: wait until every event read so far is handled (page faults
+ * and REMOVEs too), so that addresses looked up next mean what the
+ * application means by them. */
 void agent_sync(struct thpswap_session *s);
 /* Ask the helpers to decompress alongside; returns when all frames are
  * done.  Fault thread only (one struct decomp_help per session). */

@@ -316,7 +316,7 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 		   struct thp_codec *codec)
 {
 	struct thp_record *r = &s->rec[idx];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = now_ns(), page = fault_addr & ~(THP_PAGE_SIZE - 1);
 
 	r->last_fault_ns = t0;
 	for (;;) {
@@ -332,6 +332,13 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 				return restore_owned(s, idx, st, write, codec, t0);
 			break;
 		case THP_ST_EVICTING:
+			/* A fault read late (its faulter was served meanwhile, or
+			 * the address was unmapped and mapped afresh since) names
+			 * a page that is there: an eviction that has not moved
+			 * the region out yet need not back off.  A real faulter
+			 * woken early faults again. */
+			if (thp_pagemap_count_present(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
+				return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
 			/* The evictor moves it back (or stores it) and wakes us. */
 			if (rec_cas(s, r, st, THP_ST_CANCEL))
 				return 0;
