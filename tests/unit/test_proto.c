@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The control protocol's framing: every type at its valid size, every way a
- * datagram can be malformed, and fd passing over a real socketpair. */
+/* The control protocol's framing: the wire layout byte by byte, every type
+ * at its valid size, every way a datagram can be malformed, and fd passing
+ * over a real socketpair.  Sizes and offsets are written out as numbers,
+ * derived once from src/proto.h: a test that computed them with the same
+ * sizeof and offsetof as the code could not see the layout change. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -17,6 +20,9 @@
 
 #include "proto.h"
 
+/* The header's size on the wire. */
+#define HDR 16
+
 /* A datagram buffer aligned like the receivers' (payload casts need it). */
 static uint64_t dgram[THP_MSG_MAX / sizeof(uint64_t)];
 
@@ -27,11 +33,11 @@ static size_t build(unsigned type, const void *payload, size_t plen)
 	struct thp_msg_hdr h;
 
 	thp_msg_init(&h, (enum thp_msg_type)type, 7, plen);
-	memset(dgram, 0, sizeof(struct thp_msg_hdr) + plen);
-	memcpy(dgram, &h, sizeof(h));
+	memset(dgram, 0, HDR + plen);
+	memcpy(dgram, &h, HDR);
 	if (payload)
-		memcpy((char *)dgram + sizeof(h), payload, plen);
-	return sizeof(h) + plen;
+		memcpy((char *)dgram + HDR, payload, plen);
+	return HDR + plen;
 }
 
 static struct thp_msg_hdr *hdr(void)
@@ -46,22 +52,22 @@ static int parse(size_t len)
 	return thp_msg_parse(dgram, len, &m);
 }
 
-/* Payload sizes of the fixed-size types. */
+/* Payload sizes of the fixed-size types (wire type number, bytes). */
 static const struct {
 	unsigned type;
 	size_t size;
 } fixed_types[] = {
-	{ THP_MSG_HELLO, sizeof(struct thp_msg_hello) },
-	{ THP_MSG_WELCOME, sizeof(struct thp_msg_welcome) },
-	{ THP_MSG_EVICT_DONE, sizeof(struct thp_msg_evict_done) },
-	{ THP_MSG_STATUS, 0 },
-	{ THP_MSG_STATUS_REPLY, sizeof(struct thp_msg_status_reply) },
-	{ THP_MSG_CLIENTS, 0 },
-	{ THP_MSG_REGIONS, sizeof(struct thp_msg_regions) },
-	{ THP_MSG_EVICT_REQ, sizeof(struct thp_msg_evict_req) },
-	{ THP_MSG_EVICT_REPLY, sizeof(struct thp_msg_evict_done) },
-	{ THP_MSG_STATS, sizeof(struct thp_msg_stats) },
-	{ THP_MSG_STATS_REPLY, sizeof(struct thp_msg_stats_reply) },
+	{ 2, 32 },	/* HELLO */
+	{ 3, 32 },	/* WELCOME */
+	{ 5, 32 },	/* EVICT_DONE */
+	{ 6, 0 },	/* STATUS */
+	{ 7, 88 },	/* STATUS_REPLY */
+	{ 8, 0 },	/* CLIENTS */
+	{ 10, 8 },	/* REGIONS */
+	{ 12, 24 },	/* EVICT_REQ */
+	{ 13, 32 },	/* EVICT_REPLY: an EVICT_DONE */
+	{ 14, 8 },	/* STATS */
+	{ 15, 3336 },	/* STATS_REPLY */
 };
 
 /* Array types: fixed part, entry size, where the count lives, the maximum. */
@@ -70,22 +76,198 @@ static const struct {
 	size_t fixed, elem, count_off;
 	uint32_t max;
 } array_types[] = {
-	{ THP_MSG_EVICT, sizeof(struct thp_msg_evict), sizeof(uint64_t),
-	  offsetof(struct thp_msg_evict, n), THP_EVICT_MAX },
-	{ THP_MSG_CLIENTS_REPLY, sizeof(struct thp_msg_clients_reply),
-	  sizeof(struct thp_client_info), offsetof(struct thp_msg_clients_reply, n),
-	  THP_CLIENTS_MAX },
-	{ THP_MSG_REGIONS_REPLY, sizeof(struct thp_msg_regions_reply),
-	  sizeof(struct thp_region_info), offsetof(struct thp_msg_regions_reply, n),
-	  THP_REGIONS_MAX },
+	{ 4, 8, 8, 4, 2048 },		/* EVICT: reason, n, then addresses */
+	{ 9, 8, 80, 0, 256 },		/* CLIENTS_REPLY: n, pad, then clients */
+	{ 11, 8, 32, 4, 1024 },		/* REGIONS_REPLY: next, n, then regions */
 };
+
+#define FIELD(type, field, off, size) do { \
+	assert_int_equal(offsetof(type, field), off); \
+	assert_int_equal(sizeof(((type *)0)->field), size); } while (0)
+
+/* Every struct of src/proto.h, field by field. */
+static void test_wire_layout(void **state)
+{
+	assert_int_equal(HDR, 16);
+	FIELD(struct thp_msg_hdr, magic, 0, 4);
+	FIELD(struct thp_msg_hdr, version, 4, 2);
+	FIELD(struct thp_msg_hdr, type, 6, 2);
+	FIELD(struct thp_msg_hdr, len, 8, 4);
+	FIELD(struct thp_msg_hdr, seq, 12, 4);
+
+	assert_int_equal(sizeof(struct thp_msg_error), 204);
+	FIELD(struct thp_msg_error, err, 0, 4);
+	FIELD(struct thp_msg_error, text, 4, 200);
+
+	assert_int_equal(sizeof(struct thp_msg_hello), 32);
+	FIELD(struct thp_msg_hello, role, 0, 4);
+	FIELD(struct thp_msg_hello, max_regions, 4, 4);
+	FIELD(struct thp_msg_hello, want_features, 8, 8);
+	FIELD(struct thp_msg_hello, comm, 16, 16);
+
+	assert_int_equal(sizeof(struct thp_msg_welcome), 32);
+	FIELD(struct thp_msg_welcome, session_id, 0, 8);
+	FIELD(struct thp_msg_welcome, uffd_features, 8, 8);
+	FIELD(struct thp_msg_welcome, arena_size, 16, 8);
+	FIELD(struct thp_msg_welcome, daemon_pid, 24, 4);
+	FIELD(struct thp_msg_welcome, pad, 28, 4);
+
+	assert_int_equal(sizeof(struct thp_msg_evict), 8);
+	FIELD(struct thp_msg_evict, reason, 0, 4);
+	FIELD(struct thp_msg_evict, n, 4, 4);
+	assert_int_equal(offsetof(struct thp_msg_evict, addr), 8);
+	assert_int_equal(sizeof(((struct thp_msg_evict *)0)->addr[0]), 8);
+
+	assert_int_equal(sizeof(struct thp_msg_evict_done), 32);
+	FIELD(struct thp_msg_evict_done, evicted, 0, 4);
+	FIELD(struct thp_msg_evict_done, skipped, 4, 4);
+	FIELD(struct thp_msg_evict_done, failed, 8, 4);
+	FIELD(struct thp_msg_evict_done, pad, 12, 4);
+	FIELD(struct thp_msg_evict_done, bytes_in, 16, 8);
+	FIELD(struct thp_msg_evict_done, bytes_stored, 24, 8);
+
+	assert_int_equal(sizeof(struct thp_msg_status_reply), 88);
+	FIELD(struct thp_msg_status_reply, daemon_pid, 0, 4);
+	FIELD(struct thp_msg_status_reply, clients, 4, 4);
+	FIELD(struct thp_msg_status_reply, uptime_ns, 8, 8);
+	FIELD(struct thp_msg_status_reply, regions, 16, 8);
+	FIELD(struct thp_msg_status_reply, resident, 24, 8);
+	FIELD(struct thp_msg_status_reply, evicted_zero, 32, 8);
+	FIELD(struct thp_msg_status_reply, evicted_ram, 40, 8);
+	FIELD(struct thp_msg_status_reply, stored_bytes, 48, 8);
+	FIELD(struct thp_msg_status_reply, budget_bytes, 56, 8);
+	FIELD(struct thp_msg_status_reply, zstd_level, 64, 4);
+	FIELD(struct thp_msg_status_reply, pad, 68, 4);
+	FIELD(struct thp_msg_status_reply, version, 72, 16);
+
+	assert_int_equal(sizeof(struct thp_client_info), 80);
+	FIELD(struct thp_client_info, pid, 0, 4);
+	FIELD(struct thp_client_info, uid, 4, 4);
+	FIELD(struct thp_client_info, session_id, 8, 8);
+	FIELD(struct thp_client_info, regions, 16, 8);
+	FIELD(struct thp_client_info, resident, 24, 8);
+	FIELD(struct thp_client_info, evicted_zero, 32, 8);
+	FIELD(struct thp_client_info, evicted_ram, 40, 8);
+	FIELD(struct thp_client_info, stored_bytes, 48, 8);
+	FIELD(struct thp_client_info, faults, 56, 8);
+	FIELD(struct thp_client_info, comm, 64, 16);
+	assert_int_equal(sizeof(struct thp_msg_clients_reply), 8);
+	FIELD(struct thp_msg_clients_reply, n, 0, 4);
+	FIELD(struct thp_msg_clients_reply, pad, 4, 4);
+	assert_int_equal(offsetof(struct thp_msg_clients_reply, c), 8);
+
+	assert_int_equal(sizeof(struct thp_msg_regions), 8);
+	FIELD(struct thp_msg_regions, pid, 0, 4);
+	FIELD(struct thp_msg_regions, cursor, 4, 4);
+	assert_int_equal(sizeof(struct thp_region_info), 32);
+	FIELD(struct thp_region_info, addr, 0, 8);
+	FIELD(struct thp_region_info, state, 8, 4);
+	FIELD(struct thp_region_info, stored_len, 12, 4);
+	FIELD(struct thp_region_info, codec, 16, 1);
+	FIELD(struct thp_region_info, level, 17, 1);
+	FIELD(struct thp_region_info, pad, 18, 6);
+	FIELD(struct thp_region_info, last_fault_ns, 24, 8);
+	assert_int_equal(sizeof(struct thp_msg_regions_reply), 8);
+	FIELD(struct thp_msg_regions_reply, next, 0, 4);
+	FIELD(struct thp_msg_regions_reply, n, 4, 4);
+	assert_int_equal(offsetof(struct thp_msg_regions_reply, r), 8);
+
+	assert_int_equal(sizeof(struct thp_msg_evict_req), 24);
+	FIELD(struct thp_msg_evict_req, pid, 0, 4);
+	FIELD(struct thp_msg_evict_req, pad, 4, 4);
+	FIELD(struct thp_msg_evict_req, addr, 8, 8);
+	FIELD(struct thp_msg_evict_req, len, 16, 8);
+
+	assert_int_equal(sizeof(struct thp_msg_stats), 8);
+	FIELD(struct thp_msg_stats, pid, 0, 4);
+	FIELD(struct thp_msg_stats, pad, 4, 4);
+	assert_int_equal(sizeof(struct thp_msg_stats_reply), 3336);
+	FIELD(struct thp_msg_stats_reply, n_counters, 0, 4);
+	FIELD(struct thp_msg_stats_reply, n_hist, 4, 4);
+	FIELD(struct thp_msg_stats_reply, ctr, 8, 32 * 8);
+	FIELD(struct thp_msg_stats_reply, hist, 264, 4 * 96 * 8);
+}
+
+/* The numbers on the wire: magic, version, message types, roles, evict
+ * reasons and the limits a peer checks against. */
+static void test_wire_numbers(void **state)
+{
+	static const char *const names[] = {
+		NULL, "ERROR", "HELLO", "WELCOME", "EVICT", "EVICT_DONE", "STATUS", "STATUS_REPLY",
+		"CLIENTS", "CLIENTS_REPLY", "REGIONS", "REGIONS_REPLY", "EVICT_REQ", "EVICT_REPLY",
+		"STATS", "STATS_REPLY",
+	};
+
+	assert_int_equal(THP_PROTO_MAGIC, 0x53504854);
+	assert_int_equal(THP_PROTO_VERSION, 1);
+	assert_int_equal(THP_MSG__MAX, 16);
+	for (unsigned t = 1; t < 16; t++)
+		assert_string_equal(thp_msg_type_name(t), names[t]);
+	assert_int_equal(THP_MSG_ERROR, 1);
+	assert_int_equal(THP_MSG_HELLO, 2);
+	assert_int_equal(THP_MSG_EVICT, 4);
+	assert_int_equal(THP_MSG_EVICT_DONE, 5);
+	assert_int_equal(THP_MSG_EVICT_REQ, 12);
+	assert_int_equal(THP_MSG_STATS_REPLY, 15);
+	assert_int_equal(THP_ROLE_CLIENT, 1);
+	assert_int_equal(THP_ROLE_CTL, 2);
+	assert_int_equal(THP_EVICT_BUDGET, 1);
+	assert_int_equal(THP_EVICT_ADMIN, 2);
+	assert_int_equal(THP_EVICT_PRESSURE, 3);
+	assert_int_equal(THP_MSG_MAX, 65536);
+	assert_int_equal(THP_EVICT_MAX, 2048);
+	assert_int_equal(THP_CLIENTS_MAX, 256);
+	assert_int_equal(THP_REGIONS_MAX, 1024);
+}
+
+/* A datagram written byte by byte as a peer of another build would send it
+ * parses, and what thp_msg_send puts on the wire is those bytes. */
+static void test_wire_bytes(void **state)
+{
+	static const unsigned char hello[16 + 32] = {
+		'T', 'H', 'P', 'S',	/* magic, little-endian 0x53504854 */
+		1, 0,			/* version */
+		2, 0,			/* HELLO */
+		48, 0, 0, 0,		/* len: header and payload */
+		0x78, 0x56, 0x34, 0x12,	/* seq */
+		2, 0, 0, 0,		/* role: CTL */
+		0, 2, 0, 0,		/* max_regions 512 */
+		0, 0, 1, 0, 0, 0, 0, 0,	/* want_features 1 << 16 */
+		'c', 't', 'l', 0,	/* comm */
+	};
+	const struct thp_msg_hello *h;
+	struct thp_msg m;
+	unsigned char got[64];
+	int sv[2];
+
+	memcpy(dgram, hello, sizeof(hello));
+	assert_int_equal(thp_msg_parse(dgram, sizeof(hello), &m), 0);
+	assert_int_equal(m.hdr.type, 2);
+	assert_int_equal(m.hdr.len, 48);
+	assert_int_equal(m.hdr.seq, 0x12345678);
+	assert_int_equal(m.payload_len, 32);
+	assert_ptr_equal(m.payload, (char *)dgram + 16);
+	h = m.payload;
+	assert_int_equal(h->role, THP_ROLE_CTL);
+	assert_int_equal(h->max_regions, 512);
+	assert_int_equal(h->want_features, 1u << 16);
+	assert_string_equal(h->comm, "ctl");
+
+	/* The same message sent by the code: the same bytes. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(thp_msg_send(sv[0], THP_MSG_HELLO, 0x12345678, hello + 16, 32, NULL, 0), 0);
+	assert_int_equal(recv(sv[1], got, sizeof(got), 0), (ssize_t)sizeof(hello));
+	assert_memory_equal(got, hello, sizeof(hello));
+	close(sv[0]);
+	close(sv[1]);
+}
 
 static size_t build_array(unsigned i, uint32_t n, size_t nelem)
 {
 	size_t len = build(array_types[i].type, NULL,
 			   array_types[i].fixed + nelem * array_types[i].elem);
 
-	memcpy((char *)dgram + sizeof(struct thp_msg_hdr) + array_types[i].count_off,
+	memcpy((char *)dgram + HDR + array_types[i].count_off,
 	       &n, sizeof(n));
 	return len;
 }
@@ -100,7 +282,7 @@ static void test_fixed_types_valid(void **state)
 		assert_int_equal(m.hdr.type, fixed_types[i].type);
 		assert_int_equal(m.hdr.seq, 7);
 		assert_int_equal(m.payload_len, fixed_types[i].size);
-		assert_ptr_equal(m.payload, (char *)dgram + sizeof(struct thp_msg_hdr));
+		assert_ptr_equal(m.payload, (char *)dgram + HDR);
 	}
 }
 
@@ -161,7 +343,7 @@ static void test_array_types(void **state)
 		assert_int_equal(parse(len - 1), -EBADMSG);
 		/* n > max, even with a length that matches it */
 		if ((size_t)(max + 1) * array_types[i].elem + array_types[i].fixed +
-		    sizeof(struct thp_msg_hdr) <= THP_MSG_MAX)
+		    HDR <= THP_MSG_MAX)
 			assert_int_equal(parse(build_array(i, max + 1, max + 1)), -EBADMSG);
 		assert_int_equal(parse(build_array(i, max + 1, 0)), -EBADMSG);
 		/* a count whose product with the entry size overflows 32 bits */
@@ -274,7 +456,7 @@ static void test_roundtrip_with_fds(void **state)
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_HELLO, 3, &hello, sizeof(hello), p, 2), 0);
 
 	n = thp_msg_recv(sv[1], dgram, sizeof(dgram), fds, 2, &nfds);
-	assert_int_equal(n, sizeof(struct thp_msg_hdr) + sizeof(hello));
+	assert_int_equal(n, HDR + sizeof(hello));
 	assert_int_equal(nfds, 2);
 	assert_int_equal(thp_msg_parse(dgram, (size_t)n, &m), 0);
 	assert_int_equal(m.hdr.type, THP_MSG_HELLO);
@@ -293,7 +475,7 @@ static void test_roundtrip_with_fds(void **state)
 	/* no payload, no fds */
 	assert_int_equal(thp_msg_send(sv[1], THP_MSG_STATUS, 9, NULL, 0, NULL, 0), 0);
 	n = thp_msg_recv(sv[0], dgram, sizeof(dgram), NULL, 0, NULL);
-	assert_int_equal(n, sizeof(struct thp_msg_hdr));
+	assert_int_equal(n, HDR);
 	assert_int_equal(thp_msg_parse(dgram, (size_t)n, &m), 0);
 	assert_int_equal(m.hdr.type, THP_MSG_STATUS);
 	assert_int_equal(m.payload_len, 0);
@@ -361,7 +543,7 @@ static void test_extra_fds_closed(void **state)
 	/* a datagram larger than the buffer: fds closed too */
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_STATS, 3, dgram,
 				      sizeof(struct thp_msg_stats), p, 1), 0);
-	assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(struct thp_msg_hdr), fds, 1, &nfds),
+	assert_int_equal(thp_msg_recv(sv[1], dgram, HDR, fds, 1, &nfds),
 			 -EMSGSIZE);
 	assert_int_equal(nfds, 0);
 	assert_int_equal(open_fds(), before);
@@ -369,7 +551,7 @@ static void test_extra_fds_closed(void **state)
 	/* the socket is still usable afterwards */
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_STATUS, 4, NULL, 0, p, 1), 0);
 	assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(dgram), fds, 1, &nfds),
-			 (long)sizeof(struct thp_msg_hdr));
+			 (long)HDR);
 	assert_int_equal(nfds, 1);
 	assert_int_equal(open_fds(), before + 1);
 	close(fds[0]);
@@ -392,7 +574,7 @@ static void test_credentials_do_not_truncate(void **state)
 	assert_int_equal(pipe(p), 0);
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_STATUS, 1, NULL, 0, p, 1), 0);
 	assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(dgram), &fd, 1, &nfds),
-			 (long)sizeof(struct thp_msg_hdr));
+			 (long)HDR);
 	assert_int_equal(nfds, 1);
 	assert_true(fd >= 0);
 	close(fd);
@@ -408,13 +590,13 @@ static void test_send_limits(void **state)
 
 	pair(sv);
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_STATUS, 1, dgram,
-				      THP_MSG_MAX - sizeof(struct thp_msg_hdr) + 1, NULL, 0),
+				      THP_MSG_MAX - HDR + 1, NULL, 0),
 			 -EMSGSIZE);
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_STATUS, 1, NULL, 0, fds, 9), -EINVAL);
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_STATUS, 1, NULL, 4, NULL, 0), -EINVAL);
 	/* the largest datagram goes through whole */
 	assert_int_equal(thp_msg_send(sv[0], THP_MSG_STATUS, 1, dgram,
-				      THP_MSG_MAX - sizeof(struct thp_msg_hdr), NULL, 0), 0);
+				      THP_MSG_MAX - HDR, NULL, 0), 0);
 	assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(dgram), NULL, 0, NULL), THP_MSG_MAX);
 	close(sv[1]);
 	/* peer gone: an error, not SIGPIPE */
@@ -425,6 +607,9 @@ static void test_send_limits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_wire_layout),
+		cmocka_unit_test(test_wire_numbers),
+		cmocka_unit_test(test_wire_bytes),
 		cmocka_unit_test(test_fixed_types_valid),
 		cmocka_unit_test(test_fixed_types_wrong_size),
 		cmocka_unit_test(test_error_valid_and_unterminated),
