@@ -1,35 +1,50 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <spawn.h>
-#include <stdbool.h>
+#include <sys/mman.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "kernel-abi.h"
 #include "pagemap.h"
+#include "probe.h"
+#include "thpswap/thpswap.h"
+#include "util.h"
 
 void h_require_root(void)
 {
-	char buf[128] = "";
-	FILE *f;
+	const char *sysroot = getenv("THPSWAP_TEST_SYSROOT");
+	struct thp_caps caps;
+	char why[2048];
+	int r;
 
 	if (geteuid() != 0) {
-		fprintf(stderr, "skip: needs root (userfaultfd with EVENT_FORK, /dev/userfaultfd)\n");
+		printf("skip: needs root (userfaultfd with EVENT_FORK, /dev/userfaultfd)\n");
 		exit(H_SKIP);
 	}
-	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	if (!f || !fgets(buf, sizeof(buf), f) || strstr(buf, "[never]")) {
-		fprintf(stderr, "skip: transparent huge pages are disabled here\n");
-		exit(H_SKIP);
-	}
-	fclose(f);
+	r = thp_probe(&caps, sysroot && *sysroot ? sysroot : NULL);
+	H_CHECK(r == 0, "probing the kernel (sysroot %s): %s", sysroot ? sysroot : "/", strerror(-r));
+	if (thp_probe_required(&caps, why, sizeof(why)) == 0)
+		return;
+	for (char *line = strtok(why, "\n"); line; line = strtok(NULL, "\n"))
+		printf("skip: %s\n", line);
+	exit(H_SKIP);
 }
 
 static const char *env_path(const char *name)
@@ -244,11 +259,7 @@ long long h_json_u64(const char *json, const char *key)
 	return (*p >= '0' && *p <= '9') ? strtoll(p, NULL, 10) : -1;
 }
 
-/* ---- added for writers, tiers and client-kill ---- */
-#include <dirent.h>
-#include <sys/ioctl.h>
-
-#include "kernel-abi.h"
+/* ---- run time, helper processes, JSON replies ---- */
 
 unsigned h_test_seconds(unsigned dflt)
 {
@@ -264,32 +275,13 @@ unsigned h_test_seconds(unsigned dflt)
 
 long h_pmd_zero_mapped(const void *addr, size_t len)
 {
-	const uint64_t mask = PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO;
-	uint64_t start = (uint64_t)(uintptr_t)addr, end = start + len;
-	struct page_region vec[64];
-	long pages = 0;
 	int fd = thp_pagemap_open(0);
+	long pages;
 
 	if (fd < 0)
 		return fd;
-	while (start < end) {
-		struct pm_scan_arg a = {
-			.size = sizeof(a), .start = start, .end = end,
-			.vec = (uint64_t)(uintptr_t)vec, .vec_len = 64,
-			.category_mask = mask, .return_mask = mask,
-		};
-		long n = ioctl(fd, PAGEMAP_SCAN, &a);
-
-		if (n < 0) {
-			pages = -errno;
-			break;
-		}
-		for (long i = 0; i < n; i++)
-			pages += (long)((vec[i].end - vec[i].start) / THP_PAGE_SIZE);
-		if (a.walk_end <= start || n < 64)
-			break;
-		start = a.walk_end;
-	}
+	pages = thp_pagemap_count(fd, (uint64_t)(uintptr_t)addr, (uint64_t)(uintptr_t)addr + len,
+				  PAGE_IS_HUGE | PAGE_IS_PRESENT | PAGE_IS_PFNZERO, 0);
 	close(fd);
 	return pages < 0 ? pages : pages / (long)(THP_PMD_SIZE / THP_PAGE_SIZE);
 }
@@ -470,13 +462,7 @@ int h_json_i64(const char *json, const char *key, long long *out)
 	return 0;
 }
 
-/* ==== engineer F (non-cooperative events, fork): cases, deadlines, data ==== */
-#include <limits.h>
-#include <poll.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <sys/mman.h>
-#include <sys/pidfd.h>
+/* ---- cases, deadlines, data ---- */
 
 #define H_SLOTS 24
 static char h_where[H_SLOTS][200];
@@ -743,15 +729,13 @@ int h_evict(struct thpswap_session *s, void *addr, size_t len)
 
 void *h_reserve(size_t len, size_t skew)
 {
-	size_t all = len + 2 * THPSWAP_REGION_SIZE;
-	char *p = mmap(NULL, all, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), *a;
+	char *p = thp_mmap_aligned(len + skew, THPSWAP_REGION_SIZE, PROT_NONE,
+				   MAP_PRIVATE | MAP_NORESERVE);
 
-	H_CHECK(p != MAP_FAILED, "reserve %zu bytes of address space: %s", all, strerror(errno));
-	a = (char *)(((uintptr_t)p + THPSWAP_REGION_SIZE - 1) & ~(uintptr_t)(THPSWAP_REGION_SIZE - 1)) + skew;
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	munmap(a + len, (size_t)(p + all - (a + len)));
-	return a;
+	H_CHECK(p != MAP_FAILED, "reserve %zu bytes of address space: %s", len + skew, strerror(errno));
+	if (skew)
+		munmap(p, skew);
+	return p + skew;
 }
 
 void h_mem_map(struct thpswap_session *s, struct h_mem *m, size_t nreg, uint64_t pg0)
@@ -818,6 +802,303 @@ void *h_barrier_map(struct thpswap_session *s)
 	return b;
 }
 
+/* ---- the arena ---- */
+
+int h_arena_fd(void)
+{
+	char path[300], link[256], want[64];
+	struct dirent *e;
+	int fd = -1, found = 0;
+	DIR *d = opendir("/proc/self/fd");
+
+	H_CHECK(d, "opendir /proc/self/fd: %s", strerror(errno));
+	snprintf(want, sizeof(want), "/memfd:thpswap-arena:%d ", (int)getpid());
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = 0;
+		/* "/memfd:NAME (deleted)" */
+		if (!strncmp(link, want, strlen(want))) {
+			fd = atoi(e->d_name);
+			found++;
+		}
+	}
+	closedir(d);
+	H_CHECK(found == 1, "%d descriptors of this process name its arena memfd (%s...), want 1",
+		found, want);
+	return fd;
+}
+
+static struct thp_arena_header arena_header(int fd)
+{
+	struct thp_arena_header h;
+	ssize_t n = pread(fd, &h, sizeof(h), 0);
+
+	H_CHECK(n == (ssize_t)sizeof(h) && h.magic == THP_ARENA_MAGIC && h.max_regions,
+		"read the arena header: %zd bytes, %s", n, n < 0 ? strerror(errno) : "bad magic");
+	return h;
+}
+
+/* Every live record of the arena on @fd, read a chunk at a time, to @fn. */
+static void arena_each(int fd, void (*fn)(uint32_t idx, const struct thp_record *r, void *arg),
+		       void *arg)
+{
+	static __thread struct thp_record chunk[1024];
+	struct thp_arena_header h = arena_header(fd);
+
+	for (uint32_t i = 0; i < h.max_regions; i += 1024) {
+		uint32_t k = h.max_regions - i < 1024 ? h.max_regions - i : 1024;
+		ssize_t n = pread(fd, chunk, k * sizeof(chunk[0]),
+				  (off_t)(h.records_off + (uint64_t)i * sizeof(chunk[0])));
+
+		H_CHECK(n == (ssize_t)(k * sizeof(chunk[0])), "read the arena records: %s",
+			n < 0 ? strerror(errno) : "short read");
+		for (uint32_t j = 0; j < k; j++)
+			if (chunk[j].state != THP_ST_FREE)
+				fn(i + j, &chunk[j], arg);
+	}
+}
+
+struct view_arg {
+	uint64_t lo;
+	size_t nreg;
+	struct h_region_view *v;
+};
+
+static void view_one(uint32_t idx, const struct thp_record *r, void *arg)
+{
+	struct view_arg *a = arg;
+	struct h_region_view *v;
+
+	(void)idx;
+	if (r->addr < a->lo || r->addr >= a->lo + a->nreg * THPSWAP_REGION_SIZE ||
+	    (r->addr - a->lo) % THPSWAP_REGION_SIZE)
+		return;
+	v = &a->v[(r->addr - a->lo) / THPSWAP_REGION_SIZE];
+	if (!v->nrec++) {
+		v->state = r->state;
+		v->flags = r->flags;
+		v->stored_len = r->stored_len;
+	}
+}
+
+void h_arena_view(int fd, const void *addr, size_t nreg, struct h_region_view *v)
+{
+	struct view_arg a = { (uint64_t)(uintptr_t)addr, nreg, v };
+
+	memset(v, 0, nreg * sizeof(*v));
+	arena_each(fd, view_one, &a);
+}
+
+void h_region_describe(int fd, const void *addr, char *buf, size_t sz)
+{
+	struct h_region_view v;
+	int pm = thp_pagemap_open(0);
+	uint64_t a = (uint64_t)(uintptr_t)addr;
+	long present = -1, pmd = -1;
+
+	h_arena_view(fd, addr, 1, &v);
+	if (pm >= 0) {
+		present = thp_pagemap_count_present(pm, a, a + THPSWAP_REGION_SIZE);
+		pmd = thp_pagemap_count_pmd(pm, a, a + THPSWAP_REGION_SIZE);
+		close(pm);
+	}
+	snprintf(buf, sz, "region %p: %s (flags %#x, %u bytes stored, %u records), %ld of 512 pages "
+		 "present, %s", addr, v.nrec ? thp_state_name(v.state) : "no record", v.flags,
+		 v.stored_len, v.nrec, present, pmd == 1 ? "PMD-mapped" : "not PMD-mapped");
+}
+
+/* The session's counters of why evictions left regions alone, from the
+ * arena's header (not all of them are in struct thpswap_stats). */
+static void skip_reasons(int fd, const char *what)
+{
+	static const struct { unsigned c; const char *name; } why[] = {
+		{ THP_C_EVICT_REFUSED, "refused" },
+		{ THP_C_EVICT_INCOMPRESSIBLE, "incompressible" },
+		{ THP_C_EVICT_CANCELLED, "cancelled" },
+		{ THP_C_EVICT_ZAP_PENDING, "zap_pending" },
+		{ THP_C_EVICT_BUSY, "busy" },
+		{ THP_C_EVICT_SPLIT, "split" },
+		{ THP_C_EVICT_FILLED, "filled" },
+	};
+	struct thp_arena_header h = arena_header(fd);
+
+	fprintf(stderr, "%s: eviction counters:", what);
+	for (size_t k = 0; k < sizeof(why) / sizeof(why[0]); k++)
+		fprintf(stderr, " %s=%llu", why[k].name, (unsigned long long)h.ctr[why[k].c]);
+	fputc('\n', stderr);
+}
+
+int h_mem_evict(struct thpswap_session *s, const struct h_mem *m, const char *what)
+{
+	size_t nreg = m->len / THPSWAP_REGION_SIZE;
+	struct h_region_view *before = calloc(nreg, sizeof(*before));
+	struct h_region_view *after = calloc(nreg, sizeof(*after));
+	int fd = h_arena_fd(), n, resident = 0, bad = 0;
+	char line[320];
+
+	H_CHECK(before && after, "out of memory");
+	h_arena_view(fd, m->base, nreg, before);
+	for (size_t k = 0; k < nreg; k++)
+		resident += before[k].state == THP_ST_RESIDENT;
+	h_at("%s: evicting %zu regions", what, nreg);
+	n = h_evict(s, m->base, m->len);
+	h_arena_view(fd, m->base, nreg, after);
+	for (size_t k = 0; k < nreg; k++) {
+		const uint32_t *g = m->gen + k * H_PAGES_PER_REGION;
+		bool data = false;
+
+		for (size_t p = 0; p < H_PAGES_PER_REGION && !data; p++)
+			data = g[p] && !(g[p] & H_OR_ZERO);
+		if (after[k].nrec == 1 && after[k].state != THP_ST_RESIDENT &&
+		    (!data || after[k].state == THP_ST_RAM))
+			continue;
+		h_region_describe(fd, m->base + k * THPSWAP_REGION_SIZE, line, sizeof(line));
+		fprintf(stderr, "%s: region %zu of %zu %s after the eviction (%s before): %s\n", what, k,
+			nreg, data ? "holds data but is not stored" : "is still resident",
+			before[k].nrec ? thp_state_name(before[k].state) : "no record", line);
+		bad++;
+	}
+	free(before);
+	free(after);
+	if (bad || n != resident)
+		skip_reasons(fd, what);
+	H_CHECK(!bad && n == resident, "%s: thpswap_advise(COLD) evicted %d of the %d resident regions; "
+		"%d of %zu regions not evicted (above)", what, n, resident, bad, nreg);
+	return n;
+}
+
+/* Does tmpfs put large folios in the arena (then allocation is not page-
+ * granular and only the lower bound holds)?  Written with pwrite(2), no
+ * mapping asks for huge pages: only "always", "within_size" and "force" do. */
+static bool shmem_large_folios(void)
+{
+	static const char *const large[] = { "always", "within_size", "force" };
+	char path[400], mode[32];
+	bool top = false, any = false;
+	struct dirent *e;
+	DIR *d;
+
+	if (thp_parse_mode("/sys/kernel/mm/transparent_hugepage/shmem_enabled", mode, sizeof(mode)) == 0)
+		for (size_t k = 0; k < 3; k++)
+			top |= !strcmp(mode, large[k]);
+	d = opendir("/sys/kernel/mm/transparent_hugepage");
+	if (!d)
+		return top;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "hugepages-", 10))
+			continue;
+		snprintf(path, sizeof(path), "/sys/kernel/mm/transparent_hugepage/%s/shmem_enabled",
+			 e->d_name);
+		if (thp_parse_mode(path, mode, sizeof(mode)))
+			continue;
+		any |= !strcmp(mode, "always") || !strcmp(mode, "within_size") ||
+		       (!strcmp(mode, "inherit") && top);
+	}
+	closedir(d);
+	return top || any;
+}
+
+struct stored_arg {
+	uint32_t *len;		/* stored bytes per record index */
+	uint64_t sum, pages, slots;
+};
+
+static void stored_one(uint32_t idx, const struct thp_record *r, void *arg)
+{
+	struct stored_arg *a = arg;
+
+	a->len[idx] = r->stored_len;
+	a->sum += r->stored_len;
+	a->pages += (r->stored_len + 4095ull) & ~4095ull;
+	a->slots += r->stored_len > 0;
+}
+
+/* Data (SEEK_DATA) in a slot beyond its record's stored bytes, or in the
+ * slot of a record that stores nothing: the first such place into @at,
+ * and how many slots have any. */
+static unsigned stray_data(int fd, const struct thp_arena_header *h, const uint32_t *len,
+			   char *at, size_t atsz)
+{
+	unsigned stray = 0;
+	off_t pos = (off_t)h->data_off;
+
+	for (;;) {
+		off_t d = lseek(fd, pos, SEEK_DATA), e;
+
+		if (d < 0)
+			break; /* ENXIO: no data after pos */
+		e = lseek(fd, d, SEEK_HOLE);
+		H_CHECK(e > d, "SEEK_HOLE in the arena: %s", strerror(errno));
+		/* Each slot the extent [d, e) touches. */
+		for (uint64_t i = ((uint64_t)d - h->data_off) / THP_SLOT_SIZE;
+		     i < h->max_regions && h->data_off + i * THP_SLOT_SIZE < (uint64_t)e; i++) {
+			uint64_t lo = h->data_off + i * THP_SLOT_SIZE;
+			uint64_t ok = lo + ((len[i] + 4095ull) & ~4095ull);
+			uint64_t from = (uint64_t)d > lo ? (uint64_t)d : lo;
+			uint64_t to = (uint64_t)e < lo + THP_SLOT_SIZE ? (uint64_t)e : lo + THP_SLOT_SIZE;
+
+			if (to > ok && !stray++)
+				snprintf(at, atsz, "slot %llu (%u bytes stored) has data at its bytes "
+					 "%llu..%llu", (unsigned long long)i, len[i],
+					 (unsigned long long)((from > ok ? from : ok) - lo),
+					 (unsigned long long)(to - lo));
+		}
+		pos = e;
+	}
+	return stray;
+}
+
+void h_check_stored(struct thpswap_session *s, void *barrier, const char *what)
+{
+	struct stored_arg a = { 0 };
+	struct thp_arena_header h;
+	struct thpswap_stats st;
+	struct stat sb;
+	uint64_t alloc;
+	unsigned stray = 0;
+	char at[200] = "";
+	bool large = shmem_large_folios();
+	int fd;
+
+	if (barrier)
+		h_agent_sync(barrier);
+	fd = h_arena_fd();
+	h = arena_header(fd);
+	a.len = calloc(h.max_regions, sizeof(*a.len));
+	H_CHECK(a.len, "out of memory");
+	arena_each(fd, stored_one, &a);
+	st = h_stats(s);
+	H_CHECK(fstat(fd, &sb) == 0, "fstat the arena: %s", strerror(errno));
+	alloc = (uint64_t)sb.st_blocks * 512;
+	if (!large)
+		stray = stray_data(fd, &h, a.len, at, sizeof(at));
+	free(a.len);
+	printf("%s: %llu bytes stored in %llu slots; the arena memfd holds %llu bytes (header and "
+	       "records area: %llu)%s\n", what, (unsigned long long)a.sum, (unsigned long long)a.slots,
+	       (unsigned long long)alloc, (unsigned long long)h.data_off,
+	       large ? "; tmpfs may use large folios here: only the lower bound is checked" : "");
+	H_CHECK(a.sum == st.stored_bytes, "%s: the records hold %llu stored bytes, the counter says %llu",
+		what, (unsigned long long)a.sum, (unsigned long long)st.stored_bytes);
+	H_CHECK(alloc >= a.pages, "%s: the arena memfd holds %llu bytes, less than the %llu stored "
+		"(%llu in 4 KiB pages): stored bytes are missing", what, (unsigned long long)alloc,
+		(unsigned long long)a.sum, (unsigned long long)a.pages);
+	if (!large) {
+		H_CHECK(alloc <= a.pages + h.data_off, "%s: the arena memfd holds %llu bytes, more than "
+			"the %llu stored (%llu in 4 KiB pages) and the %llu of header and records: bytes "
+			"were left behind", what, (unsigned long long)alloc, (unsigned long long)a.sum,
+			(unsigned long long)a.pages, (unsigned long long)h.data_off);
+		H_CHECK(!stray, "%s: %u slots hold data beyond their stored bytes; the first: %s", what,
+			stray, at);
+	}
+}
+
 /* ---- one case per process ---- */
 static const struct h_daemon *case_d;
 static pid_t case_pid;
@@ -841,6 +1122,7 @@ static int run_one(const char *name, const struct h_case *cases, size_t n)
 {
 	static struct h_daemon d;
 	const char *sock = getenv("THPSWAP_SOCKET");
+	void *bar;
 	int r;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -857,6 +1139,10 @@ static int run_one(const char *name, const struct h_case *cases, size_t n)
 		case_pid = getpid();
 		atexit(case_atexit);
 		cases[i].run(case_s, &d, cases[i].variant);
+		h_at("case %s: checking the arena", name);
+		bar = h_barrier_map(case_s);
+		h_check_stored(case_s, bar, "at the end of the case");
+		H_CHECK(thpswap_unmap(case_s, bar, THPSWAP_REGION_SIZE) == 0, "unmap the barrier");
 		h_at("case %s: thpswap_close", name);
 		r = thpswap_close(case_s);
 		case_s = NULL;
@@ -928,9 +1214,7 @@ int h_run_cases(int argc, char **argv, const struct h_case *cases, size_t n,
 		failed++;
 	return failed ? H_FAIL : H_PASS;
 }
-/* ==== end engineer F ==== */
 
-#include "thpswap/thpswap.h"
 
 static struct thpswap_session *sigbus_session;
 static const char *sigbus_base;

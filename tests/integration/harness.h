@@ -22,7 +22,13 @@ struct h_daemon {
 	char sock[128];   /* socket path inside it; exported as THPSWAP_SOCKET */
 };
 
-/* Skip (exit 77) unless root and the kernel has what thpswap needs. */
+/*
+ * Skip (exit 77) unless we are root and the kernel has what thpswap needs:
+ * the probe's verdict (thp_probe_required), one "skip: <reason>" line per
+ * missing item on stdout.  $THPSWAP_TEST_SYSROOT, when set, makes the probe
+ * read /proc and /sys below that directory (a fixture in tests/fixtures/):
+ * that is how the skip path is tested on a kernel that has everything.
+ */
 void h_require_root(void);
 
 /* Start thpswapd with @args (NULL-terminated, may be NULL) after the socket
@@ -50,7 +56,7 @@ long h_pmd_mapped(const void *addr, size_t len);
 	fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
 	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(H_FAIL); } } while (0)
 
-/* ---- added for writers, tiers and client-kill ---- */
+/* ---- run time, helper processes, JSON replies ---- */
 
 /* $THPSWAP_TEST_SECONDS if it is a positive number, else @dflt. */
 unsigned h_test_seconds(unsigned dflt);
@@ -87,7 +93,7 @@ int h_json_i64(const char *json, const char *key, long long *out);
 struct thpswap_session;
 void h_report_sigbus(struct thpswap_session *s, const void *base, size_t len);
 
-/* ==== engineer F (non-cooperative events, fork): cases, deadlines, data ====
+/* ---- cases, deadlines, data ----
  * Each case runs in its own process (posix_spawn of this executable with
  * "--case NAME"), with its own session of one shared daemon: a case that
  * hangs or crashes fails alone and the others still run. */
@@ -194,6 +200,53 @@ void h_mem_free(struct h_mem *m);
 void h_mem_prepare(struct thpswap_session *s, struct h_mem *m, size_t nreg, size_t nevict);
 /* One managed region for h_agent_sync. */
 void *h_barrier_map(struct thpswap_session *s);
-/* ==== end engineer F ==== */
+
+/*
+ * Evict all of @m and check that it happened: thpswap_advise must act on
+ * every region that was resident, and afterwards no region is resident and
+ * every region holding data (a page the shadow says is written and not
+ * MADV_FREEd) is stored in RAM, as the arena's records say.  A test that
+ * reads "after evict + restore" must know the regions really left.  Returns
+ * the number of regions evicted.
+ */
+int h_mem_evict(struct thpswap_session *s, const struct h_mem *m, const char *what);
+
+/* ---- the arena, read as the daemon reads it ----
+ * The records and the memfd's allocation are an oracle independent of the
+ * session's counters.  The arena is read with pread(2), never mapped: a
+ * read fault on a hole of a tmpfs file allocates a page, which would change
+ * what is being measured. */
+#include "arena.h"
+
+/* The session's arena memfd: its own descriptor (do not close it), found in
+ * /proc/self/fd by the name thpswapd gives it ("memfd:thpswap-arena:PID").
+ * Fails the test unless there is exactly one. */
+int h_arena_fd(void);
+
+/* What the arena says about one 2 MiB region. */
+struct h_region_view {
+	uint32_t state;		/* enum thp_state; THP_ST_FREE: no record */
+	uint32_t flags;		/* THP_RF_* */
+	uint32_t stored_len;
+	uint32_t nrec;		/* live records with this address (1 is right) */
+};
+/* The records of the @nreg regions from @addr (2 MiB-aligned), read from
+ * the arena on @fd now. */
+void h_arena_view(int fd, const void *addr, size_t nreg, struct h_region_view *v);
+/* One line about the region at @addr for a failure report: its record,
+ * how much of it is present and whether it is PMD-mapped. */
+void h_region_describe(int fd, const void *addr, char *buf, size_t sz);
+
+/*
+ * The stored bytes against what tmpfs really holds.  The arena memfd's
+ * allocated blocks (st_blocks) must cover every record's stored bytes
+ * (rounded up to 4 KiB per slot) and exceed them by no more than the header
+ * and records area; no slot may hold data beyond its stored bytes
+ * (SEEK_DATA); and the records must add up to the stored_bytes counter.  A
+ * restore frees its slot after waking the faulting thread, so the check
+ * first waits for the agent with h_agent_sync(@barrier); NULL only when no
+ * restore can be in flight (right after an eviction, say).
+ */
+void h_check_stored(struct thpswap_session *s, void *barrier, const char *what);
 
 #endif

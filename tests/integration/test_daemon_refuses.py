@@ -7,13 +7,16 @@ transparent huge pages set to "never", must make
 `thpswapd --sysroot DIR --socket DIR/s` (and `--check --sysroot DIR`) exit 69
 with "thpswapd: cannot start: ..." naming transparent huge pages and the fix;
 `thpswapd --check` on the real machine must exit 0.
-Exit 0 pass, 1 fail, 77 skip (not root).
+Exit 0 pass, 1 fail, 77 skip (not root, or a kernel thpswap cannot run on:
+then nothing here can pass, and the probe's reasons are printed).
 """
 import glob
 import os
 import subprocess
 import sys
 import tempfile
+
+from thpswap_kernel import require_kernel
 
 EX_UNAVAILABLE = 69
 TIMEOUT = 30
@@ -100,8 +103,9 @@ def main():
         print("usage: test_daemon_refuses.py THPSWAPD", file=sys.stderr)
         return 1
     if os.geteuid() != 0:
-        print("SKIP: needs root")
+        print("skip: needs root")
         return 77
+    require_kernel()
     daemon = sys.argv[1]
 
     real = run([daemon, "--check"])

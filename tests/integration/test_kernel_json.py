@@ -3,7 +3,9 @@
 """`thpswapctl kernel --json` against independent reads of /proc and /sys.
 
 argv[1] = path of thpswapctl.  Exit 0 pass, 1 fail, 77 skip (not root).
-Prints every value that differs.
+Prints every value that differs.  Unlike the other integration tests this
+one runs on a kernel thpswap cannot use: the report must be right there
+above all (its "usable" and "missing" are what the others skip on).
 """
 import json
 import os
@@ -96,7 +98,7 @@ def main():
         print("usage: test_kernel_json.py THPSWAPCTL", file=sys.stderr)
         return 1
     if os.geteuid() != 0:
-        print("SKIP: needs root")
+        print("skip: needs root")
         return 77
     ctl = sys.argv[1]
 
