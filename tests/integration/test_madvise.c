@@ -4,14 +4,20 @@
  * sub-ranges, resident or evicted.  A zapped page reads zeros and the rest
  * keeps its data; a freed page reads its old bytes or zeros, never anything
  * else, and a page written after the free keeps what was written; an
- * evicted range that is zapped or freed stops being stored (stored_bytes).
+ * evicted range that is zapped or freed stops being stored (stored_bytes,
+ * and the arena memfd's allocated blocks).  Regions with a 4 KiB hole,
+ * partly populated, or mapped by 4 KiB page table entries are evicted like
+ * any other, the hole reading zeros, and come back as one PMD-mapped THP.
  * Every check is against a shadow (a generation per 4 KiB page).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "pagemap.h"
 
 #define R THPSWAP_REGION_SIZE
 #define P H_PAGE
@@ -34,15 +40,15 @@ static size_t sub_off(const struct sub *z)
 	return z->reg * R + z->page * P;
 }
 
-/* Evict and read everything back, checking before and after. */
+/* Evict (every resident region must go) and read everything back,
+ * checking before and after. */
 static void round_trip(struct thpswap_session *s, struct h_mem *m, const char *what)
 {
 	char w[96];
 
 	snprintf(w, sizeof(w), "%s, before eviction", what);
 	h_mem_check(m, w);
-	h_at("%s: evicting", what);
-	h_evict(s, m->base, m->len);
+	h_mem_evict(s, m, what);
 	snprintf(w, sizeof(w), "%s, after evict + restore", what);
 	h_at("%s: reading back", what);
 	h_mem_check(m, w);
@@ -89,6 +95,7 @@ static void dontneed_whole_evicted(struct thpswap_session *s, const struct h_dae
 		"after zapping 2 of 4 evicted regions: %llu still in RAM, %llu of %llu bytes stored",
 		(unsigned long long)b.evicted_ram, (unsigned long long)b.stored_bytes,
 		(unsigned long long)a.stored_bytes);
+	h_check_stored(s, bar, "dontneed-whole-evicted, after the zap");
 	h_mem_check(&m, "after DONTNEED of evicted regions 1-2");
 	b = h_stats(s);
 	H_CHECK(b.stored_bytes == 0 && b.evicted_ram == 0, "all read back, still %llu bytes stored",
@@ -157,6 +164,7 @@ static void dontneed_4k_evicted(struct thpswap_session *s, const struct h_daemon
 	 * remembered) or be restored: only the bytes decide. */
 	H_CHECK(b.stored_bytes <= a.stored_bytes, "zaps made the stored bytes grow: %llu -> %llu",
 		(unsigned long long)a.stored_bytes, (unsigned long long)b.stored_bytes);
+	h_check_stored(s, bar, "dontneed-4k-evicted, after the zaps");
 	h_mem_check(&m, "after DONTNEED of 4 KiB sub-ranges (evicted)");
 	round_trip(s, &m, "dontneed-4k-evicted");
 	h_report(s, d, "dontneed-4k-evicted");
@@ -242,12 +250,141 @@ static void free_evicted(struct thpswap_session *s, const struct h_daemon *d, in
 		"bytes stored",
 		(unsigned long long)b.evicted_ram, (unsigned long long)b.stored_bytes,
 		(unsigned long long)a.stored_bytes);
+	h_check_stored(s, bar, "free-evicted, after MADV_FREE");
 	h_mem_write(&m, 5 * P, 2 * P, 3);
 	h_mem_write(&m, sub_off(&subs[3]), P, 3);
 	h_mem_check(&m, "after MADV_FREE (evicted) and writes");
 	round_trip(s, &m, "free-evicted");
 	printf("free-evicted: freed pages reading zeros: %zu\n", count_zero_pages(&m));
 	h_report(s, d, "free-evicted");
+	h_mem_free(&m);
+}
+
+/* ---- regions that are not one PMD-mapped THP ---- */
+
+/* Evict @m's one region (it must go, to RAM), read it back (a hole reads
+ * zeros) and find it one PMD-mapped THP again. */
+static void evict_and_back(struct thpswap_session *s, struct h_mem *m, const char *name)
+{
+	char w[128];
+	long pmd;
+
+	H_CHECK(h_mem_evict(s, m, name) == 1, "%s: the region was not evicted", name);
+	snprintf(w, sizeof(w), "%s, after evict + restore", name);
+	h_at("%s: reading back", name);
+	h_mem_check(m, w);
+	pmd = h_pmd_mapped(m->base, m->len);
+	H_CHECK(pmd == 1, "%s: the region came back %sPMD-mapped (PAGEMAP_SCAN: %ld)", name,
+		pmd == 1 ? "" : "not ", pmd);
+}
+
+/* A resident region with one 4 KiB MADV_DONTNEED hole (what allocators do
+ * to free memory), the hole left alone or read (a read fault fills it with
+ * zeros, 4 KiB of them). */
+static void hole_4k(struct thpswap_session *s, const struct h_daemon *d, int read_hole)
+{
+	const char *name = read_hole ? "hole-4k-read" : "hole-4k";
+	struct h_mem m;
+	long present;
+	int pm;
+
+	h_mem_prepare(s, &m, 1, 0);
+	h_mem_zap(&m, 7 * P, P, MADV_DONTNEED);
+	if (read_hole)
+		H_CHECK(h_page_check(m.base + 7 * P, 0, 0) < 0, "%s: the hole does not read zeros", name);
+	pm = thp_pagemap_open(0);
+	H_CHECK(pm >= 0, "open pagemap: %s", strerror(-pm));
+	present = thp_pagemap_count_present(pm, (uint64_t)(uintptr_t)m.base,
+					    (uint64_t)(uintptr_t)m.base + R);
+	close(pm);
+	printf("%s: %ld of 512 pages present before the eviction\n", name, present);
+	H_CHECK(present == (read_hole ? 512 : 511), "%s: %ld pages present, want %d", name, present,
+		read_hole ? 512 : 511);
+	evict_and_back(s, &m, name);
+	h_report(s, d, name);
+	h_mem_free(&m);
+}
+
+/* Plain anonymous memory at a 2 MiB boundary, faulted in 4 KiB pages
+ * (MADV_NOHUGEPAGE until thpswap_register makes it THP-eligible). */
+static void plain_mem(struct h_mem *m, uint64_t pg0)
+{
+	char *p = h_reserve(R, 0);
+
+	H_CHECK(mmap(p, R, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == p,
+		"mmap at %p: %s", (void *)p, strerror(errno));
+	H_CHECK(madvise(p, R, MADV_NOHUGEPAGE) == 0, "MADV_NOHUGEPAGE: %s", strerror(errno));
+	m->base = p;
+	m->len = R;
+	m->pg0 = pg0;
+	m->gen = calloc(R / P, sizeof(*m->gen));
+	H_CHECK(m->gen, "out of memory");
+}
+
+static void register_plain(struct thpswap_session *s, struct h_mem *m, const char *name)
+{
+	int r = thpswap_register(s, m->base, m->len);
+
+	H_CHECK(r == 0, "%s: thpswap_register: %s", name, strerror(-r));
+	printf("%s: %ld of 1 regions PMD-mapped after thpswap_register\n", name,
+	       h_pmd_mapped(m->base, m->len));
+}
+
+/* Most of a managed THP zapped: 112 of its 512 pages left, mapped by PTEs. */
+static void partly_populated(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct h_mem m;
+
+	h_mem_prepare(s, &m, 1, 0);
+	h_mem_zap(&m, 100 * P, 400 * P, MADV_DONTNEED);
+	evict_and_back(s, &m, "partly-populated");
+	h_report(s, d, "partly-populated");
+	h_mem_free(&m);
+}
+
+/* Plain memory written in three places only, then registered. */
+static void register_partly_populated(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct h_mem m;
+
+	plain_mem(&m, 0);
+	h_mem_write(&m, 0, 100 * P, 1);
+	h_mem_write(&m, 300 * P, 10 * P, 1);
+	h_mem_write(&m, 511 * P, P, 1);
+	register_plain(s, &m, "register-partly-populated");
+	evict_and_back(s, &m, "register-partly-populated");
+	h_report(s, d, "register-partly-populated");
+	h_mem_free(&m);
+}
+
+/* Every page written in 4 KiB pages, then registered. */
+static void pte_mapped_nohugepage(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct h_mem m;
+
+	plain_mem(&m, 0);
+	h_mem_write(&m, 0, R, 1);
+	H_CHECK(h_pmd_mapped(m.base, R) == 0, "faulted under MADV_NOHUGEPAGE, yet PMD-mapped");
+	register_plain(s, &m, "pte-mapped-nohugepage");
+	evict_and_back(s, &m, "pte-mapped-nohugepage");
+	h_report(s, d, "pte-mapped-nohugepage");
+	h_mem_free(&m);
+}
+
+/* A managed THP whose PMD mapping an mprotect of one page split (and the
+ * mprotect back left split): still one THP, mapped by 512 PTEs. */
+static void pte_mapped_mprotect(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct h_mem m;
+
+	h_mem_prepare(s, &m, 1, 0);
+	H_CHECK(mprotect(m.base + 5 * P, P, PROT_READ) == 0 &&
+		mprotect(m.base + 5 * P, P, PROT_READ | PROT_WRITE) == 0, "mprotect: %s",
+		strerror(errno));
+	H_CHECK(h_pmd_mapped(m.base, R) == 0, "pte-mapped-mprotect: still PMD-mapped after an "
+		"mprotect of one page and back");
+	evict_and_back(s, &m, "pte-mapped-mprotect");
+	h_report(s, d, "pte-mapped-mprotect");
 	h_mem_free(&m);
 }
 
@@ -259,6 +396,12 @@ static const struct h_case cases[] = {
 	{ "dontneed-mixed-span", dontneed_mixed_span, 0, 30 },
 	{ "free-resident", free_resident, 0, 30 },
 	{ "free-evicted", free_evicted, 0, 30 },
+	{ "hole-4k", hole_4k, 0, 30 },
+	{ "hole-4k-read", hole_4k, 1, 30 },
+	{ "partly-populated", partly_populated, 0, 30 },
+	{ "register-partly-populated", register_partly_populated, 0, 30 },
+	{ "pte-mapped-nohugepage", pte_mapped_nohugepage, 0, 30 },
+	{ "pte-mapped-mprotect", pte_mapped_mprotect, 0, 30 },
 };
 
 int main(int argc, char **argv)
