@@ -7,6 +7,8 @@
  * mapping holds, never the old records.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "harness.h"
@@ -52,6 +54,8 @@ static void whole(struct thpswap_session *s, const struct h_daemon *d, int evict
 			"2 of 4 evicted regions unmapped: %llu in RAM, %llu of %llu bytes stored",
 			(unsigned long long)b.evicted_ram, (unsigned long long)b.stored_bytes,
 			(unsigned long long)a.stored_bytes);
+	h_check_stored(s, bar, evicted ? "whole-evicted, after unmapping regions 1-2" :
+		       "whole-resident, after unmapping regions 1-2");
 	check_part(&m, 0, R, "region 0 after unmapping regions 1-2");
 	check_part(&m, 3 * R, R, "region 3 after unmapping regions 1-2");
 	/* Evicted now (again): its record and bytes go with its munmap. */
@@ -97,8 +101,9 @@ static void api_unmap(struct thpswap_session *s, const struct h_daemon *d, int v
 
 /*
  * Parts of a region: [256 KiB, 1 MiB) and its last 4 KiB go; the rest of
- * the region stays, is read back, evicted and read back again.  Then the
- * rest goes in two more cuts, after which the record must be gone.
+ * the region stays, is read back, is not evicted (no PMD fits it any more)
+ * and is read back again.  Then the rest goes in two more cuts, after which
+ * the record must be gone.
  */
 static void partial(struct thpswap_session *s, const struct h_daemon *d, int evicted)
 {
@@ -107,6 +112,7 @@ static void partial(struct thpswap_session *s, const struct h_daemon *d, int evi
 	struct h_mem m;
 	void *bar = h_barrier_map(s);
 	char w[96];
+	int n;
 
 	h_mem_prepare(s, &m, 2, evicted ? 2 : 0);
 	a = h_stats(s);
@@ -123,9 +129,12 @@ static void partial(struct thpswap_session *s, const struct h_daemon *d, int evi
 	check_part(&m, R, R, "region 1");
 	printf("%s: after the cuts: ", name);
 	h_report(s, d, "counters");
-	/* Another round trip of the part left. */
-	h_at("%s: evicting the part left", name);
-	printf("%s: evicting the part left acted on %d region(s)\n", name, h_evict(s, m.base, R));
+	h_at("%s: trying to evict the part left", name);
+	/* No PMD can map a region that is partly unmapped: an eviction attempt
+	 * must leave it alone, and intact. */
+	n = h_evict(s, m.base, R);
+	H_CHECK(n == 0, "%s: thpswap_advise(COLD) acted on %d regions of a partly unmapped region", name,
+		n);
 	check_part(&m, 0, 64 * P, w);
 	check_part(&m, 256 * P, R - 257 * P, w);
 	/* The rest in two cuts: the region is entirely gone. */
@@ -189,6 +198,66 @@ static void reuse(struct thpswap_session *s, const struct h_daemon *d, int varia
 	h_mem_free(&m);
 }
 
+/*
+ * munmap of an evicted @nreg-region managed mapping, a fresh mmap at the
+ * same address and thpswap_register at once, 40 times: the register must
+ * succeed the first time, and the counters must show the fresh regions only
+ * (resident, nothing stored).  munmap(2) returns once the agent has read its
+ * UNMAP event, and a library call first waits until every event read so far
+ * is handled (docs/ARCHITECTURE.md): no sleep, no retry, no sync needed.
+ * Before the loop: plain memory registered shows exactly its regions.
+ */
+static void remap_register(struct thpswap_session *s, const struct h_daemon *d, int nreg)
+{
+	struct thpswap_stats st;
+	struct h_mem m;
+	char name[32];
+	void *p;
+	int r;
+
+	snprintf(name, sizeof(name), "remap-register-%d", nreg);
+	p = h_reserve((size_t)nreg * R, 0);
+	H_CHECK(mmap(p, (size_t)nreg * R, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == p, "mmap: %s", strerror(errno));
+	m = (struct h_mem){ .base = p, .len = (size_t)nreg * R };
+	m.gen = calloc(m.len / P, sizeof(*m.gen));
+	H_CHECK(m.gen, "out of memory");
+	h_mem_write(&m, 0, m.len, 1);
+	r = thpswap_register(s, m.base, m.len);
+	H_CHECK(r == 0, "%s: thpswap_register of plain memory: %s", name, strerror(-r));
+	st = h_stats(s);
+	H_CHECK(st.regions == (unsigned)nreg && st.resident == (unsigned)nreg && st.evicted_ram == 0,
+		"%s: right after registering %d regions: regions=%llu resident=%llu evicted_ram=%llu",
+		name, nreg, (unsigned long long)st.regions, (unsigned long long)st.resident,
+		(unsigned long long)st.evicted_ram);
+	for (int it = 0; it < 40; it++) {
+		H_CHECK(h_evict(s, m.base, m.len) == nreg, "%s: iteration %d: evict %d regions", name, it,
+			nreg);
+		unmap(m.base, m.len);
+		p = mmap(m.base, m.len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		H_CHECK(p == m.base, "%s: iteration %d: mmap at %p again: %s", name, it,
+			(void *)m.base, strerror(errno));
+		h_at("%s: iteration %d: thpswap_register", name, it);
+		r = thpswap_register(s, m.base, m.len);
+		H_CHECK(r == 0, "%s: iteration %d: thpswap_register right after munmap of an evicted "
+			"managed mapping and a fresh mmap at the same address: %s", name, it,
+			strerror(-r));
+		st = h_stats(s);
+		H_CHECK(st.regions == (unsigned)nreg && st.evicted_ram == 0 && st.stored_bytes == 0,
+			"%s: iteration %d: right after registering %d fresh regions: regions=%llu "
+			"evicted_ram=%llu stored=%llu", name, it, nreg, (unsigned long long)st.regions,
+			(unsigned long long)st.evicted_ram, (unsigned long long)st.stored_bytes);
+		memset(m.gen, 0, m.len / P * sizeof(*m.gen));
+		h_mem_check(&m, "a fresh mapping registered again (must read zeros)");
+		h_mem_write(&m, 0, m.len, (uint32_t)it + 2);
+	}
+	h_mem_evict(s, &m, name);
+	h_mem_check(&m, "after the last round trip");
+	h_report(s, d, name);
+	h_mem_free(&m);
+}
+
 static const struct h_case cases[] = {
 	{ "whole-resident", whole, 0, 30 },
 	{ "whole-evicted", whole, 1, 30 },
@@ -196,6 +265,8 @@ static const struct h_case cases[] = {
 	{ "partial-resident", partial, 0, 30 },
 	{ "partial-evicted", partial, 1, 30 },
 	{ "reuse", reuse, 0, 30 },
+	{ "remap-register-1", remap_register, 1, 60 },
+	{ "remap-register-2", remap_register, 2, 60 },
 };
 
 int main(int argc, char **argv)
