@@ -48,7 +48,8 @@ static void protect(struct h_mem *m, size_t off, size_t len, int prot)
 		(void *)(m->base + off), len, prot, strerror(errno));
 }
 
-/* Write, evict, read back: the memory is ordinary managed memory again. */
+/* Write, evict (every resident region must go), read back: the memory is
+ * ordinary managed memory again. */
 static void back_to_normal(struct thpswap_session *s, struct h_mem *m, const char *name)
 {
 	int n;
@@ -56,7 +57,7 @@ static void back_to_normal(struct thpswap_session *s, struct h_mem *m, const cha
 	h_at("%s: writing after the way back", name);
 	h_mem_write(m, 3 * P, 5 * P, 3);
 	h_mem_write(m, m->len - R + 17 * P, P, 3);
-	n = h_evict(s, m->base, m->len);
+	n = h_mem_evict(s, m, name);
 	h_at("%s: reading after a round trip", name);
 	h_mem_check(m, "after the way back to read-write and a round trip");
 	printf("%s: the last round trip evicted %d of %zu regions, %ld PMD-mapped after\n", name, n,

@@ -4,7 +4,8 @@
  * destination with MREMAP_FIXED, over another managed mapping, to a
  * misaligned destination, with MREMAP_DONTUNMAP), grown and shrunk.  The
  * data follows the mapping; the old address is no longer managed; a grown
- * tail reads zeros; a cut tail's records are freed.
+ * tail reads zeros; a cut tail's records are freed.  Every round trip at the
+ * new place checks that its regions really were evicted.
  */
 #include <stdio.h>
 #include <sys/mman.h>
@@ -34,7 +35,9 @@ static const char *state_name(bool evicted)
 	return evicted ? "evicted" : "resident";
 }
 
-/* Read everything (faulting evicted regions in), evict and read again. */
+/* Read everything (faulting evicted regions in), evict (every resident
+ * region must go, and @expect_evicted regions must have been resident) and
+ * read again. */
 static void round_trip(struct thpswap_session *s, struct h_mem *m, const char *what, int expect_evicted)
 {
 	char w[128];
@@ -43,14 +46,38 @@ static void round_trip(struct thpswap_session *s, struct h_mem *m, const char *w
 	snprintf(w, sizeof(w), "%s: at the new address", what);
 	h_at("%s", w);
 	h_mem_check(m, w);
-	n = h_evict(s, m->base, m->len);
-	if (expect_evicted >= 0)
-		H_CHECK(n == expect_evicted,
-			"%s: thpswap_advise(COLD) at the new address acted on %d regions, not %d", what,
-			n, expect_evicted);
+	n = h_mem_evict(s, m, what);
+	H_CHECK(n == expect_evicted,
+		"%s: thpswap_advise(COLD) at the new address acted on %d regions, not %d", what, n,
+		expect_evicted);
 	snprintf(w, sizeof(w), "%s: after a round trip at the new address", what);
 	h_at("%s", w);
 	h_mem_check(m, w);
+}
+
+/* A grown mapping: its first @nold regions are managed and go round trip;
+ * the grown tail (one region) is not managed (libthpswap(3)): it is never
+ * evicted, and keeps what was written to it. */
+static void round_trip_grown(struct thpswap_session *s, struct h_mem *big, size_t nold,
+			     const char *what)
+{
+	struct h_mem old = *big;
+	struct h_region_view v;
+	char w[128];
+	int n;
+
+	old.len = nold * R;
+	snprintf(w, sizeof(w), "%s: at the new address", what);
+	h_mem_check(big, w);
+	n = h_mem_evict(s, &old, what);
+	H_CHECK(n == (int)nold, "%s: thpswap_advise(COLD) acted on %d regions, not %zu", what, n, nold);
+	h_arena_view(h_arena_fd(), big->base + nold * R, 1, &v);
+	n = h_evict(s, big->base + nold * R, R);
+	H_CHECK(v.nrec == 0 && n == 0, "%s: the grown tail is %s and thpswap_advise(COLD) acted on "
+		"%d of it", what, v.nrec ? thp_state_name(v.state) : "not managed", n);
+	snprintf(w, sizeof(w), "%s: after a round trip at the new address", what);
+	h_at("%s", w);
+	h_mem_check(big, w);
 }
 
 /* Move 3 regions to a free 2 MiB-aligned address. */
@@ -109,6 +136,7 @@ static void move_over_managed(struct thpswap_session *s, const struct h_daemon *
 		"the destination's record must go: regions %llu -> %llu, %llu in RAM",
 		(unsigned long long)a.regions, (unsigned long long)b.regions,
 		(unsigned long long)b.evicted_ram);
+	h_check_stored(s, bar, "move-over-managed, after the move");
 	round_trip(s, &mid, "move-over-managed (moved region)", 1);
 	H_CHECK(h_check(m.base, R, m.pg0, 0, m.gen, "region 0 left behind") < 0, "region 0");
 	H_CHECK(h_check(m.base + 2 * R, R, m.pg0 + 2 * R / P, 0, m.gen + 2 * R / P,
@@ -118,8 +146,9 @@ static void move_over_managed(struct thpswap_session *s, const struct h_daemon *
 	h_mem_free(&dst);
 }
 
-/* Grow in place by one region: the tail reads zeros, can be written,
- * evicted and restored (it is managed), and the old part keeps its data. */
+/* Grow in place by one region: the tail reads zeros and can be written (it
+ * is not managed: libthpswap(3)), and the old part keeps its data and goes
+ * round trip. */
 static void grow_in_place(struct thpswap_session *s, const struct h_daemon *d, int evicted)
 {
 	struct h_mem m, big;
@@ -146,13 +175,14 @@ static void grow_in_place(struct thpswap_session *s, const struct h_daemon *d, i
 	h_at("%s: reading the grown tail", name);
 	h_mem_check(&big, "after growing in place (the tail must read zeros)");
 	h_mem_write(&big, 2 * R, R, 2);
-	round_trip(s, &big, name, -1);
+	round_trip_grown(s, &big, 2, name);
 	h_report(s, d, name);
 	h_mem_free(&big);
 	h_mem_free(&m);
 }
 
-/* Grow while moving to a 2 MiB-aligned destination. */
+/* Grow while moving to a 2 MiB-aligned destination: the regions go along,
+ * the tail is not managed. */
 static void grow_move(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
 	struct h_mem m, big;
@@ -168,7 +198,7 @@ static void grow_move(struct thpswap_session *s, const struct h_daemon *d, int v
 	h_at("grow-move: reading");
 	h_mem_check(&big, "after growing into a new place (the tail must read zeros)");
 	h_mem_write(&big, 2 * R + 5 * P, P, 2);
-	round_trip(s, &big, "grow-move", -1);
+	round_trip_grown(s, &big, 2, "grow-move");
 	h_report(s, d, "grow-move");
 	h_mem_free(&big);
 	h_mem_free(&m);
@@ -179,7 +209,7 @@ static void grow_move(struct thpswap_session *s, const struct h_daemon *d, int v
 static void shrink(struct thpswap_session *s, const struct h_daemon *d, int evicted)
 {
 	struct thpswap_stats a, b;
-	struct h_mem m;
+	struct h_mem m, first;
 	void *bar = h_barrier_map(s);
 	char name[64];
 
@@ -195,36 +225,62 @@ static void shrink(struct thpswap_session *s, const struct h_daemon *d, int evic
 	       (unsigned long long)b.stored_bytes);
 	H_CHECK(b.regions == a.regions - 1, "%s: regions %llu -> %llu after cutting one", name,
 		(unsigned long long)a.regions, (unsigned long long)b.regions);
+	h_check_stored(s, bar, name);
 	if (evicted)
 		H_CHECK(b.evicted_ram == 2 && b.stored_bytes < a.stored_bytes,
 			"%s: %llu in RAM, stored %llu -> %llu", name, (unsigned long long)b.evicted_ram,
 			(unsigned long long)a.stored_bytes, (unsigned long long)b.stored_bytes);
-	if (evicted) /* region 1 out again before it is cut in half */
-		h_evict(s, m.base + R, R);
+	if (evicted) { /* region 1 is still out when it is cut in half */
+		struct h_region_view v;
+
+		h_arena_view(h_arena_fd(), m.base + R, 1, &v);
+		H_CHECK(v.nrec == 1 && v.state == THP_ST_RAM, "%s: region 1 is %s, not evicted", name,
+			v.nrec ? thp_state_name(v.state) : "not managed");
+	}
 	do_mremap(m.base, 2 * R, R + R / 2, 0, NULL);
 	m.len = R + R / 2;
 	h_at("%s: reading what is left", name);
 	h_mem_check(&m, "after shrinking to 1.5 regions");
-	printf("%s: evicting 1.5 regions acted on %d\n", name, h_evict(s, m.base, m.len));
+	/* Region 0 is whole and must go; half a region has no PMD to move. */
+	first = m;
+	first.len = R;
+	H_CHECK(h_mem_evict(s, &first, name) == 1, "%s: region 0 not evicted", name);
+	printf("%s: evicting the half region left acted on %d\n", name, h_evict(s, m.base + R, R / 2));
 	h_mem_check(&m, "after shrinking to 1.5 regions and a round trip");
 	h_report(s, d, name);
 	h_mem_free(&m);
 }
 
-/* A destination 4 KiB past a 2 MiB boundary: regions no longer match PMDs.
- * The data must still follow the mapping. */
+/* A destination 4 KiB past a 2 MiB boundary: regions no longer match PMDs,
+ * so the memory stops being managed (docs/ARCHITECTURE.md: the stored bytes
+ * are written to their new place).  The data must still follow the
+ * mapping. */
 static void move_misaligned(struct thpswap_session *s, const struct h_daemon *d, int evicted)
 {
+	struct thpswap_stats a, b;
 	struct h_mem m;
 	void *bar = h_barrier_map(s);
 	char name[64];
+	int n;
 
 	snprintf(name, sizeof(name), "move-misaligned-%s", state_name(evicted));
 	h_mem_prepare(s, &m, 2, evicted ? 2 : 0);
+	a = h_stats(s);
 	m.base = do_mremap(m.base, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED, h_reserve(m.len, P));
 	h_agent_sync(bar);
 	h_report(s, d, "after the move");
-	round_trip(s, &m, name, -1);
+	/* No PMD fits a region there: the records are gone and the memory is
+	 * plain memory now, its bytes copied to their new place. */
+	b = h_stats(s);
+	H_CHECK(b.regions == a.regions - 2 && b.stored_bytes == 0,
+		"%s: regions %llu -> %llu, %llu bytes still stored after a misaligned move", name,
+		(unsigned long long)a.regions, (unsigned long long)b.regions,
+		(unsigned long long)b.stored_bytes);
+	h_mem_check(&m, "at the misaligned address");
+	n = h_evict(s, m.base, m.len);
+	H_CHECK(n == 0, "%s: thpswap_advise(COLD) acted on %d regions of memory that is no longer "
+		"managed", name, n);
+	h_mem_check(&m, "at the misaligned address, after an eviction attempt");
 	/* Zapped at the new address: zeros, not old records. */
 	h_mem_zap(&m, R / 2, R, MADV_DONTNEED);
 	h_mem_check(&m, "after DONTNEED at the misaligned address");
@@ -246,7 +302,7 @@ static void dontunmap(struct thpswap_session *s, const struct h_daemon *d, int e
 	H_CHECK(old.gen, "out of memory");
 	m.base = do_mremap(m.base, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
 			   h_reserve(m.len, 0));
-	round_trip(s, &m, name, -1);
+	round_trip(s, &m, name, 2);
 	h_at("%s: reading the old range", name);
 	h_mem_check(&old, "the old range after MREMAP_DONTUNMAP (must read zeros)");
 	h_report(s, d, name);
