@@ -102,18 +102,23 @@ static int snapshot_child(void *arg)
 
 /*
  * Write one region with a new generation, evict another, check a third,
- * until @pid exits (or, with pid 0, @rounds times).  Returns the child's
- * exit status.
+ * until @pid exits (or, with pid 0, @rounds times).  While no child can
+ * hold our pages (!@shared), a region that is resident when it is evicted
+ * must go (once the child is gone, one write makes a THP ours alone again:
+ * docs/ARCHITECTURE.md), so the checks after a restore check restored
+ * bytes.  Returns the child's exit status.
  */
 static int churn(struct thpswap_session *s, struct h_mem *m, uint32_t *gen, pid_t pid,
-		 unsigned rounds)
+		 unsigned rounds, bool shared)
 {
 	size_t nreg = m->len / R;
-	int st = 0;
+	int st = 0, fd = h_arena_fd();
 
 	for (unsigned it = 0; pid ? true : it < rounds; it++) {
 		size_t w = it % nreg, e = (it * 7 + 3) % nreg, c = (it * 3 + 1) % nreg;
-		char what[96];
+		struct h_region_view v;
+		char what[96], line[320];
+		int n;
 
 		if (pid) {
 			pid_t k = waitpid(pid, &st, WNOHANG);
@@ -127,7 +132,13 @@ static int churn(struct thpswap_session *s, struct h_mem *m, uint32_t *gen, pid_
 		h_at("parent churn %u: write region %zu", it, w);
 		h_mem_write(m, w * R, R, ++*gen);
 		h_at("parent churn %u: evict region %zu", it, e);
-		h_evict(s, m->base + e * R, R);
+		h_arena_view(fd, m->base + e * R, 1, &v);
+		n = h_evict(s, m->base + e * R, R);
+		if (!shared && v.state == THP_ST_RESIDENT) {
+			h_region_describe(fd, m->base + e * R, line, sizeof(line));
+			H_CHECK(n == 1, "parent churn %u: region %zu was resident, no child is left, yet "
+				"it was not evicted: %s", it, e, line);
+		}
 		snprintf(what, sizeof(what), "parent, churn round %u, region %zu", it, c);
 		h_at("%s", what);
 		H_CHECK(h_check(m->base + c * R, R, m->pg0 + c * R / P, 0, m->gen + c * R / P, what) < 0,
@@ -158,7 +169,7 @@ static void snapshot(struct thpswap_session *s, const struct h_daemon *d, int va
 	close(sn.ready[1]);
 	/* Write hard from the start; the daemon evicts too once the child has
 	 * read everything once. */
-	churn(s, &sn.m, &gen, 0, 8);
+	churn(s, &sn.m, &gen, 0, 8, true);
 	h_at("snapshot: waiting for the child's first pass");
 	H_CHECK(recv_byte(sn.ready[0]), "the child died before its first pass");
 	close(sn.ready[0]);
@@ -169,14 +180,14 @@ static void snapshot(struct thpswap_session *s, const struct h_daemon *d, int va
 	/* 1: some regions failed, i.e. were refused while shared. */
 	H_CHECK(st == 0 || st == 1, "thpswapctl evict exited %d: %s", st, out);
 	printf("snapshot: thpswapctl evict --all while the child runs: %s", out);
-	st = churn(s, &sn.m, &gen, child, 0);
+	st = churn(s, &sn.m, &gen, child, 0, true);
 	H_CHECK(st == 0, "snapshot: the child exited with %d", st);
 	b = h_stats(s);
 	printf("snapshot: during the child: evictions +%llu, refused +%llu (pages shared with it)\n",
 	       (unsigned long long)(b.evictions - a.evictions),
 	       (unsigned long long)(b.evict_refused - a.evict_refused));
 	/* After the child: everything once more, then all of it round trip. */
-	churn(s, &sn.m, &gen, 0, 64);
+	churn(s, &sn.m, &gen, 0, 64, false);
 	h_at("snapshot: final round trip");
 	h_mem_check(&sn.m, "parent after the child exited");
 	st = h_evict(s, sn.m.base, sn.m.len);
@@ -241,8 +252,8 @@ static void evict_while_child(struct thpswap_session *s, const struct h_daemon *
 	send_byte(l.go[1]);
 	close(l.go[1]);
 	expect_child(child, "long-lived child");
-	/* After the child: the parent goes on. */
-	n2 = h_evict(s, l.m.base, l.m.len);
+	/* After the child: the parent goes on, and every region can go. */
+	n2 = h_mem_evict(s, &l.m, "evict-while-child, after the child exited");
 	h_mem_check(&l.m, "parent after the child exited");
 	for (size_t r = 1; r < 8; r += 2)
 		h_mem_write(&l.m, r * R + 5 * P, P, 3);
@@ -275,8 +286,8 @@ static void fork_churn(struct thpswap_session *s, const struct h_daemon *d, stru
 	pid_t child = fork_child(fn, m);
 	char what[96];
 
-	H_CHECK(churn(s, m, &gen, child, 0) == 0, "%s: the child failed", name);
-	churn(s, m, &gen, 0, 16);
+	H_CHECK(churn(s, m, &gen, child, 0, true) == 0, "%s: the child failed", name);
+	churn(s, m, &gen, 0, 16, false);
 	snprintf(what, sizeof(what), "%s: parent", name);
 	h_mem_check(m, what);
 	h_report(s, d, name);
@@ -316,7 +327,7 @@ static void child_zaps(struct thpswap_session *s, const struct h_daemon *d, int 
 	child = fork_child(zap_child, &m);
 	expect_child(child, "child zapping evicted memory");
 	h_mem_check(&m, "parent after the child zapped its copy");
-	H_CHECK(h_evict(s, m.base, m.len) >= 3, "evict again");
+	h_mem_evict(s, &m, "child-zaps, after the child exited");
 	h_mem_check(&m, "parent after a round trip");
 	h_report(s, d, "child-zaps");
 	h_mem_free(&m);
@@ -407,15 +418,15 @@ static void many_children(struct thpswap_session *s, const struct h_daemon *d, i
 	h_mem_write(&k.m, 0, k.m.len, gen);
 	pipe_or_fail(k.go);
 	for (int i = 0; i < 8; i++) {
-		churn(s, &k.m, &gen, 0, 3);
+		churn(s, &k.m, &gen, 0, 3, i > 0);
 		child[i] = fork_child(many_child, &k);
 	}
 	close(k.go[0]);
 	close(k.go[1]);
-	churn(s, &k.m, &gen, 0, 24);
+	churn(s, &k.m, &gen, 0, 24, true);
 	for (int i = 0; i < 8; i++)
 		expect_child(child[i], "one of many children");
-	churn(s, &k.m, &gen, 0, 16);
+	churn(s, &k.m, &gen, 0, 16, false);
 	h_mem_check(&k.m, "parent after many children");
 	h_report(s, d, "many-children");
 	h_mem_free(&k.m);
