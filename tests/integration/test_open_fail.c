@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "thpswap/thpswap.h"
+#include "util.h"
 
 #define MAX_POINTS 200
 #define HELPERS "2"         /* three workers: the background one and two helpers */
@@ -45,24 +45,16 @@ static unsigned count_dir(const char *path)
 	return n;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Threads of this process.  A joined thread may still be listed for a
  * moment while the kernel finishes its exit, and there is nothing to wait
  * on for that: look again until @want or 5 s have passed (a leaked thread
  * never goes). */
 static unsigned threads_settled(unsigned want)
 {
-	double end = now_s() + 5;
+	uint64_t end = thp_now_ns() + 5000000000ull;
 	unsigned n;
 
-	while ((n = count_dir("/proc/self/task")) > want && now_s() < end)
+	while ((n = count_dir("/proc/self/task")) > want && thp_now_ns() < end)
 		sched_yield();
 	return n;
 }
