@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -128,13 +127,14 @@ static int spawn_point(const char *exe, int point)
 	char arg[16];
 	const char *argv[] = { exe, "--point", arg, NULL };
 	pid_t pid;
-	int st, r;
+	int r;
 
 	snprintf(arg, sizeof(arg), "%d", point);
 	r = posix_spawn(&pid, exe, NULL, NULL, (char *const *)argv, environ);
 	H_CHECK(r == 0, "posix_spawn: %s", strerror(r));
-	H_CHECK(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	r = h_wait(pid);
+	H_CHECK(r >= 0, "waitpid: %s", strerror(-r));
+	return r;
 }
 
 int main(int argc, char **argv)
