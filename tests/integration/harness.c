@@ -835,7 +835,7 @@ int h_arena_fd(void)
 	return fd;
 }
 
-static struct thp_arena_header arena_header(int fd)
+struct thp_arena_header h_arena_header(int fd)
 {
 	struct thp_arena_header h;
 	ssize_t n = pread(fd, &h, sizeof(h), 0);
@@ -850,7 +850,7 @@ static void arena_each(int fd, void (*fn)(uint32_t idx, const struct thp_record 
 		       void *arg)
 {
 	static __thread struct thp_record chunk[1024];
-	struct thp_arena_header h = arena_header(fd);
+	struct thp_arena_header h = h_arena_header(fd);
 
 	for (uint32_t i = 0; i < h.max_regions; i += 1024) {
 		uint32_t k = h.max_regions - i < 1024 ? h.max_regions - i : 1024;
@@ -914,9 +914,7 @@ void h_region_describe(int fd, const void *addr, char *buf, size_t sz)
 		 v.stored_len, v.nrec, present, pmd == 1 ? "PMD-mapped" : "not PMD-mapped");
 }
 
-/* The session's counters of why evictions left regions alone, from the
- * arena's header (not all of them are in struct thpswap_stats). */
-static void skip_reasons(int fd, const char *what)
+void h_evict_reasons(int fd, const char *what)
 {
 	static const struct { unsigned c; const char *name; } why[] = {
 		{ THP_C_EVICT_REFUSED, "refused" },
@@ -927,7 +925,7 @@ static void skip_reasons(int fd, const char *what)
 		{ THP_C_EVICT_SPLIT, "split" },
 		{ THP_C_EVICT_FILLED, "filled" },
 	};
-	struct thp_arena_header h = arena_header(fd);
+	struct thp_arena_header h = h_arena_header(fd);
 
 	fprintf(stderr, "%s: eviction counters:", what);
 	for (size_t k = 0; k < sizeof(why) / sizeof(why[0]); k++)
@@ -968,7 +966,7 @@ int h_mem_evict(struct thpswap_session *s, const struct h_mem *m, const char *wh
 	free(before);
 	free(after);
 	if (bad || n != resident)
-		skip_reasons(fd, what);
+		h_evict_reasons(fd, what);
 	H_CHECK(!bad && n == resident, "%s: thpswap_advise(COLD) evicted %d of the %d resident regions; "
 		"%d of %zu regions not evicted (above)", what, n, resident, bad, nreg);
 	return n;
@@ -1070,7 +1068,7 @@ void h_check_stored(struct thpswap_session *s, void *barrier, const char *what)
 	if (barrier)
 		h_agent_sync(barrier);
 	fd = h_arena_fd();
-	h = arena_header(fd);
+	h = h_arena_header(fd);
 	a.len = calloc(h.max_regions, sizeof(*a.len));
 	H_CHECK(a.len, "out of memory");
 	arena_each(fd, stored_one, &a);

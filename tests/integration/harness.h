@@ -223,6 +223,10 @@ int h_mem_evict(struct thpswap_session *s, const struct h_mem *m, const char *wh
  * Fails the test unless there is exactly one. */
 int h_arena_fd(void);
 
+/* The arena's header as it is now: layout, config and the session's
+ * counters (ctr[THP_C_*], more than struct thpswap_stats has). */
+struct thp_arena_header h_arena_header(int fd);
+
 /* What the arena says about one 2 MiB region. */
 struct h_region_view {
 	uint32_t state;		/* enum thp_state; THP_ST_FREE: no record */
@@ -236,6 +240,10 @@ void h_arena_view(int fd, const void *addr, size_t nreg, struct h_region_view *v
 /* One line about the region at @addr for a failure report: its record,
  * how much of it is present and whether it is PMD-mapped. */
 void h_region_describe(int fd, const void *addr, char *buf, size_t sz);
+/* Print (stderr, after "@what: ") the session's counters of why evictions
+ * left regions alone, from the arena's header (not all of them are in
+ * struct thpswap_stats). */
+void h_evict_reasons(int fd, const char *what);
 
 /*
  * The stored bytes against what tmpfs really holds.  The arena memfd's
