@@ -11,7 +11,10 @@
  * touching its regions meanwhile, so its child verifies exactly them
  * against the shadow as it was at the fork.  The first differing byte
  * fails the test with the seed, the page, what was there instead and the
- * worker's recent operations.
+ * worker's recent operations.  Advice is checked against the arena's
+ * records: after COLD a region is not resident, and WILLNEED brings back
+ * every region that was evicted.  At the end, each kind of activity must
+ * reach a floor (a tenth of a healthy run), or the run proved nothing.
  *
  *   itest-stress [--seed N] [--seconds S]   (or $THPSWAP_STRESS_SEED,
  *                                            $THPSWAP_STRESS_SECONDS)
@@ -25,10 +28,10 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "util.h"
 
 #define R THPSWAP_REGION_SIZE
 #define P H_PAGE
@@ -74,16 +77,10 @@ static struct {
 	pthread_cond_t more;
 	unsigned long daemon_ticks, daemon_evicts;
 	atomic_ulong evicted;		/* regions the workers' advice evicted */
+	atomic_ulong prefetched;	/* regions the workers' WILLNEED restored */
 	bool skip[OP__N];		/* $THPSWAP_STRESS_SKIP: ops left out */
+	int arena;			/* the session's arena memfd */
 } g;
-
-static uint64_t now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
 
 static uint64_t rnd(struct worker *w)
 {
@@ -193,6 +190,59 @@ static void verify_or_die(struct worker *w, unsigned ri, unsigned p0, unsigned p
 	die();
 }
 
+/* A region that advice did not act on as it must: report (with how the
+ * session's eviction counters moved during the call, @h0 to @h1, when
+ * given) and end. */
+static void advice_failed(struct worker *w, unsigned ri, const char *what, int n,
+			  const struct thp_arena_header *h0, const struct thp_arena_header *h1)
+{
+	static const struct { unsigned c; const char *name; } ctr[] = {
+		{ THP_C_EVICTIONS, "evictions" }, { THP_C_EVICT_CANCELLED, "cancelled" },
+		{ THP_C_EVICT_REFUSED, "refused" }, { THP_C_EVICT_ZAP_PENDING, "zap_pending" },
+		{ THP_C_EVICT_BUSY, "busy" }, { THP_C_EVICT_SPLIT, "split" },
+		{ THP_C_EVICT_FILLED, "filled" }, { THP_C_EVICT_INCOMPRESSIBLE, "incompressible" },
+	};
+	char line[320];
+
+	h_region_describe(g.arena, w->reg[ri].addr, line, sizeof(line));
+	pthread_mutex_lock(&g.lock);
+	say("\nSTRESS FAILURE (seed %llu): worker %u region %u: %s (thpswap_advise returned %d); "
+	    "now %s\n", (unsigned long long)g.seed, w->id, ri, what, n, line);
+	if (h0 && h1) {
+		say("the session's counters during the call:");
+		for (size_t k = 0; k < sizeof(ctr) / sizeof(ctr[0]); k++)
+			say(" %s +%llu", ctr[k].name,
+			    (unsigned long long)(h1->ctr[ctr[k].c] - h0->ctr[ctr[k].c]));
+		say("\n");
+	}
+	say("last operations of worker %u, oldest first:\n", w->id);
+	for (unsigned k = w->nhist > HIST ? w->nhist - HIST : 0; k < w->nhist; k++)
+		say("  %s\n", w->hist[k % HIST]);
+	h_evict_reasons(g.arena, "stress");
+	say("rerun with: itest-stress --seed %llu\n", (unsigned long long)g.seed);
+	die();
+}
+
+/* Did a skip counter that other threads can make move between @a and @b? */
+static bool transient_skip(const struct thp_arena_header *a, const struct thp_arena_header *b)
+{
+	static const unsigned c[] = { THP_C_EVICT_REFUSED, THP_C_EVICT_BUSY, THP_C_EVICT_SPLIT };
+
+	for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++)
+		if (b->ctr[c[k]] != a->ctr[c[k]])
+			return true;
+	return false;
+}
+
+/* The record of one of our regions (only its owner faults it in). */
+static uint32_t region_state(struct worker *w, unsigned ri)
+{
+	struct h_region_view v;
+
+	h_arena_view(g.arena, w->reg[ri].addr, 1, &v);
+	return v.nrec ? v.state : THP_ST_FREE;
+}
+
 /* A random page range inside a region: [*p0, *p1). */
 static void pick_range(struct worker *w, unsigned *p0, unsigned *p1)
 {
@@ -235,7 +285,7 @@ static void do_fork(struct worker *w)
 		    (unsigned long long)g.seed, w->id, st);
 		die();
 	}
-	w->last_fork_ns = now();
+	w->last_fork_ns = thp_now_ns();
 }
 
 static void do_mremap(struct worker *w, unsigned ri, bool misaligned)
@@ -290,7 +340,7 @@ static void step(struct worker *w)
 		op = OP_MREMAP_ODD;
 	if (rg->odd && below(w, 20) == 0)
 		op = OP_RENEW;
-	if (op == OP_FORK && now() - w->last_fork_ns < 1500000000ull)
+	if (op == OP_FORK && thp_now_ns() - w->last_fork_ns < 1500000000ull)
 		op = OP_READ_ALL; /* a fork per worker per 1.5 s at most */
 	if (g.skip[op])
 		op = OP_READ;
@@ -314,15 +364,44 @@ static void step(struct worker *w)
 			rg->gen[p] = gen;
 		}
 		break;
-	case OP_EVICT:
+	case OP_EVICT: {
+		struct thp_arena_header h0 = h_arena_header(g.arena), h1;
+		int n;
+		uint32_t st;
+
 		note(w, "evict region %u", ri);
-		if (thpswap_advise(g.s, rg->addr, R, THPSWAP_ADVICE_COLD) == 1)
+		n = thpswap_advise(g.s, rg->addr, R, THPSWAP_ADVICE_COLD);
+		if (n == 1)
 			atomic_fetch_add(&g.evicted, 1);
+		/* Nobody else faults our regions in: afterwards the region is
+		 * stored, empty, or being evicted by the daemon's evict --all.
+		 * A misaligned one is not managed any more.  Else the skip
+		 * must have been counted, for a reason another thread can
+		 * cause (a fork child sharing the pages, a fork being handled,
+		 * no THP to be had). */
+		st = region_state(w, ri);
+		h1 = h_arena_header(g.arena);
+		if (n < 0 || (!rg->odd && (st == THP_ST_RESIDENT || st == THP_ST_FREE) &&
+			      !transient_skip(&h0, &h1)))
+			advice_failed(w, ri, "not evicted by thpswap_advise(COLD), and no skip counted "
+				      "for a reason another thread may have caused", n, &h0, &h1);
 		break;
-	case OP_WILLNEED:
-		note(w, "willneed region %u", ri);
-		thpswap_advise(g.s, rg->addr, R, THPSWAP_ADVICE_WILLNEED);
+	}
+	case OP_WILLNEED: {
+		uint32_t st = rg->odd ? THP_ST_FREE : region_state(w, ri);
+		int n;
+
+		note(w, "willneed region %u (%s)", ri, thp_state_name(st));
+		n = thpswap_advise(g.s, rg->addr, R, THPSWAP_ADVICE_WILLNEED);
+		if (n == 1)
+			atomic_fetch_add(&g.prefetched, 1);
+		/* Only a fault restores, and only we fault our regions: an
+		 * evicted one must be brought back. */
+		if (n < 0 || ((st == THP_ST_RAM || st == THP_ST_ZERO) && n != 1))
+			advice_failed(w, ri, "evicted, and not restored by thpswap_advise(WILLNEED)", n,
+				      NULL, NULL);
 		break;
+	}
 	case OP_DONTNEED:
 	case OP_FREE:
 		pick_range(w, &p0, &p1);
@@ -356,7 +435,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	while (!atomic_load(&g.stop) && now() < g.end_ns) {
+	while (!atomic_load(&g.stop) && thp_now_ns() < g.end_ns) {
 		step(w);
 		if (atomic_fetch_add(&g.ops, 1) % 500 == 499) {
 			pthread_mutex_lock(&g.lock);
@@ -380,12 +459,12 @@ static void *daemon_main(void *arg)
 	h_at("daemon evictor: starting");
 	for (;;) {
 		pthread_mutex_lock(&g.lock);
-		while (!atomic_load(&g.stop) && now() < g.end_ns &&
+		while (!atomic_load(&g.stop) && thp_now_ns() < g.end_ns &&
 		       atomic_load(&g.ops) / 500 <= g.daemon_ticks)
 			pthread_cond_wait(&g.more, &g.lock);
 		g.daemon_ticks++;
 		pthread_mutex_unlock(&g.lock);
-		if (atomic_load(&g.stop) || now() >= g.end_ns)
+		if (atomic_load(&g.stop) || thp_now_ns() >= g.end_ns)
 			break;
 		h_at("daemon evictor: thpswapctl evict --all #%lu", g.daemon_evicts);
 		/* 1 = some regions refused (shared after a fork): fine. */
@@ -404,15 +483,29 @@ static unsigned long env_ul(const char *name, unsigned long dflt)
 	return v && *v ? strtoul(v, NULL, 0) : dflt;
 }
 
+/* A healthy run of @secs does at least about ten times @per_minute of
+ * @what (per minute, measured on 2 loaded CPUs): fewer means the run did
+ * not exercise what it is for. */
+static void floor_check(const char *what, unsigned long got, unsigned long per_minute,
+			unsigned long secs)
+{
+	unsigned long want = per_minute * secs / 60;
+
+	H_CHECK(got >= want, "stress: %lu %s in %lu s, want at least %lu (a tenth of a healthy run)",
+		got, what, secs, want);
+}
+
 static void stress(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
 	static struct worker w[WORKERS];
 	unsigned long secs = env_ul("THPSWAP_STRESS_SECONDS", 60), total[OP__N] = { 0 };
 	pthread_t dt;
 	char pid[16];
-	uint64_t t0 = now();
+	uint64_t t0 = thp_now_ns();
+	struct thpswap_stats st0 = h_stats(s), st1;
 
 	g.s = s;
+	g.arena = h_arena_fd();
 	g.d = d;
 	g.seed = env_ul("THPSWAP_STRESS_SEED", 1);
 	g.gen = 1;
@@ -468,13 +561,31 @@ static void stress(struct thpswap_session *s, const struct h_daemon *d, int vari
 	for (unsigned i = 0; i < WORKERS; i++)
 		for (unsigned o = 0; o < OP__N; o++)
 			total[o] += w[i].n[o];
-	printf("stress: %lu operations in %.1f s, %lu regions evicted by advice, %lu daemon "
-	       "evict --all;", atomic_load(&g.ops), (double)(now() - t0) / 1e9,
-	       atomic_load(&g.evicted), g.daemon_evicts);
+	printf("stress: %lu operations in %.1f s, %lu regions evicted and %lu restored by advice, "
+	       "%lu daemon evict --all;", atomic_load(&g.ops), (double)(thp_now_ns() - t0) / 1e9,
+	       atomic_load(&g.evicted), atomic_load(&g.prefetched), g.daemon_evicts);
 	for (unsigned o = 0; o < OP__N; o++)
 		printf(" %s %lu", op_names[o], total[o]);
 	printf("\n");
 	h_report(s, d, "stress");
+	/* Floors: a tenth of a healthy 60 s run, scaled to this run's length
+	 * (left out operations have none). */
+	st1 = h_stats(s);
+	floor_check("operations", atomic_load(&g.ops), 2900, secs);
+	if (!g.skip[OP_EVICT])
+		floor_check("regions evicted by advice", atomic_load(&g.evicted), 75, secs);
+	if (!g.skip[OP_WILLNEED])
+		floor_check("regions restored by WILLNEED", atomic_load(&g.prefetched), 3, secs);
+	floor_check("evictions", st1.evictions - st0.evictions, 90, secs);
+	floor_check("restores", st1.restores - st0.restores, 180, secs);
+	if (!g.skip[OP_FORK])
+		floor_check("forks", total[OP_FORK], 10, secs);
+	if (!g.skip[OP_MREMAP])
+		floor_check("mremaps", total[OP_MREMAP], 145, secs);
+	if (!g.skip[OP_RENEW])
+		floor_check("renewed regions", total[OP_RENEW], 30, secs);
+	if (!pthread_equal(dt, pthread_self()))
+		floor_check("daemon evict --all runs", g.daemon_evicts, 5, secs);
 }
 
 static const struct h_case cases[] = {
