@@ -3,8 +3,9 @@
  * The swap round trip, end to end: 512 MiB of heap-like data in 256 regions,
  * evicted by thpswapctl through the real daemon, then touched back (half by
  * read faults, half by write faults).  Checks the memory released (RSS), the
- * stored bytes as the daemon reports them, every byte, and that >= 99 % of
- * the regions came back PMD-mapped (PAGEMAP_SCAN, not our own counters).
+ * stored bytes as the daemon reports them and as the arena memfd really
+ * holds them (its allocated blocks), every byte, and that >= 99 % of the
+ * regions came back PMD-mapped (PAGEMAP_SCAN, not our own counters).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ int main(void)
 	char out[65536], pid[16];
 	size_t rss0, rss1, huge, evicted_bytes;
 	long long daemon_stored;
-	void *mem;
+	void *mem, *bar;
 	long pmd;
 	int r;
 
@@ -79,6 +80,7 @@ int main(void)
 			st.stored_bytes < evicted_bytes,
 			"daemon says %lld stored, client %llu", daemon_stored,
 			(unsigned long long)st.stored_bytes);
+		h_check_stored(s, NULL, round ? "round 1, evicted" : "round 0, evicted");
 		printf("round %d: evicted %d regions, RSS -%zu MiB, stored %.1f MiB (ratio %.2f)\n",
 		       round, NREG, (rss0 - rss1) >> 20, st.stored_bytes / 1048576.0,
 		       (double)evicted_bytes / (double)st.stored_bytes);
@@ -91,6 +93,10 @@ int main(void)
 			(unsigned long long)st.resident, (unsigned long long)st.stored_bytes);
 		printf("round %d: restored %d regions, %ld PMD-mapped, %llu faults\n", round, NREG, pmd,
 		       (unsigned long long)st.faults);
+		/* A restore frees its slot after waking the faulting thread. */
+		bar = h_barrier_map(s);
+		h_check_stored(s, bar, round ? "round 1, restored" : "round 0, restored");
+		H_CHECK(thpswap_unmap(s, bar, THPSWAP_REGION_SIZE) == 0, "unmap the barrier");
 	}
 	H_CHECK(thpswap_close(s) == 0, "close");
 	r = h_daemon_stop(&d);

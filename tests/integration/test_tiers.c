@@ -241,6 +241,7 @@ static void phase_default(void)
 	}
 	H_CHECK(total == (long long)st.stored_bytes, "regions sum to %lld bytes, stats say %llu",
 		total, (unsigned long long)st.stored_bytes);
+	h_check_stored(c.s, NULL, "default settings, evicted");
 	printf("evicted %d zero (0 bytes) and %d heap regions (%.2f MiB, ratio %.2f); "
 	       "%d random kept resident\n", N, N, total / 1048576.0,
 	       (double)N * REG / (double)total, N);
@@ -288,6 +289,7 @@ static void phase_raw(void)
 			"random region %zu stored raw in %lld bytes, expected 2 MiB + a header "
 			"of at most 4 KiB", i, stored);
 	}
+	h_check_stored(c.s, NULL, "--incompressible raw, evicted");
 	printf("random regions stored raw: %.1f KiB each (2 MiB + %lld B header)\n",
 	       stored / 1024.0, stored - (long long)REG);
 	check_bytes(rnd, THP_DATA_RANDOM, SEED + 1, "raw random");
@@ -320,6 +322,7 @@ static long long phase_profile(const char *profile, long long level)
 	stats(&c, &st);
 	H_CHECK(total == (long long)st.stored_bytes && total < (long long)(N * REG / 2),
 		"stored %lld bytes (stats: %llu)", total, (unsigned long long)st.stored_bytes);
+	h_check_stored(c.s, NULL, what);
 	check_bytes(heap, THP_DATA_HEAPMIX, SEED + 2, profile);
 	H_CHECK(h_pmd_mapped(heap, N * REG) == N, "%s: restored regions not all PMD-mapped", profile);
 	printf("--profile %s: level %lld, %.2f MiB stored for %d MiB (ratio %.2f), restored\n",
