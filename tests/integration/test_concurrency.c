@@ -317,9 +317,10 @@ static void run(struct thpswap_session *s, const struct h_daemon *d, const char 
 	H_CHECK(st1.regions == st0.regions, "%s: %llu regions leaked",
 			name, (unsigned long long)(st1.regions - st0.regions));
 	/* The evictor races the readers' faults for the region: a fault that
-	 * comes first wins and the eviction backs off, but in a healthy run
-	 * most iterations see it evict (a floor far below that). */
-	H_CHECK(!evictor || atomic_load(&c.evicted) >= iters / 10,
+	 * comes first wins and the eviction backs off.  A healthy run on two
+	 * loaded CPUs evicts in a quarter to a half of the iterations; the
+	 * floor is a tenth of the lower end. */
+	H_CHECK(!evictor || atomic_load(&c.evicted) >= iters / 40,
 		"%s: the evictor thread evicted the region in %lu of %u iterations: the case hardly "
 		"raced an eviction", name, atomic_load(&c.evicted), iters);
 	h_report(s, d, name);
