@@ -270,7 +270,7 @@ static char zeros[REGION] __attribute__((aligned(4096)));
 /* UFFDIO_COPY zeros into every page of the region at @addr that is not
  * mapped (events held: @addr is where the region is).  Present pages stay
  * as they are (EEXIST).  0, -EAGAIN (an event is pending), or -errno. */
-static int fill_holes(struct thpswap_session *s, uint64_t addr)
+static int fill_holes(struct thpswap_session *s, struct thp_record *r, uint64_t addr)
 {
 	struct page_region v[64];
 	uint64_t at = addr;
@@ -284,7 +284,13 @@ static int fill_holes(struct thpswap_session *s, uint64_t addr)
 
 		while (at < end) {
 			int64_t done = 0;
-			int rc = thp_uffd_copy(s->uffd, at, (uint64_t)(uintptr_t)zeros, end - at, 0, &done);
+			int rc;
+
+			/* Missing: any zap noted for these pages has landed (and
+			 * the zeros we put there are what it left). */
+			for (uint64_t p = at; p < end; p += THP_PAGE_SIZE)
+				rzap_landed(s, (uint32_t)(r - s->rec), addr, p);
+			rc = thp_uffd_copy(s->uffd, at, (uint64_t)(uintptr_t)zeros, end - at, 0, &done);
 
 			if (done > 0)
 				at += (uint64_t)done;
@@ -333,7 +339,7 @@ static int make_whole(struct thpswap_session *s, struct thp_record *r)
 			events_release(s);
 			return 1;
 		}
-		rc = fill_holes(s, addr);
+		rc = fill_holes(s, r, addr);
 		events_release(s);
 		if (rc == -EAGAIN)
 			sched_yield(); /* the fault thread reads the pending event */

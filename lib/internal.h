@@ -98,6 +98,19 @@ struct region_table {
 	uint32_t nfree;
 };
 
+/*
+ * Zaps read while a region is mapped, not seen to land yet (record.c): the
+ * pages of REMOVEs noted in the current second (cur, since cur_start; the
+ * last at last_ns) and in the one before (prev).  A page still mapped a
+ * second after its REMOVE was read is taken as MADV_FREE'd, which leaves
+ * pages mapped (see rzap_in_flight); two generations let the pages of an
+ * old REMOVE age out while newer ones keep coming.
+ */
+struct rzap {
+	_Atomic uint64_t cur[8], prev[8];
+	_Atomic uint64_t cur_start, last_ns;
+};
+
 /* What a fork child did while we were filling it (agent.c). */
 struct forks {
 	int fd[32];               /* grandchildren */
@@ -259,11 +272,9 @@ struct thpswap_session {
 	 * after the MOVE (on resident memory) or its bits are in the copy.
 	 */
 	_Atomic uint64_t (*zap)[8];
-	/* Per record index: pages of a resident region that a REMOVE read
-	 * covers, until its zap is seen to have landed (rzap_in_flight), and
-	 * when the last such REMOVE was read. */
-	_Atomic uint64_t (*rzap)[8];
-	_Atomic uint64_t *zap_resident_ns;
+	/* Per record index: pages of a mapped region that a REMOVE read
+	 * covers, until its zap is seen to have landed (see struct rzap). */
+	struct rzap *rzap;
 	/* Per record index: u_read when it was added, to tell a region
 	 * registered after a given event was read (see copy_region). */
 	_Atomic unsigned *born;   /* (unsigned)u_read, compared mod 2^32 */
@@ -324,7 +335,8 @@ void rzap_landed(struct thpswap_session *s, uint32_t i, uint64_t region, uint64_
 /* May a zap noted by rzap_note still land on the region at @addr?  Pages
  * found missing have had theirs; a page still mapped a second after its
  * REMOVE was read was MADV_FREE'd (which leaves pages mapped, and whose
- * bytes stay valid whether or not it lands).  Clears what has landed. */
+ * bytes stay valid whether or not it lands).  Clears what has landed.
+ * Callers hold zap_lock (events_hold), as rzap_note's caller does. */
 bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr);
 void rzap_clear(struct thpswap_session *s, uint32_t i);
 /* Drop the stored bytes of record @i: forget them (counters, length), then

@@ -156,7 +156,6 @@ again:
 		r->evicted_ns = 0;
 		r->evictions = r->restores = 0;
 		zap_clear(s, i);
-		atomic_store(&s->zap_resident_ns[i], 0);
 		rzap_clear(s, i);
 		atomic_store(&s->born[i], (unsigned)atomic_load(&s->u_read));
 		memset(s->cut[i], 0, sizeof(s->cut[i]));

@@ -140,29 +140,50 @@ void zap_clear(struct thpswap_session *s, uint32_t i)
 		atomic_store(&s->zap[i][w], 0);
 }
 
+#define RZAP_AGE 1000000000ull /* see struct rzap */
+
 void rzap_note(struct thpswap_session *s, uint32_t i, uint64_t addr, uint64_t lo, uint64_t hi)
 {
+	struct rzap *z = &s->rzap[i];
+	uint64_t now = now_ns();
+
+	if (now - atomic_load(&z->cur_start) >= RZAP_AGE) {
+		/* A new second: what was current is at least that old now. */
+		for (int w = 0; w < 8; w++)
+			atomic_store(&z->prev[w], atomic_exchange(&z->cur[w], 0));
+		atomic_store(&z->cur_start, now);
+	}
 	for (uint64_t p = (lo - addr) / THP_PAGE_SIZE; p < (hi - addr + THP_PAGE_SIZE - 1) / THP_PAGE_SIZE; p++)
-		atomic_fetch_or(&s->rzap[i][p / 64], 1ull << (p % 64));
-	atomic_store(&s->zap_resident_ns[i], now_ns());
+		atomic_fetch_or(&z->cur[p / 64], 1ull << (p % 64));
+	atomic_store(&z->last_ns, now);
 }
 
 void rzap_landed(struct thpswap_session *s, uint32_t i, uint64_t region, uint64_t addr)
 {
 	uint64_t p = (addr - region) / THP_PAGE_SIZE;
 
-	if (p < 512)
-		atomic_fetch_and(&s->rzap[i][p / 64], ~(1ull << (p % 64)));
+	if (p < 512) {
+		atomic_fetch_and(&s->rzap[i].cur[p / 64], ~(1ull << (p % 64)));
+		atomic_fetch_and(&s->rzap[i].prev[p / 64], ~(1ull << (p % 64)));
+	}
 }
 
 bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr)
 {
+	struct rzap *z = &s->rzap[i];
 	struct page_region v[64];
-	uint64_t left = 0, present[8] = { 0 };
+	uint64_t left = 0, present[8] = { 0 }, now = now_ns();
+	bool prev_old = now - atomic_load(&z->cur_start) >= RZAP_AGE;
+	bool cur_old = now - atomic_load(&z->last_ns) >= RZAP_AGE;
 	long n;
 
-	for (int w = 0; w < 8; w++)
-		left |= atomic_load(&s->rzap[i][w]);
+	for (int w = 0; w < 8; w++) {
+		if (prev_old)
+			atomic_store(&z->prev[w], 0);
+		if (cur_old)
+			atomic_store(&z->cur[w], 0);
+		left |= atomic_load(&z->cur[w]) | atomic_load(&z->prev[w]);
+	}
 	if (!left)
 		return false;
 	/* Noted pages that are not mapped any more: their zap has landed. */
@@ -172,33 +193,29 @@ bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr)
 	for (long k = 0; k < n; k++)
 		for (uint64_t p = (v[k].start - addr) / THP_PAGE_SIZE; p < (v[k].end - addr) / THP_PAGE_SIZE; p++)
 			present[p / 64] |= 1ull << (p % 64);
-	for (int w = 0; w < 8; w++)
-		atomic_fetch_and(&s->rzap[i][w], present[w]);
 	left = 0;
 	for (int w = 0; w < 8; w++)
-		left |= atomic_load(&s->rzap[i][w]);
-	if (left && now_ns() - atomic_load(&s->zap_resident_ns[i]) >= 1000000000ull) {
-		rzap_clear(s, i);
-		left = 0;
-	}
+		left |= (atomic_fetch_and(&z->cur[w], present[w]) & present[w]) |
+			(atomic_fetch_and(&z->prev[w], present[w]) & present[w]);
 	return left != 0;
 }
 
 void rzap_clear(struct thpswap_session *s, uint32_t i)
 {
-	for (int w = 0; w < 8; w++)
-		atomic_store(&s->rzap[i][w], 0);
+	for (int w = 0; w < 8; w++) {
+		atomic_store(&s->rzap[i].cur[w], 0);
+		atomic_store(&s->rzap[i].prev[w], 0);
+	}
 }
 
 int rec_tables_init(struct thpswap_session *s, uint32_t n)
 {
 	/* calloc'd, so untouched entries cost no memory. */
 	s->zap = calloc(n, sizeof(*s->zap));
-	s->zap_resident_ns = calloc(n, sizeof(*s->zap_resident_ns));
 	s->born = calloc(n, sizeof(*s->born));
 	s->rzap = calloc(n, sizeof(*s->rzap));
 	s->cut = calloc(n, sizeof(*s->cut));
-	if (!s->zap || !s->zap_resident_ns || !s->born || !s->rzap || !s->cut) {
+	if (!s->zap || !s->born || !s->rzap || !s->cut) {
 		rec_tables_fini(s);
 		return -ENOMEM;
 	}
@@ -208,12 +225,10 @@ int rec_tables_init(struct thpswap_session *s, uint32_t n)
 void rec_tables_fini(struct thpswap_session *s)
 {
 	free(s->zap);
-	free(s->zap_resident_ns);
 	free(s->born);
 	free(s->rzap);
 	free(s->cut);
 	s->zap = NULL;
-	s->zap_resident_ns = NULL;
 	s->born = NULL;
 	s->rzap = NULL;
 	s->cut = NULL;

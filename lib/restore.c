@@ -91,6 +91,10 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 		/* Read each time: an mremap handled while we waited out EAGAIN
 		 * moves the record, and the region, elsewhere. */
 		dst = rec_addr(&s->rec[idx]);
+		/* Zaps read so far are in the slot now: where they land after
+		 * the MOVE they find those zeros, so none is "in flight" for
+		 * the evictor; only those read from here on are (rzap). */
+		rzap_clear(s, idx);
 		if (zap_take(s, idx, m)) {
 			/* Pages already moved (off) are resident: their zaps land. */
 			for (unsigned w = 0; w < off / THP_PAGE_SIZE / 64 && w < 8; w++)

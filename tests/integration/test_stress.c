@@ -226,7 +226,8 @@ static void advice_failed(struct worker *w, unsigned ri, const char *what, int n
 /* Did a skip counter that other threads can make move between @a and @b? */
 static bool transient_skip(const struct thp_arena_header *a, const struct thp_arena_header *b)
 {
-	static const unsigned c[] = { THP_C_EVICT_REFUSED, THP_C_EVICT_BUSY, THP_C_EVICT_SPLIT };
+	static const unsigned c[] = { THP_C_EVICT_REFUSED, THP_C_EVICT_BUSY, THP_C_EVICT_SPLIT,
+				      THP_C_EVICT_ZAP_PENDING };
 
 	for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++)
 		if (b->ctr[c[k]] != a->ctr[c[k]])
@@ -378,7 +379,12 @@ static void step(struct worker *w)
 		 * A misaligned one is not managed any more.  Else the skip
 		 * must have been counted, for a reason another thread can
 		 * cause (a fork child sharing the pages, a fork being handled,
-		 * no THP to be had). */
+		 * no THP to be had), or a zap that may still land: userspace
+		 * cannot tell a MADV_FREE from a DONTNEED whose zap has not
+		 * landed yet, so the agent waits up to two seconds after a
+		 * REMOVE whose pages stay mapped (docs/ARCHITECTURE.md, "Zaps
+		 * of resident regions"), and another thread's events read late
+		 * can be taken for one of ours. */
 		st = region_state(w, ri);
 		h1 = h_arena_header(g.arena);
 		if (n < 0 || (!rg->odd && (st == THP_ST_RESIDENT || st == THP_ST_FREE) &&
@@ -396,7 +402,10 @@ static void step(struct worker *w)
 		if (n == 1)
 			atomic_fetch_add(&g.prefetched, 1);
 		/* Only a fault restores, and only we fault our regions: an
-		 * evicted one must be brought back. */
+		 * evicted one must be brought back -- unless our own zap of
+		 * all of it, handled meanwhile, left nothing to bring back. */
+		if (n == 0 && region_state(w, ri) == THP_ST_EMPTY)
+			st = THP_ST_EMPTY;
 		if (n < 0 || ((st == THP_ST_RAM || st == THP_ST_ZERO) && n != 1))
 			advice_failed(w, ri, "evicted, and not restored by thpswap_advise(WILLNEED)", n,
 				      NULL, NULL);
