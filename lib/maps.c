@@ -143,7 +143,7 @@ uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r)
 		if (st != THP_ST_EVICTING && st != THP_ST_CANCEL && st != THP_ST_RESTORING)
 			return st;
 		if (agent_is_fault_thread(s))
-			agent_drain(s);
+			s->read_events(s); /* agent_drain, passed down */
 		sched_yield();
 	}
 }
@@ -183,15 +183,17 @@ void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
 		long i = rt_detach(s, a);
+		struct owned *own;
 
 		if (i < 0)
 			continue;
-		if (agent_is_fault_thread(s) && i == s->fault_owned) {
+		own = fault_owned(s, (uint32_t)i);
+		if (own) {
 			/* The fault thread's own restore, waiting out EAGAIN:
 			 * waiting for it would be waiting for ourselves.  Out of
 			 * the table now (a region moved here next must be the
 			 * only key), freed when the restore backs out. */
-			s->fault_owned_gone = true;
+			own->gone = true;
 			continue;
 		}
 		rt_release(s, (uint32_t)i);

@@ -170,7 +170,6 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	if (!s)
 		return -ENOMEM;
 	s->sock = s->uffd = s->suffd = s->pagemap = s->evfd = s->arena_fd = -1;
-	s->fault_owned = -1;
 	pthread_mutex_init(&s->send_lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
 	pthread_cond_init(&s->wcond, NULL);
@@ -266,7 +265,7 @@ _public_ int thpswap_close(struct thpswap_session *s)
 
 		if (rec_state(r0) == THP_ST_FREE)
 			continue;
-		addr = r0->addr;
+		addr = rec_addr(r0);
 		int q = thpswap_unregister(s, (void *)(uintptr_t)addr, REGION);
 
 		if (q && !r)
