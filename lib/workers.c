@@ -9,10 +9,11 @@
  *                the fault thread's restore.
  *
  * The fault thread waits for a worker only briefly: for wlock, which a
- * worker holds across a few stores, and for a frame a helper has claimed
- * (see decompress_parallel).  Never for a worker that may be inside malloc:
- * a fork in another thread holds glibc's malloc locks until the fault
- * thread reads its FORK event.
+ * worker holds across a few stores, for send_lock, held across one
+ * non-blocking send, and for a frame a helper has claimed (see
+ * decompress_parallel).  Never for a worker that may be inside malloc: a
+ * fork in another thread holds glibc's malloc locks until the fault thread
+ * reads its FORK event.
  */
 #include <errno.h>
 #include <sched.h>
@@ -54,9 +55,14 @@ void on_daemon(struct thpswap_session *s, struct evict_job *j)
 	if (n == -EAGAIN || n == -EINTR)
 		return;
 	if (n <= 0) {
-		/* The daemon went away: keep serving our faults from the arena. */
+		/* The daemon went away: keep serving our faults from the arena.
+		 * Under send_lock, which run_job sends under: it must not send
+		 * on the closed fd, or on whatever reuses its number.  Held
+		 * only across a non-blocking send, never around malloc. */
+		pthread_mutex_lock(&s->send_lock);
 		close(s->sock);
 		s->sock = -1;
+		pthread_mutex_unlock(&s->send_lock);
 		return;
 	}
 	if (thp_msg_parse(buf, (size_t)n, &m)) {
