@@ -37,7 +37,7 @@
  *                               or when its commit CAS fails, moves the THP
  *                               back (the MOVE wakes the faulters) -> RESIDENT
  *
- * Every transition there is:
+ * Every transition there is (rec_cas and rec_set assert it in debug builds):
  *
  *   FREE       -> EMPTY, RESIDENT          registered (rt_add)
  *   EMPTY      -> RESTORING                a fault (restore_region)
@@ -319,6 +319,8 @@ static inline uint64_t rec_addr(const struct thp_record *r)
 	return __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE);
 }
 uint32_t rec_state(const struct thp_record *r);
+/* Both assert, in debug builds, that the transition is one of the state
+ * machine's (the table at the top of this file). */
 bool rec_cas(struct thpswap_session *s, struct thp_record *r, uint32_t from, uint32_t to);
 void rec_set(struct thpswap_session *s, struct thp_record *r, uint32_t to);
 void ctr_add(struct thpswap_session *s, enum thp_counter c, int64_t v);
