@@ -33,7 +33,7 @@ _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 		munmap(a + len, (size_t)(p + len + REGION - (a + len)));
 	agent_sync(s); /* as in thpswap_register */
 	/* Without MADV_HUGEPAGE a fault would leave a page table that makes
-	 * every later MOVE split (kernel-facts §2). */
+	 * every later MOVE split (docs/KERNEL.md, *Registration*). */
 	if (madvise(a, len, MADV_HUGEPAGE)) {
 		r = -errno;
 		goto unmap;

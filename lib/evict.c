@@ -8,13 +8,11 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "hash.h"
 #include "internal.h"
 #include "kernel-abi.h"
-#include "pagemap.h"
 #include "uffd.h"
 
 static bool cancelled(void *arg)
@@ -135,34 +133,6 @@ static void move_back(struct thpswap_session *s, struct thp_record *r, char *slo
 	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 }
 
-/*
- * The region was split under us (a zap landed between the PMD check and
- * the MOVE) and only its first @len bytes left: put exactly those back
- * before anything else.  Part of the region is still in place, so this
- * waits for the events to be handled (see events_hold).
- */
-static void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len)
-{
-	for (uint64_t off = 0; off < len;) {
-		int64_t done = 0;
-		int rc;
-
-		events_hold(s, true);
-		rc = thp_uffd_move(s->uffd, rec_addr(r) + off,
-				   (uint64_t)(uintptr_t)slot + off, len - off,
-				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
-		events_release(s);
-		if (done > 0)
-			off += (uint64_t)done;
-		else if (rc == -EAGAIN)
-			sched_yield(); /* the fault thread reads the pending event */
-		else if (rc)
-			return; /* the region is gone */
-		else
-			off = len;
-	}
-}
-
 /* Back out before anything left the region (it is still present). */
 static void undo_evicting(struct thpswap_session *s, struct thp_record *r)
 {
@@ -174,81 +144,6 @@ static void undo_evicting(struct thpswap_session *s, struct thp_record *r)
 	}
 	/* Zaps noted meanwhile landed on the memory that never left. */
 	became_resident(s, (uint32_t)(r - s->rec));
-}
-
-/*
- * MOVE refuses pages that are not exclusive (EBUSY): after a fork they stay
- * so until written, even once the child is gone (§7.1).  If pagemap says
- * the THP is mapped by us alone, one atomic write (of the value already
- * there) makes the kernel reuse it as exclusive, without a copy or a split.
- * While a child still maps it, evicting would free nothing: refuse.
- */
-static bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
-{
-	uint64_t pm;
-
-	if (pread(s->pagemap, &pm, sizeof(pm), (off_t)(addr / THP_PAGE_SIZE * 8)) != sizeof(pm) ||
-	    !(pm & (1ull << 63)) || !(pm & (1ull << 56)))
-		return false; /* not present, or still mapped by another process */
-	__atomic_fetch_add((volatile char *)(uintptr_t)addr, 0, __ATOMIC_RELAXED);
-	return true;
-}
-
-/*
- * MOVE the region's THP out to staging @slot, on the region uffd with its
- * events held: the MOVE takes the region where it is now, and fails with
- * EAGAIN while an mremap or munmap of it is unread.  Only a whole PMD
- * leaves (a MOVE of a PTE-mapped range would split the folio, §7.1); a
- * split region is collapsed first if the kernel can.  0 with the region
- * empty; else -errno and *moved what left anyway.
- */
-static int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
-{
-	bool collapsed = false, unshared = false;
-
-	for (;;) {
-		uint64_t addr;
-		int rc;
-
-		*moved = 0;
-		/* Not while the fault thread handles an event: it may be
-		 * waiting for this record. */
-		if (!events_hold(s, false))
-			return -EAGAIN;
-		addr = rec_addr(r);
-		/* A zap read before our CAS (rzap) or since (REMOVED) may land
-		 * after the MOVE, on the empty region: leave it for now. */
-		if ((rec_flags(r) & THP_RF_REMOVED) || rzap_in_flight(s, (uint32_t)(r - s->rec), addr)) {
-			events_release(s);
-			return -ECANCELED;
-		}
-		if (!is_pmd_mapped(s, addr)) {
-			events_release(s);
-			/* Split since make_whole() looked (a zap landed): one
-			 * more collapse, harmless at a stale address (it never
-			 * fills a hole of uffd-registered memory). */
-			if (collapsed || madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE)) {
-				__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
-				return -EFBIG;
-			}
-			collapsed = true;
-			continue;
-		}
-		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, moved);
-		events_release(s);
-		if (rc == -EAGAIN && *moved <= 0) {
-			sched_yield(); /* the fault thread reads the pending event */
-			continue;
-		}
-		/* .move = -errno: nothing moved */
-		if (rc == -EBUSY && *moved <= 0 && !unshared && unshare_after_fork(s, addr)) {
-			unshared = true;
-			continue;
-		}
-		if (rc == 0)
-			__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
-		return rc;
-	}
 }
 
 /* Have the zaps of every REMOVE read while the region was mapped landed?

@@ -37,6 +37,27 @@
  *                               or when its commit CAS fails, moves the THP
  *                               back (the MOVE wakes the faulters) -> RESIDENT
  *
+ * Every transition there is (rec_cas and rec_set assert it in debug builds):
+ *
+ *   FREE       -> EMPTY, RESIDENT          registered (rt_add)
+ *   EMPTY      -> RESTORING                a fault (restore_region)
+ *   ZERO, RAM  -> RESTORING                a fault
+ *              -> EMPTY                    wholly zapped while evicted (on_remove)
+ *   RESIDENT   -> EVICTING                 an eviction starts
+ *              -> RESTORING                a fault on a wholly zapped region, a
+ *                                          fork copying it (fork_in_flight)
+ *   EVICTING   -> RAM, ZERO                stored (commit, or kept raw)
+ *              -> RESIDENT                 backed out, or moved back
+ *              -> CANCEL                   a fault meanwhile
+ *   CANCEL     -> RESIDENT                 moved back
+ *              -> RAM, ZERO                kept raw instead (keep_instead)
+ *   RESTORING  -> RESIDENT                 moved in
+ *              -> EMPTY, ZERO, RAM,        backed out (the state it came from)
+ *                 RESIDENT
+ *              -> POISONED                 stored bytes failed verification
+ *   EMPTY, ZERO, RAM, RESIDENT,
+ *   POISONED   -> FREE                     unmapped or unregistered (rt_release)
+ *
  * A region is empty (pmd_none) in every state but RESIDENT, so any touch
  * faults and waits for us; nothing is copied out before the region is empty,
  * so no write can be lost.  Waking a faulter early is always safe: it
@@ -71,6 +92,12 @@ static inline uint64_t now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+/*
+ * One header for lib/, in sections named for the file that defines what
+ * they declare.  struct thpswap_session holds a part of every file's state
+ * (each field group says whose), so every file needs all of it anyway.
+ */
 
 /* ---- scratch slots (scratch.c) ---- */
 enum { SLOT_EMPTY = 0, SLOT_FULL = 1, SLOT_BUSY = 2 };
@@ -111,7 +138,8 @@ struct rzap {
 	_Atomic uint64_t cur_start, last_ns;
 };
 
-/* What a fork child did while we were filling it (agent.c). */
+/* ---- fork children (fork.c) ---- */
+/* What a fork child did while we were filling it. */
 struct forks {
 	int fd[32];               /* grandchildren */
 	unsigned n;
@@ -143,7 +171,7 @@ struct early_fork {
 	struct forks f;
 };
 
-/* ---- work for the workers (agent.c) ---- */
+/* ---- work for the workers (workers.c) ---- */
 /* Preallocated: the fault thread must not malloc (see on_daemon). */
 struct evict_job {
 	struct evict_job *next;
@@ -179,7 +207,24 @@ struct worker {
 	char *buf;                /* compression output, one slot */
 };
 
+/* ---- the fault thread's restore (restore.c) ---- */
+/*
+ * The record the fault thread's restore in progress has moved to RESTORING
+ * and owns.  Its MOVE may wait out EAGAIN, reading events meanwhile; those
+ * events' handlers must not wait for this record (the fault thread would
+ * wait for itself), and one of them may take its region away (@gone).
+ * Set by restore_owned, consulted only through fault_owned().
+ */
+struct owned {
+	uint32_t idx;
+	/* An event read meanwhile took its region away (unmapped, or copied
+	 * elsewhere): the record is out of the table already, the restore must
+	 * not move it in, and it is freed when the restore ends. */
+	bool gone;
+};
+
 struct thpswap_session {
+	/* session.c: the connection, the uffds, the arena */
 	int sock;                 /* to thpswapd; -1 once it went away */
 	int uffd;                 /* region uffd */
 	int suffd;                /* scratch uffd */
@@ -194,14 +239,16 @@ struct thpswap_session {
 	struct thp_arena_header *hdr;
 	struct thp_record *rec;
 
-	struct region_table rt;
-	struct scratch sc;
+	struct region_table rt;   /* maps.c */
+	struct scratch sc;        /* scratch.c */
 
+	/* agent.c: the fault thread */
 	pthread_t fault_thread;
 	bool fault_thread_started;
 	struct thp_codec *fault_codec;
 	char *fault_buf;          /* a slot-sized buffer for the fault thread */
 
+	/* workers.c */
 	unsigned nworkers;        /* background + helpers */
 	struct worker *workers;
 	pthread_mutex_t wlock;
@@ -217,9 +264,9 @@ struct thpswap_session {
 	struct thp_codec *app_codec;
 	char *app_buf;
 
-	/* Region-uffd messages read but not yet handled (fault thread only).
-	 * Nested reads (while a restore waits out EAGAIN) only queue, so that
-	 * events are handled in the order the kernel sent them. */
+	/* events.c: region-uffd messages read but not yet handled (fault
+	 * thread only).  Nested reads (while a restore waits out EAGAIN) only
+	 * queue, so that events are handled in the order the kernel sent them. */
 	struct uffd_msg *q;
 	unsigned qhead, qtail;    /* free-running; q[i & (QCAP - 1)] */
 	/* Messages just read, in kernel order.  FORK, UNMAP and REMAP are
@@ -230,11 +277,6 @@ struct thpswap_session {
 	struct uffd_msg *u;
 	unsigned uhead, utail;
 	atomic_int in_urgent;
-	/* Old ranges of mremaps handled, whose UNMAP has not come yet (see
-	 * on_unmap); fault thread only. */
-	struct moved_from { uint64_t from, len; unsigned long seq; } moved_from[64];
-	unsigned nmoved_from;
-	int way_depth;            /* clear_way() nesting */
 	/* Messages read / handled from u, for app threads that must not look
 	 * up addresses a pending mremap or munmap has changed. */
 	_Atomic unsigned long u_read, u_done;
@@ -242,28 +284,35 @@ struct thpswap_session {
 	 * for agent_sync: a fault read late must not meet a region mapped
 	 * at its address afterwards (it would cancel that one's eviction). */
 	_Atomic unsigned long q_in, q_done;
-	/* The record the fault thread is restoring (RESTORING and owned by
-	 * it), or -1: a FORK read while that restore waits out EAGAIN must
-	 * not wait for it.  fault_owned_gone: an event read meanwhile took
-	 * its region away (unmapped, or copied elsewhere); the record is out
-	 * of the table already, and the restore must not move it in. */
-	long fault_owned;
-	bool fault_owned_gone;
-	/* A misaligned mremap's 4 KiB copy in progress (on_remap), or NULL;
-	 * fault thread only. */
-	struct remap_copy *copying;
+	/* The fault thread's event reader (agent_drain), passed down by
+	 * agent_start for the layers below the intake that must let events be
+	 * read while they wait on the fault thread (region-ops.c, maps.c): they
+	 * call it through this pointer, so that no code of theirs calls up. */
+	void (*read_events)(struct thpswap_session *s);
 	/* Records wholly zapped by a REMOVE read but not handled yet (see
 	 * on_remove); fault thread only. */
 #define NZAPPED 64
 	uint32_t zapped[NZAPPED];
 	unsigned nzapped, zapped_done;
-	/* Children forked during it: filled with its pages there, then
-	 * handed to on_fork with what they did meanwhile. */
+
+	/* remap.c, fault thread only: old ranges of mremaps handled, whose
+	 * UNMAP has not come yet (see on_unmap). */
+	struct moved_from { uint64_t from, len; unsigned long seq; } moved_from[64];
+	unsigned nmoved_from;
+	int way_depth;            /* clear_way() nesting */
+	/* A misaligned mremap's 4 KiB copy in progress (on_remap), or NULL. */
+	struct remap_copy *copying;
+	/* fork.c: children forked during it: filled with its pages there,
+	 * then handed to on_fork with what they did meanwhile. */
 	struct early_fork early[4];
 	unsigned nearly;
 
+	/* restore.c: the fault thread's restore in progress, or NULL (fault
+	 * thread only; see fault_owned()). */
+	struct owned *restoring;
+
 	/*
-	 * Per record index: the 4 KiB pages the application zapped
+	 * record.c: per record index, the 4 KiB pages the application zapped
 	 * (MADV_DONTNEED/FREE) while the region was not resident.  Bits are
 	 * set when the REMOVE event is read, under zap_lock; every MOVE into a
 	 * region first takes its bits and zeroes those pages in the slot.  The
@@ -279,7 +328,7 @@ struct thpswap_session {
 	 * registered after a given event was read (see copy_region). */
 	_Atomic unsigned *born;   /* (unsigned)u_read, compared mod 2^32 */
 	pthread_mutex_t zap_lock;
-	uint64_t (*cut)[8];       /* pages unmapped by partial munmaps */
+	uint64_t (*cut)[8];       /* remap.c: pages unmapped by partial munmaps */
 
 	/* Failure injection into thpswap_open (see open_fail_point). */
 	unsigned open_step, fail_at;
@@ -300,6 +349,23 @@ static inline int open_fail_point(struct thpswap_session *s)
 int open_fail_point(struct thpswap_session *s);
 #endif
 
+/* ---- the fault thread (agent.c) ---- */
+/* The session whose fault thread the calling thread is; NULL on any other
+ * thread.  Set by the fault thread itself as it starts (defined in
+ * region-ops.c, the lowest layer that asks). */
+extern _Thread_local struct thpswap_session *fault_thread_of;
+
+static inline bool agent_is_fault_thread(const struct thpswap_session *s)
+{
+	return fault_thread_of == s;
+}
+
+/* Start the fault thread and s->nworkers workers: all of them and 0, or
+ * none (what was started is stopped again) and -errno. */
+int agent_start(struct thpswap_session *s);
+/* Stop what agent_start started (thpswap_close only). */
+void agent_stop(struct thpswap_session *s);
+
 /* ---- record helpers (record.c) ---- */
 /* The per-record side tables of a session (zap masks, birth, cuts) for @n
  * records: 0 or -ENOMEM (nothing left allocated); fini frees them. */
@@ -315,6 +381,8 @@ static inline uint64_t rec_addr(const struct thp_record *r)
 	return __atomic_load_n(&r->addr, __ATOMIC_ACQUIRE);
 }
 uint32_t rec_state(const struct thp_record *r);
+/* Both assert, in debug builds, that the transition is one of the state
+ * machine's (the table at the top of this file). */
 bool rec_cas(struct thpswap_session *s, struct thp_record *r, uint32_t from, uint32_t to);
 void rec_set(struct thpswap_session *s, struct thp_record *r, uint32_t to);
 void ctr_add(struct thpswap_session *s, enum thp_counter c, int64_t v);
@@ -399,37 +467,7 @@ int slot_fill(struct thpswap_session *s, char *slot);
 /* Fill empty slots up to the pool target (worker context). */
 void scratch_refill(struct thpswap_session *s);
 
-/* ---- eviction (evict.c) ---- */
-enum evict_result { EV_EVICTED, EV_SKIPPED, EV_FAILED };
-enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
-			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
-			       uint64_t *bytes_stored);
-
-/* ---- restore (restore.c) ---- */
-/* Serve a fault on record @idx (fault thread only). */
-int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
-		   bool write, struct thp_codec *codec);
-/* Move @src (a slot holding the region's bytes) into record @idx's region
- * on the region uffd, with events held, retrying while events are pending.
- * Unless @wait, -EDEADLK before anything moved if the fault thread is
- * handling an event (see events_hold): the caller keeps the bytes elsewhere.  Never wakes:
- * the caller makes the record true first, then wakes the faulters, so that
- * a thread resuming from its fault sees consistent state and statistics. */
-int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait);
-/* After a MOVE in: the record is RESIDENT; bits noted since are for zaps
- * that land on the resident memory. */
-void became_resident(struct thpswap_session *s, uint32_t idx);
-
-/* ---- agent (agent.c) ---- */
-/* Start the fault thread and s->nworkers workers: all of them and 0, or
- * none (what was started is stopped again) and -errno. */
-int agent_start(struct thpswap_session *s);
-/* Stop what agent_start started (thpswap_close only). */
-void agent_stop(struct thpswap_session *s);
-/* Read and handle pending region-uffd events (fault thread only; others
- * just retry).  Page faults are queued, not served. */
-void agent_drain(struct thpswap_session *s);
-bool agent_is_fault_thread(struct thpswap_session *s);
+/* ---- region operations (region-ops.c) ---- */
 /*
  * Hold the region uffd's events still around an ioctl on a region (other
  * threads than the fault thread): with zap_lock held the fault thread reads
@@ -446,14 +484,106 @@ bool agent_is_fault_thread(struct thpswap_session *s);
  */
 bool events_hold(struct thpswap_session *s, bool wait);
 void events_release(struct thpswap_session *s);
-/* App threads: wait until every event read so far is handled (page faults
- * and REMOVEs too), so that addresses looked up next mean what the
- * application means by them. */
-void agent_sync(struct thpswap_session *s);
+/* An ioctl on the region uffd failed with EAGAIN and no progress: an event
+ * is pending.  The fault thread reads it (s->read_events), anyone else lets
+ * it. */
+void let_events_drain(struct thpswap_session *s);
+/* Has an event read while the fault thread's restore of @idx waited taken
+ * its region away (see struct owned)?  Whatever is at its address now is
+ * not this record's to fill. */
+bool region_gone(struct thpswap_session *s, uint32_t idx);
+/* Move @src (a slot holding the region's bytes) into record @idx's region
+ * on the region uffd, with events held, retrying while events are pending.
+ * Unless @wait, -EDEADLK before anything moved if the fault thread is
+ * handling an event (see events_hold): the caller keeps the bytes elsewhere.  Never wakes:
+ * the caller makes the record true first, then wakes the faulters, so that
+ * a thread resuming from its fault sees consistent state and statistics. */
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait);
+/* After a MOVE in: the record is RESIDENT; bits noted since are for zaps
+ * that land on the resident memory. */
+void became_resident(struct thpswap_session *s, uint32_t idx);
+/* MOVE record @r's THP out to staging @slot (see the definition).  0 with
+ * the region empty; else -errno and *moved what left anyway. */
+int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved);
+/* Put the first @len bytes of @slot back into @r's region (waits). */
+void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len);
+
+/* ---- restore (restore.c) ---- */
+/* Serve a fault on record @idx (fault thread only). */
+int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
+		   bool write, struct thp_codec *codec);
+/* Decompress record @i into @buf with its pending zaps applied (fault
+ * thread: its codec).  False if the stored bytes do not decode. */
+bool decode_record(struct thpswap_session *s, uint32_t i, char *buf);
+
+/* The fault thread's restore of record @idx if the caller is the fault
+ * thread and that restore is in progress, else NULL: the one way to
+ * consult s->restoring. */
+static inline struct owned *fault_owned(struct thpswap_session *s, uint32_t idx)
+{
+	struct owned *o = agent_is_fault_thread(s) ? s->restoring : NULL;
+
+	return o && o->idx == idx ? o : NULL;
+}
+
+/* ---- eviction (evict.c) ---- */
+enum evict_result { EV_EVICTED, EV_SKIPPED, EV_FAILED };
+enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
+			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
+			       uint64_t *bytes_stored);
+
+/* ---- workers (workers.c) ---- */
+void *worker_main(void *arg);
+/* A job the daemon's next request can go into, or NULL. */
+struct evict_job *free_job(struct thpswap_session *s);
+/* Read one request from the daemon; an EVICT goes into @j (fault thread). */
+void on_daemon(struct thpswap_session *s, struct evict_job *j);
 /* Ask the helpers to decompress alongside; returns when all frames are
  * done.  Fault thread only (one struct decomp_help per session). */
 int decompress_parallel(struct thpswap_session *s, struct thp_codec *codec,
 			const struct thp_blob_view *v, char *dst);
 void agent_kick_refill(struct thpswap_session *s);
+
+/* ---- event intake (events.c) ---- */
+/* Read and handle pending region-uffd events (fault thread only; others
+ * just retry).  Page faults are queued, not served. */
+void agent_drain(struct thpswap_session *s);
+/* Handle a FORK, UNMAP or REMAP now (from the front of u, or first when
+ * clear_way finds one that must go first); @seq is its place in u
+ * (free-running), see on_remap. */
+void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m, unsigned seq);
+/* App threads: wait until every event read so far is handled (page faults
+ * and REMOVEs too), so that addresses looked up next mean what the
+ * application means by them. */
+void agent_sync(struct thpswap_session *s);
+/* Has the kernel changed the mappings in a way whose event we have not
+ * read (mmap_changing)? */
+bool events_pending(struct thpswap_session *s);
+/* The next page fault or REMOVE to handle, in kernel order: false if none. */
+bool events_next(struct thpswap_session *s, struct uffd_msg *m);
+bool events_queued(const struct thpswap_session *s);
+/* REMOVEs in queue order: drop records wholly zapped while evicted. */
+void on_remove(struct thpswap_session *s);
+
+/* ---- fork children (fork.c) ---- */
+/* Fill the fork child whose uffd is @cfd, then close it. */
+void on_fork(struct thpswap_session *s, int cfd);
+/* Fill child @e with the pages of fault_buf from @k on (see copy_region);
+ * @born as for place_copy. */
+void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k, unsigned born);
+
+/* ---- munmap and mremap (remap.c) ---- */
+void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
+/* @seq: the REMAP's place in u (free-running): what was read after it
+ * counts for its copy (see copy_region). */
+void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len,
+	      unsigned seq);
+/* Message @m was read after the REMAP that s->copying is copying for. */
+void copy_follow(struct thpswap_session *s, const struct uffd_msg *m);
+/* Copy one page of a misaligned copy to where it is now (see struct
+ * page_places), on uffd @fd (ours, or a fork child's with what it zapped in
+ * @f); @born: messages read just after that copy's REMAP.  0 or -EAGAIN. */
+int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
+	       uint64_t src, unsigned born, const struct forks *f);
 
 #endif

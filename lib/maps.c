@@ -177,7 +177,7 @@ uint32_t rec_wait_stable(struct thpswap_session *s, struct thp_record *r)
 		if (st != THP_ST_EVICTING && st != THP_ST_CANCEL && st != THP_ST_RESTORING)
 			return st;
 		if (agent_is_fault_thread(s))
-			agent_drain(s);
+			s->read_events(s); /* agent_drain, passed down */
 		sched_yield();
 	}
 }
@@ -201,8 +201,14 @@ void rt_release(struct thpswap_session *s, uint32_t i)
 {
 	struct region_table *t = &s->rt;
 
-	/* Unreachable by lookups; let its current owner finish. */
+	/* Unreachable by lookups; let its current owner finish.  A restore
+	 * frees the slot's old bytes after making the record RESIDENT (off
+	 * the faulter's path): a record reused before that punch would lose
+	 * the bytes its next eviction stores.  (The fault thread never gets
+	 * here with a punch of its own pending.) */
 	rec_wait_stable(s, &s->rec[i]);
+	while (rec_flags(&s->rec[i]) & THP_RF_PUNCHING)
+		sched_yield();
 	rec_drop_bytes(s, i);
 	rec_set(s, &s->rec[i], THP_ST_FREE);
 	ctr_add(s, THP_C_REGIONS, -1);
@@ -215,15 +221,17 @@ void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
 		long i = rt_detach(s, a);
+		struct owned *own;
 
 		if (i < 0)
 			continue;
-		if (agent_is_fault_thread(s) && i == s->fault_owned) {
+		own = fault_owned(s, (uint32_t)i);
+		if (own) {
 			/* The fault thread's own restore, waiting out EAGAIN:
 			 * waiting for it would be waiting for ourselves.  Out of
 			 * the table now (a region moved here next must be the
 			 * only key), freed when the restore backs out. */
-			s->fault_owned_gone = true;
+			own->gone = true;
 			continue;
 		}
 		rt_release(s, (uint32_t)i);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Record state changes and the counters that mirror them. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -49,6 +50,31 @@ static void account(struct thpswap_session *s, uint32_t from, uint32_t to)
 		ctr_add(s, (enum thp_counter)b, 1);
 }
 
+#ifndef NDEBUG
+#define TO(st) (1u << (st))
+/* The state machine's transitions (the table in internal.h): per state, the
+ * states a record may go to from it.  Anything else is a bug in the agent;
+ * debug builds stop at it (-Db_ndebug=true compiles the checks out). */
+static const uint16_t allowed[THP_ST__MAX] = {
+	[THP_ST_FREE]      = TO(THP_ST_EMPTY) | TO(THP_ST_RESIDENT),
+	[THP_ST_EMPTY]     = TO(THP_ST_RESTORING) | TO(THP_ST_FREE),
+	[THP_ST_ZERO]      = TO(THP_ST_RESTORING) | TO(THP_ST_EMPTY) | TO(THP_ST_FREE),
+	[THP_ST_RAM]       = TO(THP_ST_RESTORING) | TO(THP_ST_EMPTY) | TO(THP_ST_FREE),
+	[THP_ST_RESIDENT]  = TO(THP_ST_EVICTING) | TO(THP_ST_RESTORING) | TO(THP_ST_FREE),
+	[THP_ST_EVICTING]  = TO(THP_ST_RAM) | TO(THP_ST_ZERO) | TO(THP_ST_RESIDENT) | TO(THP_ST_CANCEL),
+	[THP_ST_CANCEL]    = TO(THP_ST_RESIDENT) | TO(THP_ST_RAM) | TO(THP_ST_ZERO),
+	[THP_ST_RESTORING] = TO(THP_ST_RESIDENT) | TO(THP_ST_EMPTY) | TO(THP_ST_ZERO) |
+			     TO(THP_ST_RAM) | TO(THP_ST_POISONED),
+	[THP_ST_POISONED]  = TO(THP_ST_FREE),
+};
+#undef TO
+
+static bool allowed_transition(uint32_t from, uint32_t to)
+{
+	return from < THP_ST__MAX && to < THP_ST__MAX && (allowed[from] >> to & 1);
+}
+#endif
+
 uint32_t rec_state(const struct thp_record *r)
 {
 	return atomic_load_explicit(&((struct thp_record *)r)->state, memory_order_acquire);
@@ -58,6 +84,9 @@ bool rec_cas(struct thpswap_session *s, struct thp_record *r, uint32_t from, uin
 {
 	uint32_t expect = from;
 
+	/* Asked for, whether or not it happens: a caller that may ask for an
+	 * illegal one is wrong even when its CAS happens to fail. */
+	assert(allowed_transition(from, to));
 	if (!atomic_compare_exchange_strong_explicit(&r->state, &expect, to,
 						     memory_order_acq_rel, memory_order_acquire))
 		return false;
@@ -69,6 +98,8 @@ void rec_set(struct thpswap_session *s, struct thp_record *r, uint32_t to)
 {
 	uint32_t from = atomic_exchange_explicit(&r->state, to, memory_order_acq_rel);
 
+	/* The state it was in: the caller owns the record, so it knows. */
+	assert(allowed_transition(from, to));
 	account(s, from, to);
 }
 

@@ -7,7 +7,6 @@
  * region (the kernel re-checks the page table for later ones).
  */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -17,121 +16,24 @@
 #include "pagemap.h"
 #include "uffd.h"
 
-/* Events pending on the region uffd make MOVE/COPY fail with EAGAIN and no
- * progress (§3); the fault thread reads them, anyone else lets it. */
-static void let_events_drain(struct thpswap_session *s)
+/* Decompress record @i into @buf with its pending zaps applied (fork.c and
+ * remap.c copy evicted regions to where the kernel wants them). */
+bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 {
-	ctr_add(s, THP_C_EAGAIN_RETRIES, 1);
-	if (agent_is_fault_thread(s))
-		agent_drain(s);
-	else
-		sched_yield();
-}
+	const struct thp_record *r = &s->rec[i];
+	const char *blob = (const char *)s->arena + thp_arena_slot_off(s->hdr, i);
+	struct thp_blob_view v;
+	uint64_t m[8];
 
-/* The fault thread's restore of @idx lost its region to an event read while
- * it waited out EAGAIN (see rt_remove): whatever is at its address now is
- * not this record's to fill. */
-static bool region_gone(struct thpswap_session *s, uint32_t idx)
-{
-	return agent_is_fault_thread(s) && s->fault_owned == (long)idx && s->fault_owned_gone;
-}
-
-/* 4 KiB fallback when no PMD can be installed (prot differs after
- * mprotect, part of the region unmapped): copy page by page, skipping pages
- * that are present already or no longer mapped. */
-static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
-{
-	int copied = 0;
-
-	ctr_add(s, THP_C_FALLBACK_4K, 1);
-	for (uint64_t off = 0; off < REGION;) {
-		uint64_t dst;
-		int rc;
-
-		/* Once part of it is in, the rest must follow: wait. */
-		if (!events_hold(s, wait || copied > 0))
-			return -EDEADLK;
-		if (region_gone(s, idx)) {
-			events_release(s);
-			return -ESTALE;
-		}
-		dst = rec_addr(&s->rec[idx]);
-		rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
-				   UFFDIO_COPY_MODE_DONTWAKE, NULL);
-		events_release(s);
-		if (rc == -EAGAIN) {
-			let_events_drain(s);
-			continue;
-		}
-		if (rc == 0)
-			copied++;
-		else if (rc != -EEXIST && rc != -ENOENT)
-			return rc;
-		off += THP_PAGE_SIZE;
-	}
-	return copied ? 0 : -ENOENT;
-}
-
-int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
-{
-	uint64_t dst, off = 0, m[8];
-
-	for (;;) {
-		int64_t moved = 0;
-		int rc;
-
-		/* Held, no event is read: a zap is either noted before the
-		 * take (and zeroed in the slot) or lands after the MOVE. */
-		if (!events_hold(s, wait || off > 0))
-			return -EDEADLK;
-		if (region_gone(s, idx)) {
-			events_release(s);
-			return -ESTALE;
-		}
-		/* Read each time: an mremap handled while we waited out EAGAIN
-		 * moves the record, and the region, elsewhere. */
-		dst = rec_addr(&s->rec[idx]);
-		/* Zaps read so far are in the slot now: where they land after
-		 * the MOVE they find those zeros, so none is "in flight" for
-		 * the evictor; only those read from here on are (rzap). */
-		rzap_clear(s, idx);
-		if (zap_take(s, idx, m)) {
-			/* Pages already moved (off) are resident: their zaps land. */
-			for (unsigned w = 0; w < off / THP_PAGE_SIZE / 64 && w < 8; w++)
-				m[w] = 0;
-			zap_apply((char *)(uintptr_t)src, m);
-		}
-		rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
-				   UFFDIO_MOVE_MODE_DONTWAKE, &moved);
-		events_release(s);
-		if (rc == 0)
-			return 0;
-		if (rc == -EAGAIN && moved > 0) {
-			/* Short move: the region had a page table (§7.1); go on. */
-			off += (uint64_t)moved;
-			continue;
-		}
-		if (rc == -EAGAIN) {
-			let_events_drain(s); /* the zeros stay in the slot */
-			continue;
-		}
-		/* EINVAL: prot or VMA differ (mprotect, part unmapped); EEXIST or
-		 * ENOENT: something is already at the destination, or nothing at
-		 * the source (a bug).  Page by page fills what is missing. */
-		if (rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
-			return copy_in(s, idx, src, wait);
-		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
-		return rc;
-	}
-}
-
-void became_resident(struct thpswap_session *s, uint32_t idx)
-{
-	/* Bits noted between the MOVE and now are for events read after it:
-	 * their zaps land on the resident pages. */
-	pthread_mutex_lock(&s->zap_lock);
-	zap_clear(s, idx);
-	pthread_mutex_unlock(&s->zap_lock);
+	if (r->stored_len > THP_SLOT_SIZE || thp_blob_view(blob, r->stored_len, &v))
+		return false;
+	for (unsigned f = 0; f < v.nframes; f++)
+		if (thp_codec_decompress_frame(s->fault_codec, &v, f, buf))
+			return false;
+	for (int w = 0; w < 8; w++)
+		m[w] = atomic_load(&s->zap[i][w]);
+	zap_apply(buf, m);
+	return true;
 }
 
 /* Checked before the wake, repaired after it (collapse takes ~0.4 ms).
@@ -265,20 +167,21 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 
 /*
  * Restore record @idx, which the caller just moved from @from to RESTORING.
- * The fault thread notes that it owns it: events it reads while its MOVE
- * waits out EAGAIN must not wait for this record (it would wait for itself).
+ * The fault thread notes that it owns it (s->restoring, see struct owned):
+ * events it reads while its MOVE waits out EAGAIN must not wait for this
+ * record (it would wait for itself).
  */
 static int restore_owned(struct thpswap_session *s, uint32_t idx, uint32_t from, bool write,
 			 struct thp_codec *codec, uint64_t t0)
 {
+	struct owned own = { .idx = idx };
 	int rc;
 
-	s->fault_owned = idx;
-	s->fault_owned_gone = false;
+	s->restoring = &own;
 	rc = from == THP_ST_RAM ? restore_ram(s, idx, codec, t0)
 				: restore_zero(s, idx, write, from, t0);
-	s->fault_owned = -1;
-	if (s->fault_owned_gone)
+	s->restoring = NULL;
+	if (own.gone)
 		rt_release(s, idx);
 	return rc;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Scratch slots: 2 MiB-aligned slots in one MADV_DONTFORK area (a fork would
- * make its folios shared and every MOVE out of it EBUSY, kernel-facts §7.3),
+ * make its folios shared and every MOVE out of it EBUSY, docs/KERNEL.md, *MOVE after fork*),
  * in two kinds:
  *
  *   pool     pre-faulted THPs that restores decompress into, and empty
@@ -52,7 +52,8 @@ static int setup(char *p, size_t len, int uffd)
 /*
  * Empty a slot so that a THP can be moved into it again.  A zap frees a
  * PMD-mapped THP with its page table, but 4 KiB pages leave their page
- * table behind, and a MOVE into a page table splits the THP (§7.1): such
+ * table behind, and a MOVE into a page table splits the THP (docs/KERNEL.md,
+ * *MOVE and page tables*): such
  * a slot is mapped afresh (unregistered first, so no event is raised).
  */
 void slot_zap(struct thpswap_session *s, char *slot)

@@ -193,7 +193,6 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	if (!s)
 		return -ENOMEM;
 	s->sock = s->uffd = s->suffd = s->pagemap = s->evfd = s->arena_fd = -1;
-	s->fault_owned = -1;
 	pthread_mutex_init(&s->send_lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
 	pthread_cond_init(&s->wcond, NULL);

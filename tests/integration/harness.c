@@ -1071,8 +1071,21 @@ void h_check_stored(struct thpswap_session *s, void *barrier, const char *what)
 	h = h_arena_header(fd);
 	a.len = calloc(h.max_regions, sizeof(*a.len));
 	H_CHECK(a.len, "out of memory");
-	arena_each(fd, stored_one, &a);
-	st = h_stats(s);
+	/* An eviction the daemon asked for may be committing meanwhile (its
+	 * record is written before its counter): take a snapshot in which the
+	 * records and the counter agree, or the last of 200 tries, 5 ms
+	 * apart.  A real difference stays. */
+	for (unsigned tries = 0;; tries++) {
+		uint64_t before = h_stats(s).stored_bytes;
+
+		a.sum = a.pages = a.slots = 0;
+		memset(a.len, 0, h.max_regions * sizeof(*a.len));
+		arena_each(fd, stored_one, &a);
+		st = h_stats(s);
+		if ((a.sum == st.stored_bytes && st.stored_bytes == before) || tries == 200)
+			break;
+		usleep(5000);
+	}
 	H_CHECK(fstat(fd, &sb) == 0, "fstat the arena: %s", strerror(errno));
 	alloc = (uint64_t)sb.st_blocks * 512;
 	if (!large)

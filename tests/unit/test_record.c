@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -176,6 +178,16 @@ static void dropping_bytes_punches_the_slot(void **state)
 	rt_remove(s, BASE, BASE + REGION);
 }
 
+/* Back to RESIDENT the way the agent gets there: a stored record through a
+ * restore, a cancelled eviction by moving the THP back. */
+static void make_resident(struct thpswap_session *s, struct thp_record *r)
+{
+	if (rec_state(r) == THP_ST_RAM)
+		assert_true(rec_cas(s, r, THP_ST_RAM, THP_ST_RESTORING));
+	if (rec_state(r) != THP_ST_RESIDENT)
+		rec_set(s, r, THP_ST_RESIDENT);
+}
+
 /* The eviction commit and the fault thread's cancel race for EVICTING:
  * exactly one wins every time. */
 struct race {
@@ -215,7 +227,8 @@ static void commit_and_cancel_race(void **state)
 	pthread_create(&ta, NULL, racer, &a);
 	pthread_create(&tc, NULL, racer, &c);
 	for (int k = 0; k < 2000; k++) {
-		rec_set(s, &s->rec[i], THP_ST_EVICTING);
+		make_resident(s, &s->rec[i]);
+		assert_true(rec_cas(s, &s->rec[i], THP_ST_RESIDENT, THP_ST_EVICTING));
 		pthread_barrier_wait(&b);
 		pthread_barrier_wait(&b);
 		assert_true(rec_state(&s->rec[i]) == THP_ST_RAM || rec_state(&s->rec[i]) == THP_ST_CANCEL);
@@ -224,12 +237,51 @@ static void commit_and_cancel_race(void **state)
 	pthread_join(ta, NULL);
 	pthread_join(tc, NULL);
 	assert_int_equal(a.wins + c.wins, 2000);
-	rec_set(s, &s->rec[i], THP_ST_RESIDENT);
+	make_resident(s, &s->rec[i]);
 	rt_remove(s, BASE, BASE + REGION);
 	assert_int_equal(ctr(s, THP_C_RESIDENT), 0);
 	assert_int_equal(ctr(s, THP_C_EVICTED_RAM), 0);
 	pthread_barrier_destroy(&b);
 }
+
+#ifndef NDEBUG /* the state assertions are compiled out with NDEBUG */
+/* In a child, on a record of its own: EMPTY -> @to.  Its exit status. */
+static int transition_in_child(struct thpswap_session *s, bool cas, uint32_t to)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct thp_record r = { .state = THP_ST_EMPTY };
+
+		signal(SIGABRT, SIG_DFL);
+		if (cas)
+			rec_cas(s, &r, THP_ST_EMPTY, to);
+		else
+			rec_set(s, &r, to);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+/* Debug builds stop at a transition the state machine does not have, both
+ * as a CAS asked for and as a state set; legal ones pass (the tests above). */
+static void illegal_transitions_abort(void **state)
+{
+	struct thpswap_session *s = *state;
+	int st;
+
+	st = transition_in_child(s, false, THP_ST_RAM);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	st = transition_in_child(s, true, THP_ST_EVICTING);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	/* A legal one in a child exits normally: the check is not blind. */
+	st = transition_in_child(s, true, THP_ST_RESTORING);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+#endif
 
 int main(void)
 {
@@ -240,6 +292,9 @@ int main(void)
 		cmocka_unit_test(counters_follow_states),
 		cmocka_unit_test(dropping_bytes_punches_the_slot),
 		cmocka_unit_test(commit_and_cancel_race),
+#ifndef NDEBUG /* assertions are compiled out; cmocka's TAP skip reads as a failure */
+		cmocka_unit_test(illegal_transitions_abort),
+#endif
 	};
 	return cmocka_run_group_tests_name("record", tests, setup, teardown);
 }

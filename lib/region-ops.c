@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Region operations: the ioctls that move a region's pages between the
+ * region and a scratch slot on the region uffd, for eviction (move out, put
+ * back) and restore (move in, copy in) alike.  Each runs with the region
+ * uffd's events held (events_hold), so that a record's address is where its
+ * region is now, and zeroes the pages the application zapped meanwhile
+ * (the zap mask) before anything moves in.
+ *
+ * The bottom of the agent: nothing here calls up into the event intake.
+ * Where the fault thread must read events while it waits out EAGAIN (the
+ * event pending is what fails its ioctl), it reads them through the reader
+ * the agent passed down (s->read_events), never by name.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "pagemap.h"
+#include "uffd.h"
+
+/* ---- holding the events ---- */
+
+/* Set by the fault thread as it starts (fault_main): the one thread that
+ * reads events handles what it reads before anything else. */
+_Thread_local struct thpswap_session *fault_thread_of;
+
+bool events_hold(struct thpswap_session *s, bool wait)
+{
+	if (agent_is_fault_thread(s))
+		return true; /* the reader: it handles what it reads first */
+	for (;;) {
+		pthread_mutex_lock(&s->zap_lock);
+		if (atomic_load(&s->u_done) == atomic_load(&s->u_read))
+			return true;
+		pthread_mutex_unlock(&s->zap_lock);
+		/* A handler running may be waiting for the caller's record. */
+		if (!wait && atomic_load(&s->in_urgent))
+			return false;
+		sched_yield();
+	}
+}
+
+void events_release(struct thpswap_session *s)
+{
+	if (!agent_is_fault_thread(s))
+		pthread_mutex_unlock(&s->zap_lock);
+}
+
+/*
+ * Events pending on the region uffd make MOVE/COPY fail with EAGAIN and no
+ * progress; the fault thread reads them, anyone else lets it.  The fault
+ * thread reads through s->read_events (agent_drain, which only reads while
+ * an event handler runs), the reader passed down to us: this file is below
+ * the intake and never calls it by name.
+ */
+void let_events_drain(struct thpswap_session *s)
+{
+	ctr_add(s, THP_C_EAGAIN_RETRIES, 1);
+	if (agent_is_fault_thread(s))
+		s->read_events(s);
+	else
+		sched_yield();
+}
+
+/* The fault thread's restore of @idx lost its region to an event read while
+ * it waited out EAGAIN (see rt_remove): whatever is at its address now is
+ * not this record's to fill. */
+bool region_gone(struct thpswap_session *s, uint32_t idx)
+{
+	const struct owned *own = fault_owned(s, idx);
+
+	return own && own->gone;
+}
+
+/* ---- in: restore, and an eviction's move back ---- */
+
+/* 4 KiB fallback when no PMD can be installed (prot differs after
+ * mprotect, part of the region unmapped): copy page by page, skipping pages
+ * that are present already or no longer mapped. */
+static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
+{
+	int copied = 0;
+
+	ctr_add(s, THP_C_FALLBACK_4K, 1);
+	for (uint64_t off = 0; off < REGION;) {
+		uint64_t dst;
+		int rc;
+
+		/* Once part of it is in, the rest must follow: wait. */
+		if (!events_hold(s, wait || copied > 0))
+			return -EDEADLK;
+		if (region_gone(s, idx)) {
+			events_release(s);
+			return -ESTALE;
+		}
+		dst = rec_addr(&s->rec[idx]);
+		rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
+				   UFFDIO_COPY_MODE_DONTWAKE, NULL);
+		events_release(s);
+		if (rc == -EAGAIN) {
+			let_events_drain(s);
+			continue;
+		}
+		if (rc == 0)
+			copied++;
+		else if (rc != -EEXIST && rc != -ENOENT)
+			return rc;
+		off += THP_PAGE_SIZE;
+	}
+	return copied ? 0 : -ENOENT;
+}
+
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
+{
+	uint64_t dst, off = 0, m[8];
+
+	for (;;) {
+		int64_t moved = 0;
+		int rc;
+
+		/* Held, no event is read: a zap is either noted before the
+		 * take (and zeroed in the slot) or lands after the MOVE. */
+		if (!events_hold(s, wait || off > 0))
+			return -EDEADLK;
+		if (region_gone(s, idx)) {
+			events_release(s);
+			return -ESTALE;
+		}
+		/* Read each time: an mremap handled while we waited out EAGAIN
+		 * moves the record, and the region, elsewhere. */
+		dst = rec_addr(&s->rec[idx]);
+		/* Zaps read so far are in the slot now: where they land after
+		 * the MOVE they find those zeros, so none is "in flight" for
+		 * the evictor; only those read from here on are (rzap). */
+		rzap_clear(s, idx);
+		if (zap_take(s, idx, m)) {
+			/* Pages already moved (off) are resident: their zaps land. */
+			for (unsigned w = 0; w < off / THP_PAGE_SIZE / 64 && w < 8; w++)
+				m[w] = 0;
+			zap_apply((char *)(uintptr_t)src, m);
+		}
+		rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
+				   UFFDIO_MOVE_MODE_DONTWAKE, &moved);
+		events_release(s);
+		if (rc == 0)
+			return 0;
+		if (rc == -EAGAIN && moved > 0) {
+			/* Short move: the region had a page table; go on. */
+			off += (uint64_t)moved;
+			continue;
+		}
+		if (rc == -EAGAIN) {
+			let_events_drain(s); /* the zeros stay in the slot */
+			continue;
+		}
+		/* EINVAL: prot or VMA differ (mprotect, part unmapped); EEXIST or
+		 * ENOENT: something is already at the destination, or nothing at
+		 * the source (a bug).  Page by page fills what is missing. */
+		if (rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
+			return copy_in(s, idx, src, wait);
+		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
+		return rc;
+	}
+}
+
+void became_resident(struct thpswap_session *s, uint32_t idx)
+{
+	/* Bits noted between the MOVE and now are for events read after it:
+	 * their zaps land on the resident pages. */
+	pthread_mutex_lock(&s->zap_lock);
+	zap_clear(s, idx);
+	pthread_mutex_unlock(&s->zap_lock);
+}
+
+/* ---- out, and back: eviction ---- */
+
+/*
+ * MOVE refuses pages that are not exclusive (EBUSY): after a fork they stay
+ * so until written, even once the child is gone (docs/KERNEL.md).  If
+ * pagemap says the THP is mapped by us alone, one atomic write (of the
+ * value already there) makes the kernel reuse it as exclusive, without a
+ * copy or a split.
+ * While a child still maps it, evicting would free nothing: refuse.
+ */
+static bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
+{
+	uint64_t pm;
+
+	if (pread(s->pagemap, &pm, sizeof(pm), (off_t)(addr / THP_PAGE_SIZE * 8)) != sizeof(pm) ||
+	    !(pm & (1ull << 63)) || !(pm & (1ull << 56)))
+		return false; /* not present, or still mapped by another process */
+	__atomic_fetch_add((volatile char *)(uintptr_t)addr, 0, __ATOMIC_RELAXED);
+	return true;
+}
+
+/*
+ * MOVE the region's THP out to staging @slot, on the region uffd with its
+ * events held: the MOVE takes the region where it is now, and fails with
+ * EAGAIN while an mremap or munmap of it is unread.  Only a whole PMD
+ * leaves (a MOVE of a PTE-mapped range would split the folio); a
+ * split region is collapsed first if the kernel can.  0 with the region
+ * empty; else -errno and *moved what left anyway.
+ */
+int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
+{
+	bool collapsed = false, unshared = false;
+
+	for (;;) {
+		uint64_t addr;
+		int rc;
+
+		*moved = 0;
+		/* Not while the fault thread handles an event: it may be
+		 * waiting for this record. */
+		if (!events_hold(s, false))
+			return -EAGAIN;
+		addr = rec_addr(r);
+		/* A zap read before our CAS (rzap) or since (REMOVED) may land
+		 * after the MOVE, on the empty region: leave it for now. */
+		if ((rec_flags(r) & THP_RF_REMOVED) || rzap_in_flight(s, (uint32_t)(r - s->rec), addr)) {
+			events_release(s);
+			return -ECANCELED;
+		}
+		if (!is_pmd_mapped(s, addr)) {
+			events_release(s);
+			/* Split since make_whole() looked (a zap landed): one
+			 * more collapse, harmless at a stale address (it never
+			 * fills a hole of uffd-registered memory). */
+			if (collapsed || madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE)) {
+				__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
+				return -EFBIG;
+			}
+			collapsed = true;
+			continue;
+		}
+		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, moved);
+		events_release(s);
+		if (rc == -EAGAIN && *moved <= 0) {
+			sched_yield(); /* the fault thread reads the pending event */
+			continue;
+		}
+		/* .move = -errno: nothing moved */
+		if (rc == -EBUSY && *moved <= 0 && !unshared && unshare_after_fork(s, addr)) {
+			unshared = true;
+			continue;
+		}
+		if (rc == 0)
+			__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
+		return rc;
+	}
+}
+
+/*
+ * The region was split under us (a zap landed between the PMD check and
+ * the MOVE) and only its first @len bytes left: put exactly those back
+ * before anything else.  Part of the region is still in place, so this
+ * waits for the events to be handled (see events_hold).
+ */
+void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len)
+{
+	for (uint64_t off = 0; off < len;) {
+		int64_t done = 0;
+		int rc;
+
+		events_hold(s, true);
+		rc = thp_uffd_move(s->uffd, rec_addr(r) + off,
+				   (uint64_t)(uintptr_t)slot + off, len - off,
+				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		events_release(s);
+		if (done > 0)
+			off += (uint64_t)done;
+		else if (rc == -EAGAIN)
+			sched_yield(); /* the fault thread reads the pending event */
+		else if (rc)
+			return; /* the region is gone */
+		else
+			off = len;
+	}
+}

@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * munmap and mremap of managed memory, as their UNMAP and REMAP events are
+ * handled (from events.c, in kernel order).  Records go with the last page
+ * of their region; a move that keeps 2 MiB alignment re-keys them, any
+ * other writes the stored bytes to their new place in 4 KiB pages, following
+ * the events read while that copy waits out EAGAIN.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "internal.h"
+#include "uffd.h"
+
+/*
+ * A misaligned mremap's copy (on_remap): where each page of the region being
+ * copied may be now (n == 0: a page not to be copied).  Events read while a
+ * COPY waits out EAGAIN are handled only after the copy, but they change
+ * where its pages are: a REMOVE of a page not copied yet means it stays
+ * empty (a copy would bring back what the application dropped); a REMAP may
+ * carry it along, or be a late event of a mapping that left those addresses
+ * before our mremap came (see struct page_places).  An UNMAP needs nothing:
+ * the COPY fails with ENOENT where nothing is mapped, and a region
+ * registered there since is recognised by its birth (see foreign()).
+ */
+struct remap_copy {
+	unsigned born;            /* messages read just after our REMAP was */
+	struct page_places pg[REGION / THP_PAGE_SIZE];
+};
+
+/* Message @m was read after the REMAP that s->copying is copying for. */
+void copy_follow(struct thpswap_session *s, const struct uffd_msg *m)
+{
+	struct remap_copy *c = s->copying;
+	uint64_t lo, hi;
+
+	switch (m->event) {
+	case UFFD_EVENT_FORK:
+		/* The child lacks the pages not copied yet, and on_fork comes
+		 * after the record is gone: copy_region fills it too. */
+		if (s->nearly < sizeof(s->early) / sizeof(s->early[0])) {
+			struct early_fork *e = &s->early[s->nearly++];
+
+			memset(&e->f, 0, sizeof(e->f));
+			e->cfd = (int)m->arg.fork.ufd;
+			memcpy(e->pg, c->pg, sizeof(e->pg));
+		}
+		return;
+	case UFFD_EVENT_REMOVE:
+		lo = m->arg.remove.start;
+		hi = m->arg.remove.end;
+		for (unsigned p = 0; p < REGION / THP_PAGE_SIZE; p++)
+			for (unsigned i = 0; i < c->pg[p].n; i++)
+				if (c->pg[p].at[i] >= lo && c->pg[p].at[i] < hi)
+					c->pg[p].zapped |= (uint8_t)(1u << i);
+		return;
+	case UFFD_EVENT_REMAP:
+		lo = m->arg.remap.from;
+		hi = lo + m->arg.remap.len;
+		for (unsigned p = 0; p < REGION / THP_PAGE_SIZE; p++) {
+			struct page_places *pp = &c->pg[p];
+
+			for (unsigned i = 0, n = pp->n; i < n && pp->n < NPLACES; i++)
+				if (pp->at[i] >= lo && pp->at[i] < hi)
+					pp->at[pp->n++] = pp->at[i] + (m->arg.remap.to - lo);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+/* The first message read but not handled that takes the region at @a away
+ * (an UNMAP of it, or a REMAP from it); its position in u, or -1. */
+static long find_vacate(const struct thpswap_session *s, uint64_t a)
+{
+	for (unsigned i = s->uhead; i != s->utail; i++) {
+		const struct uffd_msg *m = &s->u[i & (QCAP - 1)];
+
+		if (m->event == UFFD_EVENT_UNMAP && m->arg.remove.start < a + REGION &&
+		    m->arg.remove.end > a)
+			return i;
+		if (m->event == UFFD_EVENT_REMAP && m->arg.remap.from < a + REGION &&
+		    m->arg.remap.from + m->arg.remap.len > a)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * A region was moved onto [to, to+len), so whatever was there before is
+ * gone, but the event that says so may not have been handled yet: events of
+ * different threads arrive in the order they were sent, not in the order of
+ * their changes (thread A's munmap or mremap away from X unlocks, thread B
+ * mremaps onto X, and B's REMAP overtakes A's event).  Handle that event
+ * first, reading on while the kernel has events to send; a record that no
+ * event takes away was stale.
+ */
+static void clear_way(struct thpswap_session *s, uint64_t to, uint64_t len)
+{
+	for (uint64_t a = to; a < to + len; a += REGION) {
+		for (unsigned tries = 0; rt_lookup(s, a) >= 0;) {
+			long k = s->way_depth < 8 ? find_vacate(s, a) : -1;
+
+			if (k >= 0) {
+				struct uffd_msg m = s->u[k & (QCAP - 1)];
+
+				s->u[k & (QCAP - 1)].event = 0; /* handled here */
+				s->way_depth++;
+				handle_urgent(s, &m, (unsigned)k);
+				s->way_depth--;
+			} else if (tries++ < 100000 && events_pending(s)) {
+				agent_drain(s); /* reads only: we are in a handler */
+				sched_yield();
+			} else {
+				rt_remove(s, a, a + REGION);
+				break; /* (our own restore's record goes when it ends) */
+			}
+		}
+	}
+}
+
+/* Pages [lo, hi) of the region at @a are no longer mapped; its record goes
+ * with its last page. */
+static void cut(struct thpswap_session *s, uint32_t idx, uint64_t a, uint64_t lo, uint64_t hi)
+{
+	bool all = true;
+
+	for (uint64_t p = (lo - a) / THP_PAGE_SIZE; p < (hi - a + THP_PAGE_SIZE - 1) / THP_PAGE_SIZE; p++)
+		s->cut[idx][p / 64] |= 1ull << (p % 64);
+	for (int w = 0; w < 8; w++)
+		all &= s->cut[idx][w] == UINT64_MAX;
+	if (all)
+		rt_remove(s, a, a + REGION);
+}
+
+/*
+ * Can place @i of @pp not hold the page?  A misaligned copy's page is where
+ * no region of the table is: a region registered after the REMAP being
+ * followed was read (@born) is new memory there; an older one is where its
+ * own bytes are, unless an event read but not handled yet takes it away
+ * (the late event of a mapping that left before our mremap put the page
+ * there).  Nor is it where a REMAP read but not handled yet moves a region
+ * to, unless that REMAP moves it from one of the page's earlier places.
+ */
+static bool foreign(struct thpswap_session *s, const struct page_places *pp, unsigned i,
+		    unsigned born)
+{
+	uint64_t p = pp->at[i], a = p & ~(REGION - 1);
+	long r = rt_lookup(s, a);
+
+	if (r >= 0 && ((int)((unsigned)atomic_load(&s->born[r]) - born) >= 0 || find_vacate(s, a) < 0))
+		return true;
+	for (unsigned k = s->uhead; k != s->utail; k++) {
+		const struct uffd_msg *m = &s->u[k & (QCAP - 1)];
+		bool ours = false;
+
+		if (m->event != UFFD_EVENT_REMAP || p < m->arg.remap.to ||
+		    p >= m->arg.remap.to + m->arg.remap.len)
+			continue;
+		for (unsigned j = 0; j < i; j++)
+			ours |= pp->at[j] >= m->arg.remap.from &&
+				pp->at[j] < m->arg.remap.from + m->arg.remap.len;
+		if (!ours)
+			return true;
+	}
+	return false;
+}
+
+static bool in_child_zaps(const struct forks *f, uint64_t p)
+{
+	for (unsigned z = 0; z < f->nzap; z++)
+		if (p >= f->zap[z].lo && p < f->zap[z].hi)
+			return true;
+	return f->zap_overflow;
+}
+
+/*
+ * Copy one page (@src) of a misaligned copy to where it is now, on uffd @fd
+ * (ours, or a fork child's with what it zapped in @f).  Its places are tried
+ * oldest first: where the page is, it is missing (nothing is served there
+ * before the copy ends), so a COPY succeeds at the first place that holds
+ * it; ENOENT (nothing registered there) or EEXIST (present: not ours) say
+ * look further.  A place zapped since is probed with a zero page, which is
+ * what the page must read if it is there.  0 when placed or nowhere to go;
+ * -EAGAIN when an event is pending (the COPY would fail anyway, and the
+ * event may change the verdict): read it, then call again.
+ */
+int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
+		      uint64_t src, unsigned born, const struct forks *f)
+{
+	/* Judge places only once every event the kernel has for us is read:
+	 * the one that vacates a place may still be on its way. */
+	if (fd == s->uffd && events_pending(s))
+		return -EAGAIN;
+	for (unsigned i = 0; i < pp->n; i++) {
+		uint64_t d = pp->at[i];
+		bool zapped = (pp->zapped & (1u << i)) || (f && in_child_zaps(f, d));
+		int rc;
+
+		if (foreign(s, pp, i, born))
+			continue;
+		rc = zapped ? thp_uffd_zeropage(fd, d, THP_PAGE_SIZE, 0, NULL)
+			    : thp_uffd_copy(fd, d, src, THP_PAGE_SIZE, 0, NULL);
+		if (rc == 0 || rc == -EAGAIN)
+			return rc;
+	}
+	return 0;
+}
+
+/* Copy pages [lo, hi) of the region at @a, decoded in fault_buf, to where
+ * the mremap whose REMAP is u[@seq] put them (@shift on), and wherever
+ * events read since put them next. */
+static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint64_t hi,
+			uint64_t shift, unsigned seq)
+{
+	static const struct remap_copy none;
+	struct remap_copy c = none;
+	unsigned forked = s->nearly;
+
+	c.born = seq + 1;
+	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
+		c.pg[(p - a) / THP_PAGE_SIZE].at[0] = p + shift;
+		c.pg[(p - a) / THP_PAGE_SIZE].n = 1;
+	}
+	s->copying = &c;
+	/* Events read after our REMAP but before this handler ran count too. */
+	for (unsigned i = seq + 1; i != s->utail; i++)
+		copy_follow(s, &s->u[i & (QCAP - 1)]);
+	for (; forked < s->nearly; forked++)
+		early_fill(s, &s->early[forked], 0, c.born);
+	for (unsigned k = 0; k < REGION / THP_PAGE_SIZE; k++)
+		while (place_copy(s, s->uffd, &c.pg[k], (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
+				  c.born, NULL) == -EAGAIN) {
+			agent_drain(s); /* reads only: we are in a handler */
+			/* Pages from k on were not copied at any fork read. */
+			for (; forked < s->nearly; forked++)
+				early_fill(s, &s->early[forked], k, c.born);
+		}
+	s->copying = NULL;
+	ctr_add(s, THP_C_FALLBACK_4K, 1);
+}
+
+/*
+ * mremap moved [from, from+len) to @to (an UNMAP of the old range follows).
+ * Resident pages moved with the page tables.  Records move with their
+ * regions when the move keeps 2 MiB alignment; otherwise a PMD can never be
+ * installed there again, so the stored bytes are written to their new
+ * place now, in 4 KiB pages, and the record is dropped.
+ */
+void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len,
+	      unsigned seq)
+{
+	uint64_t first = from & ~(REGION - 1);
+
+	/* Its UNMAP of the old range is already done (see on_unmap). */
+	s->moved_from[s->nmoved_from++ % 64] =
+		(struct moved_from){ .from = from, .len = len, .seq = atomic_load(&s->u_read) };
+	if (!((from | to | len) & (REGION - 1))) {
+		clear_way(s, to, len);
+		rt_move(s, from, to, len);
+		return;
+	}
+	/* Wholly moved regions are marked before any copy: the UNMAP of the
+	 * old range that follows (read while a COPY waits out EAGAIN) leaves
+	 * them to us. */
+	for (uint64_t a = first; a + REGION <= from + len; a += REGION) {
+		long idx = rt_lookup(s, a);
+
+		if (a >= from && idx >= 0)
+			__atomic_or_fetch(&s->rec[idx].flags, THP_RF_MOVING, __ATOMIC_RELEASE);
+	}
+	for (uint64_t a = first; a < from + len; a += REGION) {
+		uint64_t lo = a > from ? a : from, hi = a + REGION < from + len ? a + REGION : from + len;
+		long idx = rt_lookup(s, a);
+		uint32_t st;
+
+		if (idx < 0)
+			continue;
+		/* Our own restore's record still holds its bytes: no waiting. */
+		st = fault_owned(s, (uint32_t)idx) ? (s->rec[idx].stored_len ? THP_ST_RAM : THP_ST_ZERO)
+						   : rec_wait_stable(s, &s->rec[idx]);
+		if (st == THP_ST_RAM && decode_record(s, (uint32_t)idx, s->fault_buf))
+			copy_region(s, a, lo, hi, to - from, seq);
+		/* Evicted zeros need nothing: the new place faults to zero. */
+		if (lo == a && hi == a + REGION) {
+			__atomic_and_fetch(&s->rec[idx].flags, ~THP_RF_MOVING, __ATOMIC_RELEASE);
+			rt_remove(s, a, a + REGION);
+		} else {
+			cut(s, (uint32_t)idx, a, lo, hi); /* the rest stays here */
+		}
+	}
+}
+
+/*
+ * munmap: a region's record goes when its last page is unmapped; a region
+ * left partly mapped keeps it and is served through the 4 KiB fallback.
+ *
+ * mremap sends the UNMAP of its old range after its REMAP, though the
+ * kernel unmapped it before: by now another thread may have moved a region
+ * there (on_remap re-keyed it), which this UNMAP must not touch.  The old
+ * range's records moved with the REMAP already, so it is a no-op.  A
+ * MREMAP_DONTUNMAP sends none; its entry ages out.
+ */
+void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end)
+{
+	unsigned long now = atomic_load(&s->u_read);
+
+	for (unsigned k = 0; k < 64 && k < s->nmoved_from; k++) {
+		struct moved_from *m = &s->moved_from[k];
+
+		if (m->len && now - m->seq < 4096 && m->from == start && m->from + m->len == end) {
+			m->len = 0;
+			return;
+		}
+	}
+	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
+		uint64_t lo = a > start ? a : start, hi = a + REGION < end ? a + REGION : end;
+		long idx = rt_lookup(s, a);
+
+		if (idx < 0 || (rec_flags(&s->rec[idx]) & THP_RF_MOVING))
+			continue; /* on_remap copies it to its new place, then frees it */
+		cut(s, (uint32_t)idx, a, lo, hi);
+	}
+}
