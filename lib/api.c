@@ -10,6 +10,7 @@
 #include "kernel-abi.h"
 #include "pagemap.h"
 #include "uffd.h"
+#include "util.h"
 
 static bool aligned(const void *addr, size_t len)
 {
@@ -18,19 +19,14 @@ static bool aligned(const void *addr, size_t len)
 
 _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 {
-	char *p, *a;
+	char *a;
 	int r;
 
 	if (!s || !ret_addr || !len || len % REGION)
 		return -EINVAL;
-	p = mmap(NULL, len + REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	a = thp_mmap_aligned(len, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
+	if (a == MAP_FAILED)
 		return -errno;
-	a = (char *)(((uintptr_t)p + REGION - 1) & ~(uintptr_t)(REGION - 1));
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	if (a + len < p + len + REGION)
-		munmap(a + len, (size_t)(p + len + REGION - (a + len)));
 	agent_sync(s); /* as in thpswap_register */
 	/* Without MADV_HUGEPAGE a fault would leave a page table that makes
 	 * every later MOVE split (docs/KERNEL.md, *Registration*). */

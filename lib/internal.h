@@ -79,18 +79,17 @@
 #include "proto.h"
 #include "codec.h"
 #include "pagemap.h"
+#include "util.h"
 
 #define REGION THP_REGION_BYTES
 
 /* Built hidden; only these reach the version script. */
 #define _public_ __attribute__((visibility("default")))
 
+/* CLOCK_MONOTONIC in ns: the one clock (src/util.c). */
 static inline uint64_t now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return thp_now_ns();
 }
 
 /*

@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "util.h"
 #include "kernel-abi.h"
 #include "pagemap.h"
 #include "uffd.h"
@@ -90,7 +91,6 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 {
 	struct scratch *sc = &s->sc;
 	size_t len;
-	char *p;
 	int r;
 
 	sc->uffd = -1;
@@ -99,13 +99,11 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	sc->nslots = sc->npool + staging + 1; /* the last: the probe */
 	sc->target_full = pool;
 	len = (size_t)sc->nslots * REGION;
-	p = mmap(NULL, len + REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	sc->base = thp_mmap_aligned(len, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
+	if (sc->base == MAP_FAILED) {
+		sc->base = NULL;
 		return -errno;
-	sc->base = (char *)(((uintptr_t)p + REGION - 1) & ~(uintptr_t)(REGION - 1));
-	if (sc->base > p)
-		munmap(p, (size_t)(sc->base - p));
-	munmap(sc->base + len, (size_t)(p + REGION - sc->base));
+	}
 	r = setup(sc->base, (size_t)sc->npool * REGION, s->suffd);
 	if (r)
 		goto fail;
