@@ -281,6 +281,11 @@ static enum evict_result evict_empty(struct thpswap_session *s, struct thp_recor
 	}
 	events_release(s);
 	if (!empty) {
+		/* A fault flipped it to CANCEL, a REMOVE was read meanwhile,
+		 * or a page appeared: each counted, as a MOVE would be. */
+		ctr_add(s, rec_state(r) == THP_ST_CANCEL	    ? THP_C_EVICT_CANCELLED
+			   : (rec_flags(r) & THP_RF_REMOVED) ? THP_C_EVICT_ZAP_PENDING
+							    : THP_C_EVICT_BUSY, 1);
 		undo_evicting(s, r);
 		return EV_SKIPPED;
 	}

@@ -226,8 +226,10 @@ static void advice_failed(struct worker *w, unsigned ri, const char *what, int n
 /* Did a skip counter that other threads can make move between @a and @b? */
 static bool transient_skip(const struct thp_arena_header *a, const struct thp_arena_header *b)
 {
+	/* cancelled: a page fault message read late (its faulter was served
+	 * long ago; the kernel does not say so) cancels an eviction it meets. */
 	static const unsigned c[] = { THP_C_EVICT_REFUSED, THP_C_EVICT_BUSY, THP_C_EVICT_SPLIT,
-				      THP_C_EVICT_ZAP_PENDING };
+				      THP_C_EVICT_ZAP_PENDING, THP_C_EVICT_CANCELLED };
 
 	for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++)
 		if (b->ctr[c[k]] != a->ctr[c[k]])
@@ -394,6 +396,7 @@ static void step(struct worker *w)
 		break;
 	}
 	case OP_WILLNEED: {
+		struct thp_arena_header h0 = h_arena_header(g.arena);
 		uint32_t st = rg->odd ? THP_ST_FREE : region_state(w, ri);
 		int n;
 
@@ -404,8 +407,18 @@ static void step(struct worker *w)
 		/* Only a fault restores, and only we fault our regions: an
 		 * evicted one must be brought back -- unless our own zap of
 		 * all of it, handled meanwhile, left nothing to bring back. */
-		if (n == 0 && region_state(w, ri) == THP_ST_EMPTY)
-			st = THP_ST_EMPTY;
+		/* The state read before the call may be stale: an mremap of ours
+		 * returns before the agent re-keys the records, so the record
+		 * found at the address may have been another region's.  The
+		 * call synchronises with the agent: what it found then decides,
+		 * unless the daemon's evict --all evicted it again since. */
+		if (n == 0) {
+			uint32_t now_st = region_state(w, ri);
+
+			if (now_st == THP_ST_EMPTY || now_st == THP_ST_RESIDENT ||
+			    h_arena_header(g.arena).ctr[THP_C_EVICTIONS] != h0.ctr[THP_C_EVICTIONS])
+				st = now_st == THP_ST_EMPTY ? THP_ST_EMPTY : THP_ST_RESIDENT;
+		}
 		if (n < 0 || ((st == THP_ST_RAM || st == THP_ST_ZERO) && n != 1))
 			advice_failed(w, ri, "evicted, and not restored by thpswap_advise(WILLNEED)", n,
 				      NULL, NULL);
