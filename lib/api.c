@@ -17,6 +17,23 @@ static bool aligned(const void *addr, size_t len)
 	return len && !(len % REGION) && !((uintptr_t)addr % REGION);
 }
 
+/*
+ * Before records are made for a range just mapped: another thread may have
+ * unmapped (or mremapped away) what was there before and not sent its
+ * event yet (events of different threads come in send order, not change
+ * order); handled after our records exist, it would drop them.  That change
+ * was made before our mmap could reuse the addresses, so it is counted in
+ * mmap_changing until its event is read: wait until nothing is pending once
+ * (bounded: an endless stream of other threads' events only delays), then
+ * until everything read is handled.
+ */
+static void new_mapping_sync(struct thpswap_session *s)
+{
+	for (unsigned tries = 0; tries < 100000 && events_pending(s); tries++)
+		sched_yield();
+	agent_sync(s);
+}
+
 _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 {
 	char *a;
@@ -27,7 +44,7 @@ _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 	a = thp_mmap_aligned(len, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
 	if (a == MAP_FAILED)
 		return -errno;
-	agent_sync(s); /* as in thpswap_register */
+	new_mapping_sync(s); /* as in thpswap_register */
 	/* Without MADV_HUGEPAGE a fault would leave a page table that makes
 	 * every later MOVE split (docs/KERNEL.md, *Registration*). */
 	if (madvise(a, len, MADV_HUGEPAGE)) {
@@ -108,7 +125,7 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
 		return -EINVAL;
 	/* A munmap of a managed range returns once its event is read, not
 	 * handled: let its records go before new ones are made here. */
-	agent_sync(s);
+	new_mapping_sync(s);
 	if (madvise(addr, len, MADV_HUGEPAGE))
 		return -errno == -ENOMEM ? -EINVAL : -errno;
 	for (off = 0; off < len; off += REGION) {

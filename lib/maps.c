@@ -149,10 +149,12 @@ again:
 		uint32_t i = t->free_idx[--t->nfree];
 		struct thp_record *r = &s->rec[i];
 
-		r->flags = 0;
-		r->addr = a;
+		/* Read without the lock by threads still finishing with the
+		 * record's last region (a restore's tail, a late fault). */
+		__atomic_store_n(&r->flags, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->addr, a, __ATOMIC_RELEASE);
 		r->stored_len = 0;
-		r->last_fault_ns = now;
+		__atomic_store_n(&r->last_fault_ns, now, __ATOMIC_RELAXED);
 		r->evicted_ns = 0;
 		r->evictions = r->restores = 0;
 		zap_clear(s, i);

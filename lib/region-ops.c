@@ -178,6 +178,23 @@ void became_resident(struct thpswap_session *s, uint32_t idx)
 /* ---- out, and back: eviction ---- */
 
 /*
+ * The write is no access to the application's data (it stores what is
+ * there, atomically): ThreadSanitizer must not see it, or every plain
+ * access of the application to that byte would be reported as a race.
+ * GCC's attribute leaves atomics uninstrumented too; clang's needs the
+ * stronger one.
+ */
+#if __has_attribute(disable_sanitizer_instrumentation)
+__attribute__((disable_sanitizer_instrumentation))
+#else
+__attribute__((no_sanitize_thread))
+#endif
+static void write_in_place(uint64_t addr)
+{
+	__atomic_fetch_add((volatile char *)(uintptr_t)addr, 0, __ATOMIC_RELAXED);
+}
+
+/*
  * MOVE refuses pages that are not exclusive (EBUSY): after a fork they stay
  * so until written, even once the child is gone (docs/KERNEL.md).  If
  * pagemap says the THP is mapped by us alone, one atomic write (of the
@@ -192,7 +209,7 @@ static bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
 	if (pread(s->pagemap, &pm, sizeof(pm), (off_t)(addr / THP_PAGE_SIZE * 8)) != sizeof(pm) ||
 	    !(pm & (1ull << 63)) || !(pm & (1ull << 56)))
 		return false; /* not present, or still mapped by another process */
-	__atomic_fetch_add((volatile char *)(uintptr_t)addr, 0, __ATOMIC_RELAXED);
+	write_in_place(addr);
 	return true;
 }
 

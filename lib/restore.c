@@ -225,7 +225,9 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 	struct thp_record *r = &s->rec[idx];
 	uint64_t t0 = now_ns(), page = fault_addr & ~(THP_PAGE_SIZE - 1);
 
-	r->last_fault_ns = t0;
+	/* Only the value matters (the daemon's policy reads it); a late
+	 * fault may stamp a record that is being reused meanwhile. */
+	__atomic_store_n(&r->last_fault_ns, t0, __ATOMIC_RELAXED);
 	for (;;) {
 		uint32_t st = rec_state(r);
 

@@ -124,8 +124,9 @@ int h_run_cases(int argc, char **argv, const struct h_case *cases, size_t n,
 
 /* Where this thread is (printed if the deadline fires).  Per thread. */
 void h_at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* After @seconds print every thread's h_at, SIGKILL the h_track'ed
- * children and _exit(1); 0 disarms. */
+/* After @seconds (times the build's slowdown, see tests/meson.build) print
+ * every thread's h_at, SIGKILL the h_track'ed children and _exit(1); 0
+ * disarms. */
 void h_deadline(unsigned seconds);
 /* A fatal signal's report (address, counters, every thread's h_at), then
  * _exit(1); h_deadline installs it for SIGSEGV and SIGBUS, and a test's
