@@ -546,6 +546,11 @@ static void fatal_hit(int sig, siginfo_t *si, void *uc)
 #define H_SLOWDOWN 1
 #endif
 
+unsigned h_slowdown(void)
+{
+	return H_SLOWDOWN;
+}
+
 void h_deadline(unsigned seconds)
 {
 	struct sigaction sa = { .sa_handler = deadline_hit };

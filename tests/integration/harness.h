@@ -128,6 +128,9 @@ void h_at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * every thread's h_at, SIGKILL the h_track'ed children and _exit(1); 0
  * disarms. */
 void h_deadline(unsigned seconds);
+/* How many times slower than native this build runs (4 under
+ * ThreadSanitizer, else 1; tests/meson.build). */
+unsigned h_slowdown(void);
 /* A fatal signal's report (address, counters, every thread's h_at), then
  * _exit(1); h_deadline installs it for SIGSEGV and SIGBUS, and a test's
  * own handler may chain to it. */
