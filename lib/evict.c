@@ -177,15 +177,13 @@ static int fill_holes(struct thpswap_session *s, struct thp_record *r, uint64_t 
 		/* The hole before run k (or after the last run). */
 		uint64_t end = k < n ? v[k].start : addr + REGION;
 
+		/* Missing: any zap noted for these pages has landed (and the
+		 * zeros we put there are what it left). */
+		for (uint64_t p = at; p < end; p += THP_PAGE_SIZE)
+			rzap_landed(s, (uint32_t)(r - s->rec), addr, p);
 		while (at < end) {
 			int64_t done = 0;
-			int rc;
-
-			/* Missing: any zap noted for these pages has landed (and
-			 * the zeros we put there are what it left). */
-			for (uint64_t p = at; p < end; p += THP_PAGE_SIZE)
-				rzap_landed(s, (uint32_t)(r - s->rec), addr, p);
-			rc = thp_uffd_copy(s->uffd, at, (uint64_t)(uintptr_t)zeros, end - at, 0, &done);
+			int rc = thp_uffd_copy(s->uffd, at, (uint64_t)(uintptr_t)zeros, end - at, 0, &done);
 
 			if (done > 0)
 				at += (uint64_t)done;
@@ -326,9 +324,8 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))
 		return EV_SKIPPED;
 	/* Checked after the CAS: unregister sets the flag, then waits for us.
-	 * (A zap read while resident is checked by move_out: the reader notes
-	 * its pages before it looks at the state, so one of us sees the
-	 * other.) */
+	 * (A zap read while resident is checked by move_out: it and the
+	 * reader both hold zap_lock, so one of them sees the other.) */
 	if (rec_flags(r) & THP_RF_LEAVING) {
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		undo_evicting(s, r);
