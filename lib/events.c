@@ -16,18 +16,46 @@
 #include "internal.h"
 #include "uffd.h"
 
-/* Where the record for @addr is keyed now: mremaps read but not handled
- * yet (a FORK being handled holds them up) have not re-keyed it. */
-static uint64_t unmoved(const struct thpswap_session *s, uint64_t addr)
+/*
+ * Where the record for @addr is keyed now: mremaps read but not handled yet
+ * (a handler running holds them up) have not re-keyed it.  A record
+ * registered at the old place after such a REMAP was read is new memory
+ * there, not the mapping that moved (mapping it waited for the REMAP to be
+ * read, not handled: see new_mapping_sync); *@since is the place in u just
+ * after the oldest REMAP that carried @addr back, *@carried whether any did.
+ */
+static uint64_t unmoved(const struct thpswap_session *s, uint64_t addr, bool *carried, unsigned *since)
 {
+	*carried = false;
 	for (unsigned i = s->utail; i != s->uhead; i--) {
 		const struct uffd_msg *m = &s->u[(i - 1) & (QCAP - 1)];
 
 		if (m->event == UFFD_EVENT_REMAP && addr >= m->arg.remap.to &&
-		    addr < m->arg.remap.to + m->arg.remap.len)
+		    addr < m->arg.remap.to + m->arg.remap.len) {
 			addr = m->arg.remap.from + (addr - m->arg.remap.to);
+			*carried = true;
+			*since = i;
+		}
 	}
 	return addr;
+}
+
+/* The record a REMOVE's page at @addr concerns, or -1; *@key: where that
+ * page is in the table's terms. */
+static long remove_target(struct thpswap_session *s, uint64_t addr, uint64_t *key)
+{
+	unsigned since = 0;
+	bool carried;
+	long idx;
+
+	*key = unmoved(s, addr, &carried, &since);
+	idx = rt_lookup(s, *key);
+	/* Born after that REMAP was read: the mapping that moved had no
+	 * record here (a misaligned one), and what the REMOVE zaps is the
+	 * memory at @addr now, whatever it is. */
+	if (idx >= 0 && carried && (int)(atomic_load(&s->born[idx]) - since) >= 0)
+		return -1;
+	return idx;
 }
 
 /* Note a REMOVE for page range [lo, hi) of record @i (its region at @a). */
@@ -60,25 +88,35 @@ static void note_remove(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
 		uint64_t lo = start > a ? start : a, hi = end < a + REGION ? end : a + REGION;
-		uint64_t ka = unmoved(s, lo) & ~(REGION - 1);
-		long idx = rt_lookup(s, ka);
+		uint64_t k;
+		long idx = remove_target(s, lo, &k);
+		uint64_t ka = k & ~(REGION - 1);
 
-		if (idx < 0)
-			continue;
 		/* The page offsets within the region are what the record needs;
-		 * an unaligned move shifts them, so note page by page there. */
-		if (unmoved(s, lo) - lo != ka - a) {
+		 * an unaligned move shifts them (and pages of one 2 MiB here
+		 * may come from two regions there), so note page by page. */
+		if (k - lo != ka - a) {
 			for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
-				uint64_t q = unmoved(s, p);
-				long j = rt_lookup(s, q);
+				long j = remove_target(s, p, &k);
 
 				if (j >= 0)
-					note_zap(s, (uint32_t)j, q & ~(REGION - 1), q, q + THP_PAGE_SIZE);
+					note_zap(s, (uint32_t)j, k & ~(REGION - 1), k, k + THP_PAGE_SIZE);
 			}
 			continue;
 		}
-		note_zap(s, (uint32_t)idx, ka, ka + (lo - a), ka + (hi - a));
+		if (idx >= 0)
+			note_zap(s, (uint32_t)idx, ka, ka + (lo - a), ka + (hi - a));
 	}
+}
+
+void events_intake(struct thpswap_session *s, const struct uffd_msg *m)
+{
+	s->u[s->utail++ & (QCAP - 1)] = *m;
+	atomic_fetch_add(&s->u_read, 1);
+	if (s->copying)
+		copy_follow(s, m);
+	if (m->event == UFFD_EVENT_REMOVE)
+		note_remove(s, m->arg.remove.start, m->arg.remove.end);
 }
 
 void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m, unsigned seq)
@@ -121,14 +159,8 @@ void agent_drain(struct thpswap_session *s)
 		 * hold zap_lock across their MOVE (see struct thpswap_session). */
 		pthread_mutex_lock(&s->zap_lock);
 		n = read(s->uffd, msgs, sizeof(msgs[0]) * (room < 64 ? room : 64));
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
-			s->u[s->utail++ & (QCAP - 1)] = msgs[i];
-			atomic_fetch_add(&s->u_read, 1);
-			if (s->copying)
-				copy_follow(s, &msgs[i]);
-			if (msgs[i].event == UFFD_EVENT_REMOVE)
-				note_remove(s, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
-		}
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			events_intake(s, &msgs[i]);
 		pthread_mutex_unlock(&s->zap_lock);
 		if (n <= 0)
 			break; /* EAGAIN: nothing pending */

@@ -547,6 +547,9 @@ void agent_kick_refill(struct thpswap_session *s);
 /* Read and handle pending region-uffd events (fault thread only; others
  * just retry).  Page faults are queued, not served. */
 void agent_drain(struct thpswap_session *s);
+/* One message just read (zap_lock held): into u, in kernel order, and its
+ * zaps noted. */
+void events_intake(struct thpswap_session *s, const struct uffd_msg *m);
 /* Handle a FORK, UNMAP or REMAP now (from the front of u, or first when
  * clear_way finds one that must go first); @seq is its place in u
  * (free-running), see on_remap. */
