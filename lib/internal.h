@@ -114,6 +114,14 @@ struct scratch {
 	pthread_cond_t cond;
 };
 
+/* ---- the library's own memory (own.c) ---- */
+#define OWN_MAX 256
+struct own_ranges {
+	pthread_mutex_t lock;
+	unsigned n;
+	struct { uint64_t lo, hi; } r[OWN_MAX];
+};
+
 /* ---- the region table (maps.c) ---- */
 struct region_table {
 	pthread_mutex_t lock;
@@ -240,6 +248,7 @@ struct thpswap_session {
 
 	struct region_table rt;   /* maps.c */
 	struct scratch sc;        /* scratch.c */
+	struct own_ranges own;    /* own.c */
 
 	/* agent.c: the fault thread */
 	pthread_t fault_thread;
@@ -347,6 +356,13 @@ static inline int open_fail_point(struct thpswap_session *s)
 #else
 int open_fail_point(struct thpswap_session *s);
 #endif
+
+/* ---- the library's own memory (own.c) ---- */
+/* Note [@addr, @addr + @len) as the library's own (0, or -ENOSPC when full);
+ * forget the range noted at @addr; does [@lo, @hi) touch any of it? */
+int own_note(struct thpswap_session *s, const void *addr, size_t len);
+void own_forget(struct thpswap_session *s, const void *addr);
+bool own_overlaps(struct thpswap_session *s, uint64_t lo, uint64_t hi);
 
 /* ---- the fault thread (agent.c) ---- */
 /* The session whose fault thread the calling thread is; NULL on any other

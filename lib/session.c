@@ -198,6 +198,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	pthread_cond_init(&s->wcond, NULL);
 	pthread_mutex_init(&s->app_codec_lock, NULL);
 	pthread_mutex_init(&s->zap_lock, NULL);
+	pthread_mutex_init(&s->own.lock, NULL);
 #ifndef NDEBUG
 	s->fail_at = env_uint("THPSWAP_FAIL_AT", 0, 1, 1u << 20);
 	s->fail_err = (int)env_uint("THPSWAP_FAIL_ERRNO", ENOMEM, 1, 4095);
