@@ -19,17 +19,53 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "pagemap.h"
+#include "procmap.h"
 #include "uffd.h"
+
+/*
+ * A fault in registered memory with no record.  A VMA keeps its
+ * registration when mremap grows it (in place or moving), so its new tail
+ * faults to us: if the whole 2 MiB block around @addr lies in that one
+ * private anonymous VMA, the block becomes a region -- EMPTY (restored as a
+ * zeroed THP) if nothing of it is mapped, else RESIDENT (its holes get
+ * 4 KiB zero pages until an eviction makes it whole).  This may be a
+ * region an mremap has moved here whose REMAP is not read yet: the record
+ * made now is then stale, and the REMAP's handling drops it (clear_way)
+ * before anything lands -- a MOVE or COPY into the block fails with EAGAIN
+ * while that event is pending.  0 if there is a record now.
+ */
+static int adopt_block(struct thpswap_session *s, uint64_t addr)
+{
+	uint64_t b = addr & ~(REGION - 1);
+	struct thp_vma v;
+	long present;
+
+	if (s->procmap < 0 || thp_procmap_query(s->procmap, addr, false, &v, NULL, 0))
+		return -ENOENT;
+	if (v.start > b || v.end < b + REGION || v.shared || v.file || !v.read || !v.write)
+		return -ENOENT;
+	present = thp_pagemap_count_present(s->pagemap, b, b + REGION);
+	if (present < 0)
+		return (int)present;
+	return rt_add(s, b, REGION, present ? THP_ST_RESIDENT : THP_ST_EMPTY, false);
+}
 
 /* A page fault, in queue order: look the region up, restore it. */
 static void fault(struct thpswap_session *s, uint64_t addr, bool write)
 {
 	uint64_t page = addr & ~(THP_PAGE_SIZE - 1);
+	bool adopted = false;
 
 	for (;;) {
 		long idx = rt_lookup(s, addr);
 		int rc;
 
+		if (idx < 0 && !adopted) {
+			adopted = true;
+			if (adopt_block(s, addr) == 0)
+				continue;
+		}
 		if (idx >= 0) {
 			if (restore_region(s, (uint32_t)idx, addr, write, s->fault_codec))
 				/* It failed: an mremap read meanwhile may have moved
@@ -39,8 +75,9 @@ static void fault(struct thpswap_session *s, uint64_t addr, bool write)
 			return;
 		}
 		/*
-		 * Registered memory with no record: the tail an mremap grew, or
-		 * a region being unmapped.  It is new memory and reads zeros (a
+		 * Registered memory with no record that could not become a
+		 * region (less than a 2 MiB block of its VMA), or a region being
+		 * unmapped.  It is new memory and reads zeros (a
 		 * wake alone would fault again forever).  But mremap unlocks
 		 * before it sends its REMAP, so this may be a region that has
 		 * moved here: a zero page must not land in it.  EAGAIN means an

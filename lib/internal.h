@@ -236,6 +236,7 @@ struct thpswap_session {
 	int uffd;                 /* region uffd */
 	int suffd;                /* scratch uffd */
 	int pagemap;              /* /proc/self/pagemap */
+	int procmap;              /* /proc/self/maps, for PROCMAP_QUERY, or -1 */
 	int evfd;                 /* wakes the fault thread to stop */
 	int arena_fd;
 	uint64_t features;        /* granted on the region uffd */

@@ -14,6 +14,7 @@
 #include "internal.h"
 #include "kernel-abi.h"
 #include "pagemap.h"
+#include "procmap.h"
 #include "proto.h"
 #include "uffd.h"
 
@@ -139,7 +140,7 @@ static void session_free(struct thpswap_session *s)
 		munmap(s->arena, s->arena_size);
 	/* Last: closing the region uffd makes evicted memory read as zeros;
 	 * by now nothing is evicted or nothing is registered any more. */
-	int fds[] = { s->sock, s->uffd, s->suffd, s->pagemap, s->arena_fd };
+	int fds[] = { s->sock, s->uffd, s->suffd, s->pagemap, s->procmap, s->arena_fd };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
@@ -192,7 +193,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->sock = s->uffd = s->suffd = s->pagemap = s->evfd = s->arena_fd = -1;
+	s->sock = s->uffd = s->suffd = s->pagemap = s->procmap = s->evfd = s->arena_fd = -1;
 	pthread_mutex_init(&s->send_lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
 	pthread_cond_init(&s->wcond, NULL);
@@ -213,6 +214,8 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		goto fail;
 	if ((r = open_fail_point(s)) || (r = s->pagemap = thp_pagemap_open(0)) < 0)
 		goto fail;
+	/* Optional: without it (or PROCMAP_QUERY) grown tails stay unmanaged. */
+	s->procmap = thp_procmap_open();
 	if ((r = open_fail_point(s)) || (r = handshake(s, max_regions)))
 		goto fail;
 	r = -ENOTSUP;
