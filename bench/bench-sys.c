@@ -155,6 +155,28 @@ int64_t b_swap_used(const char *path)
 	return -ENOENT;
 }
 
+int64_t b_zram_used(const char *dev)
+{
+	unsigned long long orig, compr, used;
+	const char *name = strrchr(dev, '/');
+	char path[96], buf[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/mm_stat", name ? name + 1 : dev);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = 0;
+	if (sscanf(buf, "%llu %llu %llu", &orig, &compr, &used) != 3)
+		return -EINVAL;
+	return (int64_t)used;
+}
+
 double b_pid_cpu(pid_t pid)
 {
 	char path[64], buf[1024];

@@ -48,6 +48,9 @@ int b_wait_writeback(uint64_t base, double timeout_s);
 long b_resident_pages(int pagemap_fd, uintptr_t start, uintptr_t end);
 /* Used bytes of the swap device @path in /proc/swaps, or -ENOENT. */
 int64_t b_swap_used(const char *path);
+/* Memory a zram device (/dev/zramN) uses for what it stores, with its
+ * allocator's overhead (mm_stat's mem_used_total), or -errno. */
+int64_t b_zram_used(const char *dev);
 
 /* CPU seconds (utime+stime, all threads) of process @pid. */
 double b_pid_cpu(pid_t pid);

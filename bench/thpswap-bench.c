@@ -38,7 +38,7 @@ enum mode { MODE_KERNEL, MODE_THPSWAP };
 struct opts {
 	enum mode mode;
 	const char *label;
-	const char *backend;  /* swapfile, loop, zswap, thpswap */
+	const char *backend;  /* swapfile, loop, zram, zswap, thpswap */
 	const char *swapdev;  /* as /proc/swaps names it */
 	const char *out;
 	const char *thpswapd;
@@ -84,7 +84,9 @@ static void snap_take(struct bench *b, struct snap *sn)
 	b_rollup(&sn->roll);
 	b_meminfo(&sn->mem);
 	b_vmstat(sn->vm);
-	sn->swap_used = b->o.swapdev ? b_swap_used(b->o.swapdev) : 0;
+	sn->swap_used = !b->o.swapdev ? 0
+			: !strcmp(b->o.backend, "zram") ? b_zram_used(b->o.swapdev)
+							: b_swap_used(b->o.swapdev);
 	if (b->s)
 		thpswap_get_stats(b->s, &sn->st, sizeof(sn->st));
 	sn->cpu = b_self_cpu();
@@ -102,6 +104,8 @@ static int64_t stored_bytes(const struct bench *b, const struct snap *a,
 		/* The pool, plus what zswap rejected to the backing device. */
 		return (int64_t)(z->mem.zswap - a->mem.zswap) +
 		       (int64_t)(z->vm[B_PSWPOUT] - a->vm[B_PSWPOUT]) * PAGE_4K;
+	/* A swap device holds what it was given; zram what it compressed
+	 * (snap() reads its memory use instead). */
 	return z->swap_used - a->swap_used;
 }
 
@@ -781,7 +785,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: thpswap-bench --mode kernel|thpswap --label NAME [options]\n"
-		"  --backend NAME        swapfile, loop, zswap (kernel) or thpswap (default: by mode)\n"
+		"  --backend NAME        swapfile, loop, zram, zswap (kernel) or thpswap (default: by mode)\n"
 		"  --swap-dev PATH       the swap device as /proc/swaps names it (kernel mode)\n"
 		"  --thpswapd PATH       the daemon (thpswap mode; default $THPSWAPD)\n"
 		"  --daemon-arg ARG      passed to thpswapd (repeat)\n"
