@@ -26,29 +26,40 @@
 /*
  * A fault in registered memory with no record.  A VMA keeps its
  * registration when mremap grows it (in place or moving), so its new tail
- * faults to us: if the whole 2 MiB block around @addr lies in that one
- * private anonymous VMA, the block becomes a region -- EMPTY (restored as a
- * zeroed THP) if nothing of it is mapped, else RESIDENT (its holes get
- * 4 KiB zero pages until an eviction makes it whole).  This may be a
- * region an mremap has moved here whose REMAP is not read yet: the record
- * made now is then stale, and the REMAP's handling drops it (clear_way)
- * before anything lands -- a MOVE or COPY into the block fails with EAGAIN
- * while that event is pending.  0 if there is a record now.
+ * faults to us: if the whole 2 MiB block around @addr lies in one private
+ * anonymous VMA registered with our uffd, the block becomes a region --
+ * EMPTY (restored as a zeroed THP) if nothing of it is mapped, else
+ * RESIDENT (its holes get 4 KiB zero pages until an eviction makes it
+ * whole).  0 if there is a record now, -EAGAIN if an event must be read
+ * first.
+ *
+ * The fault may be stale: read before the UNMAP of the mapping it hit, and
+ * served after it, when a new mapping may be at that address.  One not
+ * registered with us is left alone (registered_here); one being registered
+ * right now takes our record over (rt_adopt).  It may also be a region an
+ * mremap has moved here whose REMAP is not read yet: the record made now is
+ * stale then, and the REMAP's handling drops it (clear_way) before anything
+ * lands -- a MOVE or COPY into the block fails with EAGAIN while that event
+ * is pending.
  */
 static int adopt_block(struct thpswap_session *s, uint64_t addr)
 {
 	uint64_t b = addr & ~(REGION - 1);
 	struct thp_vma v;
 	long present;
+	int rc;
 
 	if (s->procmap < 0 || thp_procmap_query(s->procmap, addr, false, &v, NULL, 0))
 		return -ENOENT;
 	if (v.start > b || v.end < b + REGION || v.shared || v.file || !v.read || !v.write)
 		return -ENOENT;
+	rc = registered_here(s, addr);
+	if (rc)
+		return rc;
 	present = thp_pagemap_count_present(s->pagemap, b, b + REGION);
 	if (present < 0)
 		return (int)present;
-	return rt_add(s, b, REGION, present ? THP_ST_RESIDENT : THP_ST_EMPTY, false);
+	return rt_adopt(s, b, present ? THP_ST_RESIDENT : THP_ST_EMPTY);
 }
 
 /* A page fault, in queue order: look the region up, restore it. */
@@ -62,8 +73,13 @@ static void fault(struct thpswap_session *s, uint64_t addr, bool write)
 		int rc;
 
 		if (idx < 0 && !adopted) {
+			rc = adopt_block(s, addr);
+			if (rc == -EAGAIN) {
+				agent_drain(s);
+				continue;
+			}
 			adopted = true;
-			if (adopt_block(s, addr) == 0)
+			if (rc == 0)
 				continue;
 		}
 		if (idx >= 0) {

@@ -215,6 +215,19 @@ bool events_pending(struct thpswap_session *s)
 	return thp_uffd_move(s->uffd, p, p + THP_PAGE_SIZE, THP_PAGE_SIZE, 0, NULL) == -EAGAIN;
 }
 
+/* Is the page at @addr in a VMA registered with our region uffd?  A 4 KiB
+ * MOVE from the empty probe slot (a hole, allowed) moves nothing, but the
+ * kernel checks first that the destination VMA is registered with this uffd
+ * (EINVAL if not, ENOENT if nothing is mapped).  0, -EAGAIN (an event is
+ * pending), or -errno. */
+int registered_here(struct thpswap_session *s, uint64_t addr)
+{
+	uint64_t p = (uint64_t)(uintptr_t)s->sc.probe;
+
+	return thp_uffd_move(s->uffd, addr & ~(THP_PAGE_SIZE - 1), p, THP_PAGE_SIZE,
+			     UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE, NULL);
+}
+
 /*
  * MADV_DONTNEED/FREE, in queue order.  The pages were noted as zapped when
  * the event was read; a region wholly zapped while not resident holds

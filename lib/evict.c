@@ -292,9 +292,9 @@ static enum evict_result evict_empty(struct thpswap_session *s, struct thp_recor
 	return EV_EVICTED;
 }
 
-enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
-			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
-			       uint64_t *bytes_stored)
+static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
+				       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
+				       uint64_t *bytes_stored)
 {
 	struct thp_record *r = &s->rec[idx];
 	const struct thp_arena_config *cfg = &s->hdr->cfg;
@@ -396,4 +396,27 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 	ctr_add(s, THP_C_EVICT_NS, (int64_t)(now_ns() - t0));
 	hist_add(s, THP_H_EVICT, now_ns() - t0);
 	return EV_EVICTED;
+}
+
+/*
+ * One eviction of a region at a time (the daemon's jobs and the
+ * application's advice both evict).  make_whole runs while the region is
+ * RESIDENT and populates and collapses without holding events: a second
+ * evictor's make_whole could touch pages of the region after the first had
+ * moved it out, and fault it straight back in.
+ */
+enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
+			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
+			       uint64_t *bytes_stored)
+{
+	struct thp_record *r = &s->rec[idx];
+	enum evict_result res;
+
+	if (__atomic_fetch_or(&r->flags, THP_RF_EVICTOR, __ATOMIC_ACQUIRE) & THP_RF_EVICTOR) {
+		ctr_add(s, THP_C_EVICT_BUSY, 1);
+		return EV_SKIPPED;
+	}
+	res = evict_claimed(s, idx, codec, buf, bytes_in, bytes_stored);
+	__atomic_and_fetch(&r->flags, ~THP_RF_EVICTOR, __ATOMIC_RELEASE);
+	return res;
 }

@@ -446,6 +446,11 @@ long rt_lookup(struct thpswap_session *s, uint64_t addr);
  * @fresh: the range was just mmap'ed, so a record still there is stale
  * (its UNMAP is being handled right now): wait for it instead of -EBUSY. */
 int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh);
+/* The 2 MiB block around @addr, registered memory nobody has made a region
+ * (the grown tail of a mapping), becomes one in state @st, marked adopted: a
+ * registration of it that comes later takes the record over instead of
+ * failing with -EBUSY.  0, -EBUSY, -ENOSPC. */
+int rt_adopt(struct thpswap_session *s, uint64_t addr, uint32_t st);
 /* Remove the regions in [start, end), dropping their records. */
 void rt_remove(struct thpswap_session *s, uint64_t start, uint64_t end);
 void rt_release(struct thpswap_session *s, uint32_t i);
@@ -578,6 +583,9 @@ void agent_sync(struct thpswap_session *s);
 /* Has the kernel changed the mappings in a way whose event we have not
  * read (mmap_changing)? */
 bool events_pending(struct thpswap_session *s);
+/* Is @addr in a VMA registered with the region uffd?  0, -EAGAIN (an event
+ * is pending), -EINVAL (another VMA), -ENOENT (nothing mapped) or -errno. */
+int registered_here(struct thpswap_session *s, uint64_t addr);
 /* The next page fault or REMOVE to handle, in kernel order: false if none. */
 bool events_next(struct thpswap_session *s, struct uffd_msg *m);
 bool events_queued(const struct thpswap_session *s);

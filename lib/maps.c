@@ -124,34 +124,64 @@ long rt_lookup(struct thpswap_session *s, uint64_t addr)
 	return v;
 }
 
-int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh)
+/* The record at @a if the fault loop made it for memory nobody had
+ * registered yet (see rt_adopt), else -1.  Table lock held. */
+static long adopted_at(struct thpswap_session *s, uint64_t a)
+{
+	long pos = rt_find(&s->rt, a, NULL);
+	uint32_t i;
+
+	if (pos < 0)
+		return -1;
+	i = s->rt.vals[pos];
+	return __atomic_load_n(&s->rec[i].flags, __ATOMIC_ACQUIRE) & THP_RF_ADOPTED ? (long)i : -1;
+}
+
+static int add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh,
+	       uint32_t flags)
 {
 	struct region_table *t = &s->rt;
-	uint64_t n = len / REGION, now = now_ns();
+	uint64_t n = 0, now = now_ns();
 	unsigned waited = 0;
 
 again:
+	n = 0;
 	pthread_mutex_lock(&t->lock);
-	for (uint64_t a = start; a < start + len; a += REGION)
-		if (rt_find(t, a, NULL) >= 0) {
-			pthread_mutex_unlock(&t->lock);
-			if (fresh && !agent_is_fault_thread(s) && waited++ < 100000) {
-				sched_yield();
-				goto again;
-			}
-			return -EBUSY;
+	for (uint64_t a = start; a < start + len; a += REGION) {
+		if (rt_find(t, a, NULL) < 0) {
+			n++;
+			continue;
 		}
+		/* A block the fault loop adopted just before this registration
+		 * of it (a fault on it read before its old mapping's UNMAP):
+		 * the registration takes that record over, as it is. */
+		if (!flags && adopted_at(s, a) >= 0)
+			continue;
+		pthread_mutex_unlock(&t->lock);
+		if (fresh && !agent_is_fault_thread(s) && waited++ < 100000) {
+			sched_yield();
+			goto again;
+		}
+		return -EBUSY;
+	}
 	if (n > t->nfree) {
 		pthread_mutex_unlock(&t->lock);
 		return -ENOSPC;
 	}
 	for (uint64_t a = start; a < start + len; a += REGION) {
-		uint32_t i = t->free_idx[--t->nfree];
-		struct thp_record *r = &s->rec[i];
+		long taken = adopted_at(s, a);
+		uint32_t i;
+		struct thp_record *r;
 
+		if (taken >= 0) {
+			__atomic_and_fetch(&s->rec[taken].flags, ~THP_RF_ADOPTED, __ATOMIC_RELEASE);
+			continue;
+		}
+		i = t->free_idx[--t->nfree];
+		r = &s->rec[i];
 		/* Read without the lock by threads still finishing with the
 		 * record's last region (a restore's tail, a late fault). */
-		__atomic_store_n(&r->flags, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->flags, flags, __ATOMIC_RELAXED);
 		__atomic_store_n(&r->addr, a, __ATOMIC_RELEASE);
 		r->stored_len = 0;
 		__atomic_store_n(&r->last_fault_ns, now, __ATOMIC_RELAXED);
@@ -167,6 +197,16 @@ again:
 	ctr_add(s, THP_C_REGIONS, (int64_t)n);
 	pthread_mutex_unlock(&t->lock);
 	return 0;
+}
+
+int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh)
+{
+	return add(s, start, len, st, fresh, 0);
+}
+
+int rt_adopt(struct thpswap_session *s, uint64_t addr, uint32_t st)
+{
+	return add(s, addr & ~(REGION - 1), REGION, st, false, THP_RF_ADOPTED);
 }
 
 /* Wait until no eviction or restore owns @r.  The fault thread keeps reading

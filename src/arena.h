@@ -78,6 +78,8 @@ _Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
 #define THP_RF_PUNCHING       (1u << 3) /* old bytes still being freed from the slot */
 #define THP_RF_MOVING         (1u << 4) /* mremap'ed away: its copy frees it, not the UNMAP */
 #define THP_RF_REMOVED        (1u << 5) /* MADV_DONTNEED/FREE read while being evicted */
+#define THP_RF_EVICTOR        (1u << 6) /* an eviction has it (one at a time) */
+#define THP_RF_ADOPTED        (1u << 7) /* made by a fault on unmanaged registered memory */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {
