@@ -387,8 +387,11 @@ void own_session_free(struct thpswap_session *s);
 /* ---- the fault thread (agent.c) ---- */
 /* The session whose fault thread the calling thread is; NULL on any other
  * thread.  Set by the fault thread itself as it starts (defined in
- * region-ops.c, the lowest layer that asks). */
-extern _Thread_local struct thpswap_session *fault_thread_of;
+ * region-ops.c, the lowest layer that asks).  Initial-exec: read at a fixed
+ * offset from the thread pointer, not through the thread's vector of TLS
+ * blocks, which glibc mallocs in the program's heap (see own.c). */
+extern _Thread_local struct thpswap_session *fault_thread_of
+	__attribute__((tls_model("initial-exec")));
 
 static inline bool agent_is_fault_thread(const struct thpswap_session *s)
 {
