@@ -24,12 +24,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #include "harness.h"
 #include "internal.h"
@@ -122,37 +126,38 @@ static unsigned adopted_in(const char *base, size_t len, bool all, const char *w
 	return n;
 }
 
-static size_t read_maps(void)
+static size_t read_maps(char *buf, size_t cap)
 {
 	size_t n = 0;
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 
 	H_CHECK(fd >= 0, "open /proc/self/maps: %s", strerror(errno));
 	for (;;) {
-		ssize_t r = read(fd, maps + n, sizeof(maps) - 1 - n);
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
 
 		H_CHECK(r >= 0, "read /proc/self/maps: %s", strerror(errno));
 		if (r == 0)
 			break;
 		n += (size_t)r;
-		H_CHECK(n < sizeof(maps) - 1, "/proc/self/maps is larger than %zu bytes", sizeof(maps));
+		H_CHECK(n < cap - 1, "/proc/self/maps is larger than %zu bytes", cap);
 	}
 	close(fd);
-	maps[n] = 0;
+	buf[n] = 0;
 	return n;
 }
 
-/*
- * What thpswap-run does: every whole 2 MiB block of every private
- * anonymous writable mapping, unless it touches the library's own memory.
- * The maps are read first: registering changes them.
- */
-static void adopt_everything(struct thpswap_session *s)
-{
-	unsigned own = 0, failed = 0, nmaps = 0, why[4096] = { 0 };
+struct range {
+	uint64_t lo, hi;
+};
 
-	read_maps();
-	for (char *line = maps, *next; *line; line = next) {
+/* The private anonymous writable mappings of this process, in address
+ * order; no allocation (see open_notes_all). */
+static unsigned anon_ranges(char *buf, size_t cap, struct range *r, unsigned max)
+{
+	unsigned n = 0;
+
+	read_maps(buf, cap);
+	for (char *line = buf, *next; *line; line = next) {
 		unsigned long long lo, hi, off, inode;
 		char perms[8], dev[16];
 		int name = 0;
@@ -169,7 +174,114 @@ static void adopt_everything(struct thpswap_session *s)
 		if (strcmp(perms, "rw-p") || inode || (line[name] != '\n' && line[name] != '[' &&
 						      line[name] != 0))
 			continue;
-		nmaps++;
+		H_CHECK(n < max, "more than %u mappings", max);
+		r[n++] = (struct range){ lo, hi };
+	}
+	return n;
+}
+
+static struct range before[4096], after[4096];
+static char maps2[1 << 20];
+
+/* Is [lo, hi) inside one of @r? */
+static bool covered(const struct range *r, unsigned n, uint64_t lo, uint64_t hi)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (r[i].lo <= lo && hi <= r[i].hi)
+			return true;
+	return false;
+}
+
+/*
+ * Whether an eviction finds a piece of the agent's memory not noted is up
+ * to where it lies (a neighbour noted covers its block too).  So also ask
+ * directly, in a process of its own (one session per process): every page
+ * of anonymous memory that appeared while thpswap_open ran (new mappings,
+ * the heap grown) must be noted as the session's own.  Nothing between
+ * the two looks at the maps allocates: static buffers, read(2).
+ *
+ * The one thing malloc'd on the library's behalf is glibc's: pthread_create
+ * callocs each thread's vector of TLS blocks (a few hundred bytes), which
+ * the agent's threads never read (their TLS is initial-exec).  So the heap
+ * is made first, those fit in it, and the bytes malloc'd meanwhile are
+ * bounded by that.
+ */
+static int open_notes_all(void)
+{
+	struct thpswap_session *s2;
+	struct mallinfo2 m0, m1;
+	void *volatile heap;
+	unsigned nb, na, pages = 0;
+	size_t grew;
+	int r;
+
+	heap = malloc(4096);
+	H_CHECK(heap, "out of memory");
+	free(heap);
+	nb = anon_ranges(maps2, sizeof(maps2), before, 4096);
+	m0 = mallinfo2();
+	r = thpswap_open(&s2, NULL);
+	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
+	m1 = mallinfo2();
+	na = anon_ranges(maps2, sizeof(maps2), after, 4096);
+	grew = m1.uordblks - m0.uordblks;
+	H_CHECK(grew <= (s2->nworkers + 1) * 512u, "thpswap_open malloc'd %zu bytes (more than the "
+		"%u agent threads' TLS vectors): memory the agent may touch, not noted", grew,
+		s2->nworkers + 1);
+	for (unsigned i = 0; i < na; i++)
+		for (uint64_t p = after[i].lo; p < after[i].hi; p += H_PAGE) {
+			uint64_t q = p;
+
+			if (covered(before, nb, p, p + H_PAGE))
+				continue;
+			pages++;
+			if (own_overlaps(s2, p, p + H_PAGE))
+				continue;
+			while (q < after[i].hi && !covered(before, nb, q, q + H_PAGE) &&
+			       !own_overlaps(s2, q, q + H_PAGE))
+				q += H_PAGE;
+			H_CHECK(false, "thpswap_open mapped [%#llx, %#llx) (%llu KiB) and did not note "
+				"it as the library's own", (unsigned long long)p, (unsigned long long)q,
+				(unsigned long long)(q - p) >> 10);
+		}
+	printf("thpswap_open mapped %u KiB of anonymous memory, all of it noted as its own; it "
+	       "malloc'd %zu bytes (glibc's TLS vectors of %u threads)\n", pages * (H_PAGE >> 10),
+	       grew, s2->nworkers + 1);
+	H_CHECK(pages > 0, "thpswap_open mapped nothing new");
+	H_CHECK(thpswap_close(s2) == 0, "thpswap_close");
+	return H_PASS;
+}
+
+/* Run open_notes_all in a child (this executable, "--open-check"). */
+static void open_check_child(void)
+{
+	const char *argv[] = { "/proc/self/exe", "--open-check", NULL };
+	pid_t pid;
+	int r;
+
+	h_at("a child opens a session between two looks at its maps");
+	fflush(stdout);
+	r = posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
+	H_CHECK(r == 0, "posix_spawn %s: %s", argv[0], strerror(r));
+	h_track(pid);
+	r = h_wait(pid);
+	H_CHECK(r == 0, "the child that opened a session between two looks at its maps exited %d", r);
+}
+
+/*
+ * What thpswap-run does: every whole 2 MiB block of every private
+ * anonymous writable mapping, unless it touches the library's own memory.
+ * The maps are read first: registering changes them.
+ */
+static void adopt_everything(struct thpswap_session *s)
+{
+	static struct range m[4096];
+	unsigned own = 0, failed = 0, nmaps, why[4096] = { 0 };
+
+	nmaps = anon_ranges(maps, sizeof(maps), m, 4096);
+	for (unsigned i = 0; i < nmaps; i++) {
+		uint64_t lo = m[i].lo, hi = m[i].hi;
+
 		for (uint64_t b = (lo + REG - 1) & ~(uint64_t)(REG - 1); b + REG <= hi; b += REG) {
 			int r;
 
@@ -303,12 +415,14 @@ static unsigned resident_left(const struct area *a)
 	return n;
 }
 
-/* A REMOVE event per page: the agent's queues wrap (QCAP each). */
+/* A REMOVE event each: the agent's queues wrap (QCAP each).  The same 16
+ * pages of each region again and again: the regions keep their data and
+ * have holes, which the next eviction fills (with the zeros). */
 static void zap_pages(struct area *a, const char *when)
 {
 	h_at("%s: %u MADV_DONTNEEDs on %s", when, ZAPS, a->what);
 	for (unsigned i = 0; i < ZAPS; i++) {
-		size_t p = (i * 7u) % (a->len / H_PAGE);
+		size_t p = (i % MAP_REGIONS) * H_PAGES_PER_REGION + 1 + (i / MAP_REGIONS) % 16 * 31;
 
 		H_CHECK(madvise(a->base + p * H_PAGE, H_PAGE, MADV_DONTNEED) == 0,
 			"madvise DONTNEED: %s", strerror(errno));
@@ -325,6 +439,7 @@ static void adopt_and_round_trip(struct thpswap_session *s, const struct h_daemo
 
 	(void)variant;
 	agent_stacks_are_own(s, "after opening");
+	open_check_child();
 	h_at("making the program's data");
 	m = thp_mmap_aligned(MAP_REGIONS * REG, REG, PROT_READ | PROT_WRITE, MAP_PRIVATE);
 	H_CHECK(m != MAP_FAILED, "mmap: %s", strerror(errno));
@@ -363,14 +478,13 @@ static void adopt_and_round_trip(struct thpswap_session *s, const struct h_daemo
 		snprintf(when, sizeof(when), "round %u of %u", round, ROUNDS);
 		/* The daemon's evictions (background worker) and the
 		 * application's (this thread), in turn. */
+		write_all(round + 1);
+		zap_pages(map_area, when);
 		n = round % 2 ? evict_all(d, when) : advise_all(s, when);
 		H_CHECK(n > 0, "%s: nothing was evicted", when);
 		H_CHECK(resident_left(map_area) == 0, "%s: %u regions of the plain mapping still "
 			"resident after the eviction", when, resident_left(map_area));
 		printf("%s: %lld blocks evicted\n", when, n);
-		check_all(when);
-		write_all(round + 1);
-		zap_pages(map_area, when);
 		check_all(when);
 	}
 	agent_stacks_are_own(s, "after the rounds");
@@ -396,5 +510,7 @@ int main(int argc, char **argv)
 		return H_SKIP;
 	}
 #endif
+	if (argc == 2 && !strcmp(argv[1], "--open-check"))
+		return open_notes_all();
 	return h_run_cases(argc, argv, cases, sizeof(cases) / sizeof(cases[0]), NULL);
 }
