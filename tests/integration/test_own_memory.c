@@ -244,9 +244,9 @@ static int open_notes_all(void)
 				"it as the library's own", (unsigned long long)p, (unsigned long long)q,
 				(unsigned long long)(q - p) >> 10);
 		}
-	printf("thpswap_open mapped %u KiB of anonymous memory, all of it noted as its own; it "
-	       "malloc'd %zu bytes (glibc's TLS vectors of %u threads)\n", pages * (H_PAGE >> 10),
-	       grew, s2->nworkers + 1);
+	printf("thpswap_open mapped %u KiB of anonymous memory, all of it noted as its own (%u "
+	       "ranges); it malloc'd %zu bytes (glibc's TLS vectors of %u threads)\n",
+	       pages * (H_PAGE >> 10), s2->own.n, grew, s2->nworkers + 1);
 	H_CHECK(pages > 0, "thpswap_open mapped nothing new");
 	H_CHECK(thpswap_close(s2) == 0, "thpswap_close");
 	return H_PASS;
