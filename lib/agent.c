@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -175,8 +176,56 @@ static void stop_threads(struct thpswap_session *s, unsigned nworkers)
 		pthread_join(s->fault_thread, NULL);
 		s->fault_thread_started = false;
 	}
-	for (unsigned i = 0; i < nworkers; i++)
+	own_free(s, s->fault_stack);
+	s->fault_stack = NULL;
+	for (unsigned i = 0; i < nworkers; i++) {
 		pthread_join(s->workers[i].thread, NULL);
+		own_free(s, s->workers[i].stack);
+		s->workers[i].stack = NULL;
+	}
+}
+
+/*
+ * Start an agent thread on a stack of the agent's own (own_alloc), its
+ * lowest page the guard: glibc puts the thread's descriptor and TLS in it
+ * too, and a stack it allocated (or reused from its cache for a program's
+ * thread later) would be the program's memory to adopt.  On success
+ * *@stack is the mapping to own_free after the join.
+ */
+static int start_thread(struct thpswap_session *s, pthread_t *t, void *(*fn)(void *), void *arg,
+			void **stack)
+{
+	pthread_attr_t a;
+	size_t size;
+	char *st;
+	int r;
+
+	r = -pthread_attr_init(&a);
+	if (r)
+		return r;
+	/* The size glibc would give (RLIMIT_STACK); untouched pages cost nothing. */
+	if ((r = -pthread_attr_getstacksize(&a, &size)))
+		goto out;
+	size = (size + THP_PAGE_SIZE - 1) & ~(size_t)(THP_PAGE_SIZE - 1);
+	st = own_alloc(s, size + THP_PAGE_SIZE);
+	if (!st) {
+		r = -errno;
+		goto out;
+	}
+	if (mprotect(st, THP_PAGE_SIZE, PROT_NONE) ||
+	    (r = -pthread_attr_setstack(&a, st + THP_PAGE_SIZE, size))) {
+		r = r ? r : -errno;
+		own_free(s, st);
+		goto out;
+	}
+	r = -pthread_create(t, &a, fn, arg);
+	if (r)
+		own_free(s, st);
+	else
+		*stack = st;
+out:
+	pthread_attr_destroy(&a);
+	return r;
 }
 
 static void agent_free(struct thpswap_session *s)
@@ -185,8 +234,8 @@ static void agent_free(struct thpswap_session *s)
 	if (s->evfd >= 0)
 		close(s->evfd);
 	s->evfd = -1;
-	free(s->q);
-	free(s->u);
+	own_free(s, s->q);
+	own_free(s, s->u);
 	s->q = NULL;
 	s->u = NULL;
 }
@@ -204,8 +253,8 @@ int agent_start(struct thpswap_session *s)
 		return -errno;
 	if ((r = open_fail_point(s)))
 		goto fail;
-	s->q = calloc(QCAP, sizeof(*s->q));
-	s->u = calloc(QCAP, sizeof(*s->u));
+	s->q = own_alloc(s, QCAP * sizeof(*s->q));
+	s->u = own_alloc(s, QCAP * sizeof(*s->u));
 	if (!s->q || !s->u) {
 		r = -ENOMEM;
 		goto fail;
@@ -219,15 +268,15 @@ int agent_start(struct thpswap_session *s)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	if (!(r = open_fail_point(s)))
-		r = -pthread_create(&s->fault_thread, NULL, fault_main, s);
+		r = start_thread(s, &s->fault_thread, fault_main, s, &s->fault_stack);
 	if (r == 0)
 		s->fault_thread_started = true;
 	/* All or nothing: without the background worker no eviction the
 	 * daemon asks for would ever be answered. */
 	while (r == 0 && started < s->nworkers) {
 		if (!(r = open_fail_point(s)))
-			r = -pthread_create(&s->workers[started].thread, NULL, worker_main,
-					    &s->workers[started]);
+			r = start_thread(s, &s->workers[started].thread, worker_main,
+					 &s->workers[started], &s->workers[started].stack);
 		if (r == 0)
 			started++;
 	}

@@ -162,6 +162,18 @@ static int zap_landed(struct thpswap_session *s, struct thp_record *r)
 /* Never written: the source of the zeros that fill holes. */
 static char zeros[REGION] __attribute__((aligned(4096)));
 
+int evict_note_own(struct thpswap_session *s)
+{
+	/* It is in our .bss, an anonymous mapping: adopted and evicted, the
+	 * kernel's copy from it would fault on the uffd we serve. */
+	return own_note(s, zeros, sizeof(zeros));
+}
+
+void evict_forget_own(struct thpswap_session *s)
+{
+	own_forget(s, zeros);
+}
+
 /* UFFDIO_COPY zeros into every page of the region at @addr that is not
  * mapped (events held: @addr is where the region is).  Present pages stay
  * as they are (EEXIST).  0, -EAGAIN (an event is pending), or -errno. */

@@ -115,7 +115,7 @@ struct scratch {
 };
 
 /* ---- the library's own memory (own.c) ---- */
-#define OWN_MAX 256
+#define OWN_MAX 1024              /* about 8 per codec, one per worker */
 struct own_ranges {
 	pthread_mutex_t lock;
 	unsigned n;
@@ -212,6 +212,7 @@ struct worker {
 	bool background;          /* workers[0]; the rest are helpers */
 	struct thp_codec *codec;
 	char *buf;                /* compression output, one slot */
+	void *stack;              /* own_alloc'd, guard page first (agent.c) */
 };
 
 /* ---- the fault thread's restore (restore.c) ---- */
@@ -254,6 +255,7 @@ struct thpswap_session {
 	/* agent.c: the fault thread */
 	pthread_t fault_thread;
 	bool fault_thread_started;
+	void *fault_stack;        /* own_alloc'd, guard page first */
 	struct thp_codec *fault_codec;
 	char *fault_buf;          /* a slot-sized buffer for the fault thread */
 
@@ -359,17 +361,38 @@ int open_fail_point(struct thpswap_session *s);
 #endif
 
 /* ---- the library's own memory (own.c) ---- */
-/* Note [@addr, @addr + @len) as the library's own (0, or -ENOSPC when full);
- * forget the range noted at @addr; does [@lo, @hi) touch any of it? */
+/*
+ * Nothing the agent's threads touch may ever be managed memory: a region of
+ * it evicted would fault on the thread that serves faults (or on a worker it
+ * waits for).  So all of it is noted here, for whatever adopts a program's
+ * mappings to leave alone.
+ *
+ * Note [@addr, @addr + @len) as the library's own (0, or -ENOSPC when full);
+ * forget the range noted at @addr (returns its length, 0 if none); does
+ * [@lo, @hi) touch any of it?
+ */
 int own_note(struct thpswap_session *s, const void *addr, size_t len);
-void own_forget(struct thpswap_session *s, const void *addr);
+size_t own_forget(struct thpswap_session *s, const void *addr);
 bool own_overlaps(struct thpswap_session *s, uint64_t lo, uint64_t hi);
+/* @len zeroed bytes in a mapping of their own, noted; NULL (errno) on
+ * failure.  own_free forgets and unmaps it (NULL is a no-op). */
+void *own_alloc(struct thpswap_session *s, size_t len);
+void own_free(struct thpswap_session *s, void *p);
+/* The codec allocation hook that allocates through own_alloc for @s. */
+struct thp_alloc own_codec_alloc(struct thpswap_session *s);
+/* A zeroed session in a mapping of its own, its registry ready and holding
+ * the session itself; NULL on failure.  own_session_free unmaps it. */
+struct thpswap_session *own_session_new(void);
+void own_session_free(struct thpswap_session *s);
 
 /* ---- the fault thread (agent.c) ---- */
 /* The session whose fault thread the calling thread is; NULL on any other
  * thread.  Set by the fault thread itself as it starts (defined in
- * region-ops.c, the lowest layer that asks). */
-extern _Thread_local struct thpswap_session *fault_thread_of;
+ * region-ops.c, the lowest layer that asks).  Initial-exec: read at a fixed
+ * offset from the thread pointer, not through the thread's vector of TLS
+ * blocks, which glibc mallocs in the program's heap (see own.c). */
+extern _Thread_local struct thpswap_session *fault_thread_of
+	__attribute__((tls_model("initial-exec")));
 
 static inline bool agent_is_fault_thread(const struct thpswap_session *s)
 {
@@ -430,8 +453,9 @@ void slot_punch(struct thpswap_session *s, uint32_t i);
 void rec_drop_bytes(struct thpswap_session *s, uint32_t i);
 
 /* ---- region table (maps.c) ---- */
-int rt_init(struct region_table *t, uint32_t max_regions);
-void rt_fini(struct region_table *t);
+/* The table's arrays are @s's own memory (own_alloc); @t need not be s->rt. */
+int rt_init(struct thpswap_session *s, struct region_table *t, uint32_t max_regions);
+void rt_fini(struct thpswap_session *s, struct region_table *t);
 /* The hash table alone (t->lock held, or a table nobody else sees).
  * rt_find: the position of the region containing @addr, or -1; *@probes
  * (if not NULL) says how many slots it looked at.  rt_put: add @addr ->
@@ -467,7 +491,7 @@ static inline bool is_pmd_mapped(struct thpswap_session *s, uint64_t addr)
 
 /* ---- scratch (scratch.c) ---- */
 int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging);
-void scratch_fini(struct scratch *sc);
+void scratch_fini(struct thpswap_session *s);
 /* Take a pool slot: @want_full for a pre-faulted THP (restore), else an
  * empty one.  Never fails: falls back to the other kind. Returns the
  * slot address; *full says what it holds. */
@@ -549,6 +573,9 @@ static inline struct owned *fault_owned(struct thpswap_session *s, uint32_t idx)
 
 /* ---- eviction (evict.c) ---- */
 enum evict_result { EV_EVICTED, EV_SKIPPED, EV_FAILED };
+/* Note the static memory eviction reads (the zeros) as the agent's own. */
+int evict_note_own(struct thpswap_session *s);
+void evict_forget_own(struct thpswap_session *s);
 enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
 			       uint64_t *bytes_stored);

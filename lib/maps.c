@@ -28,17 +28,17 @@ static inline uint32_t hash_key(uint64_t k, uint32_t cap)
 	return (uint32_t)((k * 0x9e3779b97f4a7c15ULL) >> 32) & (cap - 1);
 }
 
-int rt_init(struct region_table *t, uint32_t max_regions)
+int rt_init(struct thpswap_session *s, struct region_table *t, uint32_t max_regions)
 {
 	uint32_t cap = 16;
 
 	while (cap < 2 * max_regions)
 		cap <<= 1;
-	t->keys = calloc(cap, sizeof(*t->keys));
-	t->vals = calloc(cap, sizeof(*t->vals));
-	t->free_idx = calloc(max_regions, sizeof(*t->free_idx));
+	t->keys = own_alloc(s, cap * sizeof(*t->keys));
+	t->vals = own_alloc(s, cap * sizeof(*t->vals));
+	t->free_idx = own_alloc(s, max_regions * sizeof(*t->free_idx));
 	if (!t->keys || !t->vals || !t->free_idx) {
-		rt_fini(t);
+		rt_fini(s, t);
 		return -ENOMEM;
 	}
 	t->cap = cap;
@@ -50,11 +50,11 @@ int rt_init(struct region_table *t, uint32_t max_regions)
 	return 0;
 }
 
-void rt_fini(struct region_table *t)
+void rt_fini(struct thpswap_session *s, struct region_table *t)
 {
-	free(t->keys);
-	free(t->vals);
-	free(t->free_idx);
+	own_free(s, t->keys);
+	own_free(s, t->vals);
+	own_free(s, t->free_idx);
 	t->keys = NULL;
 	t->vals = NULL;
 	t->free_idx = NULL;

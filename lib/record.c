@@ -241,11 +241,11 @@ void rzap_clear(struct thpswap_session *s, uint32_t i)
 
 int rec_tables_init(struct thpswap_session *s, uint32_t n)
 {
-	/* calloc'd, so untouched entries cost no memory. */
-	s->zap = calloc(n, sizeof(*s->zap));
-	s->born = calloc(n, sizeof(*s->born));
-	s->rzap = calloc(n, sizeof(*s->rzap));
-	s->cut = calloc(n, sizeof(*s->cut));
+	/* The agent's own (untouched entries cost no memory). */
+	s->zap = own_alloc(s, n * sizeof(*s->zap));
+	s->born = own_alloc(s, n * sizeof(*s->born));
+	s->rzap = own_alloc(s, n * sizeof(*s->rzap));
+	s->cut = own_alloc(s, n * sizeof(*s->cut));
 	if (!s->zap || !s->born || !s->rzap || !s->cut) {
 		rec_tables_fini(s);
 		return -ENOMEM;
@@ -255,10 +255,10 @@ int rec_tables_init(struct thpswap_session *s, uint32_t n)
 
 void rec_tables_fini(struct thpswap_session *s)
 {
-	free(s->zap);
-	free(s->born);
-	free(s->rzap);
-	free(s->cut);
+	own_free(s, s->zap);
+	own_free(s, (void *)s->born);
+	own_free(s, s->rzap);
+	own_free(s, s->cut);
 	s->zap = NULL;
 	s->born = NULL;
 	s->rzap = NULL;

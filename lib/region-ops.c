@@ -25,7 +25,7 @@
 
 /* Set by the fault thread as it starts (fault_main): the one thread that
  * reads events handles what it reads before anything else. */
-_Thread_local struct thpswap_session *fault_thread_of;
+_Thread_local struct thpswap_session *fault_thread_of __attribute__((tls_model("initial-exec")));
 
 bool events_hold(struct thpswap_session *s, bool wait)
 {

@@ -104,6 +104,13 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 		sc->base = NULL;
 		return -errno;
 	}
+	/* Adopted, its slots' MOVEs would fault on the fault thread itself. */
+	r = own_note(s, sc->base, len);
+	if (r) {
+		munmap(sc->base, len);
+		sc->base = NULL;
+		return r;
+	}
 	r = setup(sc->base, (size_t)sc->npool * REGION, s->suffd);
 	if (r)
 		goto fail;
@@ -111,7 +118,7 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	if (r)
 		goto fail;
 	sc->uffd = s->uffd;
-	sc->st = calloc(sc->nslots, 1);
+	sc->st = own_alloc(s, sc->nslots);
 	if (!sc->st) {
 		r = -ENOMEM;
 		goto fail;
@@ -131,12 +138,13 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	}
 	return 0;
 fail:
-	scratch_fini(sc);
+	scratch_fini(s);
 	return r;
 }
 
-void scratch_fini(struct scratch *sc)
+void scratch_fini(struct thpswap_session *s)
 {
+	struct scratch *sc = &s->sc;
 	size_t stage_len = (size_t)(sc->nslots - sc->npool) * REGION;
 
 	if (!sc->base)
@@ -145,12 +153,13 @@ void scratch_fini(struct scratch *sc)
 	 * be read, and the fault thread has stopped. */
 	if (sc->uffd >= 0)
 		thp_uffd_unregister(sc->uffd, (uint64_t)(uintptr_t)slot_at(sc, sc->npool), stage_len);
+	own_forget(s, sc->base);
 	munmap(sc->base, (size_t)sc->nslots * REGION);
 	if (sc->st) {
 		pthread_mutex_destroy(&sc->lock);
 		pthread_cond_destroy(&sc->cond);
 	}
-	free(sc->st);
+	own_free(s, sc->st);
 	sc->st = NULL;
 	sc->base = NULL;
 }

@@ -126,16 +126,17 @@ static void session_free(struct thpswap_session *s)
 {
 	for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
 		thp_codec_free(s->workers[i].codec);
-		free(s->workers[i].buf);
+		own_free(s, s->workers[i].buf);
 	}
-	free(s->workers);
+	own_free(s, s->workers);
 	thp_codec_free(s->fault_codec);
 	thp_codec_free(s->app_codec);
-	free(s->fault_buf);
-	free(s->app_buf);
-	scratch_fini(&s->sc);
-	rt_fini(&s->rt);
+	own_free(s, s->fault_buf);
+	own_free(s, s->app_buf);
+	scratch_fini(s);
+	rt_fini(s, &s->rt);
 	rec_tables_fini(s);
+	evict_forget_own(s);
 	if (s->arena)
 		munmap(s->arena, s->arena_size);
 	/* Last: closing the region uffd makes evicted memory read as zeros;
@@ -145,7 +146,7 @@ static void session_free(struct thpswap_session *s)
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	free(s);
+	own_session_free(s);
 }
 
 #ifndef NDEBUG
@@ -166,13 +167,15 @@ static int make_codec(struct thpswap_session *s, struct thp_codec **c, char **bu
 {
 	int r = open_fail_point(s);
 
+	struct thp_alloc mem = own_codec_alloc(s);
+
 	if (!r)
-		r = thp_codec_new(c, s->hdr->cfg.zstd_level);
+		r = thp_codec_new(c, s->hdr->cfg.zstd_level, &mem);
 	if (!r)
 		r = open_fail_point(s);
 	if (r)
 		return r;
-	*buf = malloc(THP_SLOT_SIZE);
+	*buf = own_alloc(s, THP_SLOT_SIZE);
 	return *buf ? 0 : -ENOMEM;
 }
 
@@ -190,7 +193,9 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		socket_path = getenv("THPSWAP_SOCKET");
 	if (!socket_path || !*socket_path)
 		socket_path = THPSWAP_DEFAULT_SOCKET;
-	s = calloc(1, sizeof(*s));
+	/* Everything the agent's threads touch is its own (own.c), the
+	 * session first. */
+	s = own_session_new();
 	if (!s)
 		return -ENOMEM;
 	s->sock = s->uffd = s->suffd = s->pagemap = s->procmap = s->evfd = s->arena_fd = -1;
@@ -199,13 +204,14 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	pthread_cond_init(&s->wcond, NULL);
 	pthread_mutex_init(&s->app_codec_lock, NULL);
 	pthread_mutex_init(&s->zap_lock, NULL);
-	pthread_mutex_init(&s->own.lock, NULL);
 #ifndef NDEBUG
 	s->fail_at = env_uint("THPSWAP_FAIL_AT", 0, 1, 1u << 20);
 	s->fail_err = (int)env_uint("THPSWAP_FAIL_ERRNO", ENOMEM, 1, 4095);
 #endif
 
 	/* Every step: the failure injection point, then the step itself. */
+	if ((r = open_fail_point(s)) || (r = evict_note_own(s)))
+		goto fail;
 	if ((r = open_fail_point(s)) || (r = s->sock = connect_daemon(socket_path)) < 0)
 		goto fail;
 	if ((r = open_fail_point(s)) || (r = s->uffd = thp_uffd_create()) < 0)
@@ -234,7 +240,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		r = -errno;
 		goto fail;
 	}
-	if ((r = open_fail_point(s)) || (r = rt_init(&s->rt, s->hdr->max_regions)))
+	if ((r = open_fail_point(s)) || (r = rt_init(s, &s->rt, s->hdr->max_regions)))
 		goto fail;
 	if ((r = open_fail_point(s)))
 		goto fail;
@@ -252,7 +258,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		goto fail;
 	if ((r = open_fail_point(s)))
 		goto fail;
-	s->workers = calloc(nworkers, sizeof(*s->workers));
+	s->workers = own_alloc(s, nworkers * sizeof(*s->workers));
 	if (!s->workers) {
 		r = -ENOMEM;
 		goto fail;

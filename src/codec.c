@@ -2,6 +2,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+/* For ZSTD_customMem and the contexts created with it (exported by the
+ * shared library since zstd 1.0). */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -11,33 +14,63 @@ struct thp_codec {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	int level;
+	struct thp_alloc mem;
 };
+
+static void *libc_alloc(void *opaque, size_t len)
+{
+	(void)opaque;
+	return malloc(len);
+}
+
+static void libc_free(void *opaque, void *p)
+{
+	(void)opaque;
+	free(p);
+}
+
+static const struct thp_alloc libc_mem = { .alloc = libc_alloc, .free = libc_free };
+
+static void mem_free(const struct thp_alloc *mem, void *p)
+{
+	if (p)
+		mem->free(mem->opaque, p);
+}
 
 struct thp_codec *thp_codec_free(struct thp_codec *c)
 {
 	if (c) {
+		struct thp_alloc mem = c->mem;
+
 		ZSTD_freeCCtx(c->cctx);
 		ZSTD_freeDCtx(c->dctx);
-		free(c);
+		mem_free(&mem, c);
 	}
 	return NULL;
 }
 
-int thp_codec_new(struct thp_codec **ret, int level)
+int thp_codec_new(struct thp_codec **ret, int level, const struct thp_alloc *mem)
 {
 	ZSTD_bounds b = ZSTD_cParam_getBounds(ZSTD_c_compressionLevel);
 	struct thp_codec *c;
+	ZSTD_customMem zmem;
 	void *warm = NULL, *out = NULL;
 	size_t r;
 
 	if (ZSTD_isError(b.error) || level < b.lowerBound || level > b.upperBound)
 		return -EINVAL;
-	c = calloc(1, sizeof(*c));
+	if (!mem)
+		mem = &libc_mem;
+	c = mem->alloc(mem->opaque, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	memset(c, 0, sizeof(*c));
 	c->level = level;
-	c->cctx = ZSTD_createCCtx();
-	c->dctx = ZSTD_createDCtx();
+	c->mem = *mem;
+	zmem = (ZSTD_customMem){ .customAlloc = mem->alloc, .customFree = mem->free,
+				 .opaque = mem->opaque };
+	c->cctx = ZSTD_createCCtx_advanced(zmem);
+	c->dctx = ZSTD_createDCtx_advanced(zmem);
 	if (!c->cctx || !c->dctx)
 		goto nomem;
 	if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level)) ||
@@ -48,23 +81,24 @@ int thp_codec_new(struct thp_codec **ret, int level)
 	}
 	/* Warm both contexts at full frame size so that later calls with the
 	 * same parameters reuse their workspaces instead of allocating. */
-	warm = calloc(1, THP_REGION_BYTES);
-	out = malloc(ZSTD_compressBound(THP_REGION_BYTES));
+	warm = mem->alloc(mem->opaque, THP_REGION_BYTES);
+	out = mem->alloc(mem->opaque, ZSTD_compressBound(THP_REGION_BYTES));
 	if (!warm || !out)
 		goto nomem;
+	memset(warm, 0, THP_REGION_BYTES);
 	for (size_t i = 0; i < THP_REGION_BYTES; i += 64)
 		((unsigned char *)warm)[i] = (unsigned char)(i * 2654435761u >> 13);
 	r = ZSTD_compress2(c->cctx, out, ZSTD_compressBound(THP_REGION_BYTES), warm, THP_REGION_BYTES);
 	if (ZSTD_isError(r) ||
 	    ZSTD_isError(ZSTD_decompressDCtx(c->dctx, warm, THP_REGION_BYTES, out, r)))
 		goto nomem;
-	free(warm);
-	free(out);
+	mem_free(mem, warm);
+	mem_free(mem, out);
 	*ret = c;
 	return 0;
 nomem:
-	free(warm);
-	free(out);
+	mem_free(mem, warm);
+	mem_free(mem, out);
 	thp_codec_free(c);
 	return -ENOMEM;
 }

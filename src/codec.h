@@ -16,10 +16,21 @@
 
 struct thp_codec;
 
+/* Where a codec's memory comes from, when not from malloc: @alloc returns
+ * @len bytes or NULL, @free takes what it returned.  The agent passes one
+ * that notes every allocation as its own, zstd's workspaces included (see
+ * lib/own.c). */
+struct thp_alloc {
+	void *(*alloc)(void *opaque, size_t len);
+	void (*free)(void *opaque, void *p);
+	void *opaque;
+};
+
 /* A per-thread context for @level; allocates everything up front so that
  * compress/decompress never allocate (an agent must not call malloc on a
- * fault path: the faulting thread may hold malloc's lock). */
-int thp_codec_new(struct thp_codec **ret, int level);
+ * fault path: the faulting thread may hold malloc's lock).  @mem: where
+ * all of its memory comes from (copied), or NULL for malloc. */
+int thp_codec_new(struct thp_codec **ret, int level, const struct thp_alloc *mem);
 struct thp_codec *thp_codec_free(struct thp_codec *c);
 
 /*

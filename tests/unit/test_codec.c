@@ -25,7 +25,7 @@ static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	if (!f || thp_codec_new(&f->c, 1))
+	if (!f || thp_codec_new(&f->c, 1, NULL))
 		return -1;
 	f->src = malloc(R);
 	f->blob = malloc(THP_SLOT_SIZE);
@@ -153,7 +153,62 @@ static void zero_detection_and_hash(void **state)
 	f->src[12345] = 2;
 	assert_true(h0 != thp_hash64(f->src, R));
 	assert_true(thp_hash64("abc", 3) != thp_hash64("abd", 3));
-	assert_int_equal(thp_codec_new(&(struct thp_codec *){ NULL }, 1000), -EINVAL);
+	assert_int_equal(thp_codec_new(&(struct thp_codec *){ NULL }, 1000, NULL), -EINVAL);
+}
+
+/* Counts what goes through a codec's allocation hook. */
+struct counted {
+	unsigned allocs, frees;
+	size_t bytes;
+};
+
+static void *count_alloc(void *opaque, size_t len)
+{
+	struct counted *n = opaque;
+
+	n->allocs++;
+	n->bytes += len;
+	return malloc(len);
+}
+
+static void count_free(void *opaque, void *p)
+{
+	struct counted *n = opaque;
+
+	n->frees++;
+	free(p);
+}
+
+/* With a hook, every byte of the codec comes from it (zstd's workspaces
+ * too: the library notes them as its own), nothing is allocated after the
+ * constructor however the codec is used, and all of it goes back. */
+static void all_memory_through_the_hook(void **state)
+{
+	struct fx *f = *state;
+	struct counted n = { 0 };
+	struct thp_alloc mem = { .alloc = count_alloc, .free = count_free, .opaque = &n };
+	struct thp_codec *c = NULL, *keep = f->c;
+	unsigned allocs;
+
+	assert_int_equal(thp_codec_new(&c, 3, &mem), 0);
+	/* The codec, both zstd contexts and their workspaces, the buffers the
+	 * warm-up used: more than 2 MiB in all, half of it gone again. */
+	assert_true(n.allocs >= 5);
+	assert_true(n.bytes > (size_t)R);
+	allocs = n.allocs;
+	f->c = c;
+	thp_datagen_fill(f->src, R, THP_DATA_HEAPMIX, 11, 0);
+	for (unsigned k = 1; k <= THP_MAX_FRAMES; k *= 2) {
+		long len = thp_codec_compress(c, f->src, f->blob, THP_SLOT_SIZE, k, NULL, NULL);
+
+		assert_true(len > 0);
+		assert_int_equal(decode_all(f, len), 0);
+		assert_memory_equal(f->src, f->out, R);
+	}
+	f->c = keep;
+	assert_int_equal(n.allocs, allocs);
+	thp_codec_free(c);
+	assert_int_equal(n.frees, n.allocs);
 }
 
 int main(void)
@@ -164,6 +219,7 @@ int main(void)
 		cmocka_unit_test(cancel_between_frames),
 		cmocka_unit_test(damaged_blobs_are_refused),
 		cmocka_unit_test(zero_detection_and_hash),
+		cmocka_unit_test(all_memory_through_the_hook),
 	};
 	return cmocka_run_group_tests_name("codec", tests, setup, teardown);
 }

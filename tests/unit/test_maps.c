@@ -20,6 +20,29 @@
 #define BASE 0x100000000000ull
 #define CYCLES 1000000u
 
+/* The session whose own memory the tables are (nothing else of it is used). */
+static struct thpswap_session *own_s;
+
+static int setup(void **state)
+{
+	(void)state;
+	own_s = calloc(1, sizeof(*own_s));
+	if (!own_s)
+		return -1;
+	pthread_mutex_init(&own_s->own.lock, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	/* Every table was freed: nothing is left noted. */
+	if (own_s->own.n)
+		return -1;
+	free(own_s);
+	return 0;
+}
+
 static uint64_t addr_of(uint64_t n)
 {
 	return BASE + n * REGION;
@@ -109,7 +132,7 @@ static void churn(uint32_t max, uint32_t live, double max_avg, unsigned max_prob
 	unsigned worst;
 	double fresh_ns, fresh_avg, avg, ns;
 
-	assert_int_equal(rt_init(&t, max), 0);
+	assert_int_equal(rt_init(own_s, &t, max), 0);
 	for (uint64_t n = 0; n < live; n++)
 		rt_put(&t, mapped(n), (uint32_t)(n % max));
 	fresh_avg = miss_probes(&t, 10000, &worst);
@@ -130,7 +153,7 @@ static void churn(uint32_t max, uint32_t live, double max_avg, unsigned max_prob
 	assert_int_equal(occupied(&t), live);
 	assert_true(avg <= max_avg);
 	assert_true(worst <= max_probes);
-	rt_fini(&t);
+	rt_fini(own_s, &t);
 }
 
 /* The library's default table (32768 regions, 64 Ki slots), lightly used. */
@@ -157,7 +180,7 @@ static void matches_a_model(void **state)
 	unsigned count = 0;
 	uint64_t x = 0x9e3779b97f4a7c15ull;
 
-	assert_int_equal(rt_init(&t, MAX), 0);
+	assert_int_equal(rt_init(own_s, &t, MAX), 0);
 	assert_int_equal(t.cap, 16);
 	for (int k = 0; k < NKEYS; k++)
 		val[k] = -1;
@@ -186,7 +209,7 @@ static void matches_a_model(void **state)
 				assert_int_equal(t.vals[pos], val[j]);
 		}
 	}
-	rt_fini(&t);
+	rt_fini(own_s, &t);
 }
 
 int main(void)
@@ -196,5 +219,5 @@ int main(void)
 		cmocka_unit_test(churn_full),
 		cmocka_unit_test(matches_a_model),
 	};
-	return cmocka_run_group_tests_name("maps", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("maps", tests, setup, teardown);
 }

@@ -43,7 +43,8 @@ static int setup(void **state)
 	s->hdr = s->arena;
 	*s->hdr = h;
 	s->rec = thp_arena_records(s->arena);
-	if (rt_init(&s->rt, MAXR))
+	pthread_mutex_init(&s->own.lock, NULL);
+	if (rt_init(s, &s->rt, MAXR))
 		return -1;
 	pthread_mutex_init(&s->zap_lock, NULL);
 	if (rec_tables_init(s, MAXR))
@@ -59,8 +60,11 @@ static int teardown(void **state)
 {
 	struct thpswap_session *s = *state;
 
-	rt_fini(&s->rt);
+	rt_fini(s, &s->rt);
 	rec_tables_fini(s);
+	/* What the tables noted as the library's own went with them. */
+	if (s->own.n)
+		return -1;
 	free(s->u);
 	munmap(s->arena, s->arena_size);
 	close(s->arena_fd);
