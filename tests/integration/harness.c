@@ -952,6 +952,17 @@ int h_mem_evict(struct thpswap_session *s, const struct h_mem *m, const char *wh
 	char line[320];
 
 	H_CHECK(before && after, "out of memory");
+	/* mremap and munmap return once the agent has read their events, not
+	 * handled them: a call of the API waits for that (advice on a range
+	 * nothing is managed at does nothing else), so the records are where
+	 * the regions are when we look. */
+	{
+		void *none = h_reserve(THPSWAP_REGION_SIZE, 0);
+
+		H_CHECK(thpswap_advise(s, none, THPSWAP_REGION_SIZE, THPSWAP_ADVICE_WILLNEED) == 0,
+			"%s: advice on unmanaged memory acted on something", what);
+		munmap(none, THPSWAP_REGION_SIZE);
+	}
 	h_arena_view(fd, m->base, nreg, before);
 	for (size_t k = 0; k < nreg; k++)
 		resident += before[k].state == THP_ST_RESIDENT;
