@@ -233,6 +233,12 @@ long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
 			memcpy(&got[ngot++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
 	}
 
+	/* An empty datagram reads as EOF: the caller ends the conversation,
+	 * so whatever came with it is closed here. */
+	if (n == 0) {
+		close_all(got, ngot);
+		return 0;
+	}
 	if (mh.msg_flags & MSG_TRUNC) {
 		close_all(got, ngot);
 		return -EMSGSIZE;

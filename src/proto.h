@@ -204,7 +204,9 @@ int thp_msg_send_error(int sock, uint32_t seq, int err, const char *fmt, ...)
 /*
  * Receive one datagram into @buf (THP_MSG_MAX bytes) with up to @maxfds fds
  * (received O_CLOEXEC; extra or truncated fds are closed and -EBADMSG
- * returned).  Returns the datagram length, 0 at EOF, or -errno.
+ * returned).  Returns the datagram length, 0 at EOF or for an empty datagram
+ * (no peer sends one: both end the conversation; its fds are closed), or
+ * -errno.
  */
 long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
 		  unsigned maxfds, unsigned *nfds);
