@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * thpswapctl's requests: STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS.
+ * thpswapctl's requests: STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, LIMITS.
  * Addresses of another user's process are shown only to root or that user.
  */
 #include <errno.h>
@@ -211,6 +211,19 @@ static void stats(struct thpd_conn *c, uint32_t seq, const struct thp_msg_stats 
 	thpd_conn_send(c, THP_MSG_STATS_REPLY, seq, r, sizeof(*r), NULL, 0);
 }
 
+static void limits(struct thpd_conn *c, uint32_t seq)
+{
+	const struct thpd *d = c->d;
+	struct thp_msg_limits_reply r = {
+		.n_counters = THP_L__MAX,
+		.evict_timeout_s = THPD_EVICT_TIMEOUT_NS / 1000000000ull,
+	};
+
+	for (unsigned i = 0; i < THP_L__MAX; i++)
+		r.ctr[i] = d->limit_hits[i];
+	thpd_conn_send(c, THP_MSG_LIMITS_REPLY, seq, &r, sizeof(r), NULL, 0);
+}
+
 void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m)
 {
 	uint32_t seq = m->hdr.seq;
@@ -230,6 +243,9 @@ void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m)
 		break;
 	case THP_MSG_STATS:
 		stats(c, seq, m->payload);
+		break;
+	case THP_MSG_LIMITS:
+		limits(c, seq);
 		break;
 	default:
 		thpd_conn_error(c, seq, -EPROTO, "%s is not a control request",

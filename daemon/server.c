@@ -280,6 +280,22 @@ static void close_fds(const int *fds, unsigned n)
 		close(fds[i]);
 }
 
+/* @n fds came with @what, which may not carry them, and were closed (@n 0:
+ * more than any message carries, or truncated). */
+static void bad_fds(struct thpd_conn *c, unsigned n, const char *what)
+{
+	char sent[64];
+
+	if (n)
+		snprintf(sent, sizeof(sent), "%u file descriptors with %s", n, what);
+	else
+		snprintf(sent, sizeof(sent), "a message with too many or truncated file descriptors");
+	thpd_limit_hit(c->d, c, THP_L_BAD_FDS,
+		       "pid %d (uid %u) sent %s: closed them (only a client's HELLO carries one, "
+		       "its userfaultfd; counted as bad_fds in thpswapctl status)", (int)c->pid,
+		       (unsigned)c->uid, sent);
+}
+
 static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds, unsigned nfds)
 {
 	const struct thp_msg_hello *hello = m->payload;
@@ -287,6 +303,8 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 
 	if (c->role) {
 		close_fds(fds, nfds);
+		if (nfds)
+			bad_fds(c, nfds, "a second HELLO");
 		thpd_conn_error(c, seq, -EPROTO, "HELLO was already sent on this connection");
 		return;
 	}
@@ -294,6 +312,8 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 	case THP_ROLE_CLIENT:
 		if (nfds != 1) {
 			close_fds(fds, nfds);
+			if (nfds)
+				bad_fds(c, nfds, "HELLO");
 			thpd_conn_error(c, seq, -EINVAL,
 					"a client HELLO carries its region userfaultfd (SCM_RIGHTS)");
 			return;
@@ -305,6 +325,7 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 
 		if (nfds) {
 			close_fds(fds, nfds);
+			bad_fds(c, nfds, "a control HELLO");
 			thpd_conn_error(c, seq, -EINVAL, "a control HELLO carries no file descriptors");
 			return;
 		}
@@ -314,6 +335,8 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 	}
 	default:
 		close_fds(fds, nfds);
+		if (nfds)
+			bad_fds(c, nfds, "a HELLO of no known role");
 		thpd_conn_error(c, seq, -EINVAL, "unknown role %u in HELLO (1 client, 2 control)",
 				hello->role);
 	}
@@ -329,6 +352,7 @@ static void dispatch(struct thpd_conn *c, const struct thp_msg *m, int *fds, uns
 	}
 	if (nfds) {
 		close_fds(fds, nfds);
+		bad_fds(c, nfds, thp_msg_type_name(type));
 		thpd_conn_error(c, m->hdr.seq, -EINVAL, "unexpected file descriptors with %s",
 				thp_msg_type_name(type));
 		return;
@@ -402,6 +426,9 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
 			return;
 		}
 		if (n == -EBADMSG || n == -EMSGSIZE) {
+			/* thp_msg_recv closed whatever fds came with it. */
+			if (n == -EBADMSG)
+				bad_fds(c, 0, NULL);
 			thpd_conn_error(c, 0, (int)n, n == -EMSGSIZE ?
 					"message larger than %u bytes" :
 					"too many or truncated file descriptors (limit %u)",

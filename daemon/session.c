@@ -335,9 +335,10 @@ void thpd_session_check_timeout(struct thpd_session *s, uint64_t now)
 
 	if (!s->inflight || now - s->inflight_since < THPD_EVICT_TIMEOUT_NS)
 		return;
-	thpd_warn("pid %d did not answer an EVICT of %u regions in %llu s: counting them as failed",
-		  (int)s->pid, s->inflight_n,
-		  (unsigned long long)(THPD_EVICT_TIMEOUT_NS / 1000000000ull));
+	thpd_limit_hit(s->d, NULL, THP_L_EVICT_TIMEOUT,
+		       "pid %d did not answer an EVICT of %u regions in %llu s: counting them as failed",
+		       (int)s->pid, s->inflight_n,
+		       (unsigned long long)(THPD_EVICT_TIMEOUT_NS / 1000000000ull));
 	failed = (struct thp_msg_evict_done){ .failed = s->inflight_n };
 	chunk_done(s, &failed);
 }

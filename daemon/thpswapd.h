@@ -11,6 +11,7 @@
  *   config.c   embedded defaults, settings file, command line
  *   server.c   listening socket, connections, message dispatch
  *   session.c  client sessions: UFFDIO_API, arena, pidfd, EVICT queue
+ *   limits.c   limits on peers: counting each hit, logging it once per peer
  *   ctl.c      thpswapctl requests
  *   policy.c   the per-client resident budget
  */
@@ -69,6 +70,7 @@ struct thpd_conn {
 	uint32_t role;                  /* 0 until HELLO, then enum thp_role */
 	pid_t pid;                      /* SO_PEERCRED */
 	uid_t uid;
+	uint32_t logged;                /* 1 << enum thp_limit: said once for this peer */
 	struct thpd_session *s;         /* role == THP_ROLE_CLIENT */
 };
 
@@ -89,6 +91,7 @@ struct thpd {
 	unsigned nclients;
 	uint64_t next_session_id;
 	uint64_t start_ns;
+	uint64_t limit_hits[THP_L__MAX];  /* enum thp_limit, since start */
 	uint64_t rbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* one receive buffer */
 	uint64_t sbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* and one for ctl replies */
 };
@@ -114,6 +117,13 @@ int thpd_conn_send(struct thpd_conn *c, enum thp_msg_type type, uint32_t seq,
 		   const void *payload, size_t len, const int *fds, unsigned nfds);
 void thpd_conn_error(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* ---- limits.c ---- */
+/* Count a hit of limit @l by the peer on @c (NULL: none yet), and log
+ * @fmt (a sentence naming the peer, the limit and what to do) the first
+ * time @c hits it. */
+void thpd_limit_hit(struct thpd *d, struct thpd_conn *c, enum thp_limit l,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ---- session.c ---- */
 /* HELLO{role=CLIENT} with the region uffd (consumed). Replies WELCOME or ERROR. */

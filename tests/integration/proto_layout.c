@@ -32,12 +32,16 @@ int main(void)
 {
 	printf("{\"consts\": {\"THP_PROTO_MAGIC\": %u, \"THP_PROTO_VERSION\": %u, "
 	       "\"THP_MSG_MAX\": %u, \"THP_EVICT_MAX\": %u, \"THP_ROLE_CLIENT\": %u, "
-	       "\"THP_ROLE_CTL\": %u, \"THP_ST_RESIDENT\": %u, \"THP_REGION_BYTES\": %lu},\n",
-	       THP_PROTO_MAGIC, THP_PROTO_VERSION, THP_MSG_MAX, THP_EVICT_MAX, THP_ROLE_CLIENT,
-	       THP_ROLE_CTL, THP_ST_RESIDENT, THP_REGION_BYTES);
+	       "\"THP_ROLE_CTL\": %u, \"THP_ST_RESIDENT\": %u, \"THP_REGION_BYTES\": %lu, "
+	       "\"THP_L__MAX\": %u},\n", THP_PROTO_MAGIC, THP_PROTO_VERSION, THP_MSG_MAX,
+	       THP_EVICT_MAX, THP_ROLE_CLIENT, THP_ROLE_CTL, THP_ST_RESIDENT, THP_REGION_BYTES,
+	       THP_L__MAX);
 	printf(" \"types\": {");
 	for (unsigned t = 1; t < THP_MSG__MAX; t++)
 		printf("%s\"%s\": %u", t > 1 ? ", " : "", thp_msg_type_name(t), t);
+	printf("},\n \"limits\": {");
+	for (unsigned i = 0; i < THP_L__MAX; i++)
+		printf("%s\"%s\": %u", i ? ", " : "", thp_limit_name(i), i);
 	printf("},\n \"structs\": {\"_\": {\"size\": 0, \"fields\": {}}");
 	S(thp_msg_hdr, F(thp_msg_hdr, magic); F(thp_msg_hdr, version); F(thp_msg_hdr, type);
 	  F(thp_msg_hdr, len); F(thp_msg_hdr, seq));
@@ -54,6 +58,10 @@ int main(void)
 	  F(thp_msg_evict_req, len));
 	S(thp_msg_status_reply, F(thp_msg_status_reply, daemon_pid);
 	  F(thp_msg_status_reply, clients));
+	S(thp_msg_limits_reply, F(thp_msg_limits_reply, n_counters);
+	  A(thp_msg_limits_reply, ctr); F(thp_msg_limits_reply, max_conns_per_uid);
+	  F(thp_msg_limits_reply, hello_timeout_ms); F(thp_msg_limits_reply, evict_queue);
+	  F(thp_msg_limits_reply, evict_timeout_s));
 	S(thp_arena_header, F(thp_arena_header, magic); F(thp_arena_header, max_regions);
 	  F(thp_arena_header, records_off); F(thp_arena_header, size));
 	S(thp_record, F(thp_record, state); F(thp_record, addr));

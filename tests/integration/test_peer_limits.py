@@ -5,11 +5,14 @@
 Usage: test_peer_limits.py CASE THPSWAPD THPSWAPCTL PROTO_LAYOUT
 
 Each case starts its own daemon, plays one hostile peer and checks what the
-daemon did with numbers read from it (/proc/PID/fd), then that the daemon
-still serves everyone (`thpswapctl status`).  Exit 0 pass, 1 fail, 77 skip.
+daemon did with numbers read from it (/proc/PID/fd, VmRSS, its log, the
+LIMITS counters that `thpswapctl status` shows), then that the daemon still
+serves everyone (`thpswapctl status`).  Exit 0 pass, 1 fail, 77 skip.
 
   empty-dgram    empty datagrams carrying an fd: no fd kept
+  many-fds       messages with 2, 20, 28 fds (no credentials): none kept
 """
+import errno
 import os
 import socket
 import sys
@@ -17,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thpswap_kernel import require_kernel  # noqa: E402
-from thpswap_peer import Daemon, Layout, ctl, need_root, send  # noqa: E402
+from thpswap_peer import Client, Daemon, Layout, Peer, ctl, need_root, send  # noqa: E402
 
 failures = []
 
@@ -33,6 +36,10 @@ def still_serves(ctl_bin, d, what):
     check(r is not None and r[0] == 0,
           f"{what}: thpswapctl status afterwards: {r!r}")
     check(d.alive(), f"{what}: thpswapd died")
+
+
+def log_lines(d, needle):
+    return [l for l in d.log_text().splitlines() if needle in l]
 
 
 def case_empty_dgram(L, d, ctl_bin):
@@ -63,8 +70,40 @@ def case_empty_dgram(L, d, ctl_bin):
     still_serves(ctl_bin, d, "empty-dgram")
 
 
+def case_many_fds(L, d, ctl_bin):
+    devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    p = Peer(d, L)
+    p.hello_ctl()
+    before = d.fds()
+    sent = 0
+    for count in (2, 17, 20, 24, 28, 64):
+        for i in range(50):
+            seq = p.send("STATUS", fds=[devnull] * count)
+            sent += 1
+            m = p.recv()
+            if not check(m is not None and m[0] == "ERROR" and m[1] in (0, seq),
+                         f"STATUS with {count} fds: want ERROR, got {m!r}"):
+                break
+            err, text = p.error(m[2])
+            check(err < 0 and "file descriptors" in text,
+                  f"STATUS with {count} fds: ERROR {err} {text!r}")
+    after = d.fds()
+    os.close(devnull)
+    print(f"many-fds: {sent} messages with 2..64 fds: daemon fds {before} -> {after}")
+    hits = p.limits()
+    print(f"many-fds: bad_fds {hits['bad_fds']}")
+    check(after == before, f"the daemon kept {after - before} fds of {sent} messages "
+          f"with too many ({before} -> {after})")
+    check(hits["bad_fds"] == sent, f"bad_fds counted {hits['bad_fds']}, want {sent}")
+    lines = log_lines(d, f"pid {os.getpid()} (uid {os.getuid()}) sent")
+    check(len(lines) == 1, f"want one log line for this peer's bad fds, got {len(lines)}")
+    p.close()
+    still_serves(ctl_bin, d, "many-fds")
+
+
 CASES = {
     "empty-dgram": (case_empty_dgram, []),
+    "many-fds": (case_many_fds, []),
 }
 
 

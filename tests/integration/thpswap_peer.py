@@ -31,6 +31,7 @@ class Layout:
         self.consts = j["consts"]
         self.types = j["types"]                # name -> number
         self.names = {v: k for k, v in self.types.items()}
+        self.limits = j["limits"]              # name -> index
         self.structs = j["structs"]
 
     def size(self, name):
@@ -233,6 +234,15 @@ class Peer:
                 if want and m[0] != want:
                     raise RuntimeError(f"{type_name}: answered {m[0]} {self.error(m[2]) if m[0] == 'ERROR' else ''}")
                 return m
+
+    def limits(self):
+        """The LIMITS_REPLY as {name: hits}; -1 each if the daemon has none."""
+        t, _s, p, _f = self.call("LIMITS")
+        if t != "LIMITS_REPLY":
+            print(f"LIMITS answered {t} {self.error(p) if t == 'ERROR' else ''}")
+            return {n: -1 for n in self.L.limits}
+        return {n: self.L.get("thp_msg_limits_reply", p, "ctr", index=i)
+                for n, i in self.L.limits.items()}
 
     def close(self):
         self.s.close()
