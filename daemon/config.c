@@ -33,6 +33,7 @@ enum key {
 	K_INTERVAL,
 	K_SYSROOT,
 	K_VERBOSE,
+	K_EVICT_QUEUE,
 	K__MAX
 };
 
@@ -49,6 +50,7 @@ static const char *const key_names[K__MAX] = {
 	[K_INTERVAL] = "interval",
 	[K_SYSROOT] = "sysroot",
 	[K_VERBOSE] = "verbose",
+	[K_EVICT_QUEUE] = "evict-queue",
 };
 
 struct layer {
@@ -77,6 +79,7 @@ static void defaults(struct thpd_config *c)
 		.pool_slots = 8,
 		.max_regions = 65536,
 		.interval_ms = 200,
+		.evict_queue = 16,
 	};
 	snprintf(c->socket, sizeof(c->socket), "%s", THPSWAP_DEFAULT_SOCKET);
 }
@@ -199,6 +202,10 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		r = parse_ll(val, 10, 3600 * 1000, &v, err, errsz);
 		c->interval_ms = (uint32_t)v;
 		break;
+	case K_EVICT_QUEUE:
+		r = parse_ll(val, 1, 4096, &v, err, errsz);
+		c->evict_queue = (uint32_t)v;
+		break;
 	case K_VERBOSE:
 		r = parse_bool(val, &c->verbose);
 		if (r)
@@ -231,6 +238,7 @@ static void apply(struct thpd_config *c, const struct layer *l)
 	TAKE(K_MAX_REGIONS, max_regions);
 	TAKE(K_INTERVAL, interval_ms);
 	TAKE(K_VERBOSE, verbose);
+	TAKE(K_EVICT_QUEUE, evict_queue);
 #undef TAKE
 	if (l->set & (1u << K_SOCKET))
 		memcpy(c->socket, v->socket, sizeof(c->socket));
@@ -332,6 +340,10 @@ static void usage(FILE *f)
 "      --pool N              pre-faulted huge pages each client keeps for restores (default 8)\n"
 "      --max-regions N       largest arena a client may ask for, in 2 MiB regions (default 65536 = 128 GiB)\n"
 "      --interval MS         policy tick (default 200)\n"
+"\n"
+"Limits on peers (each hit is counted in thpswapctl status and logged once per peer):\n"
+"      --evict-queue N       eviction requests queued per client, the one in flight included;\n"
+"                            more are refused with EBUSY (default 16)\n"
 "      --sysroot DIR         read /proc and /sys below DIR (tests; the uffd probes stay real)\n"
 "      --check               probe the kernel, print what is missing, exit 0 (usable) or 69 (not)\n"
 "  -v, --verbose             log each session and eviction to stderr\n"
@@ -344,7 +356,8 @@ static void usage(FILE *f)
 }
 
 enum { O_PROFILE = 256, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
-       O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK };
+       O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK,
+       O_EVICT_QUEUE };
 
 /* getopt value -> settings key, for the options that are settings */
 static int opt_key(int o)
@@ -361,6 +374,7 @@ static int opt_key(int o)
 	case O_MAX_REGIONS: return K_MAX_REGIONS;
 	case O_INTERVAL: return K_INTERVAL;
 	case O_SYSROOT: return K_SYSROOT;
+	case O_EVICT_QUEUE: return K_EVICT_QUEUE;
 	default: return -1;
 	}
 }
@@ -380,6 +394,7 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "max-regions", required_argument, NULL, O_MAX_REGIONS },
 		{ "interval", required_argument, NULL, O_INTERVAL },
 		{ "sysroot", required_argument, NULL, O_SYSROOT },
+		{ "evict-queue", required_argument, NULL, O_EVICT_QUEUE },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },

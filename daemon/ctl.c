@@ -172,7 +172,11 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 	} else {
 		if (r == 0)
 			r = thpd_session_evict(s, THP_EVICT_ADMIN, idx, n, c, seq);
-		if (r < 0)
+		if (r == -EBUSY)
+			thpd_conn_error(c, seq, r, "pid %d has %u eviction requests queued already "
+					"(evict-queue): try again when they are done", (int)q->pid,
+					c->d->cfg.evict_queue);
+		else if (r < 0)
 			thpd_conn_error(c, seq, r, "thpswapd is out of memory");
 		else
 			thpd_info(c->d, "pid %d: admin eviction of %u regions requested by pid %d",
@@ -216,6 +220,7 @@ static void limits(struct thpd_conn *c, uint32_t seq)
 	const struct thpd *d = c->d;
 	struct thp_msg_limits_reply r = {
 		.n_counters = THP_L__MAX,
+		.evict_queue = d->cfg.evict_queue,
 		.evict_timeout_s = THPD_EVICT_TIMEOUT_NS / 1000000000ull,
 	};
 

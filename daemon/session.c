@@ -61,6 +61,7 @@ struct thpd_session {
 	uint64_t *last_attempt;       /* ns of our last EVICT per record; 0 never */
 
 	struct evict_req *queue, **tail;
+	uint32_t queued;              /* requests in queue, the one in flight included */
 	bool inflight;
 	uint32_t inflight_seq, inflight_n;
 	uint64_t inflight_since;
@@ -205,13 +206,20 @@ static void sum32_add(uint32_t *acc, uint32_t v)
 	*acc = *acc + v < *acc ? UINT32_MAX : *acc + v;
 }
 
+/* Take the front request off the queue. */
+static void dequeue(struct thpd_session *s, struct evict_req *q)
+{
+	s->queue = q->next;
+	if (!s->queue)
+		s->tail = &s->queue;
+	s->queued--;
+}
+
 static void finish(struct thpd_session *s, struct evict_req *q)
 {
 	struct thpd *d = s->d;
 
-	s->queue = q->next;
-	if (!s->queue)
-		s->tail = &s->queue;
+	dequeue(s, q);
 	thpd_info(d, "pid %d: evicted %u of %u regions (%s): skipped %u, failed %u, "
 		  "%llu -> %llu bytes", (int)s->pid, q->sum.evicted, q->n,
 		  q->reason == THP_EVICT_BUDGET ? "budget" :
@@ -263,6 +271,14 @@ int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *
 	uint64_t now = thp_now_ns();
 	struct evict_req *q;
 
+	if (s->queued >= s->d->cfg.evict_queue) {
+		thpd_limit_hit(s->d, s->conn, THP_L_EVICT_QUEUE,
+			       "pid %d (%s, uid %u) has %u eviction requests queued, the limit "
+			       "(evict-queue): refusing more until they are done (counted as "
+			       "evict_queue in thpswapctl status)", (int)s->pid, s->comm,
+			       (unsigned)s->uid, s->queued);
+		return -EBUSY;
+	}
 	q = calloc(1, sizeof(*q) + (size_t)n * sizeof(uint64_t));
 	if (!q)
 		return -ENOMEM;
@@ -281,6 +297,7 @@ int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *
 	}
 	*s->tail = q;
 	s->tail = &q->next;
+	s->queued++;
 	pump(s);
 	return 0;
 }
@@ -369,6 +386,7 @@ void thpd_session_free(struct thpd_session *s)
 	/* Detach first: answering an owner may close it, which walks queues. */
 	s->queue = NULL;
 	s->tail = &s->queue;
+	s->queued = 0;
 	s->inflight = false;
 	while (q) {
 		struct evict_req *next = q->next;

@@ -48,6 +48,8 @@ struct thpd_config {
 	uint32_t pool_slots;
 	uint32_t max_regions;
 	uint32_t interval_ms;
+	/* limits on peers (docs/ARCHITECTURE.md, "Limits on peers") */
+	uint32_t evict_queue;       /* EVICT requests per session, in flight included */
 	bool verbose;
 	bool check;
 };
@@ -177,7 +179,9 @@ uint64_t thpd_session_last_attempt(const struct thpd_session *s, uint32_t i);
 /*
  * Queue an EVICT of the records @idx[0..n) (their addresses are sent in
  * chunks of THP_EVICT_MAX).  When done, @owner (a ctl connection, or NULL)
- * gets EVICT_REPLY with @owner_seq.  0 or -ENOMEM.
+ * gets EVICT_REPLY with @owner_seq.  0, -ENOMEM or -EBUSY (cfg.evict_queue
+ * requests are queued already); on an error @owner is not answered: the
+ * caller says why.
  */
 int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
 		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq);

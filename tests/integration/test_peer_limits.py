@@ -11,6 +11,7 @@ serves everyone (`thpswapctl status`).  Exit 0 pass, 1 fail, 77 skip.
 
   empty-dgram    empty datagrams carrying an fd: no fd kept
   many-fds       messages with 2, 20, 28 fds (no credentials): none kept
+  evict-queue    EVICT requests for a client that never answers: bounded
 """
 import errno
 import os
@@ -101,9 +102,68 @@ def case_many_fds(L, d, ctl_bin):
     still_serves(ctl_bin, d, "many-fds")
 
 
+NREC = 16384   # 128 KiB of addresses per queued request
+
+
+def case_evict_queue(L, d, ctl_bin, limit=4):
+    c = Client(d, L, NREC)
+    c.make_resident()
+    p = Peer(d, L)
+    p.hello_ctl()
+    req = L.pack("thp_msg_evict_req", pid=os.getpid(), len=0)
+    n = 600
+    rss0 = d.rss_kib()
+    t0 = time.monotonic()
+    refused, other, texts = 0, [], []
+    for i in range(n):
+        p.send("EVICT_REQ", req)
+        # Refusals come back at once; drain them so the socket never fills.
+        while True:
+            m = p.recv(0)
+            if m is None:
+                break
+            if m[0] == "ERROR" and p.error(m[2])[0] == -errno.EBUSY:
+                refused += 1
+                texts.append(p.error(m[2])[1])
+            else:
+                other.append(m)
+    # The daemon handles one connection's messages in order: once STATUS
+    # is answered, every EVICT_REQ before it has been.
+    seq = p.send("STATUS")
+    while True:
+        m = p.recv(10)
+        if not check(m is not None and m[0] != "EOF", f"no STATUS_REPLY after the requests ({m!r})"):
+            break
+        if m[1] == seq:
+            break
+        if m[0] == "ERROR" and p.error(m[2])[0] == -errno.EBUSY:
+            refused += 1
+            texts.append(p.error(m[2])[1])
+        else:
+            other.append(m)
+    secs = time.monotonic() - t0
+    rss1 = d.rss_kib()
+    print(f"evict-queue: {n} EVICT_REQs of {NREC} regions to a client that never answers, "
+          f"in {secs:.2f} s: {refused} refused (EBUSY), daemon RSS {rss0} -> {rss1} KiB "
+          f"(+{(rss1 - rss0) / 1024:.1f} MiB)")
+    hits = p.limits()
+    print(f"evict-queue: evict_queue hits {hits['evict_queue']}")
+    check(all("evict-queue" in t for t in texts), f"a refusal does not name evict-queue: {texts[:1]!r}")
+    check(refused == n - limit, f"{refused} requests refused, want {n - limit} "
+          f"(evict-queue {limit}); other answers: {other[:3]!r}")
+    check(hits["evict_queue"] == n - limit, f"evict_queue counted {hits['evict_queue']}")
+    check(rss1 - rss0 < 8 * 1024, f"the daemon grew by {(rss1 - rss0) / 1024:.1f} MiB")
+    lines = log_lines(d, "requests queued, the limit")
+    check(len(lines) == 1, f"want one log line for the full queue, got {len(lines)}")
+    p.close()
+    c.close()
+    still_serves(ctl_bin, d, "evict-queue")
+
+
 CASES = {
     "empty-dgram": (case_empty_dgram, []),
     "many-fds": (case_many_fds, []),
+    "evict-queue": (case_evict_queue, ["--evict-queue", "4", "--max-regions", str(NREC)]),
 }
 
 
