@@ -220,6 +220,8 @@ static void limits(struct thpd_conn *c, uint32_t seq)
 	const struct thpd *d = c->d;
 	struct thp_msg_limits_reply r = {
 		.n_counters = THP_L__MAX,
+		.max_conns_per_uid = d->cfg.max_conns_per_uid,
+		.hello_timeout_ms = d->cfg.hello_timeout_ms,
 		.evict_queue = d->cfg.evict_queue,
 		.evict_timeout_s = THPD_EVICT_TIMEOUT_NS / 1000000000ull,
 	};

@@ -55,6 +55,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	/* Clients are told nothing: they keep serving their own faults. */
 	thpd_server_stop(d);
 	uv_timer_stop(&d->policy_timer);
+	uv_timer_stop(&d->sweep_timer);
 	uv_timer_stop(&d->watchdog_timer);
 	uv_signal_stop(&d->sigterm);
 	uv_signal_stop(&d->sigint);
@@ -63,6 +64,20 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_policy(uv_timer_t *t)
 {
 	thpd_policy_tick(t->data);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+	thpd_server_sweep(t->data, thp_now_ns());
+}
+
+/* The HELLO deadline is checked this often: a quarter of it, within
+ * [10 ms, 1 s]. */
+static uint64_t sweep_ms(const struct thpd_config *c)
+{
+	uint64_t ms = c->hello_timeout_ms / 4;
+
+	return ms < 10 ? 10 : ms > 1000 ? 1000 : ms;
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -112,9 +127,10 @@ static int run(struct thpd *d)
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
 	uv_timer_init(&d->loop, &d->policy_timer);
+	uv_timer_init(&d->loop, &d->sweep_timer);
 	uv_timer_init(&d->loop, &d->watchdog_timer);
 	d->sigterm.data = d->sigint.data = d;
-	d->policy_timer.data = d->watchdog_timer.data = d;
+	d->policy_timer.data = d->sweep_timer.data = d->watchdog_timer.data = d;
 
 	r = thpd_server_start(d);
 	if (r == 0)
@@ -124,6 +140,8 @@ static int run(struct thpd *d)
 	if (r == 0)
 		r = uv_timer_start(&d->policy_timer, on_policy, d->cfg.interval_ms,
 				   d->cfg.interval_ms);
+	if (r == 0)
+		r = uv_timer_start(&d->sweep_timer, on_sweep, sweep_ms(&d->cfg), sweep_ms(&d->cfg));
 	if (r == 0 && sd_watchdog_enabled(0, &d->watchdog_usec) > 0) {
 		uint64_t ms = d->watchdog_usec / 2000;
 
@@ -145,6 +163,7 @@ static int run(struct thpd *d)
 	close_handle((uv_handle_t *)&d->sigterm);
 	close_handle((uv_handle_t *)&d->sigint);
 	close_handle((uv_handle_t *)&d->policy_timer);
+	close_handle((uv_handle_t *)&d->sweep_timer);
 	close_handle((uv_handle_t *)&d->watchdog_timer);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

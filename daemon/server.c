@@ -449,6 +449,26 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
 	}
 }
 
+static unsigned conns_of_uid(const struct thpd *d, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct thpd_conn *k = d->conns; k; k = k->next)
+		n += k->uid == uid && !k->closing;
+	return n;
+}
+
+/* Over max-conns-per-uid: say why (the peer may be a client waiting for
+ * WELCOME: it gets this ERROR instead) and hang up. */
+static void refuse_uid(struct thpd *d, int fd, uid_t uid, unsigned have)
+{
+	thpd_limit_uid_refused(d, uid, have);
+	thp_msg_send_error(fd, 0, -EUSERS, "uid %u has %u connections to thpswapd, the limit "
+			   "(max-conns-per-uid): close some, or raise max-conns-per-uid in "
+			   "thpswapd.conf", (unsigned)uid, have);
+	close(fd);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
 	struct thpd *d = h->data;
@@ -478,6 +498,12 @@ static void on_accept(uv_poll_t *h, int status, int events)
 			close(fd);
 			continue;
 		}
+		unsigned have = conns_of_uid(d, cred.uid);
+
+		if (have >= d->cfg.max_conns_per_uid) {
+			refuse_uid(d, fd, cred.uid, have);
+			continue;
+		}
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			thpd_warn("out of memory for a connection");
@@ -488,6 +514,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
 		c->fd = fd;
 		c->pid = cred.pid;
 		c->uid = cred.uid;
+		c->accepted_ns = thp_now_ns();
 		c->poll.data = c;
 		r = uv_poll_init(&d->loop, &c->poll, fd);
 		if (r < 0) {
@@ -522,6 +549,29 @@ int thpd_server_start(struct thpd *d)
 		return r;
 	}
 	return uv_poll_start(&d->listen_poll, UV_READABLE, on_accept);
+}
+
+void thpd_server_sweep(struct thpd *d, uint64_t now)
+{
+	uint64_t hello_ns = (uint64_t)d->cfg.hello_timeout_ms * 1000000ull;
+	struct thpd_conn *next;
+
+	/* Closing frees nothing before the loop's close callbacks, and a
+	 * closed connection is unlinked, not changed: walking on is safe. */
+	for (struct thpd_conn *c = d->conns; c; c = next) {
+		next = c->next;
+		if (c->closing)
+			continue;
+		if (c->role || now - c->accepted_ns < hello_ns)
+			continue;
+		thpd_limit_hit(d, c, THP_L_HELLO_TIMEOUT, "pid %d (uid %u) sent no HELLO within "
+			       "%u ms (hello-timeout): closed its connection", (int)c->pid,
+			       (unsigned)c->uid, d->cfg.hello_timeout_ms);
+		thpd_conn_error(c, 0, -ETIMEDOUT, "no HELLO within %u ms (hello-timeout): "
+				"closing; send HELLO first, right after connecting",
+				d->cfg.hello_timeout_ms);
+		thpd_conn_close(c, "no HELLO in time");
+	}
 }
 
 static void on_listen_closed(uv_handle_t *h)

@@ -49,6 +49,8 @@ struct thpd_config {
 	uint32_t max_regions;
 	uint32_t interval_ms;
 	/* limits on peers (docs/ARCHITECTURE.md, "Limits on peers") */
+	uint32_t max_conns_per_uid;
+	uint32_t hello_timeout_ms;
 	uint32_t evict_queue;       /* EVICT requests per session, in flight included */
 	bool verbose;
 	bool check;
@@ -72,6 +74,7 @@ struct thpd_conn {
 	uint32_t role;                  /* 0 until HELLO, then enum thp_role */
 	pid_t pid;                      /* SO_PEERCRED */
 	uid_t uid;
+	uint64_t accepted_ns;           /* for the HELLO deadline */
 	uint32_t logged;                /* 1 << enum thp_limit: said once for this peer */
 	struct thpd_session *s;         /* role == THP_ROLE_CLIENT */
 };
@@ -87,13 +90,18 @@ struct thpd {
 	bool warned_fork;               /* said once that EVENT_FORK is denied */
 	uv_poll_t listen_poll;
 	uv_signal_t sigterm, sigint;
-	uv_timer_t policy_timer, watchdog_timer;
+	uv_timer_t policy_timer, sweep_timer, watchdog_timer;
 	uint64_t watchdog_usec;
 	struct thpd_conn *conns;
 	unsigned nclients;
 	uint64_t next_session_id;
 	uint64_t start_ns;
 	uint64_t limit_hits[THP_L__MAX];  /* enum thp_limit, since start */
+	struct thpd_uid_log {           /* refused connections, logged per uid */
+		uid_t uid;
+		uint64_t since_ns;      /* 0: nothing logged yet */
+		uint64_t unlogged;      /* refusals of uid since the last line */
+	} uid_log;
 	uint64_t rbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* one receive buffer */
 	uint64_t sbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* and one for ctl replies */
 };
@@ -120,12 +128,19 @@ int thpd_conn_send(struct thpd_conn *c, enum thp_msg_type type, uint32_t seq,
 void thpd_conn_error(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Close connections that sent no HELLO within cfg.hello_timeout_ms. */
+void thpd_server_sweep(struct thpd *d, uint64_t now);
+
 /* ---- limits.c ---- */
 /* Count a hit of limit @l by the peer on @c (NULL: none yet), and log
  * @fmt (a sentence naming the peer, the limit and what to do) the first
- * time @c hits it. */
+ * time @c hits it.  Refused connections are logged through
+ * thpd_limit_uid_refused instead. */
 void thpd_limit_hit(struct thpd *d, struct thpd_conn *c, enum thp_limit l,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Count a connection of @uid refused by max-conns-per-uid; logs one line
+ * per uid and per 10 s at most, with the number refused since the last. */
+void thpd_limit_uid_refused(struct thpd *d, uid_t uid, unsigned have);
 
 /* ---- session.c ---- */
 /* HELLO{role=CLIENT} with the region uffd (consumed). Replies WELCOME or ERROR. */

@@ -12,6 +12,8 @@ serves everyone (`thpswapctl status`).  Exit 0 pass, 1 fail, 77 skip.
   empty-dgram    empty datagrams carrying an fd: no fd kept
   many-fds       messages with 2, 20, 28 fds (no credentials): none kept
   evict-queue    EVICT requests for a client that never answers: bounded
+  uid-cap        connections of one uid beyond max-conns-per-uid: refused
+  hello-timeout  connections that never say HELLO: closed at the deadline
 """
 import errno
 import os
@@ -160,10 +162,111 @@ def case_evict_queue(L, d, ctl_bin, limit=4):
     still_serves(ctl_bin, d, "evict-queue")
 
 
+def case_uid_cap(L, d, ctl_bin, cap=4):
+    n = 200
+    before = d.fds()
+    conns = [d.connect() for _ in range(n)]
+    welcome, refused, other = 0, 0, []
+    for s in conns:
+        try:
+            send(s, L.msg("HELLO", L.pack("thp_msg_hello", role=L.consts["THP_ROLE_CTL"])))
+        except (BrokenPipeError, ConnectionResetError):
+            pass   # refused and hung up already: its ERROR is still there
+    peer = None
+    for s in conns:
+        s.settimeout(10)
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            data = None
+        if not data:
+            other.append(data)
+            continue
+        t, _seq, pl = L.parse(data)
+        if t == "WELCOME":
+            welcome += 1
+            if peer is None:
+                peer = s
+        elif t == "ERROR" and L.get("thp_msg_error", pl, "err") == -errno.EUSERS:
+            refused += 1
+            text = L.text("thp_msg_error", pl, "text")
+        else:
+            other.append(t)
+    during = d.fds()
+    print(f"uid-cap: {n} connections of uid {os.getuid()}: {welcome} welcomed, {refused} "
+          f"refused (EUSERS); daemon fds {before} -> {during}")
+    check(welcome == cap and refused == n - cap,
+          f"{welcome} welcomed and {refused} refused, want {cap} and {n - cap}; other: {other[:5]!r}")
+    if refused:
+        check("max-conns-per-uid" in text, f"the refusal does not name the setting: {text!r}")
+    check(during - before <= cap, f"the daemon holds {during - before} more fds")
+    if peer is not None:
+        p = Peer.__new__(Peer)
+        p.d, p.L, p.s, p.seq = d, L, peer, 1
+        hits = p.limits()
+        check(hits["conns_per_uid"] == n - cap, f"conns_per_uid counted {hits['conns_per_uid']}")
+    lines = log_lines(d, "(max-conns-per-uid)")
+    check(len(lines) == 1, f"want one log line for uid {os.getuid()}, got {len(lines)}")
+    # Hang up the welcomed ones and wait for the daemon's EOF back: once it
+    # has closed them, their uid has room again.
+    for s in conns:
+        try:
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+        s.close()
+    still_serves(ctl_bin, d, "uid-cap")
+
+
+def case_hello_timeout(L, d, ctl_bin, ms=300):
+    good = Peer(d, L)
+    good.hello_ctl()
+    silent = [d.connect() for _ in range(20)]
+    t0 = time.monotonic()
+    closed = []
+    for s in silent:
+        s.settimeout(max(0.01, t0 + 5 - time.monotonic()))
+        got, eof = None, False
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    eof = True
+                    break
+                got = L.parse(data)
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            eof = True
+        closed.append((eof, got, time.monotonic() - t0))
+    n_eof = sum(1 for e, _g, _t in closed if e)
+    last = max(t for _e, _g, t in closed)
+    print(f"hello-timeout: 20 silent connections, hello-timeout {ms} ms: {n_eof} closed, "
+          f"the last after {last:.2f} s")
+    check(n_eof == 20, f"{20 - n_eof} silent connections still open after 5 s")
+    check(all(g is not None and g[0] == "ERROR" for _e, g, _t in closed),
+          "a silent connection was closed without an ERROR saying why")
+    check(all(t >= ms / 1000 - 0.05 for _e, _g, t in closed), "closed before the deadline")
+    # The one that said HELLO is still served after the deadline passed.
+    hits = good.limits()
+    check(hits["hello_timeout"] == 20, f"hello_timeout counted {hits['hello_timeout']}")
+    lines = log_lines(d, "sent no HELLO within")
+    check(len(lines) == 20, f"want one log line per silent peer (20), got {len(lines)}")
+    for s in silent:
+        s.close()
+    good.close()
+    still_serves(ctl_bin, d, "hello-timeout")
+
+
 CASES = {
     "empty-dgram": (case_empty_dgram, []),
     "many-fds": (case_many_fds, []),
     "evict-queue": (case_evict_queue, ["--evict-queue", "4", "--max-regions", str(NREC)]),
+    "uid-cap": (case_uid_cap, ["--max-conns-per-uid", "4", "--hello-timeout", "60000"]),
+    "hello-timeout": (case_hello_timeout, ["--hello-timeout", "300"]),
 }
 
 
