@@ -36,6 +36,7 @@ enum key {
 	K_MAX_CONNS_PER_UID,
 	K_HELLO_TIMEOUT,
 	K_EVICT_QUEUE,
+	K_EVICT_TIMEOUT,
 	K__MAX
 };
 
@@ -55,6 +56,7 @@ static const char *const key_names[K__MAX] = {
 	[K_MAX_CONNS_PER_UID] = "max-conns-per-uid",
 	[K_HELLO_TIMEOUT] = "hello-timeout",
 	[K_EVICT_QUEUE] = "evict-queue",
+	[K_EVICT_TIMEOUT] = "evict-timeout",
 };
 
 struct layer {
@@ -86,6 +88,7 @@ static void defaults(struct thpd_config *c)
 		.max_conns_per_uid = 256,
 		.hello_timeout_ms = 5000,
 		.evict_queue = 16,
+		.evict_timeout_s = 60,
 	};
 	snprintf(c->socket, sizeof(c->socket), "%s", THPSWAP_DEFAULT_SOCKET);
 }
@@ -220,6 +223,10 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		r = parse_ll(val, 1, 4096, &v, err, errsz);
 		c->evict_queue = (uint32_t)v;
 		break;
+	case K_EVICT_TIMEOUT:
+		r = parse_ll(val, 1, 3600, &v, err, errsz);
+		c->evict_timeout_s = (uint32_t)v;
+		break;
 	case K_VERBOSE:
 		r = parse_bool(val, &c->verbose);
 		if (r)
@@ -255,6 +262,7 @@ static void apply(struct thpd_config *c, const struct layer *l)
 	TAKE(K_MAX_CONNS_PER_UID, max_conns_per_uid);
 	TAKE(K_HELLO_TIMEOUT, hello_timeout_ms);
 	TAKE(K_EVICT_QUEUE, evict_queue);
+	TAKE(K_EVICT_TIMEOUT, evict_timeout_s);
 #undef TAKE
 	if (l->set & (1u << K_SOCKET))
 		memcpy(c->socket, v->socket, sizeof(c->socket));
@@ -362,6 +370,8 @@ static void usage(FILE *f)
 "      --hello-timeout MS    close a connection that sends no HELLO within MS (default 5000)\n"
 "      --evict-queue N       eviction requests queued per client, the one in flight included;\n"
 "                            more are refused with EBUSY (default 16)\n"
+"      --evict-timeout S     a client that does not answer an EVICT within S seconds fails it and\n"
+"                            what is queued behind it with ETIMEDOUT (default 60)\n"
 "      --sysroot DIR         read /proc and /sys below DIR (tests; the uffd probes stay real)\n"
 "      --check               probe the kernel, print what is missing, exit 0 (usable) or 69 (not)\n"
 "  -v, --verbose             log each session and eviction to stderr\n"
@@ -375,7 +385,7 @@ static void usage(FILE *f)
 
 enum { O_PROFILE = 256, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
        O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK,
-       O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE };
+       O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT };
 
 /* getopt value -> settings key, for the options that are settings */
 static int opt_key(int o)
@@ -395,6 +405,7 @@ static int opt_key(int o)
 	case O_MAX_CONNS_PER_UID: return K_MAX_CONNS_PER_UID;
 	case O_HELLO_TIMEOUT: return K_HELLO_TIMEOUT;
 	case O_EVICT_QUEUE: return K_EVICT_QUEUE;
+	case O_EVICT_TIMEOUT: return K_EVICT_TIMEOUT;
 	default: return -1;
 	}
 }
@@ -417,6 +428,7 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "max-conns-per-uid", required_argument, NULL, O_MAX_CONNS_PER_UID },
 		{ "hello-timeout", required_argument, NULL, O_HELLO_TIMEOUT },
 		{ "evict-queue", required_argument, NULL, O_EVICT_QUEUE },
+		{ "evict-timeout", required_argument, NULL, O_EVICT_TIMEOUT },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },

@@ -176,6 +176,11 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 			thpd_conn_error(c, seq, r, "pid %d has %u eviction requests queued already "
 					"(evict-queue): try again when they are done", (int)q->pid,
 					c->d->cfg.evict_queue);
+		else if (r == -ETIMEDOUT)
+			thpd_conn_error(c, seq, r, "pid %d (%s) has not answered its last EVICT "
+					"(evict-timeout %u s): it may be stopped or stuck; nothing "
+					"is evicted from it until it answers", (int)q->pid,
+					thpd_session_comm(s), c->d->cfg.evict_timeout_s);
 		else if (r < 0)
 			thpd_conn_error(c, seq, r, "thpswapd is out of memory");
 		else
@@ -223,7 +228,7 @@ static void limits(struct thpd_conn *c, uint32_t seq)
 		.max_conns_per_uid = d->cfg.max_conns_per_uid,
 		.hello_timeout_ms = d->cfg.hello_timeout_ms,
 		.evict_queue = d->cfg.evict_queue,
-		.evict_timeout_s = THPD_EVICT_TIMEOUT_NS / 1000000000ull,
+		.evict_timeout_s = d->cfg.evict_timeout_s,
 	};
 
 	for (unsigned i = 0; i < THP_L__MAX; i++)

@@ -71,8 +71,8 @@ static void on_sweep(uv_timer_t *t)
 	thpd_server_sweep(t->data, thp_now_ns());
 }
 
-/* The HELLO deadline is checked this often: a quarter of it, within
- * [10 ms, 1 s]. */
+/* The deadlines on peers are checked this often: a quarter of the HELLO
+ * deadline, within [10 ms, 1 s] (the EVICT deadline is in whole seconds). */
 static uint64_t sweep_ms(const struct thpd_config *c)
 {
 	uint64_t ms = c->hello_timeout_ms / 4;

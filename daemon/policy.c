@@ -94,10 +94,7 @@ void thpd_policy_tick(struct thpd *d)
 		uint64_t resident;
 		long n;
 
-		if (!s || c->closing)
-			continue;
-		thpd_session_check_timeout(s, now);
-		if (!budget || c->closing || thpd_session_busy(s))
+		if (!s || c->closing || !budget || thpd_session_busy(s))
 			continue;
 		resident = thpd_session_ctr(s, THP_C_RESIDENT) * THP_REGION_BYTES;
 		if (resident <= budget)

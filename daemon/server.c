@@ -562,6 +562,10 @@ void thpd_server_sweep(struct thpd *d, uint64_t now)
 		next = c->next;
 		if (c->closing)
 			continue;
+		if (c->s) {
+			thpd_session_check_timeout(c->s, now);
+			continue;
+		}
 		if (c->role || now - c->accepted_ns < hello_ns)
 			continue;
 		thpd_limit_hit(d, c, THP_L_HELLO_TIMEOUT, "pid %d (uid %u) sent no HELLO within "

@@ -66,6 +66,10 @@ struct thpd_session {
 	uint32_t inflight_seq, inflight_n;
 	uint64_t inflight_since;
 	uint32_t next_seq;
+	/* The agent did not answer EVICT seq late_seq in time: everything was
+	 * failed, and new requests are refused until it answers. */
+	bool unresponsive;
+	uint32_t late_seq;
 };
 
 /* ---- accessors ---- */
@@ -75,7 +79,10 @@ pid_t thpd_session_pid(const struct thpd_session *s) { return s->pid; }
 uid_t thpd_session_uid(const struct thpd_session *s) { return s->uid; }
 uint64_t thpd_session_id(const struct thpd_session *s) { return s->id; }
 const char *thpd_session_comm(const struct thpd_session *s) { return s->comm; }
-bool thpd_session_busy(const struct thpd_session *s) { return s->inflight || s->queue; }
+bool thpd_session_busy(const struct thpd_session *s)
+{
+	return s->inflight || s->queue || s->unresponsive;
+}
 
 uint64_t thpd_session_last_attempt(const struct thpd_session *s, uint32_t i)
 {
@@ -271,6 +278,8 @@ int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *
 	uint64_t now = thp_now_ns();
 	struct evict_req *q;
 
+	if (s->unresponsive)
+		return -ETIMEDOUT;
 	if (s->queued >= s->d->cfg.evict_queue) {
 		thpd_limit_hit(s->d, s->conn, THP_L_EVICT_QUEUE,
 			       "pid %d (%s, uid %u) has %u eviction requests queued, the limit "
@@ -323,6 +332,13 @@ void thpd_session_evict_done(struct thpd_conn *c, uint32_t seq,
 {
 	struct thpd_session *s = c->s;
 
+	if (s && s->unresponsive && seq == s->late_seq) {
+		thpd_warn("pid %d (%s) answered its EVICT after all, %llu s late: taking "
+			  "eviction requests again", (int)s->pid, s->comm,
+			  (unsigned long long)((thp_now_ns() - s->inflight_since) / 1000000000ull));
+		s->unresponsive = false;
+		return;
+	}
 	if (!s || !s->inflight || seq != s->inflight_seq) {
 		thpd_conn_error(c, seq, -EPROTO, "EVICT_DONE for seq %u, but %s", seq,
 				s && s->inflight ? "another EVICT is in flight" : "no EVICT is in flight");
@@ -346,18 +362,45 @@ void thpd_session_peer_error(struct thpd_conn *c, uint32_t seq, const struct thp
 	thpd_info(s->d, "pid %d reports: %s (%d)", (int)s->pid, e->text, e->err);
 }
 
+/* Fail every request of @s: their owners get ERROR -ETIMEDOUT. */
+static void fail_all_late(struct thpd_session *s, uint32_t timeout_s)
+{
+	struct evict_req *q = s->queue;
+
+	/* Detach first: answering an owner may close it, which walks queues. */
+	s->queue = NULL;
+	s->tail = &s->queue;
+	s->queued = 0;
+	while (q) {
+		struct evict_req *next = q->next;
+
+		if (q->owner)
+			thpd_conn_error(q->owner, q->owner_seq, -ETIMEDOUT,
+					"pid %d (%s) did not answer an EVICT of %u regions within "
+					"%u s (evict-timeout): it may be stopped or stuck; nothing "
+					"more is evicted from it until it answers", (int)s->pid,
+					s->comm, s->inflight_n, timeout_s);
+		free(q);
+		q = next;
+	}
+}
+
 void thpd_session_check_timeout(struct thpd_session *s, uint64_t now)
 {
-	struct thp_msg_evict_done failed;
+	uint32_t timeout_s = s->d->cfg.evict_timeout_s;
 
-	if (!s->inflight || now - s->inflight_since < THPD_EVICT_TIMEOUT_NS)
+	if (!s->inflight || now - s->inflight_since < (uint64_t)timeout_s * 1000000000ull)
 		return;
 	thpd_limit_hit(s->d, NULL, THP_L_EVICT_TIMEOUT,
-		       "pid %d did not answer an EVICT of %u regions in %llu s: counting them as failed",
-		       (int)s->pid, s->inflight_n,
-		       (unsigned long long)(THPD_EVICT_TIMEOUT_NS / 1000000000ull));
-	failed = (struct thp_msg_evict_done){ .failed = s->inflight_n };
-	chunk_done(s, &failed);
+		       "pid %d (%s, uid %u) did not answer an EVICT of %u regions within %u s "
+		       "(evict-timeout): failing it and the %u requests queued behind it; "
+		       "nothing more is evicted from it until it answers (is it stopped?)",
+		       (int)s->pid, s->comm, (unsigned)s->uid, s->inflight_n, timeout_s,
+		       s->queued ? s->queued - 1 : 0);
+	s->inflight = false;
+	s->unresponsive = true;
+	s->late_seq = s->inflight_seq;
+	fail_all_late(s, timeout_s);
 }
 
 void thpd_session_forget_owner(struct thpd *d, struct thpd_conn *owner)

@@ -52,6 +52,7 @@ struct thpd_config {
 	uint32_t max_conns_per_uid;
 	uint32_t hello_timeout_ms;
 	uint32_t evict_queue;       /* EVICT requests per session, in flight included */
+	uint32_t evict_timeout_s;
 	bool verbose;
 	bool check;
 };
@@ -128,7 +129,8 @@ int thpd_conn_send(struct thpd_conn *c, enum thp_msg_type type, uint32_t seq,
 void thpd_conn_error(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Close connections that sent no HELLO within cfg.hello_timeout_ms. */
+/* Close connections that sent no HELLO within cfg.hello_timeout_ms, and
+ * fail the EVICTs clients did not answer within cfg.evict_timeout_s. */
 void thpd_server_sweep(struct thpd *d, uint64_t now);
 
 /* ---- limits.c ---- */
@@ -156,11 +158,9 @@ void thpd_session_peer_error(struct thpd_conn *c, uint32_t seq,
 void thpd_session_free(struct thpd_session *s);
 /* The live client session of @pid, or NULL. */
 struct thpd_session *thpd_session_find(struct thpd *d, pid_t pid);
-/* An agent that does not answer an EVICT in this time gets its chunk
- * counted as failed, so that the queue (and the ctl waiting) moves on. */
-#ifndef THPD_EVICT_TIMEOUT_NS
-#define THPD_EVICT_TIMEOUT_NS (120ull * 1000000000ull)
-#endif
+/* An agent that does not answer an EVICT within cfg.evict_timeout_s fails
+ * that request and every one queued behind it (ETIMEDOUT to the ctl
+ * waiting), and new ones are refused until it answers. */
 void thpd_session_check_timeout(struct thpd_session *s, uint64_t now);
 /* A ctl connection is going away: drop it as the owner of queued work. */
 void thpd_session_forget_owner(struct thpd *d, struct thpd_conn *owner);
@@ -194,9 +194,9 @@ uint64_t thpd_session_last_attempt(const struct thpd_session *s, uint32_t i);
 /*
  * Queue an EVICT of the records @idx[0..n) (their addresses are sent in
  * chunks of THP_EVICT_MAX).  When done, @owner (a ctl connection, or NULL)
- * gets EVICT_REPLY with @owner_seq.  0, -ENOMEM or -EBUSY (cfg.evict_queue
- * requests are queued already); on an error @owner is not answered: the
- * caller says why.
+ * gets EVICT_REPLY with @owner_seq.  0, -ENOMEM, -EBUSY (cfg.evict_queue
+ * requests are queued already) or -ETIMEDOUT (the client has not answered
+ * the last EVICT); on an error @owner is not answered: the caller says why.
  */
 int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
 		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq);

@@ -14,6 +14,8 @@ serves everyone (`thpswapctl status`).  Exit 0 pass, 1 fail, 77 skip.
   evict-queue    EVICT requests for a client that never answers: bounded
   uid-cap        connections of one uid beyond max-conns-per-uid: refused
   hello-timeout  connections that never say HELLO: closed at the deadline
+  evict-timeout  thpswapctl evict for a client that never answers: bounded,
+                 and it names the client
 """
 import errno
 import os
@@ -261,12 +263,51 @@ def case_hello_timeout(L, d, ctl_bin, ms=300):
     still_serves(ctl_bin, d, "hello-timeout")
 
 
+def case_evict_timeout(L, d, ctl_bin, timeout_s=1):
+    c = Client(d, L, NREC)
+    c.make_resident()
+    me = os.getpid()
+    r = ctl(ctl_bin, d, "evict", "--pid", str(me), "--all", timeout=40)
+    if not check(r is not None, "thpswapctl evict for a client that never answers: "
+                 "still waiting after 40 s"):
+        c.close()
+        return
+    status, out, err, secs = r
+    print(f"evict-timeout: thpswapctl evict --all ({NREC} regions, "
+          f"{NREC // L.consts['THP_EVICT_MAX']} EVICTs) for a client that never answers: "
+          f"exit {status} after {secs:.2f} s: {err.strip()}")
+    check(status == 1, f"exit status {status}, want 1")
+    check(f"pid {me} (hostile) did not answer" in err, f"the error does not name the client: {err!r}")
+    check(secs < timeout_s + 5, f"took {secs:.2f} s, evict-timeout is {timeout_s} s")
+    # Refused at once while it has not answered.
+    r = ctl(ctl_bin, d, "evict", "--pid", str(me), "--all", timeout=40)
+    check(r is not None and r[0] == 1 and "has not answered its last EVICT" in r[2]
+          and r[3] < 5, f"a second evict: {r!r}")
+    # It answers late: taken again.
+    m = c.recv(5)
+    check(m is not None and m[0] == "EVICT", f"the client's first EVICT: {m!r}")
+    if m and m[0] == "EVICT":
+        c.send("EVICT_DONE", L.pack("thp_msg_evict_done"), seq=m[1])
+        p = Peer(d, L)
+        p.hello_ctl()
+        p.send("EVICT_REQ", L.pack("thp_msg_evict_req", pid=me, len=0))
+        m2 = c.recv(5)
+        check(m2 is not None and m2[0] == "EVICT",
+              f"after a late answer the client gets EVICTs again: {m2!r}")
+        hits = p.limits()
+        check(hits["evict_timeout"] == 1, f"evict_timeout counted {hits['evict_timeout']}")
+        p.close()
+    c.close()
+    still_serves(ctl_bin, d, "evict-timeout")
+
+
 CASES = {
     "empty-dgram": (case_empty_dgram, []),
     "many-fds": (case_many_fds, []),
     "evict-queue": (case_evict_queue, ["--evict-queue", "4", "--max-regions", str(NREC)]),
     "uid-cap": (case_uid_cap, ["--max-conns-per-uid", "4", "--hello-timeout", "60000"]),
     "hello-timeout": (case_hello_timeout, ["--hello-timeout", "300"]),
+    "evict-timeout": (case_evict_timeout, ["--evict-timeout", "1", "--max-regions", str(NREC)]),
 }
 
 
