@@ -38,6 +38,38 @@ void thpd_info(const struct thpd *d, const char *fmt, ...)
 	fprintf(stderr, "thpswapd: %s\n", line);
 }
 
+const char *thpd_escape(char *dst, size_t dstsz, const char *src, size_t srcsz)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (!dstsz)
+		return dst;
+	for (size_t i = 0; i < srcsz && src[i]; i++) {
+		unsigned char ch = (unsigned char)src[i];
+		char e[4];
+		size_t k = 0;
+
+		if (ch == '\\') {
+			e[k++] = '\\';
+			e[k++] = '\\';
+		} else if (ch >= 0x20 && ch < 0x7f) {
+			e[k++] = (char)ch;
+		} else {
+			e[k++] = '\\';
+			e[k++] = 'x';
+			e[k++] = hex[ch >> 4];
+			e[k++] = hex[ch & 15];
+		}
+		if (o + k >= dstsz)
+			break;
+		for (size_t j = 0; j < k; j++)
+			dst[o++] = e[j];
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
 void thpd_notify_status(struct thpd *d)
 {
 	sd_notifyf(0, "STATUS=%u client%s", d->nclients, d->nclients == 1 ? "" : "s");

@@ -361,10 +361,14 @@ static void dispatch(struct thpd_conn *c, const struct thp_msg *m, int *fds, uns
 		const struct thp_msg_error *e = m->payload;
 
 		/* Never answer an error with an error. */
-		if (c->s)
+		if (c->s) {
 			thpd_session_peer_error(c, m->hdr.seq, e);
-		else
-			thpd_info(c->d, "pid %d: peer reports: %s (%d)", (int)c->pid, e->text, e->err);
+		} else {
+			char text[4 * sizeof(e->text)];
+
+			thpd_info(c->d, "pid %d: peer reports: %s (%d)", (int)c->pid,
+				  thpd_escape(text, sizeof(text), e->text, sizeof(e->text)), e->err);
+		}
 		return;
 	}
 	if (!c->role) {

@@ -351,15 +351,19 @@ void thpd_session_peer_error(struct thpd_conn *c, uint32_t seq, const struct thp
 {
 	struct thpd_session *s = c->s;
 
+	/* The text is the client's: escaped, it cannot forge log lines. */
+	char text[4 * sizeof(e->text)];
+
+	thpd_escape(text, sizeof(text), e->text, sizeof(e->text));
 	if (s->inflight && seq == s->inflight_seq) {
 		struct thp_msg_evict_done failed = { .failed = s->inflight_n };
 
 		thpd_warn("pid %d refused an EVICT of %u regions: %s (%d)", (int)s->pid,
-			  s->inflight_n, e->text, e->err);
+			  s->inflight_n, text, e->err);
 		chunk_done(s, &failed);
 		return;
 	}
-	thpd_info(s->d, "pid %d reports: %s (%d)", (int)s->pid, e->text, e->err);
+	thpd_info(s->d, "pid %d reports: %s (%d)", (int)s->pid, text, e->err);
 }
 
 /* Fail every request of @s: their owners get ERROR -ETIMEDOUT. */

@@ -112,6 +112,11 @@ struct thpd {
 void thpd_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void thpd_info(const struct thpd *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Copy @src (untrusted, NUL-terminated within @srcsz) to @dst for a log
+ * line: printable ASCII stays, a backslash and every other byte become
+ * \\ and \xNN, so a peer cannot forge lines or terminal escapes.  Returns
+ * @dst (always terminated, truncated to @dstsz). */
+const char *thpd_escape(char *dst, size_t dstsz, const char *src, size_t srcsz);
 /* Tell systemd the client count (STATUS=). */
 void thpd_notify_status(struct thpd *d);
 

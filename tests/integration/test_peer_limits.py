@@ -16,6 +16,7 @@ serves everyone (`thpswapctl status`).  Exit 0 pass, 1 fail, 77 skip.
   hello-timeout  connections that never say HELLO: closed at the deadline
   evict-timeout  thpswapctl evict for a client that never answers: bounded,
                  and it names the client
+  error-escape   a client's ERROR text cannot forge log lines
 """
 import errno
 import os
@@ -301,6 +302,42 @@ def case_evict_timeout(L, d, ctl_bin, timeout_s=1):
     still_serves(ctl_bin, d, "evict-timeout")
 
 
+FORGED = "thpswapd: FORGED"
+
+
+def case_error_escape(L, d, ctl_bin):
+    c = Client(d, L, 8)
+    c.make_resident()
+    text = ("bad\n" + FORGED + " line\x1b[31m\\").encode()
+    # Not for an EVICT in flight: logged with -v.
+    c.send("ERROR", L.pack("thp_msg_error", err=-5, text=text), seq=0)
+    # For the EVICT in flight: logged always.
+    p = Peer(d, L)
+    p.hello_ctl()
+    seq = p.send("EVICT_REQ", L.pack("thp_msg_evict_req", pid=os.getpid(), len=0))
+    m = c.recv(10)
+    if check(m is not None and m[0] == "EVICT", f"the client's EVICT: {m!r}"):
+        c.send("ERROR", L.pack("thp_msg_error", err=-5, text=text), seq=m[1])
+        while True:
+            r = p.recv(10)
+            if not check(r is not None and r[0] != "EOF", "no EVICT_REPLY"):
+                break
+            if r[1] == seq:
+                check(r[0] == "EVICT_REPLY", f"answered {r[0]}")
+                break
+    log = d.log_text()
+    forged = [l for l in log.splitlines() if l.startswith(FORGED)]
+    escaped = log.count("bad\\x0a" + FORGED + " line\\x1b[31m\\\\")
+    print(f"error-escape: ERROR text with a newline, an escape and a backslash, twice: "
+          f"{len(forged)} forged lines, {escaped} escaped, {log.count(chr(27))} ESC bytes in the log")
+    check(not forged, f"the client forged log lines: {forged!r}")
+    check("\x1b" not in log, "a terminal escape reached the log")
+    check(escaped == 2, f"want both texts logged escaped, found {escaped}")
+    p.close()
+    c.close()
+    still_serves(ctl_bin, d, "error-escape")
+
+
 CASES = {
     "empty-dgram": (case_empty_dgram, []),
     "many-fds": (case_many_fds, []),
@@ -308,6 +345,7 @@ CASES = {
     "uid-cap": (case_uid_cap, ["--max-conns-per-uid", "4", "--hello-timeout", "60000"]),
     "hello-timeout": (case_hello_timeout, ["--hello-timeout", "300"]),
     "evict-timeout": (case_evict_timeout, ["--evict-timeout", "1", "--max-regions", str(NREC)]),
+    "error-escape": (case_error_escape, []),
 }
 
 
