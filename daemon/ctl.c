@@ -157,6 +157,9 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 		start = q->addr & ~(uint64_t)(THP_REGION_BYTES - 1);
 		end = q->addr + q->len;
 	}
+	/* Refused before any work: a peer that asks again and again costs
+	 * neither a walk of the records nor memory. */
+	r = thpd_session_can_queue(s);
 	thpd_rec_iter_init(&it, s, 0);
 	while (r == 0 && thpd_rec_next(&it, &i, &rec)) {
 		/* len 0: every resident region; a range: every region in it,

@@ -272,12 +272,8 @@ static void pump(struct thpd_session *s)
 	}
 }
 
-int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
-		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq)
+int thpd_session_can_queue(struct thpd_session *s)
 {
-	uint64_t now = thp_now_ns();
-	struct evict_req *q;
-
 	if (s->unresponsive)
 		return -ETIMEDOUT;
 	if (s->queued >= s->d->cfg.evict_queue) {
@@ -288,6 +284,19 @@ int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *
 			       (unsigned)s->uid, s->queued);
 		return -EBUSY;
 	}
+	return 0;
+}
+
+int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
+		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq)
+{
+	uint64_t now = thp_now_ns();
+	struct evict_req *q;
+	int err;
+
+	err = thpd_session_can_queue(s);
+	if (err < 0)
+		return err;
 	q = calloc(1, sizeof(*q) + (size_t)n * sizeof(uint64_t));
 	if (!q)
 		return -ENOMEM;

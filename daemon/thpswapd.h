@@ -203,6 +203,9 @@ uint64_t thpd_session_last_attempt(const struct thpd_session *s, uint32_t i);
  * requests are queued already) or -ETIMEDOUT (the client has not answered
  * the last EVICT); on an error @owner is not answered: the caller says why.
  */
+/* 0 if thpd_session_evict would take a request now, else its -EBUSY (the
+ * hit counted and logged) or -ETIMEDOUT. */
+int thpd_session_can_queue(struct thpd_session *s);
 int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
 		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq);
 
