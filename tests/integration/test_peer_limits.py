@@ -368,7 +368,7 @@ def main():
         fn(L, d, ctl_bin)
     finally:
         log = d.log_text()
-        st = d.stop() if d.alive() else d.proc.returncode
+        st = d.stop()   # a daemon that died is reaped, its files removed
         check(st == 0, f"thpswapd exited {st}")
         if failures:
             print("daemon log (tail):\n" + "\n".join(log.splitlines()[-15:]))
