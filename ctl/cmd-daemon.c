@@ -415,23 +415,94 @@ static int parse_args(int argc, char **argv, unsigned allowed, const char *usage
 
 static const char status_usage[] =
 	"Usage: thpswapctl [--json] status\n"
-	"Daemon summary: version, uptime, clients, regions and what is stored.\n";
+	"Daemon summary: version, uptime, clients, regions and what is stored,\n"
+	"and the limits on peers with how often each was hit.\n";
+
+/* The daemon's limits on peers.  1 if it has none to tell (an older
+ * daemon answers ENOMSG), 0 with *@l filled, or -errno (c->err set). */
+static int get_limits(struct ctl_conn *c, struct thp_msg_limits_reply *l)
+{
+	struct thp_msg m;
+	int r;
+
+	r = call(c, THP_MSG_LIMITS, NULL, 0, THP_MSG_LIMITS_REPLY, &m);
+	if (r == -ENOMSG)
+		return 1;
+	if (r < 0)
+		return r;
+	memcpy(l, m.payload, sizeof(*l));
+	if (l->n_counters > THP_L__MAX)
+		l->n_counters = THP_L__MAX;
+	return 0;
+}
+
+/* A limit's value; 0 is none. */
+static const char *fmt_limit(char *b, size_t sz, uint32_t v)
+{
+	if (v)
+		snprintf(b, sz, "%u", v);
+	else
+		snprintf(b, sz, "(none)");
+	return b;
+}
+
+static void print_limits(const struct thp_msg_limits_reply *l, struct thp_json *j)
+{
+	char b[4][16];
+	static const char *const what[THP_L__MAX] = {
+		[THP_L_BAD_FDS] = "messages with fds they may not carry",
+		[THP_L_CONNS_PER_UID] = "connections refused (max-conns-per-uid)",
+		[THP_L_HELLO_TIMEOUT] = "connections without HELLO (hello-timeout)",
+		[THP_L_EVICT_QUEUE] = "evictions refused (evict-queue)",
+		[THP_L_EVICT_TIMEOUT] = "EVICTs not answered (evict-timeout)",
+	};
+
+	if (j) {
+		thp_json_begin_object(j, "limits");
+		thp_json_u64(j, "max_conns_per_uid", l->max_conns_per_uid);
+		thp_json_u64(j, "hello_timeout_ms", l->hello_timeout_ms);
+		thp_json_u64(j, "evict_queue", l->evict_queue);
+		thp_json_u64(j, "evict_timeout_s", l->evict_timeout_s);
+		thp_json_begin_object(j, "hits");
+		for (unsigned i = 0; i < l->n_counters; i++)
+			thp_json_u64(j, thp_limit_name(i), l->ctr[i]);
+		thp_json_end_object(j);
+		thp_json_end_object(j);
+		return;
+	}
+	printf("  limits         connections per uid %s, HELLO within %s ms,\n"
+	       "                 evictions queued per client %s, answered within %s s\n",
+	       fmt_limit(b[0], sizeof(b[0]), l->max_conns_per_uid),
+	       fmt_limit(b[1], sizeof(b[1]), l->hello_timeout_ms),
+	       fmt_limit(b[2], sizeof(b[2]), l->evict_queue),
+	       fmt_limit(b[3], sizeof(b[3]), l->evict_timeout_s));
+	for (unsigned i = 0; i < l->n_counters; i++)
+		printf("  %-14s %" PRIu64 " %s\n", thp_limit_name(i), l->ctr[i], what[i]);
+}
 
 int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 {
-	const struct thp_msg_status_reply *s;
+	struct thp_msg_status_reply st;
+	const struct thp_msg_status_reply *s = &st;
+	struct thp_msg_limits_reply lim;
 	struct ctl_conn *c;
 	struct thp_msg m;
 	struct args a;
 	char b1[32], b2[32];
-	int r;
+	int r, have_limits;
 
 	PARSE_OR_RETURN(argc, argv, 0, status_usage, &a);
 	r = ctl_request(&c, o, "status", THP_MSG_STATUS, NULL, 0, THP_MSG_STATUS_REPLY, &m,
 			REPLY_TIMEOUT_S);
 	if (r)
 		return r;
-	s = m.payload;
+	/* m points into c's buffer, which the next call reuses. */
+	memcpy(&st, m.payload, sizeof(st));
+	have_limits = get_limits(c, &lim);
+	if (have_limits < 0) {
+		r = fail(c);
+		goto out;
+	}
 	if (o->json) {
 		struct thp_json j;
 
@@ -447,6 +518,8 @@ int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 		thp_json_u64(&j, "stored_bytes", s->stored_bytes);
 		thp_json_u64(&j, "budget_bytes", s->budget_bytes);
 		thp_json_i64(&j, "zstd_level", s->zstd_level);
+		if (have_limits == 0)
+			print_limits(&lim, &j);
 		r = finish_json(&j);
 		goto out;
 	}
@@ -466,6 +539,8 @@ int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 	else
 		printf("  budget         none\n");
 	printf("  zstd level     %d\n", s->zstd_level);
+	if (have_limits == 0)
+		print_limits(&lim, NULL);
 	r = CTL_EXIT_OK;
 out:
 	ctl_free(c);

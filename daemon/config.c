@@ -33,6 +33,10 @@ enum key {
 	K_INTERVAL,
 	K_SYSROOT,
 	K_VERBOSE,
+	K_MAX_CONNS_PER_UID,
+	K_HELLO_TIMEOUT,
+	K_EVICT_QUEUE,
+	K_EVICT_TIMEOUT,
 	K__MAX
 };
 
@@ -49,6 +53,10 @@ static const char *const key_names[K__MAX] = {
 	[K_INTERVAL] = "interval",
 	[K_SYSROOT] = "sysroot",
 	[K_VERBOSE] = "verbose",
+	[K_MAX_CONNS_PER_UID] = "max-conns-per-uid",
+	[K_HELLO_TIMEOUT] = "hello-timeout",
+	[K_EVICT_QUEUE] = "evict-queue",
+	[K_EVICT_TIMEOUT] = "evict-timeout",
 };
 
 struct layer {
@@ -77,6 +85,10 @@ static void defaults(struct thpd_config *c)
 		.pool_slots = 8,
 		.max_regions = 65536,
 		.interval_ms = 200,
+		.max_conns_per_uid = 256,
+		.hello_timeout_ms = 5000,
+		.evict_queue = 16,
+		.evict_timeout_s = 60,
 	};
 	snprintf(c->socket, sizeof(c->socket), "%s", THPSWAP_DEFAULT_SOCKET);
 }
@@ -199,6 +211,22 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		r = parse_ll(val, 10, 3600 * 1000, &v, err, errsz);
 		c->interval_ms = (uint32_t)v;
 		break;
+	case K_MAX_CONNS_PER_UID:
+		r = parse_ll(val, 1, 1 << 20, &v, err, errsz);
+		c->max_conns_per_uid = (uint32_t)v;
+		break;
+	case K_HELLO_TIMEOUT:
+		r = parse_ll(val, 10, 3600 * 1000, &v, err, errsz);
+		c->hello_timeout_ms = (uint32_t)v;
+		break;
+	case K_EVICT_QUEUE:
+		r = parse_ll(val, 1, 4096, &v, err, errsz);
+		c->evict_queue = (uint32_t)v;
+		break;
+	case K_EVICT_TIMEOUT:
+		r = parse_ll(val, 1, 3600, &v, err, errsz);
+		c->evict_timeout_s = (uint32_t)v;
+		break;
 	case K_VERBOSE:
 		r = parse_bool(val, &c->verbose);
 		if (r)
@@ -231,6 +259,10 @@ static void apply(struct thpd_config *c, const struct layer *l)
 	TAKE(K_MAX_REGIONS, max_regions);
 	TAKE(K_INTERVAL, interval_ms);
 	TAKE(K_VERBOSE, verbose);
+	TAKE(K_MAX_CONNS_PER_UID, max_conns_per_uid);
+	TAKE(K_HELLO_TIMEOUT, hello_timeout_ms);
+	TAKE(K_EVICT_QUEUE, evict_queue);
+	TAKE(K_EVICT_TIMEOUT, evict_timeout_s);
 #undef TAKE
 	if (l->set & (1u << K_SOCKET))
 		memcpy(c->socket, v->socket, sizeof(c->socket));
@@ -332,6 +364,14 @@ static void usage(FILE *f)
 "      --pool N              pre-faulted huge pages each client keeps for restores (default 8)\n"
 "      --max-regions N       largest arena a client may ask for, in 2 MiB regions (default 65536 = 128 GiB)\n"
 "      --interval MS         policy tick (default 200)\n"
+"\n"
+"Limits on peers (each hit is counted in thpswapctl status and logged once per peer):\n"
+"      --max-conns-per-uid N connections one uid may hold, before and after HELLO (default 256)\n"
+"      --hello-timeout MS    close a connection that sends no HELLO within MS (default 5000)\n"
+"      --evict-queue N       eviction requests queued per client, the one in flight included;\n"
+"                            more are refused with EBUSY (default 16)\n"
+"      --evict-timeout S     a client that does not answer an EVICT within S seconds fails it and\n"
+"                            what is queued behind it with ETIMEDOUT (default 60)\n"
 "      --sysroot DIR         read /proc and /sys below DIR (tests; the uffd probes stay real)\n"
 "      --check               probe the kernel, print what is missing, exit 0 (usable) or 69 (not)\n"
 "  -v, --verbose             log each session and eviction to stderr\n"
@@ -344,7 +384,8 @@ static void usage(FILE *f)
 }
 
 enum { O_PROFILE = 256, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
-       O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK };
+       O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK,
+       O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT };
 
 /* getopt value -> settings key, for the options that are settings */
 static int opt_key(int o)
@@ -361,6 +402,10 @@ static int opt_key(int o)
 	case O_MAX_REGIONS: return K_MAX_REGIONS;
 	case O_INTERVAL: return K_INTERVAL;
 	case O_SYSROOT: return K_SYSROOT;
+	case O_MAX_CONNS_PER_UID: return K_MAX_CONNS_PER_UID;
+	case O_HELLO_TIMEOUT: return K_HELLO_TIMEOUT;
+	case O_EVICT_QUEUE: return K_EVICT_QUEUE;
+	case O_EVICT_TIMEOUT: return K_EVICT_TIMEOUT;
 	default: return -1;
 	}
 }
@@ -380,6 +425,10 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "max-regions", required_argument, NULL, O_MAX_REGIONS },
 		{ "interval", required_argument, NULL, O_INTERVAL },
 		{ "sysroot", required_argument, NULL, O_SYSROOT },
+		{ "max-conns-per-uid", required_argument, NULL, O_MAX_CONNS_PER_UID },
+		{ "hello-timeout", required_argument, NULL, O_HELLO_TIMEOUT },
+		{ "evict-queue", required_argument, NULL, O_EVICT_QUEUE },
+		{ "evict-timeout", required_argument, NULL, O_EVICT_TIMEOUT },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * thpswapctl's requests: STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS.
+ * thpswapctl's requests: STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, LIMITS.
  * Addresses of another user's process are shown only to root or that user.
  */
 #include <errno.h>
@@ -157,6 +157,9 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 		start = q->addr & ~(uint64_t)(THP_REGION_BYTES - 1);
 		end = q->addr + q->len;
 	}
+	/* Refused before any work: a peer that asks again and again costs
+	 * neither a walk of the records nor memory. */
+	r = thpd_session_can_queue(s);
 	thpd_rec_iter_init(&it, s, 0);
 	while (r == 0 && thpd_rec_next(&it, &i, &rec)) {
 		/* len 0: every resident region; a range: every region in it,
@@ -172,7 +175,16 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 	} else {
 		if (r == 0)
 			r = thpd_session_evict(s, THP_EVICT_ADMIN, idx, n, c, seq);
-		if (r < 0)
+		if (r == -EBUSY)
+			thpd_conn_error(c, seq, r, "pid %d has %u eviction requests queued already "
+					"(evict-queue): try again when they are done", (int)q->pid,
+					c->d->cfg.evict_queue);
+		else if (r == -ETIMEDOUT)
+			thpd_conn_error(c, seq, r, "pid %d (%s) has not answered its last EVICT "
+					"(evict-timeout %u s): it may be stopped or stuck; nothing "
+					"is evicted from it until it answers", (int)q->pid,
+					thpd_session_comm(s), c->d->cfg.evict_timeout_s);
+		else if (r < 0)
 			thpd_conn_error(c, seq, r, "thpswapd is out of memory");
 		else
 			thpd_info(c->d, "pid %d: admin eviction of %u regions requested by pid %d",
@@ -211,6 +223,22 @@ static void stats(struct thpd_conn *c, uint32_t seq, const struct thp_msg_stats 
 	thpd_conn_send(c, THP_MSG_STATS_REPLY, seq, r, sizeof(*r), NULL, 0);
 }
 
+static void limits(struct thpd_conn *c, uint32_t seq)
+{
+	const struct thpd *d = c->d;
+	struct thp_msg_limits_reply r = {
+		.n_counters = THP_L__MAX,
+		.max_conns_per_uid = d->cfg.max_conns_per_uid,
+		.hello_timeout_ms = d->cfg.hello_timeout_ms,
+		.evict_queue = d->cfg.evict_queue,
+		.evict_timeout_s = d->cfg.evict_timeout_s,
+	};
+
+	for (unsigned i = 0; i < THP_L__MAX; i++)
+		r.ctr[i] = d->limit_hits[i];
+	thpd_conn_send(c, THP_MSG_LIMITS_REPLY, seq, &r, sizeof(r), NULL, 0);
+}
+
 void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m)
 {
 	uint32_t seq = m->hdr.seq;
@@ -230,6 +258,9 @@ void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m)
 		break;
 	case THP_MSG_STATS:
 		stats(c, seq, m->payload);
+		break;
+	case THP_MSG_LIMITS:
+		limits(c, seq);
 		break;
 	default:
 		thpd_conn_error(c, seq, -EPROTO, "%s is not a control request",

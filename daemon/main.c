@@ -38,6 +38,38 @@ void thpd_info(const struct thpd *d, const char *fmt, ...)
 	fprintf(stderr, "thpswapd: %s\n", line);
 }
 
+const char *thpd_escape(char *dst, size_t dstsz, const char *src, size_t srcsz)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (!dstsz)
+		return dst;
+	for (size_t i = 0; i < srcsz && src[i]; i++) {
+		unsigned char ch = (unsigned char)src[i];
+		char e[4];
+		size_t k = 0;
+
+		if (ch == '\\') {
+			e[k++] = '\\';
+			e[k++] = '\\';
+		} else if (ch >= 0x20 && ch < 0x7f) {
+			e[k++] = (char)ch;
+		} else {
+			e[k++] = '\\';
+			e[k++] = 'x';
+			e[k++] = hex[ch >> 4];
+			e[k++] = hex[ch & 15];
+		}
+		if (o + k >= dstsz)
+			break;
+		for (size_t j = 0; j < k; j++)
+			dst[o++] = e[j];
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
 void thpd_notify_status(struct thpd *d)
 {
 	sd_notifyf(0, "STATUS=%u client%s", d->nclients, d->nclients == 1 ? "" : "s");
@@ -55,6 +87,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	/* Clients are told nothing: they keep serving their own faults. */
 	thpd_server_stop(d);
 	uv_timer_stop(&d->policy_timer);
+	uv_timer_stop(&d->sweep_timer);
 	uv_timer_stop(&d->watchdog_timer);
 	uv_signal_stop(&d->sigterm);
 	uv_signal_stop(&d->sigint);
@@ -63,6 +96,20 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_policy(uv_timer_t *t)
 {
 	thpd_policy_tick(t->data);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+	thpd_server_sweep(t->data, thp_now_ns());
+}
+
+/* The deadlines on peers are checked this often: a quarter of the HELLO
+ * deadline, within [10 ms, 1 s] (the EVICT deadline is in whole seconds). */
+static uint64_t sweep_ms(const struct thpd_config *c)
+{
+	uint64_t ms = c->hello_timeout_ms / 4;
+
+	return ms < 10 ? 10 : ms > 1000 ? 1000 : ms;
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -112,9 +159,10 @@ static int run(struct thpd *d)
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
 	uv_timer_init(&d->loop, &d->policy_timer);
+	uv_timer_init(&d->loop, &d->sweep_timer);
 	uv_timer_init(&d->loop, &d->watchdog_timer);
 	d->sigterm.data = d->sigint.data = d;
-	d->policy_timer.data = d->watchdog_timer.data = d;
+	d->policy_timer.data = d->sweep_timer.data = d->watchdog_timer.data = d;
 
 	r = thpd_server_start(d);
 	if (r == 0)
@@ -124,6 +172,8 @@ static int run(struct thpd *d)
 	if (r == 0)
 		r = uv_timer_start(&d->policy_timer, on_policy, d->cfg.interval_ms,
 				   d->cfg.interval_ms);
+	if (r == 0)
+		r = uv_timer_start(&d->sweep_timer, on_sweep, sweep_ms(&d->cfg), sweep_ms(&d->cfg));
 	if (r == 0 && sd_watchdog_enabled(0, &d->watchdog_usec) > 0) {
 		uint64_t ms = d->watchdog_usec / 2000;
 
@@ -145,6 +195,7 @@ static int run(struct thpd *d)
 	close_handle((uv_handle_t *)&d->sigterm);
 	close_handle((uv_handle_t *)&d->sigint);
 	close_handle((uv_handle_t *)&d->policy_timer);
+	close_handle((uv_handle_t *)&d->sweep_timer);
 	close_handle((uv_handle_t *)&d->watchdog_timer);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

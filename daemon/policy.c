@@ -94,10 +94,7 @@ void thpd_policy_tick(struct thpd *d)
 		uint64_t resident;
 		long n;
 
-		if (!s || c->closing)
-			continue;
-		thpd_session_check_timeout(s, now);
-		if (!budget || c->closing || thpd_session_busy(s))
+		if (!s || c->closing || !budget || thpd_session_busy(s))
 			continue;
 		resident = thpd_session_ctr(s, THP_C_RESIDENT) * THP_REGION_BYTES;
 		if (resident <= budget)
@@ -113,6 +110,7 @@ void thpd_policy_tick(struct thpd *d)
 		thpd_info(d, "pid %d: resident %llu MiB over budget %llu MiB: evicting %ld regions",
 			  (int)thpd_session_pid(s), (unsigned long long)(resident >> 20),
 			  (unsigned long long)(budget >> 20), n);
+		/* Busy sessions were skipped: nothing queued, so no -EBUSY. */
 		if (thpd_session_evict(s, THP_EVICT_BUDGET, idx, (uint32_t)n, NULL, 0) < 0)
 			thpd_warn("pid %d: cannot queue an eviction: out of memory",
 				  (int)thpd_session_pid(s));

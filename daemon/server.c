@@ -280,6 +280,22 @@ static void close_fds(const int *fds, unsigned n)
 		close(fds[i]);
 }
 
+/* @n fds came with @what, which may not carry them, and were closed (@n 0:
+ * more than any message carries, or truncated). */
+static void bad_fds(struct thpd_conn *c, unsigned n, const char *what)
+{
+	char sent[64];
+
+	if (n)
+		snprintf(sent, sizeof(sent), "%u file descriptors with %s", n, what);
+	else
+		snprintf(sent, sizeof(sent), "a message with too many or truncated file descriptors");
+	thpd_limit_hit(c->d, c, THP_L_BAD_FDS,
+		       "pid %d (uid %u) sent %s: closed them (only a client's HELLO carries one, "
+		       "its userfaultfd; counted as bad_fds in thpswapctl status)", (int)c->pid,
+		       (unsigned)c->uid, sent);
+}
+
 static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds, unsigned nfds)
 {
 	const struct thp_msg_hello *hello = m->payload;
@@ -287,6 +303,8 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 
 	if (c->role) {
 		close_fds(fds, nfds);
+		if (nfds)
+			bad_fds(c, nfds, "a second HELLO");
 		thpd_conn_error(c, seq, -EPROTO, "HELLO was already sent on this connection");
 		return;
 	}
@@ -294,6 +312,8 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 	case THP_ROLE_CLIENT:
 		if (nfds != 1) {
 			close_fds(fds, nfds);
+			if (nfds)
+				bad_fds(c, nfds, "HELLO");
 			thpd_conn_error(c, seq, -EINVAL,
 					"a client HELLO carries its region userfaultfd (SCM_RIGHTS)");
 			return;
@@ -305,6 +325,7 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 
 		if (nfds) {
 			close_fds(fds, nfds);
+			bad_fds(c, nfds, "a control HELLO");
 			thpd_conn_error(c, seq, -EINVAL, "a control HELLO carries no file descriptors");
 			return;
 		}
@@ -314,6 +335,8 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 	}
 	default:
 		close_fds(fds, nfds);
+		if (nfds)
+			bad_fds(c, nfds, "a HELLO of no known role");
 		thpd_conn_error(c, seq, -EINVAL, "unknown role %u in HELLO (1 client, 2 control)",
 				hello->role);
 	}
@@ -329,6 +352,7 @@ static void dispatch(struct thpd_conn *c, const struct thp_msg *m, int *fds, uns
 	}
 	if (nfds) {
 		close_fds(fds, nfds);
+		bad_fds(c, nfds, thp_msg_type_name(type));
 		thpd_conn_error(c, m->hdr.seq, -EINVAL, "unexpected file descriptors with %s",
 				thp_msg_type_name(type));
 		return;
@@ -337,10 +361,14 @@ static void dispatch(struct thpd_conn *c, const struct thp_msg *m, int *fds, uns
 		const struct thp_msg_error *e = m->payload;
 
 		/* Never answer an error with an error. */
-		if (c->s)
+		if (c->s) {
 			thpd_session_peer_error(c, m->hdr.seq, e);
-		else
-			thpd_info(c->d, "pid %d: peer reports: %s (%d)", (int)c->pid, e->text, e->err);
+		} else {
+			char text[4 * sizeof(e->text)];
+
+			thpd_info(c->d, "pid %d: peer reports: %s (%d)", (int)c->pid,
+				  thpd_escape(text, sizeof(text), e->text, sizeof(e->text)), e->err);
+		}
 		return;
 	}
 	if (!c->role) {
@@ -402,6 +430,9 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
 			return;
 		}
 		if (n == -EBADMSG || n == -EMSGSIZE) {
+			/* thp_msg_recv closed whatever fds came with it. */
+			if (n == -EBADMSG)
+				bad_fds(c, 0, NULL);
 			thpd_conn_error(c, 0, (int)n, n == -EMSGSIZE ?
 					"message larger than %u bytes" :
 					"too many or truncated file descriptors (limit %u)",
@@ -420,6 +451,26 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
 		}
 		dispatch(c, &m, fds, nfds);
 	}
+}
+
+static unsigned conns_of_uid(const struct thpd *d, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct thpd_conn *k = d->conns; k; k = k->next)
+		n += k->uid == uid && !k->closing;
+	return n;
+}
+
+/* Over max-conns-per-uid: say why (the peer may be a client waiting for
+ * WELCOME: it gets this ERROR instead) and hang up. */
+static void refuse_uid(struct thpd *d, int fd, uid_t uid, unsigned have)
+{
+	thpd_limit_uid_refused(d, uid, have);
+	thp_msg_send_error(fd, 0, -EUSERS, "uid %u has %u connections to thpswapd, the limit "
+			   "(max-conns-per-uid): close some, or raise max-conns-per-uid in "
+			   "thpswapd.conf", (unsigned)uid, have);
+	close(fd);
 }
 
 static void on_accept(uv_poll_t *h, int status, int events)
@@ -451,6 +502,12 @@ static void on_accept(uv_poll_t *h, int status, int events)
 			close(fd);
 			continue;
 		}
+		unsigned have = conns_of_uid(d, cred.uid);
+
+		if (have >= d->cfg.max_conns_per_uid) {
+			refuse_uid(d, fd, cred.uid, have);
+			continue;
+		}
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			thpd_warn("out of memory for a connection");
@@ -461,6 +518,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
 		c->fd = fd;
 		c->pid = cred.pid;
 		c->uid = cred.uid;
+		c->accepted_ns = thp_now_ns();
 		c->poll.data = c;
 		r = uv_poll_init(&d->loop, &c->poll, fd);
 		if (r < 0) {
@@ -495,6 +553,33 @@ int thpd_server_start(struct thpd *d)
 		return r;
 	}
 	return uv_poll_start(&d->listen_poll, UV_READABLE, on_accept);
+}
+
+void thpd_server_sweep(struct thpd *d, uint64_t now)
+{
+	uint64_t hello_ns = (uint64_t)d->cfg.hello_timeout_ms * 1000000ull;
+	struct thpd_conn *next;
+
+	/* Closing frees nothing before the loop's close callbacks, and a
+	 * closed connection is unlinked, not changed: walking on is safe. */
+	for (struct thpd_conn *c = d->conns; c; c = next) {
+		next = c->next;
+		if (c->closing)
+			continue;
+		if (c->s) {
+			thpd_session_check_timeout(c->s, now);
+			continue;
+		}
+		if (c->role || now - c->accepted_ns < hello_ns)
+			continue;
+		thpd_limit_hit(d, c, THP_L_HELLO_TIMEOUT, "pid %d (uid %u) sent no HELLO within "
+			       "%u ms (hello-timeout): closed its connection", (int)c->pid,
+			       (unsigned)c->uid, d->cfg.hello_timeout_ms);
+		thpd_conn_error(c, 0, -ETIMEDOUT, "no HELLO within %u ms (hello-timeout): "
+				"closing; send HELLO first, right after connecting",
+				d->cfg.hello_timeout_ms);
+		thpd_conn_close(c, "no HELLO in time");
+	}
 }
 
 static void on_listen_closed(uv_handle_t *h)

@@ -61,10 +61,15 @@ struct thpd_session {
 	uint64_t *last_attempt;       /* ns of our last EVICT per record; 0 never */
 
 	struct evict_req *queue, **tail;
+	uint32_t queued;              /* requests in queue, the one in flight included */
 	bool inflight;
 	uint32_t inflight_seq, inflight_n;
 	uint64_t inflight_since;
 	uint32_t next_seq;
+	/* The agent did not answer EVICT seq late_seq in time: everything was
+	 * failed, and new requests are refused until it answers. */
+	bool unresponsive;
+	uint32_t late_seq;
 };
 
 /* ---- accessors ---- */
@@ -74,7 +79,10 @@ pid_t thpd_session_pid(const struct thpd_session *s) { return s->pid; }
 uid_t thpd_session_uid(const struct thpd_session *s) { return s->uid; }
 uint64_t thpd_session_id(const struct thpd_session *s) { return s->id; }
 const char *thpd_session_comm(const struct thpd_session *s) { return s->comm; }
-bool thpd_session_busy(const struct thpd_session *s) { return s->inflight || s->queue; }
+bool thpd_session_busy(const struct thpd_session *s)
+{
+	return s->inflight || s->queue || s->unresponsive;
+}
 
 uint64_t thpd_session_last_attempt(const struct thpd_session *s, uint32_t i)
 {
@@ -205,13 +213,20 @@ static void sum32_add(uint32_t *acc, uint32_t v)
 	*acc = *acc + v < *acc ? UINT32_MAX : *acc + v;
 }
 
+/* Take the front request off the queue. */
+static void dequeue(struct thpd_session *s, struct evict_req *q)
+{
+	s->queue = q->next;
+	if (!s->queue)
+		s->tail = &s->queue;
+	s->queued--;
+}
+
 static void finish(struct thpd_session *s, struct evict_req *q)
 {
 	struct thpd *d = s->d;
 
-	s->queue = q->next;
-	if (!s->queue)
-		s->tail = &s->queue;
+	dequeue(s, q);
 	thpd_info(d, "pid %d: evicted %u of %u regions (%s): skipped %u, failed %u, "
 		  "%llu -> %llu bytes", (int)s->pid, q->sum.evicted, q->n,
 		  q->reason == THP_EVICT_BUDGET ? "budget" :
@@ -257,12 +272,31 @@ static void pump(struct thpd_session *s)
 	}
 }
 
+int thpd_session_can_queue(struct thpd_session *s)
+{
+	if (s->unresponsive)
+		return -ETIMEDOUT;
+	if (s->queued >= s->d->cfg.evict_queue) {
+		thpd_limit_hit(s->d, s->conn, THP_L_EVICT_QUEUE,
+			       "pid %d (%s, uid %u) has %u eviction requests queued, the limit "
+			       "(evict-queue): refusing more until they are done (counted as "
+			       "evict_queue in thpswapctl status)", (int)s->pid, s->comm,
+			       (unsigned)s->uid, s->queued);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
 		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq)
 {
 	uint64_t now = thp_now_ns();
 	struct evict_req *q;
+	int err;
 
+	err = thpd_session_can_queue(s);
+	if (err < 0)
+		return err;
 	q = calloc(1, sizeof(*q) + (size_t)n * sizeof(uint64_t));
 	if (!q)
 		return -ENOMEM;
@@ -281,6 +315,7 @@ int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *
 	}
 	*s->tail = q;
 	s->tail = &q->next;
+	s->queued++;
 	pump(s);
 	return 0;
 }
@@ -306,6 +341,13 @@ void thpd_session_evict_done(struct thpd_conn *c, uint32_t seq,
 {
 	struct thpd_session *s = c->s;
 
+	if (s && s->unresponsive && seq == s->late_seq) {
+		thpd_warn("pid %d (%s) answered its EVICT after all, %llu s late: taking "
+			  "eviction requests again", (int)s->pid, s->comm,
+			  (unsigned long long)((thp_now_ns() - s->inflight_since) / 1000000000ull));
+		s->unresponsive = false;
+		return;
+	}
 	if (!s || !s->inflight || seq != s->inflight_seq) {
 		thpd_conn_error(c, seq, -EPROTO, "EVICT_DONE for seq %u, but %s", seq,
 				s && s->inflight ? "another EVICT is in flight" : "no EVICT is in flight");
@@ -318,28 +360,60 @@ void thpd_session_peer_error(struct thpd_conn *c, uint32_t seq, const struct thp
 {
 	struct thpd_session *s = c->s;
 
+	/* The text is the client's: escaped, it cannot forge log lines. */
+	char text[4 * sizeof(e->text)];
+
+	thpd_escape(text, sizeof(text), e->text, sizeof(e->text));
 	if (s->inflight && seq == s->inflight_seq) {
 		struct thp_msg_evict_done failed = { .failed = s->inflight_n };
 
 		thpd_warn("pid %d refused an EVICT of %u regions: %s (%d)", (int)s->pid,
-			  s->inflight_n, e->text, e->err);
+			  s->inflight_n, text, e->err);
 		chunk_done(s, &failed);
 		return;
 	}
-	thpd_info(s->d, "pid %d reports: %s (%d)", (int)s->pid, e->text, e->err);
+	thpd_info(s->d, "pid %d reports: %s (%d)", (int)s->pid, text, e->err);
+}
+
+/* Fail every request of @s: their owners get ERROR -ETIMEDOUT. */
+static void fail_all_late(struct thpd_session *s, uint32_t timeout_s)
+{
+	struct evict_req *q = s->queue;
+
+	/* Detach first: answering an owner may close it, which walks queues. */
+	s->queue = NULL;
+	s->tail = &s->queue;
+	s->queued = 0;
+	while (q) {
+		struct evict_req *next = q->next;
+
+		if (q->owner)
+			thpd_conn_error(q->owner, q->owner_seq, -ETIMEDOUT,
+					"pid %d (%s) did not answer an EVICT of %u regions within "
+					"%u s (evict-timeout): it may be stopped or stuck; nothing "
+					"more is evicted from it until it answers", (int)s->pid,
+					s->comm, s->inflight_n, timeout_s);
+		free(q);
+		q = next;
+	}
 }
 
 void thpd_session_check_timeout(struct thpd_session *s, uint64_t now)
 {
-	struct thp_msg_evict_done failed;
+	uint32_t timeout_s = s->d->cfg.evict_timeout_s;
 
-	if (!s->inflight || now - s->inflight_since < THPD_EVICT_TIMEOUT_NS)
+	if (!s->inflight || now - s->inflight_since < (uint64_t)timeout_s * 1000000000ull)
 		return;
-	thpd_warn("pid %d did not answer an EVICT of %u regions in %llu s: counting them as failed",
-		  (int)s->pid, s->inflight_n,
-		  (unsigned long long)(THPD_EVICT_TIMEOUT_NS / 1000000000ull));
-	failed = (struct thp_msg_evict_done){ .failed = s->inflight_n };
-	chunk_done(s, &failed);
+	thpd_limit_hit(s->d, NULL, THP_L_EVICT_TIMEOUT,
+		       "pid %d (%s, uid %u) did not answer an EVICT of %u regions within %u s "
+		       "(evict-timeout): failing it and the %u requests queued behind it; "
+		       "nothing more is evicted from it until it answers (is it stopped?)",
+		       (int)s->pid, s->comm, (unsigned)s->uid, s->inflight_n, timeout_s,
+		       s->queued ? s->queued - 1 : 0);
+	s->inflight = false;
+	s->unresponsive = true;
+	s->late_seq = s->inflight_seq;
+	fail_all_late(s, timeout_s);
 }
 
 void thpd_session_forget_owner(struct thpd *d, struct thpd_conn *owner)
@@ -368,6 +442,7 @@ void thpd_session_free(struct thpd_session *s)
 	/* Detach first: answering an owner may close it, which walks queues. */
 	s->queue = NULL;
 	s->tail = &s->queue;
+	s->queued = 0;
 	s->inflight = false;
 	while (q) {
 		struct evict_req *next = q->next;

@@ -11,6 +11,7 @@
  *   config.c   embedded defaults, settings file, command line
  *   server.c   listening socket, connections, message dispatch
  *   session.c  client sessions: UFFDIO_API, arena, pidfd, EVICT queue
+ *   limits.c   limits on peers: counting each hit, logging it once per peer
  *   ctl.c      thpswapctl requests
  *   policy.c   the per-client resident budget
  */
@@ -47,6 +48,11 @@ struct thpd_config {
 	uint32_t pool_slots;
 	uint32_t max_regions;
 	uint32_t interval_ms;
+	/* limits on peers (docs/ARCHITECTURE.md, "Limits on peers") */
+	uint32_t max_conns_per_uid;
+	uint32_t hello_timeout_ms;
+	uint32_t evict_queue;       /* EVICT requests per session, in flight included */
+	uint32_t evict_timeout_s;
 	bool verbose;
 	bool check;
 };
@@ -69,6 +75,8 @@ struct thpd_conn {
 	uint32_t role;                  /* 0 until HELLO, then enum thp_role */
 	pid_t pid;                      /* SO_PEERCRED */
 	uid_t uid;
+	uint64_t accepted_ns;           /* for the HELLO deadline */
+	uint32_t logged;                /* 1 << enum thp_limit: said once for this peer */
 	struct thpd_session *s;         /* role == THP_ROLE_CLIENT */
 };
 
@@ -83,12 +91,18 @@ struct thpd {
 	bool warned_fork;               /* said once that EVENT_FORK is denied */
 	uv_poll_t listen_poll;
 	uv_signal_t sigterm, sigint;
-	uv_timer_t policy_timer, watchdog_timer;
+	uv_timer_t policy_timer, sweep_timer, watchdog_timer;
 	uint64_t watchdog_usec;
 	struct thpd_conn *conns;
 	unsigned nclients;
 	uint64_t next_session_id;
 	uint64_t start_ns;
+	uint64_t limit_hits[THP_L__MAX];  /* enum thp_limit, since start */
+	struct thpd_uid_log {           /* refused connections, logged per uid */
+		uid_t uid;
+		uint64_t since_ns;      /* 0: nothing logged yet */
+		uint64_t unlogged;      /* refusals of uid since the last line */
+	} uid_log;
 	uint64_t rbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* one receive buffer */
 	uint64_t sbuf[THP_MSG_MAX / sizeof(uint64_t)]; /* and one for ctl replies */
 };
@@ -98,6 +112,11 @@ struct thpd {
 void thpd_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void thpd_info(const struct thpd *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Copy @src (untrusted, NUL-terminated within @srcsz) to @dst for a log
+ * line: printable ASCII stays, a backslash and every other byte become
+ * \\ and \xNN, so a peer cannot forge lines or terminal escapes.  Returns
+ * @dst (always terminated, truncated to @dstsz). */
+const char *thpd_escape(char *dst, size_t dstsz, const char *src, size_t srcsz);
 /* Tell systemd the client count (STATUS=). */
 void thpd_notify_status(struct thpd *d);
 
@@ -115,6 +134,21 @@ int thpd_conn_send(struct thpd_conn *c, enum thp_msg_type type, uint32_t seq,
 void thpd_conn_error(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Close connections that sent no HELLO within cfg.hello_timeout_ms, and
+ * fail the EVICTs clients did not answer within cfg.evict_timeout_s. */
+void thpd_server_sweep(struct thpd *d, uint64_t now);
+
+/* ---- limits.c ---- */
+/* Count a hit of limit @l by the peer on @c (NULL: none yet), and log
+ * @fmt (a sentence naming the peer, the limit and what to do) the first
+ * time @c hits it.  Refused connections are logged through
+ * thpd_limit_uid_refused instead. */
+void thpd_limit_hit(struct thpd *d, struct thpd_conn *c, enum thp_limit l,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Count a connection of @uid refused by max-conns-per-uid; logs one line
+ * per uid and per 10 s at most, with the number refused since the last. */
+void thpd_limit_uid_refused(struct thpd *d, uid_t uid, unsigned have);
+
 /* ---- session.c ---- */
 /* HELLO{role=CLIENT} with the region uffd (consumed). Replies WELCOME or ERROR. */
 void thpd_session_start(struct thpd_conn *c, uint32_t seq,
@@ -129,11 +163,9 @@ void thpd_session_peer_error(struct thpd_conn *c, uint32_t seq,
 void thpd_session_free(struct thpd_session *s);
 /* The live client session of @pid, or NULL. */
 struct thpd_session *thpd_session_find(struct thpd *d, pid_t pid);
-/* An agent that does not answer an EVICT in this time gets its chunk
- * counted as failed, so that the queue (and the ctl waiting) moves on. */
-#ifndef THPD_EVICT_TIMEOUT_NS
-#define THPD_EVICT_TIMEOUT_NS (120ull * 1000000000ull)
-#endif
+/* An agent that does not answer an EVICT within cfg.evict_timeout_s fails
+ * that request and every one queued behind it (ETIMEDOUT to the ctl
+ * waiting), and new ones are refused until it answers. */
 void thpd_session_check_timeout(struct thpd_session *s, uint64_t now);
 /* A ctl connection is going away: drop it as the owner of queued work. */
 void thpd_session_forget_owner(struct thpd *d, struct thpd_conn *owner);
@@ -167,8 +199,13 @@ uint64_t thpd_session_last_attempt(const struct thpd_session *s, uint32_t i);
 /*
  * Queue an EVICT of the records @idx[0..n) (their addresses are sent in
  * chunks of THP_EVICT_MAX).  When done, @owner (a ctl connection, or NULL)
- * gets EVICT_REPLY with @owner_seq.  0 or -ENOMEM.
+ * gets EVICT_REPLY with @owner_seq.  0, -ENOMEM, -EBUSY (cfg.evict_queue
+ * requests are queued already) or -ETIMEDOUT (the client has not answered
+ * the last EVICT); on an error @owner is not answered: the caller says why.
  */
+/* 0 if thpd_session_evict would take a request now, else its -EBUSY (the
+ * hit counted and logged) or -ETIMEDOUT. */
+int thpd_session_can_queue(struct thpd_session *s);
 int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *idx,
 		       uint32_t n, struct thpd_conn *owner, uint32_t owner_seq);
 

@@ -36,10 +36,26 @@ static unsigned env_uint(const char *name, unsigned dflt, unsigned lo, unsigned 
 	return (*end || n < lo || n > hi) ? dflt : (unsigned)n;
 }
 
+/* How long each step of the handshake may wait for the daemon: to be
+ * accepted (a full backlog blocks connect), to take the HELLO, to answer. */
+#define DEFAULT_OPEN_TIMEOUT_MS 10000
+
+/* Bound the socket's blocking calls by @ms (0: no bound). */
+static int set_timeouts(int fd, unsigned ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
+}
+
 static int connect_daemon(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
+	unsigned ms = env_uint("THPSWAP_OPEN_TIMEOUT_MS", DEFAULT_OPEN_TIMEOUT_MS, 0, 3600000);
+	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -47,9 +63,11 @@ static int connect_daemon(const char *path)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int r = -errno;
-
+	/* A unix connect honours SO_SNDTIMEO, and says EAGAIN when it ran out. */
+	r = set_timeouts(fd, ms);
+	if (r == 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		r = errno == EAGAIN ? -ETIMEDOUT : -errno;
+	if (r < 0) {
 		close(fd);
 		return r;
 	}
@@ -72,12 +90,21 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 	long n;
 
 	prctl(PR_GET_NAME, h.comm);
+	/* Both bounded by connect_daemon's timeouts: EAGAIN is running out. */
 	r = thp_msg_send(s->sock, THP_MSG_HELLO, 1, &h, sizeof(h), &s->uffd, 1);
-	if (r)
+	if (r == -EAGAIN)
+		return -ETIMEDOUT;
+	/* A daemon that refused us at once (too many connections of our uid)
+	 * has hung up, but its ERROR saying why is still there to read. */
+	if (r && r != -EPIPE && r != -ECONNRESET)
 		return r;
 	n = thp_msg_recv(s->sock, buf, sizeof(buf), fds, 1, &nfds);
+	/* The daemon closed with our HELLO unread: the kernel reports that
+	 * reset first, once, and the ERROR it sent before is next. */
+	if (n == -ECONNRESET)
+		n = thp_msg_recv(s->sock, buf, sizeof(buf), fds, 1, &nfds);
 	if (n <= 0)
-		return n == 0 ? -ECONNRESET : (int)n;
+		return n == 0 ? -ECONNRESET : n == -EAGAIN ? -ETIMEDOUT : (int)n;
 	r = thp_msg_parse(buf, (size_t)n, &m);
 	if (r == 0 && m.hdr.type == THP_MSG_ERROR)
 		r = ((const struct thp_msg_error *)m.payload)->err;
@@ -92,6 +119,8 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 		return (r == -EPROTONOSUPPORT || r > 0) ? -EPROTO : r;
 	}
 	w = m.payload;
+	/* The agent reads the socket non-blocking from now on. */
+	set_timeouts(s->sock, 0);
 	s->arena_fd = fds[0];
 	s->features = w->uffd_features;
 	s->arena_size = w->arena_size;

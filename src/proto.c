@@ -14,8 +14,9 @@
 
 #include "proto.h"
 
-/* fds we can take in one datagram before the kernel has to drop the rest;
- * anything above the caller's maximum is closed and reported as -EBADMSG. */
+/* fds a caller may take from one datagram; any beyond the caller's maximum
+ * (or beyond what the control buffer holds: MSG_CTRUNC, the kernel dropped
+ * the rest) are closed and reported as -EBADMSG. */
 #define RECV_FDS_ROOM 16
 #define SEND_FDS_MAX  8
 
@@ -53,7 +54,24 @@ static const struct msg_spec msg_specs[THP_MSG__MAX] = {
 	[THP_MSG_EVICT_REPLY] = { "EVICT_REPLY", sizeof(struct thp_msg_evict_done), 0, 0, 0 },
 	[THP_MSG_STATS] = { "STATS", sizeof(struct thp_msg_stats), 0, 0, 0 },
 	[THP_MSG_STATS_REPLY] = { "STATS_REPLY", sizeof(struct thp_msg_stats_reply), 0, 0, 0 },
+	[THP_MSG_LIMITS] = { "LIMITS", 0, 0, 0, 0 },
+	[THP_MSG_LIMITS_REPLY] = { "LIMITS_REPLY", sizeof(struct thp_msg_limits_reply), 0, 0, 0 },
 };
+
+static const char *const limit_names[THP_L__MAX] = {
+	[THP_L_BAD_FDS] = "bad_fds",
+	[THP_L_CONNS_PER_UID] = "conns_per_uid",
+	[THP_L_HELLO_TIMEOUT] = "hello_timeout",
+	[THP_L_EVICT_QUEUE] = "evict_queue",
+	[THP_L_EVICT_TIMEOUT] = "evict_timeout",
+};
+_Static_assert(THP_L__MAX <= sizeof(((struct thp_msg_limits_reply *)0)->ctr) / sizeof(uint64_t),
+	       "LIMITS_REPLY holds every limit counter");
+
+const char *thp_limit_name(unsigned i)
+{
+	return i < THP_L__MAX && limit_names[i] ? limit_names[i] : "unknown";
+}
 
 /* Every array message at its maximum must still fit one datagram. */
 _Static_assert(sizeof(struct thp_msg_hdr) + sizeof(struct thp_msg_evict) +
@@ -197,7 +215,9 @@ long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
 {
 	/* Room for SCM_CREDENTIALS too: a socket unit with PassCredentials=yes
 	 * attaches them to every datagram, and without room we'd see
-	 * MSG_CTRUNC on perfectly good messages. */
+	 * MSG_CTRUNC on perfectly good messages.  A peer that sends no
+	 * credentials gets that room for fds as well: every fd that arrives,
+	 * however many, is counted and closed unless it is returned. */
 	union {
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(struct ucred)) +
@@ -209,13 +229,15 @@ long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
 		.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
 	};
 	int got[RECV_FDS_ROOM];
-	unsigned ngot = 0;
+	unsigned ngot = 0, total = 0;
 	ssize_t n;
 
 	if (nfds)
 		*nfds = 0;
 	if (maxfds && (!fds || !nfds))
 		return -EINVAL;
+	if (maxfds > RECV_FDS_ROOM)
+		maxfds = RECV_FDS_ROOM;
 
 	do
 		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
@@ -224,20 +246,40 @@ long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
 		return -errno;
 
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		const unsigned char *data = CMSG_DATA(c);
+		const unsigned char *end = (const unsigned char *)mh.msg_control + mh.msg_controllen;
 		size_t k;
 
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len < CMSG_LEN(0))
 			continue;
 		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k && ngot < RECV_FDS_ROOM; i++)
-			memcpy(&got[ngot++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+		/* Never past what the kernel filled in. */
+		if (k > (size_t)(end - data) / sizeof(int))
+			k = (size_t)(end - data) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+
+			memcpy(&fd, data + i * sizeof(int), sizeof(int));
+			total++;
+			if (ngot < maxfds)
+				got[ngot++] = fd;
+			else
+				close(fd);
+		}
 	}
 
+	/* An empty datagram reads as EOF: the caller ends the conversation,
+	 * so whatever came with it is closed here. */
+	if (n == 0) {
+		close_all(got, ngot);
+		return 0;
+	}
 	if (mh.msg_flags & MSG_TRUNC) {
 		close_all(got, ngot);
 		return -EMSGSIZE;
 	}
-	if ((mh.msg_flags & MSG_CTRUNC) || ngot > maxfds) {
+	if ((mh.msg_flags & MSG_CTRUNC) || total > maxfds) {
 		close_all(got, ngot);
 		return -EBADMSG;
 	}

@@ -15,8 +15,8 @@
  *                         then the daemon sends EVICT, the agent answers
  *                         EVICT_DONE with the same seq.
  *   control (thpswapctl)  HELLO{role=CTL} <- WELCOME (no fd), then any of
- *                         STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, each
- *                         answered by its *_REPLY (or ERROR) with its seq.
+ *                         STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, LIMITS,
+ *                         each answered by its *_REPLY (or ERROR) with its seq.
  */
 #ifndef THPSWAP_PROTO_H
 #define THPSWAP_PROTO_H
@@ -44,6 +44,8 @@ enum thp_msg_type {
 	THP_MSG_EVICT_REPLY,
 	THP_MSG_STATS,
 	THP_MSG_STATS_REPLY,
+	THP_MSG_LIMITS,         /* added last: an older daemon answers ENOMSG */
+	THP_MSG_LIMITS_REPLY,
 	THP_MSG__MAX
 };
 
@@ -173,6 +175,32 @@ struct thp_msg_stats_reply {
 	uint64_t hist[4][96];
 };
 
+/*
+ * ctl: LIMITS -> LIMITS_REPLY: the daemon's limits on its peers and how often
+ * each was hit since it started.
+ */
+enum thp_limit {
+	THP_L_BAD_FDS = 0,      /* a message with fds it may not carry (closed) */
+	THP_L_CONNS_PER_UID,    /* a connection refused: its uid had max-conns-per-uid */
+	THP_L_HELLO_TIMEOUT,    /* a connection closed: no HELLO within hello-timeout */
+	THP_L_EVICT_QUEUE,      /* an eviction refused: evict-queue requests queued */
+	THP_L_EVICT_TIMEOUT,    /* a client did not answer an EVICT within evict-timeout */
+	THP_L__MAX
+};
+/* A limit of 0 is none. */
+struct thp_msg_limits_reply {
+	uint32_t n_counters;    /* THP_L__MAX of the daemon */
+	uint32_t pad;
+	uint64_t ctr[16];       /* enum thp_limit */
+	uint32_t max_conns_per_uid;
+	uint32_t hello_timeout_ms;
+	uint32_t evict_queue;   /* EVICT requests per session, the one in flight included */
+	uint32_t evict_timeout_s;
+};
+
+/* The name of limit @i ("bad_fds", ...), or "unknown". */
+const char *thp_limit_name(unsigned i);
+
 /* A parsed, length-checked message.  @payload points into the buffer. */
 struct thp_msg {
 	struct thp_msg_hdr hdr;
@@ -203,8 +231,11 @@ int thp_msg_send_error(int sock, uint32_t seq, int err, const char *fmt, ...)
 
 /*
  * Receive one datagram into @buf (THP_MSG_MAX bytes) with up to @maxfds fds
- * (received O_CLOEXEC; extra or truncated fds are closed and -EBADMSG
- * returned).  Returns the datagram length, 0 at EOF, or -errno.
+ * (received O_CLOEXEC).  Every other fd that arrived is closed: all of them
+ * when there were more than @maxfds or some were truncated (-EBADMSG), the
+ * datagram was too long (-EMSGSIZE) or empty.  Returns the datagram length,
+ * 0 at EOF or for an empty datagram (no peer sends one: both end the
+ * conversation), or -errno.
  */
 long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
 		  unsigned maxfds, unsigned *nfds);

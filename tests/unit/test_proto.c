@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -68,6 +69,8 @@ static const struct {
 	{ 13, 32 },	/* EVICT_REPLY: an EVICT_DONE */
 	{ 14, 8 },	/* STATS */
 	{ 15, 3336 },	/* STATS_REPLY */
+	{ 16, 0 },	/* LIMITS */
+	{ 17, 152 },	/* LIMITS_REPLY */
 };
 
 /* Array types: fixed part, entry size, where the count lives, the maximum. */
@@ -195,13 +198,13 @@ static void test_wire_numbers(void **state)
 	static const char *const names[] = {
 		NULL, "ERROR", "HELLO", "WELCOME", "EVICT", "EVICT_DONE", "STATUS", "STATUS_REPLY",
 		"CLIENTS", "CLIENTS_REPLY", "REGIONS", "REGIONS_REPLY", "EVICT_REQ", "EVICT_REPLY",
-		"STATS", "STATS_REPLY",
+		"STATS", "STATS_REPLY", "LIMITS", "LIMITS_REPLY",
 	};
 
 	assert_int_equal(THP_PROTO_MAGIC, 0x53504854);
 	assert_int_equal(THP_PROTO_VERSION, 1);
-	assert_int_equal(THP_MSG__MAX, 16);
-	for (unsigned t = 1; t < 16; t++)
+	assert_int_equal(THP_MSG__MAX, 18);
+	for (unsigned t = 1; t < 18; t++)
 		assert_string_equal(thp_msg_type_name(t), names[t]);
 	assert_int_equal(THP_MSG_ERROR, 1);
 	assert_int_equal(THP_MSG_HELLO, 2);
@@ -562,6 +565,86 @@ static void test_extra_fds_closed(void **state)
 	close(sv[1]);
 }
 
+/* Send an empty datagram or a bare header with @n copies of @fd, past
+ * thp_msg_send's own limit: what a hostile peer can do. */
+static void send_raw_fds(int sock, bool empty, int fd, unsigned n)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(64 * sizeof(int))];
+	} ctl;
+	struct thp_msg_hdr h;
+	struct iovec iov = { .iov_base = &h, .iov_len = empty ? 0 : sizeof(h) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
+	struct cmsghdr *c;
+
+	assert_true(n <= 64);
+	thp_msg_init(&h, THP_MSG_STATUS, 1, 0);
+	memset(&ctl, 0, sizeof(ctl));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(n * sizeof(int));
+	for (unsigned i = 0; i < n; i++)
+		memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(int));
+	assert_int_equal(sendmsg(sock, &mh, 0), (ssize_t)iov.iov_len);
+}
+
+/* An empty datagram reads as EOF, and the fds that came with it are closed. */
+static void test_empty_datagram_fds_closed(void **state)
+{
+	int sv[2], p[2], fds[1] = { -1 };
+	unsigned nfds = 99;
+	int before;
+
+	pair(sv);
+	assert_int_equal(pipe(p), 0);
+	before = open_fds();
+	/* as many as the caller takes: not handed out with an EOF */
+	send_raw_fds(sv[0], true, p[0], 1);
+	assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(dgram), fds, 1, &nfds), 0);
+	assert_int_equal(nfds, 0);
+	assert_int_equal(open_fds(), before);
+	send_raw_fds(sv[0], true, p[0], 3);
+	assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(dgram), fds, 1, &nfds), 0);
+	assert_int_equal(nfds, 0);
+	assert_int_equal(open_fds(), before);
+	send_raw_fds(sv[0], true, p[0], 1);
+	assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(dgram), NULL, 0, NULL), 0);
+	assert_int_equal(open_fds(), before);
+	close(p[0]);
+	close(p[1]);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* Every fd that arrives is closed unless returned: more than the control
+ * buffer's room for fds (no credentials sent: 24 fit, MSG_CTRUNC beyond),
+ * and more than its RECV_FDS_ROOM. */
+static void test_hostile_fds_closed(void **state)
+{
+	static const unsigned counts[] = { 2, 17, 20, 24, 25, 40, 64 };
+	int sv[2], p[2], fds[1] = { -1 };
+	unsigned nfds = 99;
+	int before;
+
+	pair(sv);
+	assert_int_equal(pipe(p), 0);
+	before = open_fds();
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		send_raw_fds(sv[0], false, p[0], counts[i]);
+		assert_int_equal(thp_msg_recv(sv[1], dgram, sizeof(dgram), fds, 1, &nfds),
+				 -EBADMSG);
+		assert_int_equal(nfds, 0);
+		assert_int_equal(open_fds(), before);
+	}
+	close(p[0]);
+	close(p[1]);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void test_credentials_do_not_truncate(void **state)
 {
 	/* With SO_PASSCRED (a socket unit's PassCredentials=yes) every datagram
@@ -623,6 +706,8 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_with_fds),
 		cmocka_unit_test(test_error_roundtrip),
 		cmocka_unit_test(test_extra_fds_closed),
+		cmocka_unit_test(test_empty_datagram_fds_closed),
+		cmocka_unit_test(test_hostile_fds_closed),
 		cmocka_unit_test(test_credentials_do_not_truncate),
 		cmocka_unit_test(test_send_limits),
 	};
