@@ -38,7 +38,8 @@
 #define NPG (R / P)
 #define WORKERS 4
 #define REGS 6		/* per worker */
-#define HIST 24
+#define HIST 1024	/* operations kept per worker */
+#define RECENT 24	/* of them, printed whatever they touched */
 
 struct region {
 	char *addr;
@@ -134,6 +135,27 @@ static void say(const char *fmt, ...)
 	}
 }
 
+/* The worker's last RECENT operations, and before them the older ones that
+ * name region @ri (when it was zapped, moved or renewed may be far back). */
+static void say_history(const struct worker *w, unsigned ri)
+{
+	unsigned first = w->nhist > HIST ? w->nhist - HIST : 0;
+	unsigned recent = w->nhist > RECENT ? w->nhist - RECENT : 0;
+	char name[32];
+	size_t len = (size_t)snprintf(name, sizeof(name), "region %u", ri);
+
+	say("  (older operations on region %u, back to operation %u:)\n", ri, first);
+	for (unsigned k = first; k < recent; k++) {
+		const char *h = w->hist[k % HIST], *at = strstr(h, name);
+
+		if (at && (at[len] == ' ' || at[len] == 0))
+			say("  #%u %s\n", k, h);
+	}
+	say("  (the last %u operations:)\n", w->nhist - recent);
+	for (unsigned k = recent; k < w->nhist; k++)
+		say("  #%u %s\n", k, w->hist[k % HIST]);
+}
+
 /* End the test from a worker, g.lock held: counters from the arena only
  * (no helper process while other threads fault and fork), then _exit. */
 static void die(void) __attribute__((noreturn));
@@ -174,8 +196,7 @@ static int verify(struct worker *w, unsigned ri, unsigned p0, unsigned p1, bool 
 		    (unsigned long long)(rg->pg0 + p), want & ~H_OR_ZERO,
 		    h_page_what(page, found, sizeof(found)), p, q - 1,
 		    h_page_what(rg->addr + (size_t)(q - 1) * P, last, sizeof(last)), w->id);
-		for (unsigned k = w->nhist > HIST ? w->nhist - HIST : 0; k < w->nhist; k++)
-			say("  %s\n", w->hist[k % HIST]);
+		say_history(w, ri);
 		return -1;
 	}
 	return 0;
@@ -216,8 +237,7 @@ static void advice_failed(struct worker *w, unsigned ri, const char *what, int n
 		say("\n");
 	}
 	say("last operations of worker %u, oldest first:\n", w->id);
-	for (unsigned k = w->nhist > HIST ? w->nhist - HIST : 0; k < w->nhist; k++)
-		say("  %s\n", w->hist[k % HIST]);
+	say_history(w, ri);
 	h_evict_reasons(g.arena, "stress");
 	say("rerun with: itest-stress --seed %llu\n", (unsigned long long)g.seed);
 	die();
