@@ -51,7 +51,7 @@ def log_lines(d, needle):
 def case_empty_dgram(L, d, ctl_bin):
     n = 2000
     devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-    before = d.fds()
+    before = d.fds("/dev/null")
     t0 = time.monotonic()
     for i in range(n):
         s = d.connect()
@@ -67,10 +67,10 @@ def case_empty_dgram(L, d, ctl_bin):
         if not check(got == b"", f"empty datagram {i}: the daemon did not hang up ({got!r})"):
             break
     secs = time.monotonic() - t0
-    after = d.fds()
+    after = d.fds("/dev/null")
     os.close(devnull)
     print(f"empty-dgram: {n} empty datagrams with an fd in {secs:.2f} s: "
-          f"daemon fds {before} -> {after}")
+          f"daemon fds open on /dev/null {before} -> {after}")
     check(after == before, f"the daemon kept {after - before} of the {n} fds sent "
           f"with empty datagrams ({before} -> {after})")
     still_serves(ctl_bin, d, "empty-dgram")
@@ -80,7 +80,7 @@ def case_many_fds(L, d, ctl_bin):
     devnull = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     p = Peer(d, L)
     p.hello_ctl()
-    before = d.fds()
+    before = d.fds("/dev/null")
     sent = 0
     for count in (2, 17, 20, 24, 28, 64):
         for i in range(50):
@@ -93,7 +93,7 @@ def case_many_fds(L, d, ctl_bin):
             err, text = p.error(m[2])
             check(err < 0 and "file descriptors" in text,
                   f"STATUS with {count} fds: ERROR {err} {text!r}")
-    after = d.fds()
+    after = d.fds("/dev/null")
     os.close(devnull)
     print(f"many-fds: {sent} messages with 2..64 fds: daemon fds {before} -> {after}")
     hits = p.limits()
@@ -176,12 +176,19 @@ def case_uid_cap(L, d, ctl_bin, cap=4):
         except (BrokenPipeError, ConnectionResetError):
             pass   # refused and hung up already: its ERROR is still there
     peer = None
+    reset = 0
     for s in conns:
         s.settimeout(10)
         try:
             data = s.recv(65536)
         except socket.timeout:
             data = None
+        except ConnectionResetError:
+            # Refused and closed before it read our HELLO: the unread
+            # HELLO turns the close into a reset, which recv may report
+            # instead of the ERROR (seen about 1 run in 10 here).
+            reset += 1
+            continue
         if not data:
             other.append(data)
             continue
@@ -197,9 +204,10 @@ def case_uid_cap(L, d, ctl_bin, cap=4):
             other.append(t)
     during = d.fds()
     print(f"uid-cap: {n} connections of uid {os.getuid()}: {welcome} welcomed, {refused} "
-          f"refused (EUSERS); daemon fds {before} -> {during}")
-    check(welcome == cap and refused == n - cap,
-          f"{welcome} welcomed and {refused} refused, want {cap} and {n - cap}; other: {other[:5]!r}")
+          f"refused (EUSERS), {reset} reset; daemon fds {before} -> {during}")
+    check(welcome == cap and refused + reset == n - cap,
+          f"{welcome} welcomed and {refused} refused ({reset} by a reset), want {cap} and "
+          f"{n - cap}; other: {other[:5]!r}")
     if refused:
         check("max-conns-per-uid" in text, f"the refusal does not name the setting: {text!r}")
     check(during - before <= cap, f"the daemon holds {during - before} more fds")

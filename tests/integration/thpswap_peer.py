@@ -148,8 +148,19 @@ class Daemon:
         s.connect(self.sock)
         return s
 
-    def fds(self):
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+    def fds(self, target=None):
+        """The daemon's open fds; with @target, only those open on that
+        file (the fds a test sends are /dev/null: counting those is exact,
+        while the total moves with connections the daemon has yet to see
+        hang up)."""
+        d = f"/proc/{self.pid}/fd"
+        n = 0
+        for fd in os.listdir(d):
+            try:
+                n += target is None or os.readlink(f"{d}/{fd}") == target
+            except OSError:
+                pass            # closed meanwhile
+        return n
 
     def rss_kib(self):
         with open(f"/proc/{self.pid}/status") as f:
