@@ -62,8 +62,13 @@ void copy_follow(struct thpswap_session *s, const struct uffd_msg *m)
 			struct page_places *pp = &c->pg[p];
 
 			for (unsigned i = 0, n = pp->n; i < n && pp->n < NPLACES; i++)
-				if (pp->at[i] >= lo && pp->at[i] < hi)
+				if (pp->at[i] >= lo && pp->at[i] < hi) {
+					/* A page zapped there and then moved is
+					 * missing here too: it must read zeros. */
+					if (pp->zapped & (1u << i))
+						pp->zapped |= (uint8_t)(1u << pp->n);
 					pp->at[pp->n++] = pp->at[i] + (m->arg.remap.to - lo);
+				}
 		}
 		return;
 	default:

@@ -21,6 +21,11 @@
  * UNMAP of that destination and A waits there, its REMAP from X not sent.
  * That REMAP must neither carry the moved region's pages along into A's
  * region nor leave them out.
+ *
+ * And while such a copy waits (A held as in the first case), the
+ * application zaps pages of the region at its new place and moves it on
+ * again: those pages must read zeros at the last place, not the bytes the
+ * copy still holds for them.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -142,9 +147,63 @@ static void late_vacate(struct thpswap_session *s, const struct h_daemon *d, int
 	h_mem_free(&theirs);
 }
 
+static void zap_then_move(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct vacate v = { .variant = 0 };
+	struct h_mem moved;
+	struct uffd_msg msg;
+	struct pollfd p;
+	pthread_t a;
+	char *m1, *m2;
+	int tfd, r;
+
+	(void)variant;
+	/* A's region at X, the test's range below it (as in late-unmap). */
+	v.t = h_reserve(2 * R, 0);
+	v.x = v.t + R;
+	H_CHECK(mmap(v.t, 2 * R, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == v.t,
+		"mmap X: %s", strerror(errno));
+	r = thpswap_register(s, v.x, R);
+	H_CHECK(r == 0, "thpswap_register X: %s", strerror(-r));
+	tfd = watch(v.t);
+
+	h_mem_map(s, &moved, 1, 0);
+	h_mem_write(&moved, 0, R, 7);
+	H_CHECK(h_evict(s, moved.base, R) == 1, "evict the region to move");
+
+	H_CHECK(pthread_create(&a, NULL, vacate_main, &v) == 0, "pthread_create");
+	p = (struct pollfd){ .fd = tfd, .events = POLLIN };
+	H_CHECK(poll(&p, 1, 10000) == 1, "no event on the test's uffd within 10 s");
+
+	/* A's UNMAP is pending: the agent's copy to M1 waits. */
+	m1 = (char *)h_reserve(R, 5 * P);
+	h_at("mremap the evicted region to M1 (off 2 MiB alignment)");
+	H_CHECK(mremap(moved.base, R, R, MREMAP_MAYMOVE | MREMAP_FIXED, m1) == m1, "mremap to M1: %s",
+		strerror(errno));
+	moved.base = m1;
+	h_at("zap pages 0..15 at M1 while the copy waits");
+	h_mem_zap(&moved, 0, 16 * P, MADV_DONTNEED);
+	m2 = (char *)h_reserve(R, 9 * P);
+	h_at("mremap on to M2 while the copy waits");
+	H_CHECK(mremap(m1, R, R, MREMAP_MAYMOVE | MREMAP_FIXED, m2) == m2, "mremap to M2: %s",
+		strerror(errno));
+	moved.base = m2;
+	/* Let A go: the copy runs now. */
+	H_CHECK(read(tfd, &msg, sizeof(msg)) == (ssize_t)sizeof(msg), "read the test's event: %s",
+		strerror(errno));
+	H_CHECK(pthread_join(a, NULL) == 0, "pthread_join");
+	H_CHECK(v.rc == 0, "A's munmap: %s", strerror(-v.rc));
+
+	h_mem_check(&moved, "the region zapped at M1 and moved on to M2 while its copy waited");
+	h_report(s, d, "zap-then-move");
+	close(tfd);
+	h_mem_free(&moved);
+}
+
 static const struct h_case cases[] = {
 	{ "late-unmap", late_vacate, 0, 60 },
 	{ "late-remap", late_vacate, 1, 60 },
+	{ "zap-then-move", zap_then_move, 0, 60 },
 };
 
 int main(int argc, char **argv)
