@@ -101,6 +101,37 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
+/* <linux/fs.h>, Linux 6.11: one VMA of /proc/PID/maps per ioctl. */
+#ifndef PROCMAP_QUERY
+enum procmap_query_flags {
+	PROCMAP_QUERY_VMA_READABLE = 0x01,
+	PROCMAP_QUERY_VMA_WRITABLE = 0x02,
+	PROCMAP_QUERY_VMA_EXECUTABLE = 0x04,
+	PROCMAP_QUERY_VMA_SHARED = 0x08,
+	PROCMAP_QUERY_COVERING_OR_NEXT_VMA = 0x10,
+	PROCMAP_QUERY_FILE_BACKED_VMA = 0x20,
+};
+
+struct procmap_query {
+	__u64 size;
+	__u64 query_flags;
+	__u64 query_addr;
+	__u64 vma_start;
+	__u64 vma_end;
+	__u64 vma_flags;
+	__u64 vma_page_size;
+	__u64 vma_offset;
+	__u64 inode;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 vma_name_size;
+	__u32 build_id_size;
+	__u64 vma_name_addr;
+	__u64 build_id_addr;
+};
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#endif
+
 /* <linux/mman.h> has it, <sys/mman.h> does not. */
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -108,5 +139,6 @@ struct pm_scan_arg {
 
 _Static_assert(sizeof(struct uffdio_move) == 40, "uffdio_move ABI");
 _Static_assert(sizeof(struct pm_scan_arg) == 96, "pm_scan_arg ABI");
+_Static_assert(sizeof(struct procmap_query) == 104, "procmap_query ABI");
 
 #endif
