@@ -225,8 +225,6 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	pthread_mutex_init(&s->app_codec_lock, NULL);
 	pthread_mutex_init(&s->zap_lock, NULL);
 	pthread_mutex_init(&s->own.lock, NULL);
-	s->pid = getpid();
-	s->fork_gen = atomic_load(&forks);
 #ifndef NDEBUG
 	s->fail_at = env_uint("THPSWAP_FAIL_AT", 0, 1, 1u << 20);
 	s->fail_err = (int)env_uint("THPSWAP_FAIL_ERRNO", ENOMEM, 1, 4095);
@@ -291,6 +289,9 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		if (r)
 			goto fail;
 	}
+	/* From here on a fork child's copy is not its own (session_forked). */
+	s->pid = getpid();
+	s->fork_gen = atomic_load(&forks);
 	/* Starts all the agent's threads, or none (it unwinds its own). */
 	r = agent_start(s);
 	if (r)
