@@ -318,19 +318,16 @@ static bool adopt_cand(struct thpswap_session *s, const struct adopt_cand *c, bo
 	return room;
 }
 
-/* Say once that the table is full, and keep the counter at what the last
- * scan could not adopt. */
+/* Keep the counter at what the last scan could not adopt, and tell the
+ * caller once that the table is full. */
 static void note_left_out(struct thpswap_session *s, uint64_t left)
 {
 	struct adopt *ad = &s->adopt;
 
 	ctr_add(s, THP_C_ADOPT_LEFT_OUT, (int64_t)left - (int64_t)ad->left_out);
 	ad->left_out = left;
-	if (left && !ad->said_full && !ad->cfg.quiet)
-		fprintf(stderr,
-			"thpswap: the region table is full (%u regions of 2 MiB): %llu MiB and "
-			"more of this program are not managed; raise THPSWAP_MAX_REGIONS\n",
-			s->hdr->max_regions, (unsigned long long)left * 2);
+	if (left && !ad->said_full && ad->cfg.on_full)
+		ad->cfg.on_full(s->hdr->max_regions, left);
 	if (left)
 		ad->said_full = true;
 }

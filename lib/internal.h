@@ -236,7 +236,10 @@ struct owned {
 struct adopt_cfg {
 	uint64_t min_size;        /* smallest mapping looked at (>= 2 MiB) */
 	unsigned scan_ms;         /* between two looks at the mappings */
-	bool quiet;               /* say nothing on stderr */
+	/* Called once, from the adoption thread, when the region table
+	 * first has no room for @left blocks (of @max_regions): the library
+	 * never prints, its caller may.  NULL: nobody is told. */
+	void (*on_full)(uint32_t max_regions, uint64_t left);
 };
 #define ADOPT_MIN_SIZE_DEFAULT THP_REGION_BYTES
 #define ADOPT_SCAN_MS_DEFAULT 100u

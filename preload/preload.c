@@ -32,10 +32,13 @@ static struct thpswap_session *session;
 /* In a fork child: the parent's session as the fork copied it.  Nothing of
  * it is ours to free (see session_forked); kept so that it is not a leak. */
 static struct thpswap_session *parent_session;
+static void table_full(uint32_t max_regions, uint64_t left);
 static struct adopt_cfg cfg = {
 	.min_size = MIN_SIZE_DEFAULT,
 	.scan_ms = SCAN_MS_DEFAULT,
+	.on_full = table_full,
 };
+static bool quiet;
 static bool children = true;
 /* The reason was said: not again in this process nor in its fork
  * children (exec'd programs learn it through THPSWAP_QUIET). */
@@ -46,7 +49,7 @@ static void say(const char *fmt, ...)
 {
 	va_list ap;
 
-	if (cfg.quiet || said)
+	if (quiet || said)
 		return;
 	said = true;
 	va_start(ap, fmt);
@@ -55,6 +58,15 @@ static void say(const char *fmt, ...)
 	/* Programs this one execs (LD_PRELOAD carries over) would say the
 	 * same thing again. */
 	setenv(ENV_QUIET, "1", 1);
+}
+
+/* From the adoption thread, once: the program runs partly managed. */
+static void table_full(uint32_t max_regions, uint64_t left)
+{
+	if (!quiet)
+		fprintf(stderr, "thpswap: the region table is full (%u regions of 2 MiB): %llu MiB "
+			"of this program are not managed; raise THPSWAP_MAX_REGIONS\n", max_regions,
+			(unsigned long long)left * 2);
 }
 
 static void explain(int err)
@@ -122,7 +134,7 @@ static void in_child(void)
 /* A value of ours that cannot be used: the default, and a word on it. */
 static void bad_value(const char *name, const char *v)
 {
-	if (!cfg.quiet)
+	if (!quiet)
 		fprintf(stderr, "thpswap: ignoring %s=%s (see thpswap-run(1))\n", name, v);
 }
 
@@ -130,8 +142,8 @@ static void read_env(void)
 {
 	const char *v;
 
-	if ((v = getenv(ENV_QUIET)) && env_parse_bool(v, &cfg.quiet))
-		cfg.quiet = false;
+	if ((v = getenv(ENV_QUIET)) && env_parse_bool(v, &quiet))
+		quiet = false;
 	if ((v = getenv(ENV_MIN_SIZE)) && *v && env_parse_size(v, &cfg.min_size))
 		bad_value(ENV_MIN_SIZE, v);
 	if ((v = getenv(ENV_SCAN_MS)) && *v && env_parse_ms(v, &cfg.scan_ms))

@@ -6,11 +6,14 @@
  * anonymous mmap, one grown by mremap once it is managed, and a PROT_NONE
  * reservation committed in part by mprotect.  It writes a known pattern to
  * all of it and prints one "range ADDR LEN" line per piece, then "ready".
- * Then it obeys one command per line on stdin:
+ * With --no-wait it does not wait for its mapping to be managed before
+ * the mremap (the region table may have no room for it).  Then it obeys one command per line on stdin:
  *   check   read every byte back: "ok", or "bad: ..." naming the first
  *           wrong word
  *   fork    a child reads every byte and exits 0 or 1: "fork ok" or
- *           "fork bad: STATUS"
+ *           "fork bad: STATUS"; then "session" if the child had a thpswap
+ *           session of its own (an arena memfd named for its pid), else
+ *           "no session"
  *   exit    exit 0
  */
 #include <errno.h>
@@ -106,8 +109,30 @@ static int registered(const char *p)
 	return um;
 }
 
-int main(void)
+/* Does this process hold a thpswap arena of its own?  (What thpswap-run
+ * gives a fork child; looked up in /proc/self/fd, by its name.) */
+static int own_session(void)
 {
+	char want[64], path[64], link[256];
+
+	snprintf(want, sizeof(want), "/memfd:thpswap-arena:%d ", (int)getpid());
+	for (int fd = 0; fd < 1024; fd++) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = 0;
+		if (!strncmp(link, want, strlen(want)))
+			return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int wait_managed = !(argc > 1 && !strcmp(argv[1], "--no-wait"));
 	char cmd[64], *p;
 	size_t grow_from = 8 * MIB, grow_to = 24 * MIB;
 	struct timespec pause = { 0, 10 * 1000 * 1000 };
@@ -121,9 +146,9 @@ int main(void)
 	/* Grown by mremap once managed: the agent must follow the move. */
 	p = mmap(NULL, grow_from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	add(p, grow_from, "mremap'ed 8 -> 24 MiB");
-	for (unsigned i = 0; i < 3000 && !registered(p); i++)
+	for (unsigned i = 0; wait_managed && i < 3000 && !registered(p); i++)
 		nanosleep(&pause, NULL); /* polling what the adoption does, 30 s at most */
-	if (!registered(p)) {
+	if (wait_managed && !registered(p)) {
 		printf("error: the mapping at %p was not adopted in 30 s\n", (void *)p);
 		return 1;
 	}
@@ -154,11 +179,11 @@ int main(void)
 			int st;
 
 			if (pid == 0)
-				_exit(check(stderr));
+				_exit(check(stderr) | own_session() << 1);
 			if (pid < 0 || waitpid(pid, &st, 0) != pid)
 				printf("fork bad: %s\n", strerror(errno));
-			else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-				printf("fork ok\n");
+			else if (WIFEXITED(st) && (WEXITSTATUS(st) & 1) == 0)
+				printf("fork ok\n%s\n", WEXITSTATUS(st) & 2 ? "session" : "no session");
 			else
 				printf("fork bad: status %#x\n", st);
 		} else if (!strcmp(cmd, "exit\n")) {

@@ -8,6 +8,10 @@
  *     daemon reads it), evict --all stores all of them, every byte reads
  *     back, each block is one huge page again, and a fork child reads
  *     everything of an evicted parent.
+ *   itest-run full THPSWAP_RUN ADOPTEE
+ *     the same with a region table of 16: the program runs partly managed,
+ *     adopt_left_out counts the rest, and all of it reads back after
+ *     evict --all.
  *   itest-run numpy THPSWAP_RUN SCRIPT
  *     python3 SCRIPT (tests/integration/run_numpy.py) through thpswap-run:
  *     large numpy arrays and a big dict keep their checksums across
@@ -266,6 +270,8 @@ static void test_adopt(const char *adoptee)
 	prog_say(&p, "fork\n");
 	prog_line(&p, line, sizeof(line), "fork");
 	H_CHECK(!strcmp(line, "fork ok"), "fork child: %s", line);
+	prog_line(&p, line, sizeof(line), "the fork child's session");
+	H_CHECK(!strcmp(line, "session"), "the fork child had %s, want a session of its own", line);
 	prog_say(&p, "check\n");
 	prog_line(&p, line, sizeof(line), "check after fork");
 	H_CHECK(!strcmp(line, "ok"), "after the fork the program reads: %s", line);
@@ -278,6 +284,54 @@ static void test_adopt(const char *adoptee)
 	r = h_daemon_stop(&d);
 	H_CHECK(r == 0, "thpswapd exited with %d", r);
 	printf("PASS run-adopt\n");
+}
+
+/* ---- a full region table ---- */
+
+static void test_full(const char *adoptee)
+{
+	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", adoptee,
+			       "--no-wait", NULL };
+	long long regions = -1, left = -1;
+	struct h_daemon d;
+	struct prog p;
+	char line[512];
+	int r;
+
+	h_require_root();
+	h_deadline(120);
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	argv[2] = d.sock;
+	setenv("THPSWAP_MAX_REGIONS", "16", 1);
+	prog_start(&p, argv);
+	unsetenv("THPSWAP_MAX_REGIONS");
+	do
+		prog_line(&p, line, sizeof(line), "the program's ranges");
+	while (strcmp(line, "ready"));
+	/* Room for 16 of its 67 blocks: it runs partly managed, and says so
+	 * (stderr) and counts what is left out. */
+	h_at("waiting for a full table");
+	for (unsigned tries = 0; tries < 1500; tries++) {
+		regions = counter(&d, p.pid, "regions");
+		left = counter(&d, p.pid, "adopt_left_out");
+		if (regions == 16 && left > 0)
+			break;
+		pause_briefly();
+	}
+	printf("regions %lld, adopt_left_out %lld\n", regions, left);
+	H_CHECK(regions == 16 && left >= 67 - 16, "regions %lld, adopt_left_out %lld", regions, left);
+	evict_all(&d, p.pid);
+	H_CHECK(counter(&d, p.pid, "evictions") >= 1, "nothing was evicted");
+	prog_say(&p, "check\n");
+	prog_line(&p, line, sizeof(line), "check");
+	H_CHECK(!strcmp(line, "ok"), "after evict --all the program reads: %s", line);
+	prog_say(&p, "exit\n");
+	r = prog_end(&p);
+	H_CHECK(r == 0, "the program exited with %d", r);
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	printf("PASS run-full\n");
 }
 
 /* ---- numpy ---- */
@@ -433,13 +487,15 @@ static void test_fallback(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s adopt|numpy|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
+		fprintf(stderr, "usage: %s adopt|full|numpy|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
 		return H_FAIL;
 	}
 	run_bin = argv[2];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(argv[1], "adopt") && argc == 4)
 		test_adopt(argv[3]);
+	else if (!strcmp(argv[1], "full") && argc == 4)
+		test_full(argv[3]);
 	else if (!strcmp(argv[1], "numpy") && argc == 4)
 		test_numpy(argv[3]);
 	else if (!strcmp(argv[1], "fallback"))
