@@ -64,9 +64,9 @@ static void say(const char *fmt, ...)
 static void table_full(uint32_t max_regions, uint64_t left)
 {
 	if (!quiet)
-		fprintf(stderr, "thpswap: the region table is full (%u regions of 2 MiB): %llu MiB "
-			"of this program are not managed; raise THPSWAP_MAX_REGIONS\n", max_regions,
-			(unsigned long long)left * 2);
+		fprintf(stderr, "thpswap: the region table is full (%u regions of 2 MiB): part of "
+			"this program's memory is not managed (%llu MiB so far); raise "
+			"THPSWAP_MAX_REGIONS\n", max_regions, (unsigned long long)left * 2);
 }
 
 static void explain(int err)
