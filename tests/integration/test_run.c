@@ -484,6 +484,25 @@ static void test_fallback(void)
 	printf("PASS run-fallback\n");
 }
 
+/*
+ * In a sanitizer build ($THPSWAP_TEST_SANITIZER_RT names its runtime) the
+ * preload is instrumented: a program that is not (sh, python3) must load
+ * the runtime first, and thpswap-run keeps what LD_PRELOAD holds in front.
+ * Leaks of such a program are not ours to judge.
+ */
+static void sanitizer_runtime_first(void)
+{
+	const char *rt = getenv("THPSWAP_TEST_SANITIZER_RT");
+	char opts[512];
+
+	if (!rt || !*rt)
+		return;
+	setenv("LD_PRELOAD", rt, 1);
+	snprintf(opts, sizeof(opts), "%s:detect_leaks=0",
+		 getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "");
+	setenv("ASAN_OPTIONS", opts, 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -492,6 +511,7 @@ int main(int argc, char **argv)
 	}
 	run_bin = argv[2];
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	sanitizer_runtime_first();
 	if (!strcmp(argv[1], "adopt") && argc == 4)
 		test_adopt(argv[3]);
 	else if (!strcmp(argv[1], "full") && argc == 4)
