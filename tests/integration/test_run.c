@@ -43,6 +43,39 @@ static const char *run_bin;
 
 /* ---- a program run through thpswap-run, talked to over pipes ---- */
 
+/*
+ * In a sanitizer build ($THPSWAP_TEST_SANITIZER_RT names its runtime) the
+ * preload is instrumented: a program that is not (sh, python3) must load
+ * the runtime first, and thpswap-run keeps what LD_PRELOAD holds in front.
+ * Leaks of such a program are not ours to judge.  Only for the programs
+ * run through thpswap-run, not the daemon or thpswapctl: set around each
+ * spawn (this process has no other thread that reads the environment).
+ */
+static char *saved_asan;
+
+static void sanitizer_env(bool on)
+{
+	const char *rt = getenv("THPSWAP_TEST_SANITIZER_RT");
+	char opts[512];
+
+	if (!rt || !*rt)
+		return;
+	if (!on) {
+		unsetenv("LD_PRELOAD");
+		if (saved_asan)
+			setenv("ASAN_OPTIONS", saved_asan, 1);
+		free(saved_asan);
+		saved_asan = NULL;
+		return;
+	}
+	setenv("LD_PRELOAD", rt, 1);
+	if (getenv("ASAN_OPTIONS")) {
+		saved_asan = strdup(getenv("ASAN_OPTIONS"));
+		snprintf(opts, sizeof(opts), "%s:detect_leaks=0", saved_asan ? saved_asan : "");
+		setenv("ASAN_OPTIONS", opts, 1);
+	}
+}
+
 struct prog {
 	pid_t pid;
 	int to, from;
@@ -50,7 +83,11 @@ struct prog {
 
 static void prog_start(struct prog *p, const char *const *argv)
 {
-	int r = h_spawn_piped(&p->pid, argv, &p->to, &p->from);
+	int r;
+
+	sanitizer_env(true);
+	r = h_spawn_piped(&p->pid, argv, &p->to, &p->from);
+	sanitizer_env(false);
 
 	H_CHECK(r == 0, "spawn %s: %s", argv[0], strerror(-r));
 	h_track(p->pid);
@@ -419,7 +456,9 @@ static void run_captured(const char *const *argv, struct outcome *o)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, out, 1);
 	posix_spawn_file_actions_adddup2(&fa, err, 2);
+	sanitizer_env(true);
 	r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	sanitizer_env(false);
 	posix_spawn_file_actions_destroy(&fa);
 	H_CHECK(r == 0, "spawn %s: %s", argv[0], strerror(r));
 	h_track(pid);
@@ -484,25 +523,6 @@ static void test_fallback(void)
 	printf("PASS run-fallback\n");
 }
 
-/*
- * In a sanitizer build ($THPSWAP_TEST_SANITIZER_RT names its runtime) the
- * preload is instrumented: a program that is not (sh, python3) must load
- * the runtime first, and thpswap-run keeps what LD_PRELOAD holds in front.
- * Leaks of such a program are not ours to judge.
- */
-static void sanitizer_runtime_first(void)
-{
-	const char *rt = getenv("THPSWAP_TEST_SANITIZER_RT");
-	char opts[512];
-
-	if (!rt || !*rt)
-		return;
-	setenv("LD_PRELOAD", rt, 1);
-	snprintf(opts, sizeof(opts), "%s:detect_leaks=0",
-		 getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "");
-	setenv("ASAN_OPTIONS", opts, 1);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -511,7 +531,6 @@ int main(int argc, char **argv)
 	}
 	run_bin = argv[2];
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	sanitizer_runtime_first();
 	if (!strcmp(argv[1], "adopt") && argc == 4)
 		test_adopt(argv[3]);
 	else if (!strcmp(argv[1], "full") && argc == 4)
