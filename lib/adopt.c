@@ -400,6 +400,14 @@ static void adopt_free(struct adopt *ad)
 	pthread_mutex_destroy(&ad->lock);
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 int adopt_start(struct thpswap_session *s, const struct adopt_cfg *cfg)
 {
 	struct adopt *ad = &s->adopt;
@@ -412,6 +420,13 @@ int adopt_start(struct thpswap_session *s, const struct adopt_cfg *cfg)
 		return -ECHILD;
 	if (ad->started || cfg->min_size < REGION || !cfg->scan_ms)
 		return -EINVAL;
+#ifdef UNDER_TSAN
+	/* Every lock and atomic of the agent's threads goes through
+	 * ThreadSanitizer's metadata, ordinary anonymous memory that cannot
+	 * be told from the program's: adopted and evicted, the agent would
+	 * wait for itself. */
+	return -ENOTSUP;
+#endif
 	*ad = (struct adopt){ .cfg = *cfg, .maps_fd = -1 };
 	pthread_mutex_init(&ad->lock, NULL);
 	pthread_condattr_init(&ca);

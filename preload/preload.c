@@ -113,6 +113,12 @@ static void start(void)
 		return;
 	}
 	r = adopt_start(s, &cfg);
+	if (r == -ENOTSUP) {
+		say("thpswap: not managing memory: this thpswap is built with ThreadSanitizer, "
+		    "whose memory cannot be told from the program's; use a build without it\n");
+		thpswap_close(s);
+		return;
+	}
 	if (r) {
 		say("thpswap: not managing memory: adoption did not start: %s; see "
 		    "thpswap-run(1)\n", strerror(-r));

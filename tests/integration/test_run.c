@@ -16,6 +16,9 @@
  *     python3 SCRIPT (tests/integration/run_numpy.py) through thpswap-run:
  *     large numpy arrays and a big dict keep their checksums across
  *     evict --all (skip when numpy is missing).
+ *   itest-run forked-session THPSWAP_RUN
+ *     a fork child's calls on its parent's session fail with -ECHILD and
+ *     take nothing from the parent.
  *   itest-run fallback THPSWAP_RUN
  *     no daemon at the socket: the program runs, its output and exit status
  *     intact, with one line on stderr saying why its memory is unmanaged,
@@ -151,6 +154,18 @@ static void pause_briefly(void)
 	nanosleep(&t, NULL);
 }
 
+/* Adoption refuses to run in a ThreadSanitizer build (lib/adopt.c). */
+static void skip_under_tsan(void)
+{
+	const char *rt = getenv("THPSWAP_TEST_SANITIZER_RT");
+
+	if (rt && strstr(rt, "tsan")) {
+		printf("skip: a ThreadSanitizer build does not adopt memory (the sanitizer's "
+		       "metadata cannot be told from the program's)\n");
+		exit(H_SKIP);
+	}
+}
+
 /* ---- adopt ---- */
 
 struct range {
@@ -237,6 +252,7 @@ static void test_adopt(const char *adoptee)
 	int afd = -1, pm, r;
 
 	h_require_root();
+	skip_under_tsan();
 	h_deadline(240);
 	r = h_daemon_start(&d, NULL);
 	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
@@ -336,6 +352,7 @@ static void test_full(const char *adoptee)
 	int r;
 
 	h_require_root();
+	skip_under_tsan();
 	h_deadline(120);
 	r = h_daemon_start(&d, NULL);
 	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
@@ -384,6 +401,7 @@ static void test_numpy(const char *script)
 	int r;
 
 	h_require_root();
+	skip_under_tsan();
 	h_deadline(300);
 	if (access("/usr/bin/python3", X_OK)) {
 		printf("skip: no /usr/bin/python3\n");
@@ -425,6 +443,55 @@ static void test_numpy(const char *script)
 	r = h_daemon_stop(&d);
 	H_CHECK(r == 0, "thpswapd exited with %d", r);
 	printf("PASS run-numpy\n");
+}
+
+/* ---- a fork child's copy of a session ---- */
+
+/* The child has none of the agent's threads, and the arena and scratch
+ * are not mapped there: every call fails with -ECHILD and frees nothing;
+ * the parent's session goes on as before. */
+static void test_forked_session(void)
+{
+	struct thpswap_session *s;
+	struct thpswap_stats st;
+	struct h_daemon d;
+	void *mem;
+	pid_t pid;
+	int r;
+
+	h_require_root();
+	h_deadline(60);
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	r = thpswap_open(&s, d.sock);
+	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
+	r = thpswap_map(s, REGION, &mem);
+	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
+	memset(mem, 0x5a, REGION);
+	pid = fork();
+	H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int bad = 0;
+
+		bad |= (thpswap_get_stats(s, &st, sizeof(st)) != -ECHILD) << 0;
+		bad |= (thpswap_map(s, REGION, &mem) != -ECHILD) << 1;
+		bad |= (thpswap_advise(s, mem, REGION, THPSWAP_ADVICE_COLD) != -ECHILD) << 2;
+		bad |= (thpswap_unregister(s, mem, REGION) != -ECHILD) << 3;
+		bad |= (thpswap_close(s) != -ECHILD) << 4;
+		bad |= (((unsigned char *)mem)[REGION - 1] != 0x5a) << 5;
+		_exit(bad);
+	}
+	r = h_wait(pid);
+	H_CHECK(r == 0, "in the fork child, calls on the parent's session: bits %#x wrong "
+		"(1 stats, 2 map, 4 advise, 8 unregister, 16 close, 32 data)", r);
+	H_CHECK(thpswap_advise(s, mem, REGION, THPSWAP_ADVICE_COLD) >= 0, "advise in the parent");
+	H_CHECK(((unsigned char *)mem)[0] == 0x5a, "the parent's data");
+	H_CHECK(thpswap_get_stats(s, &st, sizeof(st)) == 0 && st.regions == 1, "parent's stats");
+	r = thpswap_close(s);
+	H_CHECK(r == 0, "thpswap_close in the parent: %s", strerror(-r));
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	printf("PASS fork-session\n");
 }
 
 /* ---- fallback ---- */
@@ -526,7 +593,7 @@ static void test_fallback(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s adopt|full|numpy|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
+		fprintf(stderr, "usage: %s adopt|full|numpy|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
 		return H_FAIL;
 	}
 	run_bin = argv[2];
@@ -537,6 +604,8 @@ int main(int argc, char **argv)
 		test_full(argv[3]);
 	else if (!strcmp(argv[1], "numpy") && argc == 4)
 		test_numpy(argv[3]);
+	else if (!strcmp(argv[1], "forked-session"))
+		test_forked_session();
 	else if (!strcmp(argv[1], "fallback"))
 		test_fallback();
 	else
