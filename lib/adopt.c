@@ -446,6 +446,12 @@ int adopt_start(struct thpswap_session *s, const struct adopt_cfg *cfg)
 	own_note(s, ad->cand, NCAND * sizeof(*ad->cand));
 	ad->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	ad->text = ad->maps_fd < 0;
+#ifndef NDEBUG
+	/* Debug builds: the text of /proc/self/maps even where PROCMAP_QUERY
+	 * works, so that a test takes the path of kernels before 6.11. */
+	if (getenv("THPSWAP_ADOPT_MAPS_TEXT"))
+		ad->text = true;
+#endif
 	/* A small stack, below any block; no signal of the program's runs
 	 * on it. */
 	pthread_attr_init(&ta);

@@ -8,6 +8,9 @@
  *     daemon reads it), evict --all stores all of them, every byte reads
  *     back, each block is one huge page again, and a fork child reads
  *     everything of an evicted parent.
+ *   itest-run adopt-text THPSWAP_RUN ADOPTEE
+ *     the same, the mappings found in the text of /proc/self/maps (the way
+ *     of kernels without PROCMAP_QUERY; debug builds).
  *   itest-run full THPSWAP_RUN ADOPTEE
  *     the same with a region table of 16: the program runs partly managed,
  *     adopt_left_out counts the rest, and all of it reads back after
@@ -551,6 +554,11 @@ static void test_fallback(void)
 	const char *loud[] = { run_bin, "--socket", sock, "--", "/bin/sh", "-c", cmd, NULL };
 	const char *quiet[] = { run_bin, "--quiet", "--socket", sock, "--", "/bin/sh", "-c", cmd,
 				NULL };
+	const char *show = "echo \"[$LD_PRELOAD]\"";
+	const char *env_plain[] = { run_bin, "--quiet", "--socket", sock, "--", "/bin/sh", "-c", show,
+				    NULL };
+	const char *env_nochild[] = { run_bin, "--quiet", "--no-children", "--socket", sock, "--",
+				      "/bin/sh", "-c", show, NULL };
 	const char *missing[] = { run_bin, "--socket", sock, "--", "/nonexistent/program", NULL };
 	const char *noexec[] = { run_bin, "--socket", sock, "--", script, NULL };
 	const char *usage[] = { run_bin, "--min-size", "1M", "--", "/bin/true", NULL };
@@ -575,6 +583,17 @@ static void test_fallback(void)
 	H_CHECK(o.status == 3 && !strcmp(o.out, "first\nsecond\n") && !o.err[0],
 		"--quiet: status %d, stdout %s, stderr %s", o.status, o.out, o.err);
 
+	/* --no-children: the preload takes itself out of LD_PRELOAD, so what
+	 * the shell sees (and would pass on to what it execs) lacks it. */
+	run_captured(env_plain, &o);
+	H_CHECK(o.status == 0 && strstr(o.out, "libthpswap-preload.so"),
+		"with children the shell's LD_PRELOAD holds the preload: %s (status %d)", o.out,
+		o.status);
+	run_captured(env_nochild, &o);
+	H_CHECK(o.status == 0 && o.out[0] == '[' && !strstr(o.out, "libthpswap-preload.so"),
+		"--no-children: the shell's LD_PRELOAD still holds the preload: %s (status %d)",
+		o.out, o.status);
+
 	run_captured(missing, &o);
 	H_CHECK(o.status == 127, "a missing COMMAND: status %d, want 127 (stderr %s)", o.status, o.err);
 	fd = open(script, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
@@ -593,13 +612,21 @@ static void test_fallback(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s adopt|full|numpy|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
+		fprintf(stderr, "usage: %s adopt|adopt-text|full|numpy|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
 		return H_FAIL;
 	}
 	run_bin = argv[2];
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (!strcmp(argv[1], "adopt") && argc == 4)
+	if (!strcmp(argv[1], "adopt") && argc == 4) {
 		test_adopt(argv[3]);
+	} else if (!strcmp(argv[1], "adopt-text") && argc == 4) {
+#ifdef NDEBUG
+		printf("skip: only debug builds can be told to read the text of /proc/self/maps\n");
+		return H_SKIP;
+#endif
+		setenv("THPSWAP_ADOPT_MAPS_TEXT", "1", 1);
+		test_adopt(argv[3]);
+	}
 	else if (!strcmp(argv[1], "full") && argc == 4)
 		test_full(argv[3]);
 	else if (!strcmp(argv[1], "numpy") && argc == 4)
