@@ -376,8 +376,9 @@ static void *adopt_main(void *arg)
 		pthread_mutex_unlock(&ad->lock);
 		n = adopt_scan(s);
 		pthread_mutex_lock(&ad->lock);
-		/* A full candidate list: the rest at once. */
-		if (n >= 0 && ad->ncand == NCAND)
+		/* A full candidate list that was of use: the rest at once (a
+		 * full table or unfit mappings wait for the next look). */
+		if (n > 0 && ad->ncand == NCAND)
 			continue;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		t.tv_nsec += (long)(ad->cfg.scan_ms % 1000) * 1000000L;
