@@ -869,6 +869,7 @@ static const char *const counter_names[] = {
 	[THP_C_EVICT_BUSY] = "evict_busy",
 	[THP_C_EVICT_SPLIT] = "evict_split",
 	[THP_C_EVICT_FILLED] = "evict_filled",
+	[THP_C_ADOPT_LEFT_OUT] = "adopt_left_out",
 };
 _Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");

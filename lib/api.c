@@ -41,6 +41,8 @@ _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 
 	if (!s || !ret_addr || !len || len % REGION)
 		return -EINVAL;
+	if (session_forked(s))
+		return -ECHILD;
 	a = thp_mmap_aligned(len, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
 	if (a == MAP_FAILED)
 		return -errno;
@@ -71,6 +73,8 @@ static int all_managed(struct thpswap_session *s, void *addr, size_t len)
 {
 	if (!s || !aligned(addr, len))
 		return -EINVAL;
+	if (session_forked(s))
+		return -ECHILD;
 	agent_sync(s);
 	for (size_t off = 0; off < len; off += REGION)
 		if (rt_lookup(s, (uint64_t)(uintptr_t)addr + off) < 0)
@@ -116,18 +120,27 @@ static bool private_anon(uint64_t a, uint64_t len)
 	return ok;
 }
 
-_public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
+/*
+ * Make records for the 2 MiB blocks of [a, a+len) (resident or empty, by
+ * what is mapped there now) and register [ulo, uhi), which holds them, on
+ * the region uffd with MADV_HUGEPAGE.  A range wider than the blocks keeps
+ * a mapping whose ends are not 2 MiB-aligned one VMA (registering part of
+ * it would split it, and mremap refuses a range that spans VMAs); faults
+ * there, with no record, are served as new memory.
+ *
+ * Returns the number of blocks managed, or -errno with nothing made.  When
+ * the region table fills up, with @part the blocks that fitted are managed
+ * (the range cut after the last one), else nothing is (-ENOSPC).
+ */
+long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64_t ulo,
+		     uint64_t uhi, bool part)
 {
-	uint64_t a = (uint64_t)(uintptr_t)addr, off;
+	uint64_t off;
 	int r;
 
-	if (!s || !aligned(addr, len) || !private_anon(a, len))
-		return -EINVAL;
 	/* A munmap of a managed range returns once its event is read, not
 	 * handled: let its records go before new ones are made here. */
 	new_mapping_sync(s);
-	if (madvise(addr, len, MADV_HUGEPAGE))
-		return -errno == -ENOMEM ? -EINVAL : -errno;
 	for (off = 0; off < len; off += REGION) {
 		long present = thp_pagemap_count_present(s->pagemap, a + off, a + off + REGION);
 		uint32_t st = THP_ST_RESIDENT;
@@ -140,9 +153,15 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
 			st = THP_ST_EMPTY;
 		} else if (thp_pagemap_count_pmd(s->pagemap, a + off, a + off + REGION) != 1) {
 			/* Before registering, collapse fills holes with zeros. */
-			madvise((char *)addr + off, REGION, MADV_COLLAPSE);
+			madvise((void *)(uintptr_t)(a + off), REGION, MADV_COLLAPSE);
 		}
 		r = rt_add(s, a + off, REGION, st, false);
+		if (r == -ENOSPC && part && off > 0) {
+			/* Room for part: manage that, up to the last block. */
+			len = off;
+			uhi = a + off;
+			break;
+		}
 		if (r)
 			goto undo;
 		if (st == THP_ST_RESIDENT &&
@@ -150,12 +169,33 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
 			__atomic_or_fetch(&s->rec[rt_lookup(s, a + off)].flags, THP_RF_SPLIT,
 					  __ATOMIC_RELEASE);
 	}
-	r = thp_uffd_register(s->uffd, a, len, UFFDIO_REGISTER_MODE_MISSING);
+	/* Without MADV_HUGEPAGE a fault would leave a page table that makes
+	 * every later MOVE split (docs/KERNEL.md, *Registration*). */
+	if (madvise((void *)(uintptr_t)ulo, uhi - ulo, MADV_HUGEPAGE)) {
+		r = errno == ENOMEM ? -EINVAL : -errno;
+		goto undo;
+	}
+	r = thp_uffd_register(s->uffd, ulo, uhi - ulo, UFFDIO_REGISTER_MODE_MISSING);
 	if (r == 0)
-		return 0;
+		return (long)(len / REGION);
 undo:
 	rt_remove(s, a, a + off);
 	return r;
+}
+
+_public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr;
+	long n;
+
+	if (!s || !aligned(addr, len))
+		return -EINVAL;
+	if (session_forked(s))
+		return -ECHILD;
+	if (!private_anon(a, len))
+		return -EINVAL;
+	n = register_blocks(s, a, len, a, a + len, false);
+	return n < 0 ? (int)n : 0;
 }
 
 /*
@@ -243,6 +283,8 @@ _public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, e
 
 	if (!s || !len || (advice != THPSWAP_ADVICE_COLD && advice != THPSWAP_ADVICE_WILLNEED))
 		return -EINVAL;
+	if (session_forked(s))
+		return -ECHILD;
 	for (; a < end; a += REGION) {
 		long i;
 
@@ -272,6 +314,8 @@ _public_ int thpswap_get_stats(struct thpswap_session *s, struct thpswap_stats *
 
 	if (!s || !st || size == 0 || size % sizeof(uint64_t))
 		return -EINVAL;
+	if (session_forked(s))
+		return -ECHILD; /* the arena is not mapped in a fork child */
 	_Static_assert(sizeof(all) / sizeof(uint64_t) <= THP_C__MAX, "stats map to counters");
 	for (size_t i = 0; i < sizeof(all) / sizeof(uint64_t); i++)
 		v[i] = atomic_load_explicit(&s->hdr->ctr[i], memory_order_relaxed);

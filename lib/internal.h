@@ -71,6 +71,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+#include <sys/types.h>
 #include <linux/userfaultfd.h>
 
 #include "thpswap/thpswap.h"
@@ -231,6 +232,47 @@ struct owned {
 	bool gone;
 };
 
+/* ---- adoption (adopt.c) ---- */
+/* How a program's own mappings are adopted (see adopt_start). */
+struct adopt_cfg {
+	uint64_t min_size;        /* smallest mapping looked at (>= 2 MiB) */
+	unsigned scan_ms;         /* between two looks at the mappings */
+	/* Called once, from the adoption thread, when the region table
+	 * first has no room for @left blocks (of @max_regions): the library
+	 * never prints, its caller may.  NULL: nobody is told. */
+	void (*on_full)(uint32_t max_regions, uint64_t left);
+};
+#define ADOPT_MIN_SIZE_DEFAULT THP_REGION_BYTES
+#define ADOPT_SCAN_MS_DEFAULT 100u
+
+/* A mapping found unfit (see adopt.c): not looked at again until it
+ * changes or the entry ages out. */
+#define ADOPT_NSKIP 64
+struct adopt_skip {
+	uint64_t lo, hi;
+	unsigned until;           /* scan number after which it is looked at again */
+};
+
+struct adopt {
+	struct adopt_cfg cfg;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;     /* stop, with cond */
+	pthread_cond_t cond;
+	bool stop;
+	int maps_fd;              /* /proc/self/maps, for PROCMAP_QUERY */
+	bool text;                /* no PROCMAP_QUERY here: parse the text */
+	char *buf;                /* /proc/self/maps or smaps text, bufsz bytes */
+	size_t bufsz;
+	struct adopt_cand *cand;  /* mappings with blocks to adopt, this scan */
+	unsigned ncand;
+	unsigned scans;
+	struct adopt_skip skip[ADOPT_NSKIP];
+	unsigned nskip;
+	uint64_t left_out;        /* blocks the last scan found no room for */
+	bool said_full;
+};
+
 struct thpswap_session {
 	/* session.c: the connection, the uffds, the arena */
 	int sock;                 /* to thpswapd; -1 once it went away */
@@ -251,6 +293,7 @@ struct thpswap_session {
 	struct region_table rt;   /* maps.c */
 	struct scratch sc;        /* scratch.c */
 	struct own_ranges own;    /* own.c */
+	struct adopt adopt;       /* adopt.c */
 
 	/* agent.c: the fault thread */
 	pthread_t fault_thread;
@@ -341,6 +384,11 @@ struct thpswap_session {
 	pthread_mutex_t zap_lock;
 	uint64_t (*cut)[8];       /* remap.c: pages unmapped by partial munmaps */
 
+	/* session.c: who opened it, to tell a fork child's copy (see
+	 * session_forked). */
+	pid_t pid;
+	unsigned long fork_gen;
+
 	/* Failure injection into thpswap_open (see open_fail_point). */
 	unsigned open_step, fail_at;
 	int fail_err;
@@ -359,6 +407,28 @@ static inline int open_fail_point(struct thpswap_session *s)
 #else
 int open_fail_point(struct thpswap_session *s);
 #endif
+
+/* Is @s a fork child's copy of its parent's session?  The child has none
+ * of the agent's threads, and the arena and scratch are not mapped there
+ * (MADV_DONTFORK): every call on it fails with -ECHILD and frees nothing. */
+bool session_forked(const struct thpswap_session *s);
+
+/* ---- registering memory (api.c) ---- */
+long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64_t ulo,
+		     uint64_t uhi, bool part);
+
+/* ---- adoption (adopt.c) ---- */
+/*
+ * Start the thread that adopts the program's mappings: every @cfg->scan_ms
+ * it registers the 2 MiB blocks of private anonymous read-write mappings
+ * of at least @cfg->min_size that nothing manages yet (see adopt.c for
+ * what is never adopted).  0 or -errno; adopt_stop (thpswap_close) ends it.
+ */
+int adopt_start(struct thpswap_session *s, const struct adopt_cfg *cfg);
+void adopt_stop(struct thpswap_session *s);
+/* One look at the mappings now (the thread's loop body): the number of
+ * blocks adopted, or -errno. */
+long adopt_scan(struct thpswap_session *s);
 
 /* ---- the library's own memory (own.c) ---- */
 /*

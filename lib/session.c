@@ -178,6 +178,31 @@ static void session_free(struct thpswap_session *s)
 	own_session_free(s);
 }
 
+/*
+ * Forks of this process since the library was loaded, counted in the child
+ * by a pthread_atfork handler: a session opened before the last fork is
+ * the parent's.  The pid tells too, except where a child can have its
+ * parent's number (a new pid namespace); a raw clone runs no handler.  A
+ * count of events in this process, not state a test would reset.
+ */
+static atomic_ulong forks;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+	atomic_fetch_add(&forks, 1);
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(NULL, NULL, count_fork);
+}
+
+bool session_forked(const struct thpswap_session *s)
+{
+	return s->fork_gen != atomic_load(&forks) || s->pid != getpid();
+}
+
 #ifndef NDEBUG
 /* Debug builds only, for tests/integration/test_open_fail.c: with
  * THPSWAP_FAIL_AT=N the Nth call during thpswap_open fails with
@@ -218,6 +243,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 
 	if (!ret)
 		return -EINVAL;
+	pthread_once(&atfork_once, atfork_register);
 	if (!socket_path)
 		socket_path = getenv("THPSWAP_SOCKET");
 	if (!socket_path || !*socket_path)
@@ -301,6 +327,9 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		if (r)
 			goto fail;
 	}
+	/* From here on a fork child's copy is not its own (session_forked). */
+	s->pid = getpid();
+	s->fork_gen = atomic_load(&forks);
 	/* Starts all the agent's threads, or none (it unwinds its own). */
 	r = agent_start(s);
 	if (r)
@@ -319,6 +348,11 @@ _public_ int thpswap_close(struct thpswap_session *s)
 
 	if (!s)
 		return -EINVAL;
+	/* A fork child's copy: the parent owns all of it. */
+	if (session_forked(s))
+		return -ECHILD;
+	/* Nothing new is registered from here on. */
+	adopt_stop(s);
 	/* Bring everything back while the agent still serves faults, then
 	 * make it ordinary memory.  If a region cannot be brought back (its
 	 * restore failed, or an access to it would fault: PROT_NONE), the

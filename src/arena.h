@@ -137,6 +137,8 @@ enum thp_counter {
 	THP_C_EVICT_SPLIT,        /* could not be made one PMD (VMA split, e.g. by
 				   * mprotect of part of it; or no THP to be had) */
 	THP_C_EVICT_FILLED,       /* holes filled with zeros and collapsed first */
+	THP_C_ADOPT_LEFT_OUT,     /* 2 MiB blocks adoption found no room for in the
+				   * region table at its last look (lib/adopt.c) */
 	THP_C__MAX
 };
 

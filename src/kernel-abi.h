@@ -101,12 +101,7 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
-/* <linux/mman.h> has it, <sys/mman.h> does not. */
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25
-#endif
-
-/* PROCMAP_QUERY (Linux 6.11): one VMA of /proc/PID/maps, by address. */
+/* <linux/fs.h>, Linux 6.11: one VMA of /proc/PID/maps per ioctl. */
 #ifndef PROCMAP_QUERY
 enum procmap_query_flags {
 	PROCMAP_QUERY_VMA_READABLE = 0x01,
@@ -116,6 +111,7 @@ enum procmap_query_flags {
 	PROCMAP_QUERY_COVERING_OR_NEXT_VMA = 0x10,
 	PROCMAP_QUERY_FILE_BACKED_VMA = 0x20,
 };
+
 struct procmap_query {
 	__u64 size;
 	__u64 query_flags;
@@ -136,8 +132,13 @@ struct procmap_query {
 #define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
 #endif
 
-_Static_assert(sizeof(struct procmap_query) == 104, "procmap_query ABI");
+/* <linux/mman.h> has it, <sys/mman.h> does not. */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
 _Static_assert(sizeof(struct uffdio_move) == 40, "uffdio_move ABI");
 _Static_assert(sizeof(struct pm_scan_arg) == 96, "pm_scan_arg ABI");
+_Static_assert(sizeof(struct procmap_query) == 104, "procmap_query ABI");
 
 #endif

@@ -1,0 +1,641 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * thpswap-run and the preload, on programs that never heard of thpswap.
+ *
+ *   itest-run adopt THPSWAP_RUN ADOPTEE
+ *     ADOPTEE (tests/integration/adoptee.c) through thpswap-run: every
+ *     2 MiB block of its memory gets a record (read from its arena, as the
+ *     daemon reads it), evict --all stores all of them, every byte reads
+ *     back, each block is one huge page again, and a fork child reads
+ *     everything of an evicted parent.
+ *   itest-run adopt-text THPSWAP_RUN ADOPTEE
+ *     the same, the mappings found in the text of /proc/self/maps (the way
+ *     of kernels without PROCMAP_QUERY; debug builds).
+ *   itest-run full THPSWAP_RUN ADOPTEE
+ *     the same with a region table of 16: the program runs partly managed,
+ *     adopt_left_out counts the rest, and all of it reads back after
+ *     evict --all.
+ *   itest-run numpy THPSWAP_RUN SCRIPT
+ *     python3 SCRIPT (tests/integration/run_numpy.py) through thpswap-run:
+ *     large numpy arrays and a big dict keep their checksums across
+ *     evict --all (skip when numpy is missing).
+ *   itest-run forked-session THPSWAP_RUN
+ *     a fork child's calls on its parent's session fail with -ECHILD and
+ *     take nothing from the parent.
+ *   itest-run fallback THPSWAP_RUN
+ *     no daemon at the socket: the program runs, its output and exit status
+ *     intact, with one line on stderr saying why its memory is unmanaged,
+ *     none with --quiet; exit statuses 126 and 127 as env(1).
+ *
+ * $THPSWAP_PRELOAD names the preload of this build (tests/meson.build).
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pagemap.h"
+
+#define REGION THPSWAP_REGION_SIZE
+#define MAX_RANGES 16
+
+static const char *run_bin;
+
+/* ---- a program run through thpswap-run, talked to over pipes ---- */
+
+/*
+ * In a sanitizer build ($THPSWAP_TEST_SANITIZER_RT names its runtime) the
+ * preload is instrumented: a program that is not (sh, python3) must load
+ * the runtime first, and thpswap-run keeps what LD_PRELOAD holds in front.
+ * Leaks of such a program are not ours to judge.  Only for the programs
+ * run through thpswap-run, not the daemon or thpswapctl: set around each
+ * spawn (this process has no other thread that reads the environment).
+ */
+static char *saved_asan;
+
+static void sanitizer_env(bool on)
+{
+	const char *rt = getenv("THPSWAP_TEST_SANITIZER_RT");
+	char opts[512];
+
+	if (!rt || !*rt)
+		return;
+	if (!on) {
+		unsetenv("LD_PRELOAD");
+		if (saved_asan)
+			setenv("ASAN_OPTIONS", saved_asan, 1);
+		free(saved_asan);
+		saved_asan = NULL;
+		return;
+	}
+	setenv("LD_PRELOAD", rt, 1);
+	if (getenv("ASAN_OPTIONS")) {
+		saved_asan = strdup(getenv("ASAN_OPTIONS"));
+		snprintf(opts, sizeof(opts), "%s:detect_leaks=0", saved_asan ? saved_asan : "");
+		setenv("ASAN_OPTIONS", opts, 1);
+	}
+}
+
+struct prog {
+	pid_t pid;
+	int to, from;
+};
+
+static void prog_start(struct prog *p, const char *const *argv)
+{
+	int r;
+
+	sanitizer_env(true);
+	r = h_spawn_piped(&p->pid, argv, &p->to, &p->from);
+	sanitizer_env(false);
+
+	H_CHECK(r == 0, "spawn %s: %s", argv[0], strerror(-r));
+	h_track(p->pid);
+}
+
+static void prog_line(struct prog *p, char *buf, size_t sz, const char *waiting_for)
+{
+	long n;
+
+	h_at("waiting for %s", waiting_for);
+	n = h_read_line(p->from, buf, sz);
+	H_CHECK(n > 0, "the program ended (or failed to speak) while we waited for %s: %s",
+		waiting_for, n < 0 ? strerror((int)-n) : "EOF");
+}
+
+static void prog_say(struct prog *p, const char *cmd)
+{
+	size_t n = strlen(cmd);
+
+	H_CHECK(write(p->to, cmd, n) == (ssize_t)n, "write %s: %s", cmd, strerror(errno));
+}
+
+static int prog_end(struct prog *p)
+{
+	close(p->to);
+	close(p->from);
+	return h_wait(p->pid);
+}
+
+/* A counter of @pid as the daemon reports it; -1 if unknown. */
+static long long counter(const struct h_daemon *d, pid_t pid, const char *name)
+{
+	char spid[16], out[8192];
+	const char *argv[] = { "--json", "stats", "--pid", spid, NULL };
+
+	snprintf(spid, sizeof(spid), "%d", (int)pid);
+	if (h_ctl(d, out, sizeof(out), argv) != 0)
+		return -1;
+	return h_json_u64(out, name);
+}
+
+static void evict_all(const struct h_daemon *d, pid_t pid)
+{
+	char spid[16], out[4096];
+	const char *argv[] = { "evict", "--pid", spid, "--all", NULL };
+	int r;
+
+	snprintf(spid, sizeof(spid), "%d", (int)pid);
+	h_at("thpswapctl evict --all");
+	r = h_ctl(d, out, sizeof(out), argv);
+	printf("evict --all: %s", out);
+	H_CHECK(r == 0, "thpswapctl evict --pid %d --all: exit %d: %s", (int)pid, r, out);
+}
+
+/* Polling the daemon's view, not sleeping for it: a short pause between
+ * looks, a deadline for all of them. */
+static void pause_briefly(void)
+{
+	struct timespec t = { 0, 20 * 1000 * 1000 };
+
+	nanosleep(&t, NULL);
+}
+
+/* Adoption refuses to run in a ThreadSanitizer build (lib/adopt.c). */
+static void skip_under_tsan(void)
+{
+	const char *rt = getenv("THPSWAP_TEST_SANITIZER_RT");
+
+	if (rt && strstr(rt, "tsan")) {
+		printf("skip: a ThreadSanitizer build does not adopt memory (the sanitizer's "
+		       "metadata cannot be told from the program's)\n");
+		exit(H_SKIP);
+	}
+}
+
+/* ---- adopt ---- */
+
+struct range {
+	uint64_t lo, hi;          /* the whole 2 MiB blocks of a piece */
+	char what[64];
+};
+
+/* The arena memfd of @pid, opened through /proc/PID/fd, or -1. */
+static int arena_of(pid_t pid)
+{
+	char dir[64], path[340], link[256], want[64];
+	struct dirent *e;
+	int fd = -1;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	snprintf(want, sizeof(want), "/memfd:thpswap-arena:%d ", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while (fd < 0 && (e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue;
+		link[n] = 0;
+		if (!strncmp(link, want, strlen(want)))
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	closedir(d);
+	return fd;
+}
+
+/* How many blocks of @r are in state @want (any live state when 0);
+ * the first that is not, in *@first. */
+static unsigned count_state(int afd, const struct range *r, uint32_t want, uint64_t *first,
+			    uint32_t *first_state)
+{
+	size_t n = (r->hi - r->lo) / REGION;
+	struct h_region_view v[64];
+	unsigned good = 0;
+
+	H_CHECK(n <= 64, "range %s too long", r->what);
+	h_arena_view(afd, (void *)(uintptr_t)r->lo, n, v);
+	for (size_t i = 0; i < n; i++) {
+		bool ok = v[i].nrec == 1 && (want ? v[i].state == want : v[i].state != THP_ST_FREE);
+
+		if (want == THP_ST_RAM)
+			ok = v[i].nrec == 1 && (v[i].state == THP_ST_RAM || v[i].state == THP_ST_ZERO);
+		if (ok)
+			good++;
+		else if (!*first) {
+			*first = r->lo + i * REGION;
+			*first_state = v[i].nrec ? v[i].state : THP_ST_FREE;
+		}
+	}
+	return good;
+}
+
+static unsigned count_all(int afd, const struct range *rs, unsigned n, uint32_t want,
+			  uint64_t *first, uint32_t *first_state)
+{
+	unsigned good = 0;
+
+	*first = 0;
+	for (unsigned i = 0; i < n; i++)
+		good += count_state(afd, &rs[i], want, first, first_state);
+	return good;
+}
+
+static void test_adopt(const char *adoptee)
+{
+	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", adoptee, NULL };
+	struct range rs[MAX_RANGES];
+	unsigned nr = 0, blocks = 0, managed = 0, pmd = 0;
+	uint64_t first = 0;
+	uint32_t fst = 0;
+	long long ev0, ev1;
+	struct h_daemon d;
+	struct prog p;
+	char line[512];
+	int afd = -1, pm, r;
+
+	h_require_root();
+	skip_under_tsan();
+	h_deadline(240);
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	argv[2] = d.sock;
+	prog_start(&p, argv);
+	for (;;) {
+		unsigned long lo, len;
+		int at = 0;
+
+		prog_line(&p, line, sizeof(line), "the program's ranges");
+		if (!strcmp(line, "ready"))
+			break;
+		H_CHECK(sscanf(line, "range %lx %lu %n", &lo, &len, &at) == 2 && at,
+			"the program says: %s", line);
+		H_CHECK(nr < MAX_RANGES, "too many ranges");
+		rs[nr].lo = (lo + REGION - 1) & ~(uint64_t)(REGION - 1);
+		rs[nr].hi = (lo + len) & ~(uint64_t)(REGION - 1);
+		snprintf(rs[nr].what, sizeof(rs[nr].what), "%s", line + at);
+		blocks += (unsigned)((rs[nr].hi - rs[nr].lo) / REGION);
+		nr++;
+	}
+	printf("%u ranges, %u whole 2 MiB blocks\n", nr, blocks);
+	H_CHECK(blocks >= 60, "only %u blocks", blocks);
+
+	/* Every block managed: the adoption runs every 20 ms. */
+	h_at("waiting for every block to be managed");
+	for (unsigned tries = 0; tries < 1500; tries++) {
+		if (afd < 0)
+			afd = arena_of(p.pid);
+		if (afd >= 0 && (managed = count_all(afd, rs, nr, 0, &first, &fst)) == blocks)
+			break;
+		pause_briefly();
+	}
+	H_CHECK(afd >= 0, "no arena memfd in /proc/%d/fd: the preload opened no session", (int)p.pid);
+	H_CHECK(managed == blocks, "%u of %u blocks managed after 30 s; first unmanaged %#llx (%s)",
+		managed, blocks, (unsigned long long)first, thp_state_name(fst));
+	printf("all %u blocks managed\n", blocks);
+
+	ev0 = counter(&d, p.pid, "evictions");
+	evict_all(&d, p.pid);
+	ev1 = counter(&d, p.pid, "evictions");
+	managed = count_all(afd, rs, nr, THP_ST_RAM, &first, &fst);
+	printf("evictions %lld -> %lld; %u of %u blocks stored\n", ev0, ev1, managed, blocks);
+	if (managed != blocks)
+		h_evict_reasons(afd, "evict --all left blocks resident");
+	H_CHECK(ev1 - ev0 >= blocks, "evictions went from %lld to %lld, want %u more", ev0, ev1, blocks);
+	H_CHECK(managed == blocks, "%u of %u blocks stored; first not %#llx (%s)", managed, blocks,
+		(unsigned long long)first, thp_state_name(fst));
+
+	prog_say(&p, "check\n");
+	prog_line(&p, line, sizeof(line), "check");
+	H_CHECK(!strcmp(line, "ok"), "after evict --all the program reads: %s", line);
+
+	pm = thp_pagemap_open(p.pid);
+	H_CHECK(pm >= 0, "open /proc/%d/pagemap: %s", (int)p.pid, strerror(-pm));
+	for (unsigned i = 0; i < nr; i++) {
+		long k = thp_pagemap_count_pmd(pm, rs[i].lo, rs[i].hi);
+
+		H_CHECK(k >= 0, "PAGEMAP_SCAN: %s", strerror((int)-k));
+		pmd += (unsigned)k;
+	}
+	close(pm);
+	printf("%u of %u blocks PMD-mapped after they were read back\n", pmd, blocks);
+	H_CHECK(pmd == blocks, "%u of %u blocks came back PMD-mapped", pmd, blocks);
+
+	/* A fork child of an evicted parent reads everything too. */
+	evict_all(&d, p.pid);
+	prog_say(&p, "fork\n");
+	prog_line(&p, line, sizeof(line), "fork");
+	H_CHECK(!strcmp(line, "fork ok"), "fork child: %s", line);
+	prog_line(&p, line, sizeof(line), "the fork child's session");
+	H_CHECK(!strcmp(line, "session"), "the fork child had %s, want a session of its own", line);
+	prog_say(&p, "check\n");
+	prog_line(&p, line, sizeof(line), "check after fork");
+	H_CHECK(!strcmp(line, "ok"), "after the fork the program reads: %s", line);
+	printf("copy_child %lld\n", counter(&d, p.pid, "copy_child"));
+
+	prog_say(&p, "exit\n");
+	r = prog_end(&p);
+	H_CHECK(r == 0, "the program exited with %d", r);
+	close(afd);
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	printf("PASS run-adopt\n");
+}
+
+/* ---- a full region table ---- */
+
+static void test_full(const char *adoptee)
+{
+	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", adoptee,
+			       "--no-wait", NULL };
+	long long regions = -1, left = -1;
+	struct h_daemon d;
+	struct prog p;
+	char line[512];
+	int r;
+
+	h_require_root();
+	skip_under_tsan();
+	h_deadline(120);
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	argv[2] = d.sock;
+	setenv("THPSWAP_MAX_REGIONS", "16", 1);
+	prog_start(&p, argv);
+	unsetenv("THPSWAP_MAX_REGIONS");
+	do
+		prog_line(&p, line, sizeof(line), "the program's ranges");
+	while (strcmp(line, "ready"));
+	/* Room for 16 of its 67 blocks: it runs partly managed, and says so
+	 * (stderr) and counts what is left out. */
+	h_at("waiting for a full table");
+	for (unsigned tries = 0; tries < 1500; tries++) {
+		regions = counter(&d, p.pid, "regions");
+		left = counter(&d, p.pid, "adopt_left_out");
+		if (regions == 16 && left > 0)
+			break;
+		pause_briefly();
+	}
+	printf("regions %lld, adopt_left_out %lld\n", regions, left);
+	H_CHECK(regions == 16 && left >= 67 - 16, "regions %lld, adopt_left_out %lld", regions, left);
+	evict_all(&d, p.pid);
+	H_CHECK(counter(&d, p.pid, "evictions") >= 1, "nothing was evicted");
+	prog_say(&p, "check\n");
+	prog_line(&p, line, sizeof(line), "check");
+	H_CHECK(!strcmp(line, "ok"), "after evict --all the program reads: %s", line);
+	prog_say(&p, "exit\n");
+	r = prog_end(&p);
+	H_CHECK(r == 0, "the program exited with %d", r);
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	printf("PASS run-full\n");
+}
+
+/* ---- numpy ---- */
+
+static void test_numpy(const char *script)
+{
+	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", "/usr/bin/python3",
+			       script, NULL };
+	long long regions = -1, ev0, ev1;
+	struct h_daemon d;
+	struct prog p;
+	char line[512];
+	int r;
+
+	h_require_root();
+	skip_under_tsan();
+	h_deadline(300);
+	if (access("/usr/bin/python3", X_OK)) {
+		printf("skip: no /usr/bin/python3\n");
+		exit(H_SKIP);
+	}
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	argv[2] = d.sock;
+	prog_start(&p, argv);
+	prog_line(&p, line, sizeof(line), "the script's checksums");
+	if (!strncmp(line, "skip: ", 6)) {
+		printf("%s\n", line);
+		prog_end(&p);
+		h_daemon_stop(&d);
+		exit(H_SKIP);
+	}
+	H_CHECK(!strncmp(line, "ready ", 6), "the script says: %s", line);
+	printf("before: %s\n", line + 6);
+
+	/* 256 MiB of arrays: at least 128 regions, found by the adoption. */
+	h_at("waiting for 128 regions");
+	for (unsigned tries = 0; tries < 1500 && regions < 128; tries++) {
+		regions = counter(&d, p.pid, "regions");
+		if (regions < 128)
+			pause_briefly();
+	}
+	H_CHECK(regions >= 128, "%lld regions managed after 30 s, want 128", regions);
+	ev0 = counter(&d, p.pid, "evictions");
+	evict_all(&d, p.pid);
+	ev1 = counter(&d, p.pid, "evictions");
+	printf("regions %lld, evictions %lld -> %lld\n", regions, ev0, ev1);
+	H_CHECK(ev1 - ev0 >= 128, "evictions went from %lld to %lld, want 128 more", ev0, ev1);
+	prog_say(&p, "check\n");
+	prog_line(&p, line, sizeof(line), "the checksums after evict --all");
+	H_CHECK(!strncmp(line, "ok ", 3), "the script says: %s", line);
+	printf("after: %s\n", line + 3);
+	r = prog_end(&p);
+	H_CHECK(r == 0, "python3 exited with %d", r);
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	printf("PASS run-numpy\n");
+}
+
+/* ---- a fork child's copy of a session ---- */
+
+/* The child has none of the agent's threads, and the arena and scratch
+ * are not mapped there: every call fails with -ECHILD and frees nothing;
+ * the parent's session goes on as before. */
+static void test_forked_session(void)
+{
+	struct thpswap_session *s;
+	struct thpswap_stats st;
+	struct h_daemon d;
+	void *mem;
+	pid_t pid;
+	int r;
+
+	h_require_root();
+	h_deadline(60);
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	r = thpswap_open(&s, d.sock);
+	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
+	r = thpswap_map(s, REGION, &mem);
+	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
+	memset(mem, 0x5a, REGION);
+	pid = fork();
+	H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int bad = 0;
+
+		bad |= (thpswap_get_stats(s, &st, sizeof(st)) != -ECHILD) << 0;
+		bad |= (thpswap_map(s, REGION, &mem) != -ECHILD) << 1;
+		bad |= (thpswap_advise(s, mem, REGION, THPSWAP_ADVICE_COLD) != -ECHILD) << 2;
+		bad |= (thpswap_unregister(s, mem, REGION) != -ECHILD) << 3;
+		bad |= (thpswap_close(s) != -ECHILD) << 4;
+		bad |= (((unsigned char *)mem)[REGION - 1] != 0x5a) << 5;
+		_exit(bad);
+	}
+	r = h_wait(pid);
+	H_CHECK(r == 0, "in the fork child, calls on the parent's session: bits %#x wrong "
+		"(1 stats, 2 map, 4 advise, 8 unregister, 16 close, 32 data)", r);
+	H_CHECK(thpswap_advise(s, mem, REGION, THPSWAP_ADVICE_COLD) >= 0, "advise in the parent");
+	H_CHECK(((unsigned char *)mem)[0] == 0x5a, "the parent's data");
+	H_CHECK(thpswap_get_stats(s, &st, sizeof(st)) == 0 && st.regions == 1, "parent's stats");
+	r = thpswap_close(s);
+	H_CHECK(r == 0, "thpswap_close in the parent: %s", strerror(-r));
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	printf("PASS fork-session\n");
+}
+
+/* ---- fallback ---- */
+
+struct outcome {
+	int status;
+	char out[4096], err[4096];
+};
+
+static void slurp(int fd, char *buf, size_t sz)
+{
+	ssize_t n = pread(fd, buf, sz - 1, 0);
+
+	buf[n > 0 ? n : 0] = 0;
+	close(fd);
+}
+
+/* Run @argv with stdout and stderr into files; wait for it. */
+static void run_captured(const char *const *argv, struct outcome *o)
+{
+	extern char **environ;
+	posix_spawn_file_actions_t fa;
+	int out = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	int err = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	pid_t pid;
+	int r;
+
+	H_CHECK(out >= 0 && err >= 0, "O_TMPFILE in /tmp: %s", strerror(errno));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out, 1);
+	posix_spawn_file_actions_adddup2(&fa, err, 2);
+	sanitizer_env(true);
+	r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	sanitizer_env(false);
+	posix_spawn_file_actions_destroy(&fa);
+	H_CHECK(r == 0, "spawn %s: %s", argv[0], strerror(r));
+	h_track(pid);
+	o->status = h_wait(pid);
+	slurp(out, o->out, sizeof(o->out));
+	slurp(err, o->err, sizeof(o->err));
+}
+
+static unsigned count_lines(const char *s)
+{
+	unsigned n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static void test_fallback(void)
+{
+	char dir[] = "/tmp/thpswap-run-test.XXXXXX", sock[128], script[160];
+	/* A shell and a program it execs: the preload is in both. */
+	const char *cmd = "echo first; /bin/echo second; exit 3";
+	const char *loud[] = { run_bin, "--socket", sock, "--", "/bin/sh", "-c", cmd, NULL };
+	const char *quiet[] = { run_bin, "--quiet", "--socket", sock, "--", "/bin/sh", "-c", cmd,
+				NULL };
+	const char *show = "echo \"[$LD_PRELOAD]\"";
+	const char *env_plain[] = { run_bin, "--quiet", "--socket", sock, "--", "/bin/sh", "-c", show,
+				    NULL };
+	const char *env_nochild[] = { run_bin, "--quiet", "--no-children", "--socket", sock, "--",
+				      "/bin/sh", "-c", show, NULL };
+	const char *missing[] = { run_bin, "--socket", sock, "--", "/nonexistent/program", NULL };
+	const char *noexec[] = { run_bin, "--socket", sock, "--", script, NULL };
+	const char *usage[] = { run_bin, "--min-size", "1M", "--", "/bin/true", NULL };
+	const char *prefix = "thpswap: not managing memory: ";
+	struct outcome o;
+	int fd;
+
+	h_deadline(60);
+	H_CHECK(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	snprintf(sock, sizeof(sock), "%s/control.sock", dir);
+	snprintf(script, sizeof(script), "%s/not-executable", dir);
+
+	run_captured(loud, &o);
+	printf("no daemon: status %d, stdout %s, stderr %s", o.status, o.out, o.err);
+	H_CHECK(o.status == 3, "exit status %d, want the program's 3", o.status);
+	H_CHECK(!strcmp(o.out, "first\nsecond\n"), "stdout %s", o.out);
+	H_CHECK(count_lines(o.err) == 1 && !strncmp(o.err, prefix, strlen(prefix)),
+		"stderr must be one line starting \"%s\": %s", prefix, o.err);
+	H_CHECK(strstr(o.err, sock), "stderr does not name the socket %s: %s", sock, o.err);
+
+	run_captured(quiet, &o);
+	H_CHECK(o.status == 3 && !strcmp(o.out, "first\nsecond\n") && !o.err[0],
+		"--quiet: status %d, stdout %s, stderr %s", o.status, o.out, o.err);
+
+	/* --no-children: the preload takes itself out of LD_PRELOAD, so what
+	 * the shell sees (and would pass on to what it execs) lacks it. */
+	run_captured(env_plain, &o);
+	H_CHECK(o.status == 0 && strstr(o.out, "libthpswap-preload.so"),
+		"with children the shell's LD_PRELOAD holds the preload: %s (status %d)", o.out,
+		o.status);
+	run_captured(env_nochild, &o);
+	H_CHECK(o.status == 0 && o.out[0] == '[' && !strstr(o.out, "libthpswap-preload.so"),
+		"--no-children: the shell's LD_PRELOAD still holds the preload: %s (status %d)",
+		o.out, o.status);
+
+	run_captured(missing, &o);
+	H_CHECK(o.status == 127, "a missing COMMAND: status %d, want 127 (stderr %s)", o.status, o.err);
+	fd = open(script, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	H_CHECK(fd >= 0, "create %s: %s", script, strerror(errno));
+	close(fd);
+	run_captured(noexec, &o);
+	H_CHECK(o.status == 126, "a COMMAND not executable: status %d, want 126 (stderr %s)",
+		o.status, o.err);
+	run_captured(usage, &o);
+	H_CHECK(o.status == 125, "--min-size 1M: status %d, want 125 (stderr %s)", o.status, o.err);
+	unlink(script);
+	rmdir(dir);
+	printf("PASS run-fallback\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s adopt|adopt-text|full|numpy|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
+		return H_FAIL;
+	}
+	run_bin = argv[2];
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(argv[1], "adopt") && argc == 4) {
+		test_adopt(argv[3]);
+	} else if (!strcmp(argv[1], "adopt-text") && argc == 4) {
+#ifdef NDEBUG
+		printf("skip: only debug builds can be told to read the text of /proc/self/maps\n");
+		return H_SKIP;
+#endif
+		setenv("THPSWAP_ADOPT_MAPS_TEXT", "1", 1);
+		test_adopt(argv[3]);
+	}
+	else if (!strcmp(argv[1], "full") && argc == 4)
+		test_full(argv[3]);
+	else if (!strcmp(argv[1], "numpy") && argc == 4)
+		test_numpy(argv[3]);
+	else if (!strcmp(argv[1], "forked-session"))
+		test_forked_session();
+	else if (!strcmp(argv[1], "fallback"))
+		test_fallback();
+	else
+		return H_FAIL;
+	return H_PASS;
+}
