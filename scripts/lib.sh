@@ -3,7 +3,8 @@
 # idempotently, and build.
 
 PKGS=(gcc libc6-dev meson ninja-build pkg-config libzstd-dev libuv1-dev
-      libcmocka-dev libsystemd-dev systemd python3 python3-numpy groff-base)
+      libcmocka-dev libsystemd-dev systemd python3 python3-numpy redis-server redis-tools
+      groff-base)
 
 die() { echo "$0: $*" >&2; exit 1; }
 

@@ -855,9 +855,8 @@ struct thp_arena_header h_arena_header(int fd)
 	return h;
 }
 
-/* Every live record of the arena on @fd, read a chunk at a time, to @fn. */
-static void arena_each(int fd, void (*fn)(uint32_t idx, const struct thp_record *r, void *arg),
-		       void *arg)
+void h_arena_each(int fd, void (*fn)(uint32_t idx, const struct thp_record *r, void *arg),
+		  void *arg)
 {
 	static __thread struct thp_record chunk[1024];
 	struct thp_arena_header h = h_arena_header(fd);
@@ -903,7 +902,7 @@ void h_arena_view(int fd, const void *addr, size_t nreg, struct h_region_view *v
 	struct view_arg a = { (uint64_t)(uintptr_t)addr, nreg, v };
 
 	memset(v, 0, nreg * sizeof(*v));
-	arena_each(fd, view_one, &a);
+	h_arena_each(fd, view_one, &a);
 }
 
 void h_region_describe(int fd, const void *addr, char *buf, size_t sz)
@@ -1101,7 +1100,7 @@ void h_check_stored(struct thpswap_session *s, void *barrier, const char *what)
 
 		a.sum = a.pages = a.slots = 0;
 		memset(a.len, 0, h.max_regions * sizeof(*a.len));
-		arena_each(fd, stored_one, &a);
+		h_arena_each(fd, stored_one, &a);
 		st = h_stats(s);
 		if ((a.sum == st.stored_bytes && st.stored_bytes == before) || tries == 200)
 			break;

@@ -241,6 +241,9 @@ struct h_region_view {
 /* The records of the @nreg regions from @addr (2 MiB-aligned), read from
  * the arena on @fd now. */
 void h_arena_view(int fd, const void *addr, size_t nreg, struct h_region_view *v);
+/* Every live record of the arena on @fd, read a chunk at a time, to @fn. */
+void h_arena_each(int fd, void (*fn)(uint32_t idx, const struct thp_record *r, void *arg),
+		  void *arg);
 /* One line about the region at @addr for a failure report: its record,
  * how much of it is present and whether it is PMD-mapped. */
 void h_region_describe(int fd, const void *addr, char *buf, size_t sz);

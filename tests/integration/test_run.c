@@ -22,6 +22,13 @@
  *   itest-run forked-session THPSWAP_RUN
  *     a fork child's calls on its parent's session fail with -ECHILD and
  *     take nothing from the parent.
+ *   itest-run redis THPSWAP_RUN
+ *     redis-server (Debian's, jemalloc inside) through thpswap-run, on a
+ *     unix socket of its own: about 256 MiB of varied keys loaded, its DEBUG
+ *     DIGEST taken, evict --all, redis-benchmark GETs over every key while
+ *     the test keeps evicting, the digest again (identical), and at least
+ *     99 % of the regions brought back PMD-mapped (PAGEMAP_SCAN of its
+ *     pagemap, from here).  Skips when redis-server is not installed.
  *   itest-run fallback THPSWAP_RUN
  *     no daemon at the socket: the program runs, its output and exit status
  *     intact, with one line on stderr saying why its memory is unmanaged,
@@ -31,6 +38,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -41,6 +49,7 @@
 
 #include "harness.h"
 #include "pagemap.h"
+#include "util.h"
 
 #define REGION THPSWAP_REGION_SIZE
 #define MAX_RANGES 16
@@ -448,6 +457,250 @@ static void test_numpy(const char *script)
 	printf("PASS run-numpy\n");
 }
 
+/* ---- redis-server ---- */
+
+#define REDIS_KEYS 262144u      /* x 1000-byte values: 250 MiB, plus hashes */
+#define REDIS_VAL 1000u
+
+struct redis {
+	char dir[64], sock[128], log[128];
+	struct prog p;
+};
+
+/* Run redis-cli against our server; its output (first line) in @out. */
+static int redis_cli(const struct redis *rd, char *out, size_t sz, const char *args)
+{
+	char cmd[512];
+	FILE *f;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "/usr/bin/redis-cli -s %s %s 2>&1", rd->sock, args);
+	f = popen(cmd, "r");
+	H_CHECK(f, "popen redis-cli: %s", strerror(errno));
+	if (!fgets(out, (int)sz, f))
+		out[0] = 0;
+	out[strcspn(out, "\n")] = 0;
+	while (fgetc(f) != EOF)
+		;
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static uint64_t rnd(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Value @i: a mix of what a cache holds -- text, numbers, hex ids, JSON. */
+static void redis_value(unsigned i, char *v)
+{
+	static const char *const words[] = { "session", "user", "cart", "item", "price", "token",
+					     "the", "of", "and", "order", "shipped", "pending" };
+	uint64_t x = 0x9e3779b97f4a7c15ull ^ i;
+	size_t n = 0;
+
+	while (n < REDIS_VAL) {
+		int w;
+
+		switch (i % 4) {
+		case 0:
+			w = snprintf(v + n, REDIS_VAL + 1 - n, "%016llx", (unsigned long long)rnd(&x));
+			break;
+		case 1:
+			w = snprintf(v + n, REDIS_VAL + 1 - n, "%s ", words[rnd(&x) % 12]);
+			break;
+		case 2:
+			w = snprintf(v + n, REDIS_VAL + 1 - n, "%llu,", (unsigned long long)(rnd(&x) % 100000));
+			break;
+		default:
+			w = snprintf(v + n, REDIS_VAL + 1 - n, "{\"id\":%u,\"n\":%llu,\"s\":\"%s\"}", i,
+				     (unsigned long long)(rnd(&x) % 1000), words[rnd(&x) % 12]);
+		}
+		if (w <= 0 || (size_t)w > REDIS_VAL - n)
+			break;
+		n += (size_t)w;
+	}
+	memset(v + n, '.', REDIS_VAL - n);
+	v[REDIS_VAL] = 0;
+}
+
+/* SET key:%012u (redis-benchmark's __rand_int__ names) and a hash for
+ * every 16th key, through redis-cli --pipe. */
+static void redis_load(const struct redis *rd)
+{
+	char cmd[256], key[32], v[REDIS_VAL + 1];
+	FILE *f;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "/usr/bin/redis-cli -s %s --pipe >/dev/null", rd->sock);
+	f = popen(cmd, "w");
+	H_CHECK(f, "popen redis-cli --pipe: %s", strerror(errno));
+	for (unsigned i = 0; i < REDIS_KEYS; i++) {
+		int kl = snprintf(key, sizeof(key), "key:%012u", i);
+
+		redis_value(i, v);
+		fprintf(f, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%u\r\n%s\r\n", kl, key, REDIS_VAL, v);
+		if (i % 16 == 0)
+			fprintf(f, "*6\r\n$4\r\nHSET\r\n$%d\r\nh%s\r\n$4\r\nuser\r\n$%d\r\n%u\r\n"
+				"$4\r\nname\r\n$%d\r\n%.*s\r\n", kl + 1, key, snprintf(NULL, 0, "%u", i * 7), i * 7,
+				24, 24, v + 100);
+	}
+	st = pclose(f);
+	H_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "redis-cli --pipe failed (status %d)", st);
+}
+
+struct restored {
+	int pm;
+	unsigned n, pmd;
+	uint64_t first_split;
+};
+
+static void restored_one(uint32_t idx, const struct thp_record *r, void *arg)
+{
+	struct restored *a = arg;
+	long k;
+
+	(void)idx;
+	if (r->state != THP_ST_RESIDENT || !r->restores)
+		return;
+	k = thp_pagemap_count_pmd(a->pm, r->addr, r->addr + REGION);
+	a->n++;
+	if (k == 1)
+		a->pmd++;
+	else if (!a->first_split)
+		a->first_split = r->addr;
+}
+
+static void test_redis(void)
+{
+	const char *server = "/usr/bin/redis-server";
+	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", server, "--port", "0",
+			       "--unixsocket", NULL, "--save", "", "--appendonly", "no", "--logfile", NULL,
+			       "--enable-debug-command", "local", NULL };
+	char bench[256], d1[128], d2[128], out[256];
+	long long regions = -1, ev0, ev1, ev2, rs0, rs1;
+	struct restored rst = { 0 };
+	unsigned rounds = 0;
+	struct redis rd;
+	struct h_daemon d;
+	FILE *bf;
+	int afd = -1, r, st;
+
+	h_require_root();
+	skip_under_tsan();
+	if (access(server, X_OK) || access("/usr/bin/redis-cli", X_OK) ||
+	    access("/usr/bin/redis-benchmark", X_OK)) {
+		printf("skip: redis-server, redis-cli or redis-benchmark is not installed "
+		       "(apt-get install redis-server redis-tools)\n");
+		exit(H_SKIP);
+	}
+	h_deadline(600);
+	snprintf(rd.dir, sizeof(rd.dir), "/tmp/thpswap-redis.XXXXXX");
+	H_CHECK(mkdtemp(rd.dir), "mkdtemp: %s", strerror(errno));
+	snprintf(rd.sock, sizeof(rd.sock), "%s/redis.sock", rd.dir);
+	snprintf(rd.log, sizeof(rd.log), "%s/redis.log", rd.dir);
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	argv[2] = d.sock;
+	argv[10] = rd.sock;
+	argv[16] = rd.log;
+	prog_start(&rd.p, argv);
+
+	h_at("waiting for redis-server to answer PING");
+	for (unsigned tries = 0; tries < 1500; tries++) {
+		if (redis_cli(&rd, out, sizeof(out), "PING") == 0 && !strcmp(out, "PONG"))
+			break;
+		pause_briefly();
+	}
+	H_CHECK(!strcmp(out, "PONG"), "redis-server does not answer: %s (its log: %s)", out, rd.log);
+	h_at("loading %u keys", REDIS_KEYS);
+	redis_load(&rd);
+	redis_cli(&rd, out, sizeof(out), "DBSIZE");
+	printf("redis: %s keys\n", out);
+	H_CHECK(strtoul(out, NULL, 10) == REDIS_KEYS + REDIS_KEYS / 16, "DBSIZE %s", out);
+	H_CHECK(redis_cli(&rd, d1, sizeof(d1), "DEBUG DIGEST") == 0 && strlen(d1) == 40,
+		"DEBUG DIGEST: %s", d1);
+
+	/* Its data set: more than 125 regions, found by the adoption. */
+	h_at("waiting for 125 regions");
+	for (unsigned tries = 0; tries < 1500 && regions < 125; tries++) {
+		regions = counter(&d, rd.p.pid, "regions");
+		if (regions < 125)
+			pause_briefly();
+	}
+	H_CHECK(regions >= 125, "%lld regions managed after 30 s, want 125", regions);
+	ev0 = counter(&d, rd.p.pid, "evictions");
+	rs0 = counter(&d, rd.p.pid, "restores");
+	evict_all(&d, rd.p.pid);
+	ev1 = counter(&d, rd.p.pid, "evictions");
+	printf("redis: %lld regions, evictions %lld -> %lld\n", regions, ev0, ev1);
+	H_CHECK(ev1 - ev0 >= 100, "evict --all evicted %lld regions, want at least 100", ev1 - ev0);
+
+	/* GETs over every key, while evictions go on: evict --all every half
+	 * second until the benchmark ends. */
+	snprintf(bench, sizeof(bench), "/usr/bin/redis-benchmark -s %s -t get -n 40000 -r %u -c 8 -q "
+		 "2>&1", rd.sock, REDIS_KEYS);
+	bf = popen(bench, "r");
+	H_CHECK(bf, "popen redis-benchmark: %s", strerror(errno));
+	for (uint64_t next = thp_now_ns() + 500000000ull;;) {
+		struct pollfd pf = { .fd = fileno(bf), .events = POLLIN };
+		uint64_t now = thp_now_ns();
+		char buf[4096];
+		ssize_t n;
+
+		if (now >= next || poll(&pf, 1, (int)((next - now) / 1000000) + 1) == 0) {
+			evict_all(&d, rd.p.pid);
+			rounds++;
+			next = thp_now_ns() + 500000000ull;
+			continue;
+		}
+		n = read(pf.fd, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			break;
+		buf[n] = 0;
+		/* Its progress line ends in '\r': keep the last result only. */
+		if (strchr(buf, '\n'))
+			printf("redis-benchmark: %s", strrchr(buf, '\r') ? strrchr(buf, '\r') + 1 : buf);
+	}
+	st = pclose(bf);
+	H_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "redis-benchmark failed (status %d)", st);
+	ev2 = counter(&d, rd.p.pid, "evictions");
+	rs1 = counter(&d, rd.p.pid, "restores");
+	printf("redis: %u evict --all rounds during the benchmark; evictions %lld -> %lld, "
+	       "restores %lld -> %lld\n", rounds, ev1, ev2, rs0, rs1);
+	H_CHECK(rs1 - rs0 >= 100, "only %lld restores during the benchmark", rs1 - rs0);
+
+	H_CHECK(redis_cli(&rd, d2, sizeof(d2), "DEBUG DIGEST") == 0, "DEBUG DIGEST: %s", d2);
+	printf("redis: DEBUG DIGEST %s before, %s after\n", d1, d2);
+	H_CHECK(!strcmp(d1, d2), "the data set changed: DEBUG DIGEST %s before, %s after", d1, d2);
+
+	/* The regions it has back: one huge page each (PAGEMAP_SCAN, ours). */
+	afd = arena_of(rd.p.pid);
+	H_CHECK(afd >= 0, "no arena memfd in /proc/%d/fd", (int)rd.p.pid);
+	rst.pm = thp_pagemap_open(rd.p.pid);
+	H_CHECK(rst.pm >= 0, "open /proc/%d/pagemap: %s", (int)rd.p.pid, strerror(-rst.pm));
+	h_arena_each(afd, restored_one, &rst);
+	close(rst.pm);
+	close(afd);
+	printf("redis: %u of %u restored regions resident now are PMD-mapped\n", rst.pmd, rst.n);
+	H_CHECK(rst.n >= 50, "only %u restored regions are resident", rst.n);
+	H_CHECK(rst.pmd * 100 >= rst.n * 99, "%u of %u restored regions PMD-mapped (first not: %#llx)",
+		rst.pmd, rst.n, (unsigned long long)rst.first_split);
+
+	redis_cli(&rd, out, sizeof(out), "SHUTDOWN NOSAVE");
+	r = prog_end(&rd.p);
+	H_CHECK(r == 0, "redis-server exited with %d", r);
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	unlink(rd.sock);
+	unlink(rd.log);
+	rmdir(rd.dir);
+	printf("PASS run-redis\n");
+}
+
 /* ---- a fork child's copy of a session ---- */
 
 /* The child has none of the agent's threads, and the arena and scratch
@@ -612,7 +865,7 @@ static void test_fallback(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s adopt|adopt-text|full|numpy|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
+		fprintf(stderr, "usage: %s adopt|adopt-text|full|numpy|redis|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
 		return H_FAIL;
 	}
 	run_bin = argv[2];
@@ -635,6 +888,8 @@ int main(int argc, char **argv)
 		test_forked_session();
 	else if (!strcmp(argv[1], "fallback"))
 		test_fallback();
+	else if (!strcmp(argv[1], "redis"))
+		test_redis();
 	else
 		return H_FAIL;
 	return H_PASS;
