@@ -166,6 +166,22 @@ static void pause_briefly(void)
 	nanosleep(&t, NULL);
 }
 
+/* Wait (30 s at most) until the adoption has made @want regions of @pid's
+ * memory; how many there are. */
+static long long wait_regions(const struct h_daemon *d, pid_t pid, long long want)
+{
+	long long regions = -1;
+
+	h_at("waiting for %lld regions", want);
+	for (unsigned tries = 0; tries < 1500 && regions < want; tries++) {
+		regions = counter(d, pid, "regions");
+		if (regions < want)
+			pause_briefly();
+	}
+	H_CHECK(regions >= want, "%lld regions managed after 30 s, want %lld", regions, want);
+	return regions;
+}
+
 /* Adoption refuses to run in a ThreadSanitizer build (lib/adopt.c). */
 static void skip_under_tsan(void)
 {
@@ -406,7 +422,7 @@ static void test_numpy(const char *script)
 {
 	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", "/usr/bin/python3",
 			       script, NULL };
-	long long regions = -1, ev0, ev1;
+	long long regions, ev0, ev1;
 	struct h_daemon d;
 	struct prog p;
 	char line[512];
@@ -434,13 +450,7 @@ static void test_numpy(const char *script)
 	printf("before: %s\n", line + 6);
 
 	/* 256 MiB of arrays: at least 128 regions, found by the adoption. */
-	h_at("waiting for 128 regions");
-	for (unsigned tries = 0; tries < 1500 && regions < 128; tries++) {
-		regions = counter(&d, p.pid, "regions");
-		if (regions < 128)
-			pause_briefly();
-	}
-	H_CHECK(regions >= 128, "%lld regions managed after 30 s, want 128", regions);
+	regions = wait_regions(&d, p.pid, 128);
 	ev0 = counter(&d, p.pid, "evictions");
 	evict_all(&d, p.pid);
 	ev1 = counter(&d, p.pid, "evictions");
@@ -581,7 +591,7 @@ static void test_redis(void)
 			       "--unixsocket", NULL, "--save", "", "--appendonly", "no", "--logfile", NULL,
 			       "--enable-debug-command", "local", NULL };
 	char bench[256], d1[128], d2[128], out[256];
-	long long regions = -1, ev0, ev1, ev2, rs0, rs1;
+	long long regions, ev0, ev1, ev2, rs0, rs1;
 	struct restored rst = { 0 };
 	unsigned rounds = 0;
 	struct redis rd;
@@ -625,13 +635,7 @@ static void test_redis(void)
 		"DEBUG DIGEST: %s", d1);
 
 	/* Its data set: more than 125 regions, found by the adoption. */
-	h_at("waiting for 125 regions");
-	for (unsigned tries = 0; tries < 1500 && regions < 125; tries++) {
-		regions = counter(&d, rd.p.pid, "regions");
-		if (regions < 125)
-			pause_briefly();
-	}
-	H_CHECK(regions >= 125, "%lld regions managed after 30 s, want 125", regions);
+	regions = wait_regions(&d, rd.p.pid, 125);
 	ev0 = counter(&d, rd.p.pid, "evictions");
 	rs0 = counter(&d, rd.p.pid, "restores");
 	evict_all(&d, rd.p.pid);
