@@ -62,8 +62,13 @@ static const char *env_path(const char *name)
 static struct h_daemon *started[8];
 static bool atexit_done;
 
+static void kill_tracked(void);
+
 static void stop_started(void)
 {
+	/* A failed check exits with children still running; a daemon waits
+	 * for its clients, so they go first. */
+	kill_tracked();
 	for (unsigned k = 0; k < sizeof(started) / sizeof(started[0]); k++)
 		if (started[k] && started[k]->pid > 0)
 			h_daemon_stop(started[k]);
@@ -562,6 +567,21 @@ void h_deadline(unsigned seconds)
 	sigaction(SIGSEGV, &fa, NULL);
 	sigaction(SIGBUS, &fa, NULL);
 	alarm(seconds * H_SLOWDOWN);
+}
+
+/* SIGKILL and reap every process h_track()ed by this process. */
+static void kill_tracked(void)
+{
+	if (getpid() != h_track_owner)
+		return;
+	for (unsigned k = 0; k < sizeof(h_tracked) / sizeof(h_tracked[0]); k++) {
+		pid_t pid = h_tracked[k];
+
+		if (pid > 0 && __sync_bool_compare_and_swap(&h_tracked[k], pid, 0)) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+	}
 }
 
 void h_track(pid_t pid)
