@@ -282,7 +282,10 @@ static enum evict_result evict_empty(struct thpswap_session *s, struct thp_recor
 		return EV_SKIPPED;
 	}
 	addr = rec_addr(r);
-	empty = thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0 &&
+	/* No MOVE guards this: an mremap whose REMAP is not read yet has
+	 * taken the pages away from under the record's address already (a
+	 * MOVE would fail with EAGAIN then; ask the same way). */
+	empty = !events_pending(s) && thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0 &&
 		!(rec_flags(r) & THP_RF_REMOVED);
 	if (empty) {
 		describe(r, NULL, 0, 0);
