@@ -157,7 +157,10 @@ def case_evict_queue(L, d, ctl_bin, limit=4):
     check(refused == n - limit, f"{refused} requests refused, want {n - limit} "
           f"(evict-queue {limit}); other answers: {other[:3]!r}")
     check(hits["evict_queue"] == n - limit, f"evict_queue counted {hits['evict_queue']}")
-    check(rss1 - rss0 < 8 * 1024, f"the daemon grew by {(rss1 - rss0) / 1024:.1f} MiB")
+    # Unbounded, the queue grew the daemon by 78 MiB in this run; bounded, by
+    # 1.6 MiB, and by up to 10 MiB under the sanitizers, whose allocators
+    # keep freed memory (ASan +2.5, ThreadSanitizer +9.7 measured here).
+    check(rss1 - rss0 < 32 * 1024, f"the daemon grew by {(rss1 - rss0) / 1024:.1f} MiB")
     lines = log_lines(d, "requests queued, the limit")
     check(len(lines) == 1, f"want one log line for the full queue, got {len(lines)}")
     p.close()
