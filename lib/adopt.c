@@ -383,12 +383,12 @@ static void *adopt_main(void *arg)
 	return NULL;
 }
 
-static void adopt_free(struct adopt *ad)
+static void adopt_free(struct thpswap_session *s, struct adopt *ad)
 {
 	if (ad->maps_fd >= 0)
 		close(ad->maps_fd);
-	free(ad->buf);
-	free(ad->cand);
+	own_free(s, ad->buf);
+	own_free(s, ad->cand);
 	pthread_cond_destroy(&ad->cond);
 	pthread_mutex_destroy(&ad->lock);
 }
@@ -427,16 +427,14 @@ int adopt_start(struct thpswap_session *s, const struct adopt_cfg *cfg)
 	pthread_cond_init(&ad->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	ad->bufsz = BUFSZ;
-	ad->buf = malloc(ad->bufsz);
-	ad->cand = calloc(NCAND, sizeof(*ad->cand));
+	/* The thread reads and writes these: the library's own, like all
+	 * the agent's memory. */
+	ad->buf = own_alloc(s, ad->bufsz);
+	ad->cand = own_alloc(s, NCAND * sizeof(*ad->cand));
 	if (!ad->buf || !ad->cand) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	/* Smaller than a block, but noted all the same (min_size is ours to
-	 * check, not a promise about malloc). */
-	own_note(s, ad->buf, ad->bufsz);
-	own_note(s, ad->cand, NCAND * sizeof(*ad->cand));
 	ad->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	ad->text = ad->maps_fd < 0;
 #ifndef NDEBUG
@@ -460,9 +458,7 @@ int adopt_start(struct thpswap_session *s, const struct adopt_cfg *cfg)
 	ad->started = true;
 	return 0;
 fail:
-	own_forget(s, ad->buf);
-	own_forget(s, ad->cand);
-	adopt_free(ad);
+	adopt_free(s, ad);
 	*ad = (struct adopt){ .maps_fd = -1 };
 	return r;
 }
@@ -480,8 +476,6 @@ void adopt_stop(struct thpswap_session *s)
 	pthread_join(ad->thread, NULL);
 	/* What it could not adopt is no longer anyone's business. */
 	ctr_add(s, THP_C_ADOPT_LEFT_OUT, -(int64_t)ad->left_out);
-	own_forget(s, ad->buf);
-	own_forget(s, ad->cand);
-	adopt_free(ad);
+	adopt_free(s, ad);
 	*ad = (struct adopt){ .maps_fd = -1 };
 }
