@@ -307,6 +307,15 @@ static enum evict_result evict_empty(struct thpswap_session *s, struct thp_recor
 	return EV_EVICTED;
 }
 
+/* Not RESIDENT: evicted already or on its way (nothing to count), or a
+ * fault owns it for a moment (restore_region): counted as busy. */
+static enum evict_result not_resident(struct thpswap_session *s, const struct thp_record *r)
+{
+	if (rec_state(r) == THP_ST_RESTORING)
+		ctr_add(s, THP_C_EVICT_BUSY, 1);
+	return EV_SKIPPED;
+}
+
 static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 				       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
 				       uint64_t *bytes_stored)
@@ -321,7 +330,7 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 	int rc, whole;
 
 	if (rec_state(r) != THP_ST_RESIDENT)
-		return EV_SKIPPED; /* evicted already, or on its way */
+		return not_resident(s, r);
 	if (rec_flags(r) & THP_RF_LEAVING) {
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		return EV_SKIPPED;
@@ -337,7 +346,7 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 		return EV_SKIPPED;
 	}
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))
-		return EV_SKIPPED;
+		return not_resident(s, r);
 	/* Checked after the CAS: unregister sets the flag, then waits for us.
 	 * (A zap read while resident is checked by move_out: it and the
 	 * reader both hold zap_lock, so one of them sees the other.) */

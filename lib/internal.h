@@ -44,8 +44,10 @@
  *   ZERO, RAM  -> RESTORING                a fault
  *              -> EMPTY                    wholly zapped while evicted (on_remove)
  *   RESIDENT   -> EVICTING                 an eviction starts
- *              -> RESTORING                a fault on a wholly zapped region, a
- *                                          fork copying it (fork_in_flight)
+ *              -> RESTORING                a fault on a zapped page (owned while
+ *                                          its zero page goes in, or the whole
+ *                                          region's if it is all gone), a fork
+ *                                          copying it (fork_in_flight)
  *   EVICTING   -> RAM, ZERO                stored (commit, or kept raw)
  *              -> RESIDENT                 backed out, or moved back
  *              -> CANCEL                   a fault meanwhile

@@ -153,7 +153,11 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 			continue;
 		}
 		if (rc == -EAGAIN) {
-			let_events_drain(s); /* the zeros stay in the slot */
+			/* The zeros stay in the slot, and the bits go back: a
+			 * FORK handled while we wait fills the child from the
+			 * record (decode_record), which must zero them too. */
+			zap_put_back(s, idx, m);
+			let_events_drain(s);
 			continue;
 		}
 		/* EINVAL: prot or VMA differ (mprotect, part unmapped); EEXIST or

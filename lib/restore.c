@@ -186,21 +186,29 @@ static int restore_owned(struct thpswap_session *s, uint32_t idx, uint32_t from,
 	return rc;
 }
 
-/* A fault on a region we consider resident: the application zapped some or
- * all of it (MADV_DONTNEED/FREE), which reads as zeros. */
+/*
+ * A fault on a region we consider resident: the application zapped some or
+ * all of it (MADV_DONTNEED/FREE), which reads as zeros.  A zero page goes in
+ * only while we own the record (RESTORING): a fault message read late may
+ * name a page of a region that an eviction starts to move out right after
+ * we looked, and a zero page put into the emptied region would stay there,
+ * in front of the bytes the restore moves back (MOVE and COPY leave present
+ * pages alone).  Owning it keeps the eviction out until the page is in.
+ * 1: the record is not RESIDENT any more; look again.
+ */
 static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 			     bool write, uint64_t t0)
 {
 	struct thp_record *r = &s->rec[idx];
 	uint64_t page = fault_addr & ~(THP_PAGE_SIZE - 1);
-	long present;
 	int rc;
 
 	if (thp_pagemap_count_present(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
 		return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* raced: it is there */
+	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING))
+		return 1;
 	rzap_landed(s, idx, rec_addr(r), page);
-	present = thp_pagemap_count_present(s->pagemap, rec_addr(r), rec_addr(r) + REGION);
-	if (present == 0 && rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING)) {
+	if (thp_pagemap_count_present(s->pagemap, rec_addr(r), rec_addr(r) + REGION) == 0) {
 		/* Wholly empty: a zap of it has landed, none is in flight. */
 		rzap_clear(s, idx);
 		return restore_owned(s, idx, THP_ST_RESIDENT, write, NULL, t0);
@@ -208,6 +216,9 @@ static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t f
 	/* A hole in a split region: a 4 KiB zero page (a write then COWs it). */
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
 	rc = thp_uffd_zeropage(s->uffd, page, THP_PAGE_SIZE, 0, NULL);
+	/* Given back before any event is handled: a FORK handler would wait
+	 * for the record (and this is the thread that handles it). */
+	rec_set(s, r, THP_ST_RESIDENT);
 	if (rc == -EAGAIN) {
 		/* The page may be another region's once the events are read:
 		 * the faulter faults again and is looked up afresh. */
@@ -232,8 +243,13 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 		uint32_t st = rec_state(r);
 
 		switch (st) {
-		case THP_ST_RESIDENT:
-			return fault_on_resident(s, idx, fault_addr, write, t0);
+		case THP_ST_RESIDENT: {
+			int rc = fault_on_resident(s, idx, fault_addr, write, t0);
+
+			if (rc == 1)
+				break; /* an eviction took it meanwhile */
+			return rc;
+		}
 		case THP_ST_EMPTY:
 		case THP_ST_ZERO:
 		case THP_ST_RAM:

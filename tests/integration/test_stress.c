@@ -306,6 +306,15 @@ static void do_fork(struct worker *w)
 		pthread_mutex_lock(&g.lock);
 		say("STRESS FAILURE (seed %llu): worker %u's forked child exited %d (report above)\n",
 		    (unsigned long long)g.seed, w->id, st);
+		/* Lost in us too, or only in the child's copy? */
+		for (unsigned ri = 0; ri < REGS; ri++) {
+			char line[320];
+
+			h_region_describe(g.arena, w->reg[ri].addr, line, sizeof(line));
+			say("the parent's region %u now: %s\n", ri, line);
+			if (verify(w, ri, 0, NPG, false) == 0)
+				say("the parent's region %u reads right\n", ri);
+		}
 		die();
 	}
 	w->last_fork_ns = thp_now_ns();
