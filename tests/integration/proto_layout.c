@@ -33,9 +33,10 @@ int main(void)
 	printf("{\"consts\": {\"THP_PROTO_MAGIC\": %u, \"THP_PROTO_VERSION\": %u, "
 	       "\"THP_MSG_MAX\": %u, \"THP_EVICT_MAX\": %u, \"THP_ROLE_CLIENT\": %u, "
 	       "\"THP_ROLE_CTL\": %u, \"THP_ST_RESIDENT\": %u, \"THP_REGION_BYTES\": %lu, "
-	       "\"THP_L__MAX\": %u, \"THP_CLIENTS_MAX\": %u, \"THP_REGIONS_MAX\": %u},\n", THP_PROTO_MAGIC, THP_PROTO_VERSION, THP_MSG_MAX,
+	       "\"THP_L__MAX\": %u, \"THP_CLIENTS_MAX\": %u, \"THP_REGIONS_MAX\": %u, \"THP_C_REGIONS\": %u},\n", THP_PROTO_MAGIC, THP_PROTO_VERSION, THP_MSG_MAX,
 	       THP_EVICT_MAX, THP_ROLE_CLIENT, THP_ROLE_CTL, THP_ST_RESIDENT, THP_REGION_BYTES,
-	       THP_L__MAX, THP_CLIENTS_MAX, THP_REGIONS_MAX);
+	       THP_L__MAX, THP_CLIENTS_MAX, THP_REGIONS_MAX,
+	       THP_C_REGIONS);
 	printf(" \"types\": {");
 	for (unsigned t = 1; t < THP_MSG__MAX; t++)
 		printf("%s\"%s\": %u", t > 1 ? ", " : "", thp_msg_type_name(t), t);
@@ -73,7 +74,7 @@ int main(void)
 	  F(thp_msg_limits_reply, hello_timeout_ms); F(thp_msg_limits_reply, evict_queue);
 	  F(thp_msg_limits_reply, evict_timeout_s));
 	S(thp_arena_header, F(thp_arena_header, magic); F(thp_arena_header, max_regions);
-	  F(thp_arena_header, records_off); F(thp_arena_header, size));
+	  F(thp_arena_header, records_off); F(thp_arena_header, size); A(thp_arena_header, ctr));
 	S(thp_record, F(thp_record, state); F(thp_record, addr));
 	printf("}}\n");
 	return 0;
