@@ -28,8 +28,11 @@ static bool may_see(const struct thpd_conn *c, const struct thpd_session *s)
 /* What a peer needs to see other users' sessions, for refusals. */
 static const char *admin_needed(const struct thpd *d, char *b, size_t sz)
 {
-	if (d->cfg.admin_group[0])
+	if (d->have_admin_gid)
 		snprintf(b, sz, "root or a member of group %s (admin-group)", d->cfg.admin_group);
+	else if (d->cfg.admin_group[0])
+		snprintf(b, sz, "root (admin-group %s was not found when thpswapd started)",
+			 d->cfg.admin_group);
 	else
 		snprintf(b, sz, "root (no admin-group is set in thpswapd.conf)");
 	return b;
