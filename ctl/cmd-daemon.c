@@ -455,6 +455,7 @@ static void print_limits(const struct thp_msg_limits_reply *l, struct thp_json *
 		[THP_L_HELLO_TIMEOUT] = "connections without HELLO (hello-timeout)",
 		[THP_L_EVICT_QUEUE] = "evictions refused (evict-queue)",
 		[THP_L_EVICT_TIMEOUT] = "EVICTs not answered (evict-timeout)",
+		[THP_L_NOT_PERMITTED] = "requests for other users' sessions refused (admin-group)",
 	};
 
 	if (j) {
@@ -551,26 +552,80 @@ out:
 
 static const char clients_usage[] =
 	"Usage: thpswapctl [--json] clients\n"
-	"One line per client session.\n";
+	"One line per client session (only your own unless you are root or in the\n"
+	"daemon's admin-group).\n";
 
+/*
+ * Every session the daemon shows us, page by page (CLIENTS_PAGE from the
+ * last session id received); an older daemon without pages answers ENOMSG
+ * and gets one CLIENTS.  0 with *@ret malloc'd (free it), or -errno (c->err
+ * set, *@ret NULL).
+ */
 static int get_clients(struct ctl_conn *c, struct thp_client_info **ret, uint32_t *n)
 {
-	const struct thp_msg_clients_reply *cr;
-	struct thp_msg m;
+	struct thp_msg_clients_page q = { .after = 0 };
+	struct thp_client_info *v = NULL;
+	uint32_t have = 0, cap = 0;
+	bool paged = true, more;
 	int r;
 
-	r = call(c, THP_MSG_CLIENTS, NULL, 0, THP_MSG_CLIENTS_REPLY, &m);
-	if (r < 0)
-		return r;
-	cr = m.payload;
-	*ret = malloc((cr->n ? cr->n : 1) * sizeof(**ret));
-	if (!*ret) {
-		snprintf(c->err, sizeof(c->err), "out of memory");
-		return -ENOMEM;
-	}
-	memcpy(*ret, cr->c, cr->n * sizeof(**ret));
-	*n = cr->n;
+	*ret = NULL;
+	*n = 0;
+	do {
+		const struct thp_msg_clients_reply *cr;
+		struct thp_msg m;
+
+		r = paged ? call(c, THP_MSG_CLIENTS_PAGE, &q, sizeof(q), THP_MSG_CLIENTS_REPLY, &m)
+			  : call(c, THP_MSG_CLIENTS, NULL, 0, THP_MSG_CLIENTS_REPLY, &m);
+		if (r == -ENOMSG && paged && q.after == 0) {
+			paged = false;
+			more = true;
+			continue;
+		}
+		if (r < 0)
+			goto fail;
+		cr = m.payload;
+		if (cr->n > UINT32_MAX - have) {
+			r = -EPROTO;
+			snprintf(c->err, sizeof(c->err), "thpswapd lists too many clients");
+			goto fail;
+		}
+		if (have + cr->n > cap) {
+			uint32_t ncap = cap ? cap : THP_CLIENTS_MAX;
+			struct thp_client_info *nv;
+
+			while (ncap < have + cr->n)
+				ncap *= 2;
+			nv = realloc(v, ncap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				snprintf(c->err, sizeof(c->err), "out of memory");
+				goto fail;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		/* Ids increase within and across pages, so this ends and lists
+		 * each session once. */
+		for (uint32_t i = 0; i < cr->n; i++) {
+			if (paged && cr->c[i].session_id <= q.after) {
+				r = -EPROTO;
+				snprintf(c->err, sizeof(c->err), "thpswapd listed session %" PRIu64
+					 " after %" PRIu64 ": ids must increase",
+					 (uint64_t)cr->c[i].session_id, q.after);
+				goto fail;
+			}
+			v[have++] = cr->c[i];
+			q.after = cr->c[i].session_id;
+		}
+		more = paged && cr->more && cr->n;
+	} while (more);
+	*ret = v;
+	*n = have;
 	return 0;
+fail:
+	free(v);
+	return r;
 }
 
 int cmd_clients(const struct ctl_opts *o, int argc, char **argv)

@@ -37,6 +37,7 @@ enum key {
 	K_HELLO_TIMEOUT,
 	K_EVICT_QUEUE,
 	K_EVICT_TIMEOUT,
+	K_ADMIN_GROUP,
 	K__MAX
 };
 
@@ -57,6 +58,7 @@ static const char *const key_names[K__MAX] = {
 	[K_HELLO_TIMEOUT] = "hello-timeout",
 	[K_EVICT_QUEUE] = "evict-queue",
 	[K_EVICT_TIMEOUT] = "evict-timeout",
+	[K_ADMIN_GROUP] = "admin-group",
 };
 
 struct layer {
@@ -227,6 +229,10 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		r = parse_ll(val, 1, 3600, &v, err, errsz);
 		c->evict_timeout_s = (uint32_t)v;
 		break;
+	case K_ADMIN_GROUP:
+		/* a group name; "" = none (root only) */
+		r = copy_str(c->admin_group, sizeof(c->admin_group), val, err, errsz);
+		break;
 	case K_VERBOSE:
 		r = parse_bool(val, &c->verbose);
 		if (r)
@@ -268,6 +274,8 @@ static void apply(struct thpd_config *c, const struct layer *l)
 		memcpy(c->socket, v->socket, sizeof(c->socket));
 	if (l->set & (1u << K_SYSROOT))
 		memcpy(c->sysroot, v->sysroot, sizeof(c->sysroot));
+	if (l->set & (1u << K_ADMIN_GROUP))
+		memcpy(c->admin_group, v->admin_group, sizeof(c->admin_group));
 }
 
 static char *trim(char *s)
@@ -372,6 +380,8 @@ static void usage(FILE *f)
 "                            more are refused with EBUSY (default 16)\n"
 "      --evict-timeout S     a client that does not answer an EVICT within S seconds fails it and\n"
 "                            what is queued behind it with ETIMEDOUT (default 60)\n"
+"      --admin-group GROUP   members may see and steer every user's sessions with thpswapctl;\n"
+"                            others only their own (default none: root only)\n"
 "      --sysroot DIR         read /proc and /sys below DIR (tests; the uffd probes stay real)\n"
 "      --check               probe the kernel, print what is missing, exit 0 (usable) or 69 (not)\n"
 "  -v, --verbose             log each session and eviction to stderr\n"
@@ -385,7 +395,7 @@ static void usage(FILE *f)
 
 enum { O_PROFILE = 256, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
        O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK,
-       O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT };
+       O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT, O_ADMIN_GROUP };
 
 /* getopt value -> settings key, for the options that are settings */
 static int opt_key(int o)
@@ -406,6 +416,7 @@ static int opt_key(int o)
 	case O_HELLO_TIMEOUT: return K_HELLO_TIMEOUT;
 	case O_EVICT_QUEUE: return K_EVICT_QUEUE;
 	case O_EVICT_TIMEOUT: return K_EVICT_TIMEOUT;
+	case O_ADMIN_GROUP: return K_ADMIN_GROUP;
 	default: return -1;
 	}
 }
@@ -429,6 +440,7 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "hello-timeout", required_argument, NULL, O_HELLO_TIMEOUT },
 		{ "evict-queue", required_argument, NULL, O_EVICT_QUEUE },
 		{ "evict-timeout", required_argument, NULL, O_EVICT_TIMEOUT },
+		{ "admin-group", required_argument, NULL, O_ADMIN_GROUP },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },

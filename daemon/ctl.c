@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * thpswapctl's requests: STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, LIMITS.
- * Addresses of another user's process are shown only to root or that user.
+ * thpswapctl's requests: STATUS, CLIENTS(_PAGE), REGIONS, EVICT_REQ, STATS,
+ * LIMITS.  A peer sees and steers the sessions of its own uid; every
+ * session only if it is root or a member of admin-group (c->admin, set at
+ * HELLO).  Others' sessions are left out of lists and sums, and a request
+ * naming one is refused with EPERM, counted and logged once per peer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,11 +20,29 @@ _Static_assert(sizeof(((struct thp_msg_stats_reply *)0)->hist) ==
 _Static_assert(THP_C__MAX <= sizeof(((struct thp_msg_stats_reply *)0)->ctr) / sizeof(uint64_t),
 	       "STATS_REPLY holds every counter");
 
-/* The session of @pid, or NULL after answering ERROR.  @owner_only: the
- * request reveals or changes that process's memory. */
-static struct thpd_session *lookup(struct thpd_conn *c, uint32_t seq, int32_t pid, bool owner_only)
+static bool may_see(const struct thpd_conn *c, const struct thpd_session *s)
+{
+	return c->admin || c->uid == thpd_session_uid(s);
+}
+
+/* What a peer needs to see other users' sessions, for refusals. */
+static const char *admin_needed(const struct thpd *d, char *b, size_t sz)
+{
+	if (d->have_admin_gid)
+		snprintf(b, sz, "root or a member of group %s (admin-group)", d->cfg.admin_group);
+	else if (d->cfg.admin_group[0])
+		snprintf(b, sz, "root (admin-group %s was not found when thpswapd started)",
+			 d->cfg.admin_group);
+	else
+		snprintf(b, sz, "root (no admin-group is set in thpswapd.conf)");
+	return b;
+}
+
+/* The session of @pid, or NULL after answering ERROR. */
+static struct thpd_session *lookup(struct thpd_conn *c, uint32_t seq, int32_t pid)
 {
 	struct thpd_session *s;
+	char who[128];
 
 	if (pid <= 0) {
 		thpd_conn_error(c, seq, -EINVAL, "a client pid is required (got %d)", (int)pid);
@@ -32,9 +53,16 @@ static struct thpd_session *lookup(struct thpd_conn *c, uint32_t seq, int32_t pi
 		thpd_conn_error(c, seq, -ESRCH, "no thpswap client with pid %d", (int)pid);
 		return NULL;
 	}
-	if (owner_only && c->uid != 0 && c->uid != thpd_session_uid(s)) {
-		thpd_conn_error(c, seq, -EPERM, "pid %d belongs to uid %u: run thpswapctl as root "
-				"or as that user", (int)pid, (unsigned)thpd_session_uid(s));
+	if (!may_see(c, s)) {
+		admin_needed(c->d, who, sizeof(who));
+		thpd_limit_hit(c->d, c, THP_L_NOT_PERMITTED, "pid %d (uid %u) asked for the session "
+			       "of pid %d (uid %u): refused, only %s may see or steer other users' "
+			       "sessions (counted as not_permitted in thpswapctl status; further "
+			       "refusals of this peer are not logged)", (int)c->pid, (unsigned)c->uid,
+			       (int)pid, (unsigned)thpd_session_uid(s), who);
+		thpd_conn_error(c, seq, -EPERM, "pid %d is a session of another user (uid %u): "
+				"only %s may see or steer it", (int)pid,
+				(unsigned)thpd_session_uid(s), who);
 		return NULL;
 	}
 	return s;
@@ -45,37 +73,41 @@ static void status(struct thpd_conn *c, uint32_t seq)
 	struct thpd *d = c->d;
 	struct thp_msg_status_reply r = {
 		.daemon_pid = (uint32_t)getpid(),
-		.clients = d->nclients,
 		.uptime_ns = thp_now_ns() - d->start_ns,
 		.budget_bytes = d->cfg.budget_bytes,
 		.zstd_level = d->cfg.zstd_level,
 	};
 
 	snprintf(r.version, sizeof(r.version), "%s", THPSWAP_VERSION);
-	for (struct thpd_conn *k = d->conns; k; k = k->next) {
-		if (!k->s || k->closing)
+	/* A user who is not an admin learns about its own sessions only. */
+	for (const struct thpd_session *s = thpd_session_first(d); s; s = thpd_session_next(s)) {
+		if (!may_see(c, s))
 			continue;
-		r.regions += thpd_session_ctr(k->s, THP_C_REGIONS);
-		r.resident += thpd_session_ctr(k->s, THP_C_RESIDENT);
-		r.evicted_zero += thpd_session_ctr(k->s, THP_C_EVICTED_ZERO);
-		r.evicted_ram += thpd_session_ctr(k->s, THP_C_EVICTED_RAM);
-		r.stored_bytes += thpd_session_ctr(k->s, THP_C_STORED_BYTES);
+		r.clients++;
+		r.regions += thpd_session_ctr(s, THP_C_REGIONS);
+		r.resident += thpd_session_ctr(s, THP_C_RESIDENT);
+		r.evicted_zero += thpd_session_ctr(s, THP_C_EVICTED_ZERO);
+		r.evicted_ram += thpd_session_ctr(s, THP_C_EVICTED_RAM);
+		r.stored_bytes += thpd_session_ctr(s, THP_C_STORED_BYTES);
 	}
 	thpd_conn_send(c, THP_MSG_STATUS_REPLY, seq, &r, sizeof(r), NULL, 0);
 }
 
-static void clients(struct thpd_conn *c, uint32_t seq)
+/* The sessions @c may see with ids above @after, a page at most. */
+static void clients(struct thpd_conn *c, uint32_t seq, uint64_t after)
 {
 	struct thpd *d = c->d;
 	struct thp_msg_clients_reply *r = (struct thp_msg_clients_reply *)d->sbuf;
 
 	r->n = 0;
-	r->pad = 0;
-	for (struct thpd_conn *k = d->conns; k && r->n < THP_CLIENTS_MAX; k = k->next) {
-		const struct thpd_session *s = k->s;
-
-		if (!s || k->closing)
+	r->more = 0;
+	for (const struct thpd_session *s = thpd_session_first(d); s; s = thpd_session_next(s)) {
+		if (thpd_session_id(s) <= after || !may_see(c, s))
 			continue;
+		if (r->n == THP_CLIENTS_MAX) {
+			r->more = 1;
+			break;
+		}
 		r->c[r->n++] = (struct thp_client_info){
 			.pid = thpd_session_pid(s),
 			.uid = thpd_session_uid(s),
@@ -96,7 +128,7 @@ static void clients(struct thpd_conn *c, uint32_t seq)
 static void regions(struct thpd_conn *c, uint32_t seq, const struct thp_msg_regions *q)
 {
 	struct thp_msg_regions_reply *r = (struct thp_msg_regions_reply *)c->d->sbuf;
-	const struct thpd_session *s = lookup(c, seq, q->pid, true);
+	const struct thpd_session *s = lookup(c, seq, q->pid);
 	struct thpd_rec_iter it;
 	struct thp_record rec;
 	uint32_t idx;
@@ -139,7 +171,7 @@ static int push(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x)
 
 static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_req *q)
 {
-	struct thpd_session *s = lookup(c, seq, q->pid, true);
+	struct thpd_session *s = lookup(c, seq, q->pid);
 	uint64_t start = 0, end = UINT64_MAX;
 	uint32_t *idx = NULL, n = 0, cap = 0, i;
 	struct thpd_rec_iter it;
@@ -210,11 +242,12 @@ static void stats(struct thpd_conn *c, uint32_t seq, const struct thp_msg_stats 
 	r->n_counters = THP_C__MAX;
 	r->n_hist = THP_H__MAX;
 	if (q->pid == 0) {
-		for (struct thpd_conn *k = c->d->conns; k; k = k->next)
-			if (k->s && !k->closing)
-				add_session_stats(r, k->s);
+		for (const struct thpd_session *s = thpd_session_first(c->d); s;
+		     s = thpd_session_next(s))
+			if (may_see(c, s))
+				add_session_stats(r, s);
 	} else {
-		const struct thpd_session *s = lookup(c, seq, q->pid, false);
+		const struct thpd_session *s = lookup(c, seq, q->pid);
 
 		if (!s)
 			return;
@@ -248,7 +281,10 @@ void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m)
 		status(c, seq);
 		break;
 	case THP_MSG_CLIENTS:
-		clients(c, seq);
+		clients(c, seq, 0);
+		break;
+	case THP_MSG_CLIENTS_PAGE:
+		clients(c, seq, ((const struct thp_msg_clients_page *)m->payload)->after);
 		break;
 	case THP_MSG_REGIONS:
 		regions(c, seq, m->payload);

@@ -204,10 +204,64 @@ static int listen_bound(struct thpd *d)
 	return 0;
 }
 
+/* Look cfg.admin_group up once, at start: a lookup per connection could
+ * block the loop on a slow name service.  A group that does not exist
+ * leaves other users' sessions to root alone. */
+static void resolve_admin_group(struct thpd *d)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	int r;
+
+	d->have_admin_gid = false;
+	if (!d->cfg.admin_group[0])
+		return;
+	r = getgrnam_r(d->cfg.admin_group, &gr, buf, sizeof(buf), &res);
+	if (r != 0 || !res) {
+		thpd_warn("admin-group %s: %s: only root may see and steer other users' sessions",
+			  d->cfg.admin_group, r ? strerror(r) : "no such group");
+		return;
+	}
+	d->admin_gid = res->gr_gid;
+	d->have_admin_gid = true;
+	thpd_info(d, "members of group %s (gid %u) may see and steer every user's sessions",
+		  d->cfg.admin_group, (unsigned)res->gr_gid);
+}
+
+bool thpd_peer_is_admin(const struct thpd_conn *c)
+{
+	const struct thpd *d = c->d;
+	gid_t groups[256], *g = groups;
+	socklen_t len = sizeof(groups);
+	bool found = false;
+
+	if (c->uid == 0)
+		return true;
+	if (!d->have_admin_gid)
+		return false;
+	if (c->gid == d->admin_gid)
+		return true;
+	/* The peer's supplementary groups when it connected; a peer in more
+	 * groups than fit here needs a bigger buffer (ERANGE gives the size). */
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || !(g = malloc(len)))
+			return false;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
+			len = 0;
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		found |= g[i] == d->admin_gid;
+	if (g != groups)
+		free(g);
+	return found;
+}
+
 int thpd_server_open(struct thpd *d)
 {
 	char **names = NULL;
 	int n, r;
+
+	resolve_admin_group(d);
 
 	n = sd_listen_fds_with_names(1, &names);
 	if (n < 0) {
@@ -330,6 +384,7 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 			return;
 		}
 		c->role = THP_ROLE_CTL;
+		c->admin = thpd_peer_is_admin(c);
 		thpd_conn_send(c, THP_MSG_WELCOME, seq, &w, sizeof(w), NULL, 0);
 		return;
 	}
@@ -518,6 +573,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
 		c->fd = fd;
 		c->pid = cred.pid;
 		c->uid = cred.uid;
+		c->gid = cred.gid;
 		c->accepted_ns = thp_now_ns();
 		c->poll.data = c;
 		r = uv_poll_init(&d->loop, &c->poll, fd);

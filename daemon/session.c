@@ -39,6 +39,8 @@ struct evict_req {
 struct thpd_session {
 	struct thpd *d;
 	struct thpd_conn *conn;
+	struct thpd_session *prev, *next;  /* d->sessions, while linked */
+	bool linked;
 	uint64_t id;
 	pid_t pid;
 	uid_t uid;
@@ -199,6 +201,43 @@ struct thpd_session *thpd_session_find(struct thpd *d, pid_t pid)
 		if (c->s && !c->closing && c->s->pid == pid)
 			return c->s;
 	return NULL;
+}
+
+struct thpd_session *thpd_session_first(const struct thpd *d) { return d->sessions; }
+struct thpd_session *thpd_session_next(const struct thpd_session *s) { return s->next; }
+
+/* Ids are handed out in increasing order as sessions are linked, so
+ * appending keeps d->sessions sorted (CLIENTS_PAGE walks it from an id). */
+static void session_link(struct thpd_session *s)
+{
+	struct thpd *d = s->d;
+
+	s->prev = d->sessions_tail;
+	s->next = NULL;
+	if (d->sessions_tail)
+		d->sessions_tail->next = s;
+	else
+		d->sessions = s;
+	d->sessions_tail = s;
+	s->linked = true;
+}
+
+static void session_unlink(struct thpd_session *s)
+{
+	struct thpd *d = s->d;
+
+	if (!s->linked)
+		return;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		d->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		d->sessions_tail = s->prev;
+	s->prev = s->next = NULL;
+	s->linked = false;
 }
 
 /* ---- eviction queue ---- */
@@ -439,6 +478,7 @@ void thpd_session_free(struct thpd_session *s)
 {
 	struct evict_req *q = s->queue;
 
+	session_unlink(s);
 	/* Detach first: answering an owner may close it, which walks queues. */
 	s->queue = NULL;
 	s->tail = &s->queue;
@@ -682,6 +722,7 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 	}
 
 	s->id = d->next_session_id++;
+	session_link(s);
 	c->role = THP_ROLE_CLIENT;
 	c->s = s;
 	d->nclients++;

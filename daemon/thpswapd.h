@@ -53,6 +53,8 @@ struct thpd_config {
 	uint32_t hello_timeout_ms;
 	uint32_t evict_queue;       /* EVICT requests per session, in flight included */
 	uint32_t evict_timeout_s;
+	/* members may see and steer every user's sessions; "" = root only */
+	char admin_group[64];
 	bool verbose;
 	bool check;
 };
@@ -75,6 +77,8 @@ struct thpd_conn {
 	uint32_t role;                  /* 0 until HELLO, then enum thp_role */
 	pid_t pid;                      /* SO_PEERCRED */
 	uid_t uid;
+	gid_t gid;
+	bool admin;                     /* ctl: may see and steer every uid's sessions */
 	uint64_t accepted_ns;           /* for the HELLO deadline */
 	uint32_t logged;                /* 1 << enum thp_limit: said once for this peer */
 	struct thpd_session *s;         /* role == THP_ROLE_CLIENT */
@@ -94,6 +98,10 @@ struct thpd {
 	uv_timer_t policy_timer, sweep_timer, watchdog_timer;
 	uint64_t watchdog_usec;
 	struct thpd_conn *conns;
+	/* live client sessions in increasing id (ids only grow: appended) */
+	struct thpd_session *sessions, *sessions_tail;
+	bool have_admin_gid;            /* cfg.admin_group resolved at start */
+	gid_t admin_gid;
 	unsigned nclients;
 	uint64_t next_session_id;
 	uint64_t start_ns;
@@ -134,6 +142,10 @@ int thpd_conn_send(struct thpd_conn *c, enum thp_msg_type type, uint32_t seq,
 void thpd_conn_error(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Whether the peer on @c (at connect time) is root or a member of
+ * cfg.admin_group, by SO_PEERCRED and SO_PEERGROUPS. */
+bool thpd_peer_is_admin(const struct thpd_conn *c);
+
 /* Close connections that sent no HELLO within cfg.hello_timeout_ms, and
  * fail the EVICTs clients did not answer within cfg.evict_timeout_s. */
 void thpd_server_sweep(struct thpd *d, uint64_t now);
@@ -163,6 +175,9 @@ void thpd_session_peer_error(struct thpd_conn *c, uint32_t seq,
 void thpd_session_free(struct thpd_session *s);
 /* The live client session of @pid, or NULL. */
 struct thpd_session *thpd_session_find(struct thpd *d, pid_t pid);
+/* The live sessions in increasing id: the first, and the one after @s. */
+struct thpd_session *thpd_session_first(const struct thpd *d);
+struct thpd_session *thpd_session_next(const struct thpd_session *s);
 /* An agent that does not answer an EVICT within cfg.evict_timeout_s fails
  * that request and every one queued behind it (ETIMEDOUT to the ctl
  * waiting), and new ones are refused until it answers. */

@@ -56,6 +56,7 @@ static const struct msg_spec msg_specs[THP_MSG__MAX] = {
 	[THP_MSG_STATS_REPLY] = { "STATS_REPLY", sizeof(struct thp_msg_stats_reply), 0, 0, 0 },
 	[THP_MSG_LIMITS] = { "LIMITS", 0, 0, 0, 0 },
 	[THP_MSG_LIMITS_REPLY] = { "LIMITS_REPLY", sizeof(struct thp_msg_limits_reply), 0, 0, 0 },
+	[THP_MSG_CLIENTS_PAGE] = { "CLIENTS_PAGE", sizeof(struct thp_msg_clients_page), 0, 0, 0 },
 };
 
 static const char *const limit_names[THP_L__MAX] = {
@@ -64,6 +65,7 @@ static const char *const limit_names[THP_L__MAX] = {
 	[THP_L_HELLO_TIMEOUT] = "hello_timeout",
 	[THP_L_EVICT_QUEUE] = "evict_queue",
 	[THP_L_EVICT_TIMEOUT] = "evict_timeout",
+	[THP_L_NOT_PERMITTED] = "not_permitted",
 };
 _Static_assert(THP_L__MAX <= sizeof(((struct thp_msg_limits_reply *)0)->ctr) / sizeof(uint64_t),
 	       "LIMITS_REPLY holds every limit counter");

@@ -46,6 +46,7 @@ enum thp_msg_type {
 	THP_MSG_STATS_REPLY,
 	THP_MSG_LIMITS,         /* added last: an older daemon answers ENOMSG */
 	THP_MSG_LIMITS_REPLY,
+	THP_MSG_CLIENTS_PAGE,   /* added last: an older daemon answers ENOMSG */
 	THP_MSG__MAX
 };
 
@@ -113,7 +114,13 @@ struct thp_msg_status_reply {
 	char version[16];
 };
 
-/* ctl: CLIENTS -> CLIENTS_REPLY (n entries) */
+/*
+ * ctl: CLIENTS -> CLIENTS_REPLY, the first THP_CLIENTS_MAX sessions;
+ * CLIENTS_PAGE{after} -> CLIENTS_REPLY, the sessions with ids above @after.
+ * Entries come in increasing session id; @more says that sessions with
+ * greater ids are left out: ask again with @after the last id received.
+ * Ids are never reused, so each session is listed once across the pages.
+ */
 struct thp_client_info {
 	int32_t pid;
 	uint32_t uid;
@@ -127,9 +134,12 @@ struct thp_client_info {
 	char comm[16];
 };
 #define THP_CLIENTS_MAX 256
+struct thp_msg_clients_page {
+	uint64_t after;         /* a session id; 0: from the first */
+};
 struct thp_msg_clients_reply {
 	uint32_t n;
-	uint32_t pad;
+	uint32_t more;          /* 1: ask again from c[n - 1].session_id */
 	struct thp_client_info c[];
 };
 
@@ -185,6 +195,7 @@ enum thp_limit {
 	THP_L_HELLO_TIMEOUT,    /* a connection closed: no HELLO within hello-timeout */
 	THP_L_EVICT_QUEUE,      /* an eviction refused: evict-queue requests queued */
 	THP_L_EVICT_TIMEOUT,    /* a client did not answer an EVICT within evict-timeout */
+	THP_L_NOT_PERMITTED,    /* a request for another uid's session, not from an admin */
 	THP_L__MAX
 };
 /* A limit of 0 is none. */

@@ -33,9 +33,10 @@ int main(void)
 	printf("{\"consts\": {\"THP_PROTO_MAGIC\": %u, \"THP_PROTO_VERSION\": %u, "
 	       "\"THP_MSG_MAX\": %u, \"THP_EVICT_MAX\": %u, \"THP_ROLE_CLIENT\": %u, "
 	       "\"THP_ROLE_CTL\": %u, \"THP_ST_RESIDENT\": %u, \"THP_REGION_BYTES\": %lu, "
-	       "\"THP_L__MAX\": %u},\n", THP_PROTO_MAGIC, THP_PROTO_VERSION, THP_MSG_MAX,
+	       "\"THP_L__MAX\": %u, \"THP_CLIENTS_MAX\": %u, \"THP_REGIONS_MAX\": %u, \"THP_C_REGIONS\": %u},\n", THP_PROTO_MAGIC, THP_PROTO_VERSION, THP_MSG_MAX,
 	       THP_EVICT_MAX, THP_ROLE_CLIENT, THP_ROLE_CTL, THP_ST_RESIDENT, THP_REGION_BYTES,
-	       THP_L__MAX);
+	       THP_L__MAX, THP_CLIENTS_MAX, THP_REGIONS_MAX,
+	       THP_C_REGIONS);
 	printf(" \"types\": {");
 	for (unsigned t = 1; t < THP_MSG__MAX; t++)
 		printf("%s\"%s\": %u", t > 1 ? ", " : "", thp_msg_type_name(t), t);
@@ -58,12 +59,22 @@ int main(void)
 	  F(thp_msg_evict_req, len));
 	S(thp_msg_status_reply, F(thp_msg_status_reply, daemon_pid);
 	  F(thp_msg_status_reply, clients));
+	S(thp_msg_clients_page, F(thp_msg_clients_page, after));
+	S(thp_msg_clients_reply, F(thp_msg_clients_reply, n); F(thp_msg_clients_reply, more);
+	  A(thp_msg_clients_reply, c));
+	S(thp_client_info, F(thp_client_info, pid); F(thp_client_info, uid);
+	  F(thp_client_info, session_id); F(thp_client_info, regions); A(thp_client_info, comm));
+	S(thp_msg_regions, F(thp_msg_regions, pid); F(thp_msg_regions, cursor));
+	S(thp_msg_regions_reply, F(thp_msg_regions_reply, next); F(thp_msg_regions_reply, n);
+	  A(thp_msg_regions_reply, r));
+	S(thp_region_info, F(thp_region_info, addr); F(thp_region_info, state));
+	S(thp_msg_stats, F(thp_msg_stats, pid));
 	S(thp_msg_limits_reply, F(thp_msg_limits_reply, n_counters);
 	  A(thp_msg_limits_reply, ctr); F(thp_msg_limits_reply, max_conns_per_uid);
 	  F(thp_msg_limits_reply, hello_timeout_ms); F(thp_msg_limits_reply, evict_queue);
 	  F(thp_msg_limits_reply, evict_timeout_s));
 	S(thp_arena_header, F(thp_arena_header, magic); F(thp_arena_header, max_regions);
-	  F(thp_arena_header, records_off); F(thp_arena_header, size));
+	  F(thp_arena_header, records_off); F(thp_arena_header, size); A(thp_arena_header, ctr));
 	S(thp_record, F(thp_record, state); F(thp_record, addr));
 	printf("}}\n");
 	return 0;

@@ -103,13 +103,17 @@ def recv(sock, timeout):
     return data, fds
 
 
-def userfaultfd():
-    """A fresh userfaultfd (the daemon calls UFFDIO_API on it)."""
+UFFD_USER_MODE_ONLY = 1
+
+
+def userfaultfd(flags=0):
+    """A fresh userfaultfd (the daemon calls UFFDIO_API on it); a user
+    without CAP_SYS_PTRACE gets one with flags=UFFD_USER_MODE_ONLY."""
     libc = ctypes.CDLL(None, use_errno=True)
     nr = {"x86_64": 323, "aarch64": 282}.get(os.uname().machine)
     if nr is None:
         raise OSError("userfaultfd: unknown syscall number on this machine")
-    fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK)
+    fd = libc.syscall(nr, os.O_CLOEXEC | os.O_NONBLOCK | flags)
     if fd < 0:
         e = ctypes.get_errno()
         raise OSError(e, f"userfaultfd: {os.strerror(e)}")
@@ -263,10 +267,10 @@ class Client(Peer):
     """A client session that is never served by an agent: its region uffd is
     fresh, and it writes its own arena's records."""
 
-    def __init__(self, daemon, layout, max_regions):
+    def __init__(self, daemon, layout, max_regions, uffd_flags=0):
         super().__init__(daemon, layout)
         L = layout
-        uffd = userfaultfd()
+        uffd = userfaultfd(uffd_flags)
         try:
             self.send("HELLO", L.pack("thp_msg_hello", role=L.consts["THP_ROLE_CLIENT"],
                                       max_regions=max_regions, comm=b"hostile"), fds=[uffd])

@@ -71,6 +71,7 @@ static const struct {
 	{ 15, 3336 },	/* STATS_REPLY */
 	{ 16, 0 },	/* LIMITS */
 	{ 17, 152 },	/* LIMITS_REPLY */
+	{ 18, 8 },	/* CLIENTS_PAGE */
 };
 
 /* Array types: fixed part, entry size, where the count lives, the maximum. */
@@ -80,7 +81,7 @@ static const struct {
 	uint32_t max;
 } array_types[] = {
 	{ 4, 8, 8, 4, 2048 },		/* EVICT: reason, n, then addresses */
-	{ 9, 8, 80, 0, 256 },		/* CLIENTS_REPLY: n, pad, then clients */
+	{ 9, 8, 80, 0, 256 },		/* CLIENTS_REPLY: n, more, then clients */
 	{ 11, 8, 32, 4, 1024 },		/* REGIONS_REPLY: next, n, then regions */
 };
 
@@ -156,8 +157,10 @@ static void test_wire_layout(void **state)
 	FIELD(struct thp_client_info, comm, 64, 16);
 	assert_int_equal(sizeof(struct thp_msg_clients_reply), 8);
 	FIELD(struct thp_msg_clients_reply, n, 0, 4);
-	FIELD(struct thp_msg_clients_reply, pad, 4, 4);
+	FIELD(struct thp_msg_clients_reply, more, 4, 4);
 	assert_int_equal(offsetof(struct thp_msg_clients_reply, c), 8);
+	assert_int_equal(sizeof(struct thp_msg_clients_page), 8);
+	FIELD(struct thp_msg_clients_page, after, 0, 8);
 
 	assert_int_equal(sizeof(struct thp_msg_regions), 8);
 	FIELD(struct thp_msg_regions, pid, 0, 4);
@@ -198,13 +201,13 @@ static void test_wire_numbers(void **state)
 	static const char *const names[] = {
 		NULL, "ERROR", "HELLO", "WELCOME", "EVICT", "EVICT_DONE", "STATUS", "STATUS_REPLY",
 		"CLIENTS", "CLIENTS_REPLY", "REGIONS", "REGIONS_REPLY", "EVICT_REQ", "EVICT_REPLY",
-		"STATS", "STATS_REPLY", "LIMITS", "LIMITS_REPLY",
+		"STATS", "STATS_REPLY", "LIMITS", "LIMITS_REPLY", "CLIENTS_PAGE",
 	};
 
 	assert_int_equal(THP_PROTO_MAGIC, 0x53504854);
 	assert_int_equal(THP_PROTO_VERSION, 1);
-	assert_int_equal(THP_MSG__MAX, 18);
-	for (unsigned t = 1; t < 18; t++)
+	assert_int_equal(THP_MSG__MAX, 19);
+	for (unsigned t = 1; t < 19; t++)
 		assert_string_equal(thp_msg_type_name(t), names[t]);
 	assert_int_equal(THP_MSG_ERROR, 1);
 	assert_int_equal(THP_MSG_HELLO, 2);
