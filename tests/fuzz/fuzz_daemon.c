@@ -17,7 +17,8 @@
  *              client's agent would): u16 offset, u16 length, the bytes
  *            6 answer the last EVICT peer k got: EVICT_DONE with its seq,
  *              u16 length then the payload (shorter is zero-padded)
- *            7 the daemon's sweep, u16 seconds in the future (deadlines)
+ *            7 the daemon's timers: the sweep, u16 seconds in the future
+ *              (deadlines), and a policy tick (a budget of 2 MiB)
  *   op 1..3 with bit 5 set (and op 1 only): the payload's first 4 bytes
  *   become this process's pid (REGIONS, EVICT_REQ and STATS name a client
  *   by pid, and every session here is this process's).
@@ -290,7 +291,7 @@ static void op_evict_done(struct fuzz_run *f, struct input *in, unsigned k)
 static void start(struct fuzz_run *f)
 {
 	char *argv[] = { "thpswapd", "--config", "/dev/null", "--socket", sock_path,
-			 "--max-regions", "64", "--verbose", NULL };
+			 "--max-regions", "64", "--budget", "2", "--verbose", NULL };
 
 	*f = (struct fuzz_run){ .arena_fd = -1 };
 	for (unsigned k = 0; k < NPEERS; k++)
@@ -298,7 +299,8 @@ static void start(struct fuzz_run *f)
 	f->d = daemon_state;
 	memset(f->d, 0, offsetof(struct thpd, rbuf));
 	f->d->listen_fd = -1;
-	FZ_CHECK(thpd_config_load(&f->d->cfg, 8, argv) == THPD_EXIT_RUN);
+	FZ_CHECK(thpd_config_load(&f->d->cfg, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv) ==
+		 THPD_EXIT_RUN);
 	FZ_CHECK(uv_loop_init(&f->d->loop) == 0);
 	FZ_CHECK(thpd_server_open(f->d) == 0);
 	f->d->start_ns = thp_now_ns();
@@ -353,8 +355,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			op_evict_done(&f, &in, k);
 			break;
 		case 7:
-			if (take(&in, &secs, sizeof(secs)))
+			if (take(&in, &secs, sizeof(secs))) {
 				thpd_server_sweep(f.d, thp_now_ns() + secs * 1000000000ull);
+				thpd_policy_tick(f.d);
+			}
 			break;
 		}
 		settle(&f);

@@ -10,6 +10,7 @@
  * tests/fuzz/corpus/daemon; the files are committed).
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +251,27 @@ static void daemon_seeds(const char *dir)
 	d_send(&o, OP_SEND | PEER(1) | WITH_PID, THP_MSG_EVICT_REQ, 4, &every, sizeof(every));
 	d_done(&o, 0, 1);
 	save(dir, "deadlines", &o);
+
+	/* Over budget: the client says three regions are resident, the
+	 * policy tick evicts, the client answers. */
+	o.len = 0;
+	d_client(&o, 0, 3);
+	{
+		struct thp_arena_header ah;
+		uint64_t three = 3;
+
+		memset(&ah, 0, sizeof(ah));
+		put8(&o, OP_ARENA);
+		put16(&o, (uint16_t)offsetof(struct thp_arena_header, ctr[THP_C_RESIDENT]));
+		put16(&o, sizeof(three));
+		put(&o, &three, sizeof(three));
+	}
+	put8(&o, OP_SWEEP);
+	put16(&o, 0);
+	d_done(&o, 0, 2);
+	d_hello_ctl(&o, 1);
+	d_send(&o, OP_SEND | PEER(1), THP_MSG_STATUS, 2, NULL, 0);
+	save(dir, "budget", &o);
 
 	/* fds where none belong, a second HELLO, a request before HELLO, a
 	 * client message from a control peer. */

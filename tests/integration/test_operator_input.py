@@ -264,6 +264,12 @@ def case_ctl_json(daemon_bin, ctl_bin, d):
         if p:
             check("thpswapctl --json status: still the report", p.returncode == 0 and
                   "version" in json.loads(p.stdout), f"{p.returncode} {p.stdout!r}")
+        # regions holds its document back until the end: still all of it
+        p = run([ctl_bin, "--json", "--socket", dm.sock, "regions"])
+        if p:
+            check("thpswapctl --json regions (no clients): an empty list",
+                  p.returncode == 0 and json.loads(p.stdout) == {"regions": []},
+                  f"{p.returncode} {p.stdout!r}")
     dm.stop()
 
 
