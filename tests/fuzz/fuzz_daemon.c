@@ -73,15 +73,23 @@ static uint64_t buf[THP_MSG_MAX / sizeof(uint64_t)];
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static char sock_dir[] = "/tmp/thpswap-fuzz-XXXXXX";
+
+/* Each daemon unlinks its socket when it stops: the directory is empty. */
+static void remove_dir(void)
+{
+	rmdir(sock_dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	static char dir[] = "/tmp/thpswap-fuzz-XXXXXX";
 	uv_loop_t loop;
 
-	FZ_CHECK(mkdtemp(dir));
+	FZ_CHECK(mkdtemp(sock_dir));
+	atexit(remove_dir);
 	daemon_state = calloc(1, sizeof(*daemon_state));
 	FZ_CHECK(daemon_state);
-	snprintf(sock_path, sizeof(sock_path), "%s/control.sock", dir);
+	snprintf(sock_path, sizeof(sock_path), "%s/control.sock", sock_dir);
 	/* As thpswapd's main() does. */
 	signal(SIGPIPE, SIG_IGN);
 	/* libuv's first loop opens a pipe it keeps for good (its signal
