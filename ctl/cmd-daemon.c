@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include "json.h"
 #include "proto.h"
 #include "util.h"
+#include "thpswap/thpswap.h"
 
 #define REPLY_TIMEOUT_S 30
 
@@ -27,7 +30,9 @@ struct ctl_conn {
 	int fd;
 	uint32_t seq;
 	const char *cmd;          /* for messages */
+	const struct ctl_opts *o;
 	char err[256];            /* why the last call failed */
+	int errnum;               /* and its errno */
 	uint64_t buf[THP_MSG_MAX / sizeof(uint64_t)];
 };
 
@@ -81,8 +86,22 @@ static const char *fmt_dur(char *b, size_t sz, uint64_t ns)
 
 static int fail(const struct ctl_conn *c)
 {
-	fprintf(stderr, "thpswapctl: %s: %s\n", c->cmd, c->err);
+	ctl_error(c->o, CTL_EXIT_FAIL, c->errnum, "%s: %s", c->cmd, c->err);
 	return CTL_EXIT_FAIL;
+}
+
+/* Note why the last call failed; returns @r (-errno). */
+static int conn_err(struct ctl_conn *c, int r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int conn_err(struct ctl_conn *c, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	c->errnum = -r;
+	return r;
 }
 
 static int set_timeout(struct ctl_conn *c, unsigned seconds)
@@ -104,48 +123,87 @@ static int call(struct ctl_conn *c, enum thp_msg_type req, const void *p, size_t
 	int r;
 
 	r = thp_msg_send(c->fd, req, seq, p, len, NULL, 0);
-	if (r < 0) {
-		snprintf(c->err, sizeof(c->err), "cannot send %s to thpswapd: %s",
-			 thp_msg_type_name(req), strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return conn_err(c, r, "cannot send %s to thpswapd: %s", thp_msg_type_name(req),
+				strerror(-r));
 	for (;;) {
 		long n = thp_msg_recv(c->fd, c->buf, sizeof(c->buf), NULL, 0, NULL);
 
-		if (n == 0) {
-			snprintf(c->err, sizeof(c->err), "thpswapd closed the connection");
-			return -ECONNRESET;
-		}
-		if (n == -EAGAIN) {
-			snprintf(c->err, sizeof(c->err), "thpswapd did not answer within %d s",
-				 REPLY_TIMEOUT_S);
-			return -ETIMEDOUT;
-		}
-		if (n < 0) {
-			snprintf(c->err, sizeof(c->err), "cannot read from thpswapd: %s",
-				 strerror((int)-n));
-			return (int)n;
-		}
+		if (n == 0)
+			return conn_err(c, -ECONNRESET, "thpswapd closed the connection");
+		if (n == -EAGAIN)
+			return conn_err(c, -ETIMEDOUT, "thpswapd did not answer within %d s",
+					REPLY_TIMEOUT_S);
+		if (n < 0)
+			return conn_err(c, (int)n, "cannot read from thpswapd: %s",
+					strerror((int)-n));
 		r = thp_msg_parse(c->buf, (size_t)n, m);
-		if (r < 0) {
-			snprintf(c->err, sizeof(c->err), "thpswapd sent a message this thpswapctl "
-				 "cannot read (%s): are both the same version?", strerror(-r));
-			return r;
-		}
+		if (r < 0)
+			return conn_err(c, r, "thpswapd sent a message this thpswapctl cannot "
+					"read (%s): are both the same version?", strerror(-r));
 		if (m->hdr.seq != seq)
 			continue; /* an answer to something we gave up on */
 		if (m->hdr.type == THP_MSG_ERROR) {
 			const struct thp_msg_error *e = m->payload;
 
-			snprintf(c->err, sizeof(c->err), "%s", e->text);
-			return e->err < 0 ? e->err : -EIO;
+			return conn_err(c, e->err < 0 ? e->err : -EIO, "%s", e->text);
 		}
-		if (m->hdr.type != want) {
-			snprintf(c->err, sizeof(c->err), "thpswapd answered %s with %s",
-				 thp_msg_type_name(req), thp_msg_type_name(m->hdr.type));
-			return -EPROTO;
-		}
+		if (m->hdr.type != want)
+			return conn_err(c, -EPROTO, "thpswapd answered %s with %s",
+					thp_msg_type_name(req), thp_msg_type_name(m->hdr.type));
 		return 0;
+	}
+}
+
+static const char *file_kind(mode_t m)
+{
+	switch (m & S_IFMT) {
+	case S_IFREG: return "a regular file";
+	case S_IFDIR: return "a directory";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	case S_IFIFO: return "a FIFO";
+	case S_IFLNK: return "a symbolic link";
+	default: return "not a socket";
+	}
+}
+
+/* connect() to the socket failed with @err: say why, as precisely as the
+ * path tells (a path that is not a socket and a socket nobody listens on
+ * both give ECONNREFUSED).  Returns the exit status. */
+static int connect_error(const struct ctl_opts *o, int err)
+{
+	static const char start[] = "start it with `systemctl start thpswapd` or `thpswapd`";
+	const char *path = o->socket;
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return ctl_error(o, CTL_EXIT_NO_DAEMON, ENOENT, "thpswapd is not running "
+					 "(nothing at %s): %s, or give its socket with --socket",
+					 path, start);
+		if (errno == ENOTDIR)
+			return ctl_error(o, CTL_EXIT_FAIL, ENOTDIR, "cannot connect to %s: a part "
+					 "of the path is not a directory", path);
+	} else if (!S_ISSOCK(st.st_mode)) {
+		return ctl_error(o, CTL_EXIT_FAIL, ENOTSOCK, "%s is not a socket (it is %s): "
+				 "give thpswapd's socket with --socket or $THPSWAP_SOCKET "
+				 "(default %s)", path, file_kind(st.st_mode), THPSWAP_DEFAULT_SOCKET);
+	}
+	switch (err) {
+	case ECONNREFUSED:
+		return ctl_error(o, CTL_EXIT_NO_DAEMON, err, "thpswapd is not running (nothing "
+				 "listens on %s, a socket left by one that stopped): %s", path, start);
+	case EPROTOTYPE:
+		return ctl_error(o, CTL_EXIT_FAIL, err, "%s is a socket of another kind (not "
+				 "SOCK_SEQPACKET): not thpswapd's", path);
+	case EACCES:
+	case EPERM:
+		return ctl_error(o, CTL_EXIT_FAIL, err, "cannot connect to %s: %s: run as root "
+				 "or as a member of group thpswap", path, strerror(err));
+	default:
+		return ctl_error(o, CTL_EXIT_FAIL, err, "cannot connect to %s: %s", path,
+				 strerror(err));
 	}
 }
 
@@ -160,39 +218,27 @@ static int ctl_open(struct ctl_conn *c, const struct ctl_opts *o, const char *cm
 	c->fd = -1;
 	c->seq = 0;
 	c->cmd = cmd;
-	if (strlen(o->socket) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "thpswapctl: socket path %s is too long (at most %zu bytes)\n",
-			o->socket, sizeof(sa.sun_path) - 1);
-		return CTL_EXIT_USAGE;
-	}
+	c->o = o;
+	c->errnum = 0;
+	if (strlen(o->socket) >= sizeof(sa.sun_path))
+		return ctl_error(o, CTL_EXIT_USAGE, ENAMETOOLONG, "socket path %s is too long "
+				 "(at most %zu bytes)", o->socket, sizeof(sa.sun_path) - 1);
 	strcpy(sa.sun_path, o->socket);
 	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		perror("thpswapctl: socket");
-		return CTL_EXIT_FAIL;
-	}
+	if (c->fd < 0)
+		return ctl_error(o, CTL_EXIT_FAIL, errno, "socket: %s", strerror(errno));
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = errno;
 		close(c->fd);
 		c->fd = -1;
-		if (r == ENOENT || r == ECONNREFUSED) {
-			fprintf(stderr, "thpswapctl: thpswapd is not running (no socket at %s): "
-				"start it with `systemctl start thpswapd` or `thpswapd`\n", o->socket);
-			return CTL_EXIT_NO_DAEMON;
-		}
-		if (r == EACCES || r == EPERM)
-			fprintf(stderr, "thpswapctl: cannot connect to %s: %s: run as root or as "
-				"a member of group thpswap\n", o->socket, strerror(r));
-		else
-			fprintf(stderr, "thpswapctl: cannot connect to %s: %s\n", o->socket, strerror(r));
-		return CTL_EXIT_FAIL;
+		return connect_error(o, r);
 	}
 	r = set_timeout(c, REPLY_TIMEOUT_S);
 	if (r == 0) {
 		strcpy(hello.comm, "thpswapctl");
 		r = call(c, THP_MSG_HELLO, &hello, sizeof(hello), THP_MSG_WELCOME, &m);
 	} else {
-		snprintf(c->err, sizeof(c->err), "setsockopt: %s", strerror(-r));
+		conn_err(c, r, "setsockopt: %s", strerror(-r));
 	}
 	if (r < 0) {
 		fail(c);
@@ -217,7 +263,7 @@ static int ctl_new(struct ctl_conn **ret, const struct ctl_opts *o, const char *
 	int r;
 
 	if (!c) {
-		fprintf(stderr, "thpswapctl: out of memory\n");
+		ctl_error(o, CTL_EXIT_FAIL, ENOMEM, "%s: out of memory", cmd);
 		return CTL_EXIT_FAIL;
 	}
 	r = ctl_open(c, o, cmd);
@@ -262,20 +308,23 @@ static int ctl_request(struct ctl_conn **ret, const struct ctl_opts *o, const ch
 	return 0;
 }
 
-/* A JSON document on stdout: one top-level object. */
+/* A JSON document on @f (stdout unless it must wait): one top-level object. */
+static void json_start_on(struct thp_json *j, FILE *f)
+{
+	thp_json_init(j, f, true);
+	thp_json_begin_object(j, NULL);
+}
+
 static void json_start(struct thp_json *j)
 {
-	thp_json_init(j, stdout, true);
-	thp_json_begin_object(j, NULL);
+	json_start_on(j, stdout);
 }
 
 static int finish_json(struct thp_json *j)
 {
 	thp_json_end_object(j);
-	if (thp_json_finish(j) < 0) {
-		fprintf(stderr, "thpswapctl: writing the output failed\n");
-		return CTL_EXIT_FAIL;
-	}
+	if (thp_json_finish(j) < 0) /* stdout failed: the error goes to stderr only */
+		return ctl_error(NULL, CTL_EXIT_FAIL, EIO, "writing the output failed");
 	return CTL_EXIT_OK;
 }
 
@@ -324,10 +373,27 @@ static int parse_len(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A bad command line: the reason (JSON too), then @usage on stderr. */
+static int usage_error(const struct ctl_opts *o, const char *usage, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int usage_error(const struct ctl_opts *o, const char *usage, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ctl_error(o, CTL_EXIT_USAGE, EINVAL, "%s", msg);
+	if (usage)
+		fputs(usage, stderr);
+	return CTL_EXIT_USAGE;
+}
+
 /* Parse the options in @allowed from argv[1..]; returns 0 or an exit status
  * (usage printed; --help: CTL_EXIT_OK with a negative sign flag via *help). */
-static int parse_args(int argc, char **argv, unsigned allowed, const char *usage,
-		      struct args *a, bool *help)
+static int parse_args(const struct ctl_opts *co, int argc, char **argv, unsigned allowed,
+		      const char *usage, struct args *a, bool *help)
 {
 	static const struct option opts[] = {
 		{ "pid", required_argument, NULL, 'p' },
@@ -350,63 +416,51 @@ static int parse_args(int argc, char **argv, unsigned allowed, const char *usage
 		unsigned bit = o == 'p' ? A_PID : o == 'a' ? A_ALL : o == 'A' ? A_ADDR :
 			       o == 'l' ? A_LEN : 0;
 
-		if (bit && !(allowed & bit)) {
-			fprintf(stderr, "thpswapctl: %s: option '%s' does not apply here\n%s",
-				cmd, argv[optind - 1], usage);
-			return CTL_EXIT_USAGE;
-		}
+		/* By its name: argv[optind - 1] may be its value. */
+		if (bit && !(allowed & bit))
+			return usage_error(co, usage, "%s: option '--%s' does not apply here", cmd,
+					   o == 'p' ? "pid" : o == 'a' ? "all" : o == 'A' ? "addr" : "len");
 		a->seen |= bit;
 		switch (o) {
 		case 'p':
-			if (parse_u64(optarg, 10, &v, &e) < 0 || *e || v == 0 || v > INT32_MAX) {
-				fprintf(stderr, "thpswapctl: %s: --pid: '%s' is not a process id\n",
-					cmd, optarg);
-				return CTL_EXIT_USAGE;
-			}
+			if (parse_u64(optarg, 10, &v, &e) < 0 || *e || v == 0 || v > INT32_MAX)
+				return usage_error(co, NULL, "%s: --pid: '%s' is not a process id",
+						   cmd, optarg);
 			a->pid = (int32_t)v;
 			break;
 		case 'a':
 			break;
 		case 'A':
-			if (parse_u64(optarg, 16, &a->addr, &e) < 0 || *e) {
-				fprintf(stderr, "thpswapctl: %s: --addr: '%s' is not a hex address "
-					"(like 0x7f0000000000)\n", cmd, optarg);
-				return CTL_EXIT_USAGE;
-			}
+			if (parse_u64(optarg, 16, &a->addr, &e) < 0 || *e)
+				return usage_error(co, NULL, "%s: --addr: '%s' is not a hex address "
+						   "(like 0x7f0000000000)", cmd, optarg);
 			break;
 		case 'l':
-			if (parse_len(optarg, &a->len) < 0 || a->len == 0) {
-				fprintf(stderr, "thpswapctl: %s: --len: '%s' is not a length "
-					"(like 2M, 64M, 1G)\n", cmd, optarg);
-				return CTL_EXIT_USAGE;
-			}
+			if (parse_len(optarg, &a->len) < 0 || a->len == 0)
+				return usage_error(co, NULL, "%s: --len: '%s' is not a length "
+						   "(like 2M, 64M, 1G)", cmd, optarg);
 			break;
 		case 'h':
 			fputs(usage, stdout);
 			*help = true;
 			return CTL_EXIT_OK;
 		case ':':
-			fprintf(stderr, "thpswapctl: %s: option '%s' needs a value\n%s",
-				cmd, argv[optind - 1], usage);
-			return CTL_EXIT_USAGE;
+			return usage_error(co, usage, "%s: option '%s' needs a value", cmd,
+					   argv[optind - 1]);
 		default:
-			fprintf(stderr, "thpswapctl: %s: unknown option '%s'\n%s",
-				cmd, argv[optind - 1], usage);
-			return CTL_EXIT_USAGE;
+			return usage_error(co, usage, "%s: unknown option '%s'", cmd,
+					   argv[optind - 1]);
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "thpswapctl: %s: unexpected argument '%s'\n%s",
-			cmd, argv[optind], usage);
-		return CTL_EXIT_USAGE;
-	}
+	if (optind < argc)
+		return usage_error(co, usage, "%s: unexpected argument '%s'", cmd, argv[optind]);
 	return 0;
 }
 
-#define PARSE_OR_RETURN(argc, argv, allowed, usage, a)				\
+#define PARSE_OR_RETURN(o, argc, argv, allowed, usage, a)			\
 	do {									\
 		bool help_;							\
-		int r_ = parse_args(argc, argv, allowed, usage, a, &help_);	\
+		int r_ = parse_args(o, argc, argv, allowed, usage, a, &help_);	\
 		if (r_ || help_)						\
 			return r_;						\
 	} while (0)
@@ -492,7 +546,7 @@ int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 	char b1[32], b2[32];
 	int r, have_limits;
 
-	PARSE_OR_RETURN(argc, argv, 0, status_usage, &a);
+	PARSE_OR_RETURN(o, argc, argv, 0, status_usage, &a);
 	r = ctl_request(&c, o, "status", THP_MSG_STATUS, NULL, 0, THP_MSG_STATUS_REPLY, &m,
 			REPLY_TIMEOUT_S);
 	if (r)
@@ -586,8 +640,7 @@ static int get_clients(struct ctl_conn *c, struct thp_client_info **ret, uint32_
 			goto fail;
 		cr = m.payload;
 		if (cr->n > UINT32_MAX - have) {
-			r = -EPROTO;
-			snprintf(c->err, sizeof(c->err), "thpswapd lists too many clients");
+			r = conn_err(c, -EPROTO, "thpswapd lists too many clients");
 			goto fail;
 		}
 		if (have + cr->n > cap) {
@@ -598,8 +651,7 @@ static int get_clients(struct ctl_conn *c, struct thp_client_info **ret, uint32_
 				ncap *= 2;
 			nv = realloc(v, ncap * sizeof(*v));
 			if (!nv) {
-				r = -ENOMEM;
-				snprintf(c->err, sizeof(c->err), "out of memory");
+				r = conn_err(c, -ENOMEM, "out of memory");
 				goto fail;
 			}
 			v = nv;
@@ -609,10 +661,9 @@ static int get_clients(struct ctl_conn *c, struct thp_client_info **ret, uint32_
 		 * each session once. */
 		for (uint32_t i = 0; i < cr->n; i++) {
 			if (paged && cr->c[i].session_id <= q.after) {
-				r = -EPROTO;
-				snprintf(c->err, sizeof(c->err), "thpswapd listed session %" PRIu64
-					 " after %" PRIu64 ": ids must increase",
-					 (uint64_t)cr->c[i].session_id, q.after);
+				r = conn_err(c, -EPROTO, "thpswapd listed session %" PRIu64
+					     " after %" PRIu64 ": ids must increase",
+					     (uint64_t)cr->c[i].session_id, q.after);
 				goto fail;
 			}
 			v[have++] = cr->c[i];
@@ -637,7 +688,7 @@ int cmd_clients(const struct ctl_opts *o, int argc, char **argv)
 	char b[32];
 	int r;
 
-	PARSE_OR_RETURN(argc, argv, 0, clients_usage, &a);
+	PARSE_OR_RETURN(o, argc, argv, 0, clients_usage, &a);
 	r = ctl_new(&c, o, "clients");
 	if (r)
 		return r;
@@ -768,10 +819,8 @@ static int regions_of(struct ctl_conn *c, int32_t pid, struct thp_json *j, uint6
 			print_region(&rr->r[i], pid, now, j, header);
 		*count += rr->n;
 		/* The cursor only moves forward, so this ends. */
-		if (rr->next && rr->next <= q.cursor) {
-			snprintf(c->err, sizeof(c->err), "thpswapd sent a cursor that goes backwards");
-			return -EPROTO;
-		}
+		if (rr->next && rr->next <= q.cursor)
+			return conn_err(c, -EPROTO, "thpswapd sent a cursor that goes backwards");
 		q.cursor = rr->next;
 	} while (q.cursor);
 	return 0;
@@ -785,10 +834,13 @@ int cmd_regions(const struct ctl_opts *o, int argc, char **argv)
 	uint32_t n = 0;
 	uint64_t count = 0;
 	bool header = false;
+	char *doc = NULL;
+	size_t doc_len = 0;
+	FILE *f = NULL;
 	struct args a;
 	int r;
 
-	PARSE_OR_RETURN(argc, argv, A_PID, regions_usage, &a);
+	PARSE_OR_RETURN(o, argc, argv, A_PID, regions_usage, &a);
 	r = ctl_new(&c, o, "regions");
 	if (r)
 		return r;
@@ -797,8 +849,16 @@ int cmd_regions(const struct ctl_opts *o, int argc, char **argv)
 		goto out;
 	}
 	if (o->json) {
+		/* Regions arrive page by page and a later request may fail: the
+		 * document waits in memory, so that stdout gets either all of it
+		 * or the error object alone. */
+		f = open_memstream(&doc, &doc_len);
+		if (!f) {
+			r = ctl_error(o, CTL_EXIT_FAIL, errno, "regions: out of memory");
+			goto out;
+		}
 		j = &jj;
-		json_start(j);
+		json_start_on(j, f);
 		thp_json_begin_array(j, "regions");
 	}
 	r = 0;
@@ -812,21 +872,32 @@ int cmd_regions(const struct ctl_opts *o, int argc, char **argv)
 				r = 0;
 		}
 	}
-	if (j) {
-		thp_json_end_array(j);
-		if (r == 0) {
-			r = finish_json(j);
-			goto out;
-		}
-	}
 	if (r < 0) {
 		r = fail(c);
 		goto out;
 	}
-	if (!j && count == 0)
+	if (j) {
+		thp_json_end_array(j);
+		thp_json_end_object(j);
+		r = thp_json_finish(j);
+		if (fclose(f) != 0)
+			r = -ENOMEM;
+		f = NULL;
+		if (r < 0) {
+			r = ctl_error(o, CTL_EXIT_FAIL, ENOMEM, "regions: out of memory");
+			goto out;
+		}
+		r = fwrite(doc, 1, doc_len, stdout) == doc_len ? CTL_EXIT_OK :
+		    ctl_error(NULL, CTL_EXIT_FAIL, EIO, "writing the output failed");
+		goto out;
+	}
+	if (count == 0)
 		printf("no managed regions\n");
 	r = CTL_EXIT_OK;
 out:
+	if (f)
+		fclose(f);
+	free(doc);
 	free(ci);
 	ctl_free(c);
 	return r;
@@ -849,12 +920,10 @@ int cmd_evict(const struct ctl_opts *o, int argc, char **argv)
 	char b1[32], b2[32];
 	int r;
 
-	PARSE_OR_RETURN(argc, argv, A_PID | A_ALL | A_ADDR | A_LEN, evict_usage, &a);
+	PARSE_OR_RETURN(o, argc, argv, A_PID | A_ALL | A_ADDR | A_LEN, evict_usage, &a);
 	if (!(a.seen & A_PID) || !!(a.seen & A_ALL) == !!(a.seen & A_ADDR) ||
 	    ((a.seen & A_LEN) && !(a.seen & A_ADDR))) {
-		fprintf(stderr, "thpswapctl: evict: give --pid and either --all or --addr\n%s",
-			evict_usage);
-		return CTL_EXIT_USAGE;
+		return usage_error(o, evict_usage, "evict: give --pid and either --all or --addr");
 	}
 	q.pid = a.pid;
 	if (a.seen & A_ADDR) {
@@ -964,7 +1033,7 @@ int cmd_stats(const struct ctl_opts *o, int argc, char **argv)
 	unsigned nc, nh;
 	int r;
 
-	PARSE_OR_RETURN(argc, argv, A_PID, stats_usage, &a);
+	PARSE_OR_RETURN(o, argc, argv, A_PID, stats_usage, &a);
 	q.pid = a.pid;
 	r = ctl_request(&c, o, "stats", THP_MSG_STATS, &q, sizeof(q), THP_MSG_STATS_REPLY, &m,
 			REPLY_TIMEOUT_S);

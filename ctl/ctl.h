@@ -17,6 +17,15 @@ struct ctl_opts {
 	bool json;               /* --json */
 };
 
+/*
+ * Say why thpswapctl fails: "thpswapctl: MESSAGE" on stderr and, with
+ * --json, {"error": MESSAGE, "errno": ERR} on stdout, so that the output is
+ * JSON on every path (@err a positive errno, 0 if none applies; @o NULL:
+ * stderr only).  Returns @status, the exit status.
+ */
+int ctl_error(const struct ctl_opts *o, int status, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Each command parses its own arguments (argv[0] is the command name) and
  * returns an exit status. */
 int cmd_kernel(const struct ctl_opts *o, int argc, char **argv);

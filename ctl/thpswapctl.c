@@ -3,12 +3,15 @@
  * thpswapctl: global options (before or after the command), then dispatch.
  * Each command parses the rest of its arguments itself.
  */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "ctl.h"
+#include "json.h"
 #include "thpswap/thpswap.h"
 
 static const char usage_text[] =
@@ -45,9 +48,46 @@ static const struct {
 	{ "stats", cmd_stats },
 };
 
+int ctl_error(const struct ctl_opts *o, int status, int err, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "thpswapctl: %s\n", msg);
+	if (o && o->json) {
+		struct thp_json j;
+
+		/* The only document on stdout: a command writes its JSON
+		 * only once everything it needs has arrived. */
+		thp_json_init(&j, stdout, false);
+		thp_json_begin_object(&j, NULL);
+		thp_json_string(&j, "error", msg);
+		thp_json_i64(&j, "errno", err);
+		thp_json_end_object(&j);
+		thp_json_finish(&j);
+	}
+	return status;
+}
+
+/* --json anywhere on the line, found first: errors in the arguments before
+ * it are reported as JSON too.  The value of --socket is skipped. */
+static bool want_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			return true;
+		if (!strcmp(argv[i], "--socket"))
+			i++;
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
-	struct ctl_opts o = { .socket = NULL, .json = false };
+	struct ctl_opts o = { .socket = NULL, .json = want_json(argc, argv) };
 	const char *env = getenv("THPSWAP_SOCKET");
 	char **cargv;
 	int cargc = 0, status;
@@ -55,10 +95,8 @@ int main(int argc, char **argv)
 
 	/* The command's own argv: its name, then whatever is not global. */
 	cargv = calloc((size_t)argc + 1, sizeof(*cargv));
-	if (!cargv) {
-		fprintf(stderr, "thpswapctl: out of memory\n");
-		return CTL_EXIT_FAIL;
-	}
+	if (!cargv)
+		return ctl_error(&o, CTL_EXIT_FAIL, ENOMEM, "out of memory");
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 
@@ -66,8 +104,7 @@ int main(int argc, char **argv)
 			o.json = true;
 		} else if (!strcmp(a, "--socket")) {
 			if (i + 1 >= argc) {
-				fprintf(stderr, "thpswapctl: --socket needs a path\n");
-				status = CTL_EXIT_USAGE;
+				status = ctl_error(&o, CTL_EXIT_USAGE, EINVAL, "--socket needs a path");
 				goto out;
 			}
 			o.socket = argv[++i];
@@ -82,16 +119,16 @@ int main(int argc, char **argv)
 			status = CTL_EXIT_OK;
 			goto out;
 		} else if (cmd < 0 && a[0] == '-') {
-			fprintf(stderr, "thpswapctl: unknown option '%s'; see thpswapctl --help\n", a);
-			status = CTL_EXIT_USAGE;
+			status = ctl_error(&o, CTL_EXIT_USAGE, EINVAL,
+					   "unknown option '%s'; see thpswapctl --help", a);
 			goto out;
 		} else if (cmd < 0) {
 			for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
 				if (!strcmp(a, commands[k].name))
 					cmd = (int)k;
 			if (cmd < 0) {
-				fprintf(stderr, "thpswapctl: unknown command '%s'; see thpswapctl --help\n", a);
-				status = CTL_EXIT_USAGE;
+				status = ctl_error(&o, CTL_EXIT_USAGE, EINVAL,
+						   "unknown command '%s'; see thpswapctl --help", a);
 				goto out;
 			}
 			cargv[cargc++] = argv[i];
@@ -100,6 +137,11 @@ int main(int argc, char **argv)
 		}
 	}
 	if (cmd < 0) {
+		if (o.json) {
+			status = ctl_error(&o, CTL_EXIT_USAGE, EINVAL,
+					   "no command given; see thpswapctl --help");
+			goto out;
+		}
 		fputs(usage_text, stderr);
 		status = CTL_EXIT_USAGE;
 		goto out;
@@ -109,6 +151,7 @@ int main(int argc, char **argv)
 
 	status = commands[cmd].fn(&o, cargc, cargv);
 	if (fflush(stdout) != 0 && status == CTL_EXIT_OK) {
+		/* stdout failed: no JSON can reach it either. */
 		perror("thpswapctl: writing the output");
 		status = CTL_EXIT_FAIL;
 	}

@@ -296,6 +296,7 @@ static int load_file(struct layer *l, const char *path, bool must_exist)
 {
 	char *line = NULL, err[256];
 	size_t cap = 0;
+	ssize_t n;
 	unsigned lineno = 0;
 	int status = 0;
 	FILE *f;
@@ -307,11 +308,19 @@ static int load_file(struct layer *l, const char *path, bool must_exist)
 		fprintf(stderr, "thpswapd: cannot read settings file %s: %s\n", path, strerror(errno));
 		return THPD_EXIT_USAGE;
 	}
-	while (getline(&line, &cap, f) >= 0) {
+	while ((n = getline(&line, &cap, f)) >= 0) {
 		char *s, *eq, *key, *val;
 		int k;
 
 		lineno++;
+		/* The string functions below would stop at it, and take what
+		 * follows for nothing. */
+		if (memchr(line, '\0', (size_t)n)) {
+			fprintf(stderr, "thpswapd: %s:%u: a NUL byte in the line (is it a text "
+				"file?)\n", path, lineno);
+			status = THPD_EXIT_USAGE;
+			break;
+		}
 		s = strchr(line, '#');
 		if (s)
 			*s = '\0';
@@ -384,7 +393,7 @@ static void usage(FILE *f)
 "                            others only their own (default none: root only)\n"
 "      --sysroot DIR         read /proc and /sys below DIR (tests; the uffd probes stay real)\n"
 "      --check               probe the kernel, print what is missing, exit 0 (usable) or 69 (not)\n"
-"  -v, --verbose             log each session and eviction to stderr\n"
+"  -v, --verbose[=yes|no]    log each session and eviction to stderr (--verbose=no: not, over the file's)\n"
 "  -h, --help                show this help and exit\n"
 "  -V, --version             show the version and exit\n"
 "\n"
@@ -442,7 +451,7 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "evict-timeout", required_argument, NULL, O_EVICT_TIMEOUT },
 		{ "admin-group", required_argument, NULL, O_ADMIN_GROUP },
 		{ "check", no_argument, NULL, O_CHECK },
-		{ "verbose", no_argument, NULL, 'v' },
+		{ "verbose", optional_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -470,8 +479,11 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 			config = optarg;
 			break;
 		case 'v':
-			cli.v.verbose = true;
-			cli.set |= 1u << K_VERBOSE;
+			/* -v, --verbose, or --verbose=yes|no as in the file */
+			if (set_key(&cli, K_VERBOSE, optarg ? optarg : "yes", err, sizeof(err)) < 0) {
+				fprintf(stderr, "thpswapd: --verbose: %s\n", err);
+				return THPD_EXIT_USAGE;
+			}
 			break;
 		case O_CHECK:
 			c->check = true;
@@ -487,6 +499,16 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 				argv[optind - 1]);
 			return THPD_EXIT_USAGE;
 		default:
+			/* getopt_long names a known long option given a value
+			 * it does not take by its value in optopt. */
+			if (optopt && !strncmp(argv[optind - 1], "--", 2) &&
+			    strchr(argv[optind - 1], '=')) {
+				fprintf(stderr, "thpswapd: option '%.*s' takes no value; see "
+					"thpswapd --help\n",
+					(int)(strchr(argv[optind - 1], '=') - argv[optind - 1]),
+					argv[optind - 1]);
+				return THPD_EXIT_USAGE;
+			}
 			fprintf(stderr, "thpswapd: unknown option '%s'; see thpswapd --help\n",
 				argv[optind - 1]);
 			return THPD_EXIT_USAGE;

@@ -271,15 +271,17 @@ long thp_msg_recv(int sock, void *buf, size_t bufsize, int *fds,
 		}
 	}
 
+	/* Before the empty case: a datagram longer than a buffer of 0 bytes
+	 * also reads 0 bytes, and is not empty. */
+	if (mh.msg_flags & MSG_TRUNC) {
+		close_all(got, ngot);
+		return -EMSGSIZE;
+	}
 	/* An empty datagram reads as EOF: the caller ends the conversation,
 	 * so whatever came with it is closed here. */
 	if (n == 0) {
 		close_all(got, ngot);
 		return 0;
-	}
-	if (mh.msg_flags & MSG_TRUNC) {
-		close_all(got, ngot);
-		return -EMSGSIZE;
 	}
 	if ((mh.msg_flags & MSG_CTRUNC) || total > maxfds) {
 		close_all(got, ngot);
