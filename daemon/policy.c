@@ -18,6 +18,7 @@
  * docs/ARCHITECTURE.md, "The pressure loop", has the why.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -330,17 +331,33 @@ static double per_minute(uint32_t n, uint64_t regions, uint64_t dt_ns)
 }
 
 /* Regions to evict so that a cgroup above cgroup-high-pct of its limit
- * comes back 10 points under it; 0 if it is not above, or has no limit. */
-static uint64_t limit_need(const struct thpd_config *cfg, const struct thpd_memcg *m)
+ * comes back 10 points under it; 0 if it is not above, or has no limit.
+ * A region's stored bytes stay charged to the client (its agent writes
+ * the arena), so one eviction frees 2 MiB less what the session's regions
+ * have compressed to so far. */
+static uint64_t limit_need(const struct thpd_config *cfg, const struct thpd_memcg *m,
+			   const struct thpd_session *s)
 {
 	uint32_t low = cfg->cgroup_high_pct > 10 ? cfg->cgroup_high_pct - 10 : 0;
+	uint64_t ram = thpd_session_ctr(s, THP_C_EVICTED_RAM);
+	uint64_t kept = ram ? thpd_session_ctr(s, THP_C_STORED_BYTES) / ram : 0;
+	uint64_t freed = kept < THP_REGION_BYTES * 7 / 8 ? THP_REGION_BYTES - kept :
+		THP_REGION_BYTES / 8;
 	uint64_t goal;
 
 	if (m->limit == UINT64_MAX || m->usage == UINT64_MAX ||
 	    m->usage <= m->limit / 100 * cfg->cgroup_high_pct)
 		return 0;
 	goal = m->limit / 100 * low;
-	return (m->usage - goal + THP_REGION_BYTES - 1) / THP_REGION_BYTES;
+	return (m->usage - goal + freed - 1) / freed;
+}
+
+static const char *limit_text(uint64_t limit, char *buf, size_t sz)
+{
+	if (limit == UINT64_MAX)
+		return "no limit";
+	snprintf(buf, sz, "%llu MiB", (unsigned long long)(limit >> 20));
+	return buf;
 }
 
 /* Read the client's stall over the interval: its cgroup's, where the
@@ -382,6 +399,7 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 	struct pol_client *pc;
 	struct thpd_memcg m;
 	bool from_cg, calm;
+	char limit[32];
 	struct walk w;
 	uint32_t *idx;
 	int r;
@@ -405,7 +423,7 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 	*all_regions += regions;
 
 	stall = client_stall(d, pc, thpd_session_pid(s), sys_stall, &m, &from_cg);
-	need = limit_need(cfg, &m);
+	need = limit_need(cfg, &m, s);
 	calm = stall <= cfg->pressure_target_us && pc->promo_rate <= target;
 	if (thpd_session_busy(s)) {
 		/* Promotions are counted even while EVICTs are in flight; only
@@ -428,12 +446,12 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 	}
 	if (w.promos || n || !calm)
 		thpd_info(d, "pid %d: stall %llu us (%s), promotions %u (%.3f %%/min of %llu regions), "
-			  "cgroup %llu/%llu MiB: %s %llu regions of %zu cold, step %u",
+			  "cgroup %llu MiB of %s: %s %llu regions of %zu cold, step %u",
 			  (int)thpd_session_pid(s), (unsigned long long)stall,
 			  from_cg ? "cgroup" : "system", w.promos, pc->promo_rate * 100,
 			  (unsigned long long)regions,
 			  (unsigned long long)(m.usage == UINT64_MAX ? 0 : m.usage >> 20),
-			  (unsigned long long)(m.limit == UINT64_MAX ? 0 : m.limit >> 20),
+			  limit_text(m.limit, limit, sizeof(limit)),
 			  need ? "over the cgroup's limit: evicting" : calm ? "evicting" : "backing off,",
 			  (unsigned long long)n, w.cold, pc->step);
 	if (n) {
