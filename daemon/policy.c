@@ -300,6 +300,11 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 		    (r.flags & THP_RF_LEAVING) || backing_off(s, i, &r, now) ||
 		    protected_now(pc, i, &r, now, window_ns))
 			continue;
+		/* Compressing it again costs the client as much as last time:
+		 * the loop tries once per cold-age, not every retry. */
+		if ((r.flags & THP_RF_INCOMPRESSIBLE) &&
+		    age(now, thpd_session_last_attempt(s, i)) < cold_ns)
+			continue;
 		if (w->n == w->cap) {
 			size_t ncap = w->cap ? w->cap * 2 : 256;
 			struct cand *nc = realloc(w->c, ncap * sizeof(*nc));

@@ -450,6 +450,24 @@ static void test_busy_and_gone(void **state)
 	assert_null(w->d.policy->clients);
 }
 
+/* An incompressible region is tried again after cold-age, not after the
+ * 10 s every other refusal waits. */
+static void test_incompressible_waits(void **state)
+{
+	struct world *w = *state;
+	struct thp_record *r = &w->s.rec[0];
+
+	resident(w, 0, 1000);
+	assert_int_equal(tick(w), 1);
+	/* the agent found it not worth it and left it resident */
+	atomic_store(&r->state, THP_ST_RESIDENT);
+	r->flags |= THP_RF_INCOMPRESSIBLE;
+	clock_now += S(20);
+	assert_int_equal(tick(w), 0);
+	clock_now += S(39);
+	assert_int_equal(tick(w), 1);
+}
+
 /* pressure = no: the loop does nothing (the budget alone decides). */
 static void test_off(void **state)
 {
@@ -474,6 +492,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cgroup_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resident_target, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_and_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_incompressible_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_off, setup, teardown),
 	};
 
