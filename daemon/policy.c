@@ -159,6 +159,7 @@ struct pol_client {
 	uint64_t promotions;          /* since the session began */
 	double promo_rate;            /* promoted per minute, a fraction of the working set */
 	uint32_t step;                /* regions to evict in the next calm interval */
+	uint64_t walked_ns;           /* when the last walk was */
 	bool stall_valid;
 	uint64_t stall_prev;          /* the cgroup's memory.pressure total */
 };
@@ -259,6 +260,20 @@ static bool promoted(const struct pol_client *pc, uint32_t i, const struct thp_r
 	return ev && r->last_fault_ns >= ev && r->last_fault_ns - ev <= window_ns;
 }
 
+/*
+ * A region we asked to evict that is resident, not restored, and faulted
+ * after we asked was touched while it was being evicted: the agent moved it
+ * back (or never got it out).  That is the same mistake, caught earlier.
+ */
+static bool cancelled(const struct thpd_session *s, const struct pol_client *pc, uint32_t i,
+		      const struct thp_record *r)
+{
+	uint64_t asked = thpd_session_last_attempt(s, i);
+
+	return asked && atomic_load_explicit(&r->state, memory_order_relaxed) == THP_ST_RESIDENT &&
+		r->last_fault_ns >= asked && r->last_fault_ns > pc->walked_ns;
+}
+
 /* One walk of @s's records: count its promotions since the last walk, and
  * list the resident regions that may go, least recently faulted first. */
 struct walk {
@@ -286,14 +301,13 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 			pc->seen_addr[i] = r.addr;
 			pc->seen_restores[i] = r.restores;
 			pc->mistakes[i] = 0;
-		} else if (r.restores != pc->seen_restores[i]) {
-			pc->seen_restores[i] = r.restores;
-			if (promoted(pc, i, &r, window_ns)) {
-				w->promos++;
-				if (pc->mistakes[i] < UINT8_MAX)
-					pc->mistakes[i]++;
-			}
+		} else if (r.restores != pc->seen_restores[i] ? promoted(pc, i, &r, window_ns) :
+			   cancelled(s, pc, i, &r)) {
+			w->promos++;
+			if (pc->mistakes[i] < UINT8_MAX)
+				pc->mistakes[i]++;
 		}
+		pc->seen_restores[i] = r.restores;
 		pc->seen_evicted[i] = r.evicted_ns;
 
 		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT ||
@@ -316,7 +330,9 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 		}
 		w->c[w->n++] = (struct cand){ .last_fault_ns = r.last_fault_ns, .idx = i };
 	}
-	qsort(w->c, w->n, sizeof(*w->c), cmp_cand);
+	pc->walked_ns = now;
+	if (w->n > 1)
+		qsort(w->c, w->n, sizeof(*w->c), cmp_cand);
 	while (w->cold < w->n && age(now, w->c[w->cold].last_fault_ns) >= cold_ns)
 		w->cold++;
 	return 0;

@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+
+extern char **environ;
 #include "thpswap/thpswap.h"
 
 #define REG THPSWAP_REGION_SIZE
@@ -214,11 +217,6 @@ static void cgroup_join(void)
 			fprintf(stderr, "cannot join %s (%s): the daemon reads the system's PSI\n",
 				cg.v2, strerror(-r));
 	}
-	/* The runner removes them, once this process is gone; an exit
-	 * here must not try (fork kept its atexit handler). */
-	cg.v1[0] = cg.v2[0] = 0;
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
 }
 
 /* ---- the client ---- */
@@ -257,6 +255,17 @@ static void count_one(uint32_t idx, const struct thp_record *r, void *arg)
 		t->cold_ram += st == THP_ST_RAM;
 		t->cold_restores += r->restores;
 	} else if (a >= (uintptr_t)t->hot->base && a < (uintptr_t)t->hot->base + t->hot->len) {
+		if (r->evictions > 1) {
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			fprintf(stderr, "hot region %zu: %s, %u evictions, %u restores, last fault %.3f s "
+				"ago, last eviction %.3f s ago\n",
+				(size_t)(a - (uintptr_t)t->hot->base) / REG, thp_state_name(st),
+				r->evictions, r->restores,
+				((double)now.tv_sec * 1e9 + now.tv_nsec - (double)r->last_fault_ns) / 1e9,
+				((double)now.tv_sec * 1e9 + now.tv_nsec - (double)r->evicted_ns) / 1e9);
+		}
 		t->hot_evicted += r->evictions > 0;
 		t->hot_restores += r->restores;
 		t->hot_resident += st == THP_ST_RESIDENT;
@@ -350,9 +359,9 @@ static int run_client(enum scenario sc)
 	t = tally(afd, &cold, &hot);
 	H_CHECK(t.hot_resident == NHOT, "%u of %u hot regions resident at the end",
 		t.hot_resident, NHOT);
-	printf("hot reader: %lu passes; promotions (hot regions restored): %u; cold regions "
-	       "restored before the check: %u\n", atomic_load(&hot_passes), t.hot_restores,
-	       t.cold_restores);
+	printf("hot reader: %lu passes; hot regions evicted (at most once each): %u of %u, "
+	       "restored: %u; cold regions restored before the check: %u\n",
+	       atomic_load(&hot_passes), t.hot_evicted, NHOT, t.hot_restores, t.cold_restores);
 	h_at("checking every byte");
 	h_mem_check(&hot, "hot set");
 	h_mem_check(&cold, "cold set (restored)");
@@ -363,6 +372,13 @@ static int run_client(enum scenario sc)
 	return H_PASS;
 }
 
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v ? v : "";
+}
+
 int main(int argc, char **argv)
 {
 	static const char *const cold_args[] = {
@@ -370,25 +386,42 @@ int main(int argc, char **argv)
 	static const char *const limit_args[] = {
 		"-v", "--pressure-interval", "500", "--cold-age", "3600", "--cgroup-high-pct", "80",
 		NULL };
+	const char *ca[] = { argv[0], "--client", NULL, NULL };
 	enum scenario sc;
 	struct h_daemon d;
+	bool is_client;
 	int r, st;
 
-	if (argc != 2 || (strcmp(argv[1], "cold") && strcmp(argv[1], "limit"))) {
+	is_client = argc == 3 && !strcmp(argv[1], "--client");
+	if (argc != 2 + is_client ||
+	    (strcmp(argv[1 + is_client], "cold") && strcmp(argv[1 + is_client], "limit"))) {
 		fprintf(stderr, "usage: %s cold|limit\n", argv[0]);
 		return H_FAIL;
 	}
-	sc = !strcmp(argv[1], "cold") ? COLD : LIMIT;
+	sc = !strcmp(argv[1 + is_client], "cold") ? COLD : LIMIT;
+	if (is_client) {
+		/* The runner made the cgroups; it says where. */
+		snprintf(cg.v1, sizeof(cg.v1), "%s", env("POLICY_CG_V1"));
+		snprintf(cg.v2, sizeof(cg.v2), "%s", env("POLICY_CG_V2"));
+		snprintf(cg.limit, sizeof(cg.limit), "%s", env("POLICY_CG_LIMIT"));
+		snprintf(cg.usage, sizeof(cg.usage), "%s", env("POLICY_CG_USAGE"));
+		return run_client(sc);
+	}
 	h_require_root();
 	cgroup_make();
 	r = h_daemon_start(&d, sc == COLD ? cold_args : limit_args);
 	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	/* A process of its own (not a fork: that would inherit the
+	 * harness's exit handler, which stops the daemon). */
+	setenv("POLICY_CG_V1", cg.v1, 1);
+	setenv("POLICY_CG_V2", cg.v2, 1);
+	setenv("POLICY_CG_LIMIT", cg.limit, 1);
+	setenv("POLICY_CG_USAGE", cg.usage, 1);
+	ca[2] = argv[1];
 	fflush(stdout);
 	fflush(stderr);
-	client = fork();
-	H_CHECK(client >= 0, "fork: %s", strerror(errno));
-	if (client == 0)
-		exit(run_client(sc));
+	r = posix_spawn(&client, "/proc/self/exe", NULL, NULL, (char *const *)ca, environ);
+	H_CHECK(r == 0, "spawn the client: %s", strerror(r));
 	st = h_wait(client);
 	client = -1;
 	r = h_daemon_stop(&d);

@@ -361,6 +361,34 @@ static void test_promoted_region_waits(void **state)
 	assert_int_equal(pc_of(w)->mistakes[0], 2);
 }
 
+/* Faulted while being evicted, so never restored (the agent moved it back):
+ * a mistake all the same, counted once. */
+static void test_cancelled(void **state)
+{
+	struct world *w = *state;
+	struct thp_record *r = &w->s.rec[0];
+
+	w->d.cfg.promotion_target_mpct = 100000;
+	resident(w, 0, 1000);
+	resident(w, 1, 1000);
+	assert_int_equal(tick(w), 2);
+	atomic_store(&r->state, THP_ST_RESIDENT);
+	r->last_fault_ns = clock_now + S(1) / 2;
+	clock_now += S(1);
+	tick(w);
+	assert_int_equal(pc_of(w)->promotions, 1);
+	assert_int_equal(pc_of(w)->mistakes[0], 1);
+	tick(w);
+	assert_int_equal(pc_of(w)->promotions, 1);
+	/* a region merely faulted, never asked for, is no mistake */
+	resident(w, 2, 0);
+	assert_int_equal(tick(w), 0);
+	w->s.rec[2].last_fault_ns = clock_now;
+	tick(w);
+	assert_int_equal(pc_of(w)->promotions, 1);
+	assert_int_equal(w->s.nevicted, 2);
+}
+
 /* Restored long after its eviction: not a mistake.  Restored and evicted
  * again between two walks: judged by the eviction the first walk saw. */
 static void test_late_restore_and_reevicted(void **state)
@@ -489,6 +517,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_promotion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promoted_region_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_restore_and_reevicted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancelled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resident_target, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_and_gone, setup, teardown),
