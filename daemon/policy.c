@@ -478,6 +478,8 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 	if (n) {
 		idx = malloc(n * sizeof(*idx));
 		if (!idx) {
+			thpd_warn("pid %d: cannot queue an eviction: out of memory",
+				  (int)thpd_session_pid(s));
 			free(w.c);
 			return;
 		}
