@@ -38,8 +38,12 @@ enum key {
 	K_EVICT_QUEUE,
 	K_EVICT_TIMEOUT,
 	K_ADMIN_GROUP,
+	K_PRESSURE, K_PRESSURE_INTERVAL, K_PRESSURE_TARGET, K_COLD_AGE, K_PROMOTION_WINDOW,
+	K_PROMOTION_TARGET, K_EVICT_STEP, K_EVICT_STEP_MAX, K_CGROUP_HIGH_PCT, K_RESIDENT_TARGET,
 	K__MAX
 };
+
+_Static_assert(K__MAX <= 32, "a settings file's keys are a 32-bit mask");
 
 static const char *const key_names[K__MAX] = {
 	[K_SOCKET] = "socket",
@@ -59,6 +63,16 @@ static const char *const key_names[K__MAX] = {
 	[K_EVICT_QUEUE] = "evict-queue",
 	[K_EVICT_TIMEOUT] = "evict-timeout",
 	[K_ADMIN_GROUP] = "admin-group",
+	[K_PRESSURE] = "pressure",
+	[K_PRESSURE_INTERVAL] = "pressure-interval",
+	[K_PRESSURE_TARGET] = "pressure-target",
+	[K_COLD_AGE] = "cold-age",
+	[K_PROMOTION_WINDOW] = "promotion-window",
+	[K_PROMOTION_TARGET] = "promotion-target",
+	[K_EVICT_STEP] = "evict-step",
+	[K_EVICT_STEP_MAX] = "evict-step-max",
+	[K_CGROUP_HIGH_PCT] = "cgroup-high-pct",
+	[K_RESIDENT_TARGET] = "resident-target",
 };
 
 struct layer {
@@ -91,6 +105,19 @@ static void defaults(struct thpd_config *c)
 		.hello_timeout_ms = 5000,
 		.evict_queue = 16,
 		.evict_timeout_s = 60,
+		/* the pressure loop: 10 ms of stall per 6 s stops it, a region
+		 * not faulted for a minute may go, and back off when more than
+		 * 0.2 % of the working set per minute comes back within a minute */
+		.pressure = true,
+		.pressure_interval_ms = 6000,
+		.pressure_target_us = 10000,
+		.cold_age_s = 60,
+		.promotion_window_s = 60,
+		.promotion_target_mpct = 200,
+		.evict_step = 4,
+		.evict_step_max = 256,
+		.cgroup_high_pct = 90,
+		.resident_target_bytes = 0,
 	};
 	snprintf(c->socket, sizeof(c->socket), "%s", THPSWAP_DEFAULT_SOCKET);
 }
@@ -112,6 +139,22 @@ static int parse_ll(const char *s, long long min, long long max, long long *out,
 		return -ERANGE;
 	}
 	*out = v;
+	return 0;
+}
+
+/* A decimal like "0.2" in thousandths (200), within [0, @max]. */
+static int parse_milli(const char *s, uint32_t max, uint32_t *out, char *err, size_t errsz)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (!*s || *end || errno == ERANGE || !(v >= 0 && v * 1000 <= max)) {
+		snprintf(err, errsz, "'%s' is not a number in 0..%u", s, max / 1000);
+		return -EINVAL;
+	}
+	*out = (uint32_t)(v * 1000 + 0.5);
 	return 0;
 }
 
@@ -233,6 +276,46 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		/* a group name; "" = none (root only) */
 		r = copy_str(c->admin_group, sizeof(c->admin_group), val, err, errsz);
 		break;
+	case K_PRESSURE:
+		r = parse_bool(val, &c->pressure);
+		if (r)
+			snprintf(err, errsz, "'%s' is not yes or no", val);
+		break;
+	case K_PRESSURE_INTERVAL:
+		r = parse_ll(val, 100, 3600 * 1000, &v, err, errsz);
+		c->pressure_interval_ms = (uint32_t)v;
+		break;
+	case K_PRESSURE_TARGET:
+		r = parse_ll(val, 0, 3600LL * 1000 * 1000, &v, err, errsz);
+		c->pressure_target_us = (uint32_t)v;
+		break;
+	case K_COLD_AGE:
+		r = parse_ll(val, 0, 7 * 24 * 3600, &v, err, errsz);
+		c->cold_age_s = (uint32_t)v;
+		break;
+	case K_PROMOTION_WINDOW:
+		r = parse_ll(val, 1, 24 * 3600, &v, err, errsz);
+		c->promotion_window_s = (uint32_t)v;
+		break;
+	case K_PROMOTION_TARGET:
+		r = parse_milli(val, 100 * 1000, &c->promotion_target_mpct, err, errsz);
+		break;
+	case K_EVICT_STEP:
+		r = parse_ll(val, 1, 1 << 20, &v, err, errsz);
+		c->evict_step = (uint32_t)v;
+		break;
+	case K_EVICT_STEP_MAX:
+		r = parse_ll(val, 1, 1 << 20, &v, err, errsz);
+		c->evict_step_max = (uint32_t)v;
+		break;
+	case K_CGROUP_HIGH_PCT:
+		r = parse_ll(val, 1, 100, &v, err, errsz);
+		c->cgroup_high_pct = (uint32_t)v;
+		break;
+	case K_RESIDENT_TARGET:
+		r = parse_ll(val, 0, 1LL << 40, &v, err, errsz);
+		c->resident_target_bytes = (uint64_t)v << 20;
+		break;
 	case K_VERBOSE:
 		r = parse_bool(val, &c->verbose);
 		if (r)
@@ -269,6 +352,16 @@ static void apply(struct thpd_config *c, const struct layer *l)
 	TAKE(K_HELLO_TIMEOUT, hello_timeout_ms);
 	TAKE(K_EVICT_QUEUE, evict_queue);
 	TAKE(K_EVICT_TIMEOUT, evict_timeout_s);
+	TAKE(K_PRESSURE, pressure);
+	TAKE(K_PRESSURE_INTERVAL, pressure_interval_ms);
+	TAKE(K_PRESSURE_TARGET, pressure_target_us);
+	TAKE(K_COLD_AGE, cold_age_s);
+	TAKE(K_PROMOTION_WINDOW, promotion_window_s);
+	TAKE(K_PROMOTION_TARGET, promotion_target_mpct);
+	TAKE(K_EVICT_STEP, evict_step);
+	TAKE(K_EVICT_STEP_MAX, evict_step_max);
+	TAKE(K_CGROUP_HIGH_PCT, cgroup_high_pct);
+	TAKE(K_RESIDENT_TARGET, resident_target_bytes);
 #undef TAKE
 	if (l->set & (1u << K_SOCKET))
 		memcpy(c->socket, v->socket, sizeof(c->socket));
@@ -400,11 +493,27 @@ static void usage(FILE *f)
 "Exit statuses: 0 ok; 1 runtime failure; 2 usage/config error; 69 the kernel lacks something required.\n"
 "The settings file takes the same names as 'key = value' lines, '#' comments; see thpswapd.conf(5).\n",
 	      f);
+	fputs(
+"\n"
+"The pressure loop (each interval: evict a step more of the cold regions while stall and\n"
+"promotions stay under target, back off at once when either rises):\n"
+"      --pressure yes|no     run it (default yes)\n"
+"      --pressure-interval MS  its interval (default 6000)\n"
+"      --pressure-target US  memory stall per interval that stops it (default 10000: 10 ms per 6 s)\n"
+"      --cold-age S          a region not faulted for S seconds may go (default 60)\n"
+"      --promotion-window S  restored within S seconds of its eviction: a mistake (default 60)\n"
+"      --promotion-target P  back off above P % of the working set promoted per minute (default 0.2)\n"
+"      --evict-step N        regions per interval to start with, and at least (default 4)\n"
+"      --evict-step-max N    regions per interval at most (default 256)\n"
+"      --cgroup-high-pct P   a client's cgroup above P % of its limit: evict whatever stall says (default 90)\n"
+"      --resident-target MIB stop once all clients together hold this much resident (default 0: none)\n",
+	      f);
 }
 
 enum { O_PROFILE = 256, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
        O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK,
-       O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT, O_ADMIN_GROUP };
+       O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT, O_ADMIN_GROUP,
+       O_PRESSURE_FIRST };
 
 /* getopt value -> settings key, for the options that are settings */
 static int opt_key(int o)
@@ -426,7 +535,11 @@ static int opt_key(int o)
 	case O_EVICT_QUEUE: return K_EVICT_QUEUE;
 	case O_EVICT_TIMEOUT: return K_EVICT_TIMEOUT;
 	case O_ADMIN_GROUP: return K_ADMIN_GROUP;
-	default: return -1;
+	default:
+		/* the pressure loop's keys, in enum key order from O_PRESSURE_FIRST */
+		if (o >= O_PRESSURE_FIRST && o <= O_PRESSURE_FIRST + (K_RESIDENT_TARGET - K_PRESSURE))
+			return K_PRESSURE + (o - O_PRESSURE_FIRST);
+		return -1;
 	}
 }
 
@@ -450,6 +563,16 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "evict-queue", required_argument, NULL, O_EVICT_QUEUE },
 		{ "evict-timeout", required_argument, NULL, O_EVICT_TIMEOUT },
 		{ "admin-group", required_argument, NULL, O_ADMIN_GROUP },
+		{ "pressure", required_argument, NULL, O_PRESSURE_FIRST },
+		{ "pressure-interval", required_argument, NULL, O_PRESSURE_FIRST + 1 },
+		{ "pressure-target", required_argument, NULL, O_PRESSURE_FIRST + 2 },
+		{ "cold-age", required_argument, NULL, O_PRESSURE_FIRST + 3 },
+		{ "promotion-window", required_argument, NULL, O_PRESSURE_FIRST + 4 },
+		{ "promotion-target", required_argument, NULL, O_PRESSURE_FIRST + 5 },
+		{ "evict-step", required_argument, NULL, O_PRESSURE_FIRST + 6 },
+		{ "evict-step-max", required_argument, NULL, O_PRESSURE_FIRST + 7 },
+		{ "cgroup-high-pct", required_argument, NULL, O_PRESSURE_FIRST + 8 },
+		{ "resident-target", required_argument, NULL, O_PRESSURE_FIRST + 9 },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "verbose", optional_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },

@@ -234,6 +234,7 @@ int main(int argc, char **argv)
 	if (r < 0)
 		thpd_warn("event loop closed with handles open: %s", uv_strerror(r));
 out:
+	thpd_policy_free(d);
 	free(d);
 	return status;
 }

@@ -1,11 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * What to evict, decided in the daemon; the agents only carry out EVICTs,
+ * so no restore ever waits for any of this.
+ *
  * The resident budget: every --interval ms, a client above --budget gets one
  * EVICT of its least-recently-faulted resident regions, enough to bring it
  * back to 90 % of the budget.
+ *
+ * The pressure loop: every --pressure-interval, each client's records are
+ * walked once, to count promotions (regions restored within
+ * --promotion-window of their eviction: mistakes) and to list the regions
+ * that may go.  While the client's memory stall over the interval stays
+ * under --pressure-target and its promotions under --promotion-target, a
+ * step more of its coldest regions is evicted and the step doubles; when
+ * either rises, nothing is evicted and the step halves.  A client whose
+ * cgroup is above --cgroup-high-pct of its limit is evicted down regardless.
+ * docs/ARCHITECTURE.md, "The pressure loop", has the why.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "thpswapd.h"
 
@@ -82,6 +97,8 @@ long thpd_policy_pick(const struct thpd_session *s, uint64_t now, uint64_t resid
 	return (long)need;
 }
 
+static void pressure_tick(struct thpd *d, uint64_t now);
+
 void thpd_policy_tick(struct thpd *d)
 {
 	uint64_t budget = d->cfg.budget_bytes, now = thp_now_ns();
@@ -115,4 +132,425 @@ void thpd_policy_tick(struct thpd *d)
 			thpd_warn("pid %d: cannot queue an eviction: out of memory",
 				  (int)thpd_session_pid(s));
 	}
+	if (d->cfg.pressure)
+		pressure_tick(d, now);
+}
+
+/* ---- the pressure loop ---- */
+
+#define NS_PER_S 1000000000ull
+/* A region promoted k times waits promotion-window << (k - 1) after its
+ * last fault before it may go again; the shift stops here. */
+#define MISTAKE_SHIFT_MAX 16
+
+/* What the loop remembers of one client session between intervals. */
+struct pol_client {
+	struct pol_client *next;
+	uint64_t session_id;
+	bool alive;                   /* seen in this interval's walk of the sessions */
+	uint32_t nrec;
+	/* per record, from the last walk: restores and evicted_ns as read,
+	 * the address (a record reused for another region starts afresh),
+	 * and how often the region came back too soon */
+	uint32_t *seen_restores;
+	uint64_t *seen_evicted;
+	uint64_t *seen_addr;
+	uint8_t *mistakes;
+	uint64_t promotions;          /* since the session began */
+	double promo_rate;            /* promoted per minute, a fraction of the working set */
+	uint32_t step;                /* regions to evict in the next calm interval */
+	uint64_t walked_ns;           /* when the last walk was */
+	bool stall_valid;
+	uint64_t stall_prev;          /* the cgroup's memory.pressure total */
+};
+
+struct thpd_policy {
+	struct pol_client *clients;
+	uint64_t last_ns;             /* start of the interval; 0 before the first */
+	bool stall_valid;
+	uint64_t stall_prev;          /* /proc/pressure/memory total */
+	uint64_t promotions;          /* all clients, since start */
+	double promo_rate;            /* all clients: promoted per minute / all regions */
+};
+
+static void client_free(struct pol_client *pc)
+{
+	free(pc->seen_restores);
+	free(pc->seen_evicted);
+	free(pc->seen_addr);
+	free(pc->mistakes);
+	free(pc);
+}
+
+void thpd_policy_free(struct thpd *d)
+{
+	struct thpd_policy *p = d->policy;
+
+	if (!p)
+		return;
+	while (p->clients) {
+		struct pol_client *pc = p->clients;
+
+		p->clients = pc->next;
+		client_free(pc);
+	}
+	free(p);
+	d->policy = NULL;
+}
+
+static struct pol_client *client_get(struct thpd_policy *p, const struct thpd_session *s,
+				     uint32_t step)
+{
+	uint32_t nrec = thpd_session_nrec(s);
+	struct pol_client *pc;
+
+	for (pc = p->clients; pc; pc = pc->next)
+		if (pc->session_id == thpd_session_id(s))
+			return pc;
+	pc = calloc(1, sizeof(*pc));
+	if (!pc)
+		return NULL;
+	/* Backed lazily, like the session's own per-record array. */
+	pc->seen_restores = calloc(nrec, sizeof(*pc->seen_restores));
+	pc->seen_evicted = calloc(nrec, sizeof(*pc->seen_evicted));
+	pc->seen_addr = calloc(nrec, sizeof(*pc->seen_addr));
+	pc->mistakes = calloc(nrec, sizeof(*pc->mistakes));
+	if (!pc->seen_restores || !pc->seen_evicted || !pc->seen_addr || !pc->mistakes) {
+		client_free(pc);
+		return NULL;
+	}
+	pc->session_id = thpd_session_id(s);
+	pc->nrec = nrec;
+	pc->step = step;
+	pc->next = p->clients;
+	p->clients = pc;
+	return pc;
+}
+
+/* Time since @t; a stamp past @now (the client's, read late) is age 0. */
+static uint64_t age(uint64_t now, uint64_t t)
+{
+	return t < now ? now - t : 0;
+}
+
+/* A region we were wrong about waits longer before it may go again. */
+static bool protected_now(const struct pol_client *pc, uint32_t i, const struct thp_record *r,
+			  uint64_t now, uint64_t window_ns)
+{
+	unsigned k = pc->mistakes[i];
+
+	if (!k)
+		return false;
+	if (k - 1 > MISTAKE_SHIFT_MAX)
+		k = MISTAKE_SHIFT_MAX + 1;
+	return age(now, r->last_fault_ns) < window_ns << (k - 1);
+}
+
+/*
+ * Was the restore noticed now a promotion?  restore_region stamps
+ * last_fault_ns when it starts, and an eviction stamps evicted_ns; a region
+ * restored and evicted again since the last walk has evicted_ns past its
+ * restore, so the eviction before it is the one that walk saw.
+ */
+static bool promoted(const struct pol_client *pc, uint32_t i, const struct thp_record *r,
+		     uint64_t window_ns)
+{
+	uint64_t ev = r->evicted_ns > r->last_fault_ns ? pc->seen_evicted[i] : r->evicted_ns;
+
+	return ev && r->last_fault_ns >= ev && r->last_fault_ns - ev <= window_ns;
+}
+
+/*
+ * A region we asked to evict that is resident, not restored, and faulted
+ * after we asked was touched while it was being evicted: the agent moved it
+ * back (or never got it out).  That is the same mistake, caught earlier.
+ */
+static bool cancelled(const struct thpd_session *s, const struct pol_client *pc, uint32_t i,
+		      const struct thp_record *r)
+{
+	uint64_t asked = thpd_session_last_attempt(s, i);
+
+	return asked && atomic_load_explicit(&r->state, memory_order_relaxed) == THP_ST_RESIDENT &&
+		r->last_fault_ns >= asked && r->last_fault_ns > pc->walked_ns;
+}
+
+/* One walk of @s's records: count its promotions since the last walk, and
+ * list the resident regions that may go, least recently faulted first. */
+struct walk {
+	struct cand *c;
+	size_t n, cap;
+	size_t cold;                  /* c[0..cold) are older than cold-age */
+	uint32_t promos;
+};
+
+static int walk_session(const struct thpd *d, const struct thpd_session *s,
+			struct pol_client *pc, uint64_t now, struct walk *w)
+{
+	uint64_t window_ns = (uint64_t)d->cfg.promotion_window_s * NS_PER_S;
+	uint64_t cold_ns = (uint64_t)d->cfg.cold_age_s * NS_PER_S;
+	struct thpd_rec_iter it;
+	struct thp_record r;
+	uint32_t i;
+
+	*w = (struct walk){ .c = NULL };
+	thpd_rec_iter_init(&it, s, 0);
+	while (thpd_rec_next(&it, &i, &r)) {
+		if (i >= pc->nrec)
+			break;
+		if (r.addr != pc->seen_addr[i]) {
+			pc->seen_addr[i] = r.addr;
+			pc->seen_restores[i] = r.restores;
+			pc->mistakes[i] = 0;
+		} else if (r.restores != pc->seen_restores[i] ? promoted(pc, i, &r, window_ns) :
+			   cancelled(s, pc, i, &r)) {
+			w->promos++;
+			if (pc->mistakes[i] < UINT8_MAX)
+				pc->mistakes[i]++;
+		}
+		pc->seen_restores[i] = r.restores;
+		pc->seen_evicted[i] = r.evicted_ns;
+
+		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT ||
+		    (r.flags & THP_RF_LEAVING) || backing_off(s, i, &r, now) ||
+		    protected_now(pc, i, &r, now, window_ns))
+			continue;
+		/* Compressing it again costs the client as much as last time:
+		 * the loop tries once per cold-age, not every retry. */
+		if ((r.flags & THP_RF_INCOMPRESSIBLE) &&
+		    age(now, thpd_session_last_attempt(s, i)) < cold_ns)
+			continue;
+		if (w->n == w->cap) {
+			size_t ncap = w->cap ? w->cap * 2 : 256;
+			struct cand *nc = realloc(w->c, ncap * sizeof(*nc));
+
+			if (!nc)
+				return -ENOMEM;
+			w->c = nc;
+			w->cap = ncap;
+		}
+		w->c[w->n++] = (struct cand){ .last_fault_ns = r.last_fault_ns, .idx = i };
+	}
+	pc->walked_ns = now;
+	if (w->n > 1)
+		qsort(w->c, w->n, sizeof(*w->c), cmp_cand);
+	while (w->cold < w->n && age(now, w->c[w->cold].last_fault_ns) >= cold_ns)
+		w->cold++;
+	return 0;
+}
+
+/* The exponentially weighted rate over the last minute, like PSI's avg60. */
+static double ewma_minute(double rate, double sample, uint64_t dt_ns)
+{
+	double a = (double)dt_ns / (60.0 * NS_PER_S);
+
+	return rate + (a < 1 ? a : 1) * (sample - rate);
+}
+
+static double per_minute(uint32_t n, uint64_t regions, uint64_t dt_ns)
+{
+	return regions ? (double)n / (double)regions * (60.0 * NS_PER_S) / (double)dt_ns : 0;
+}
+
+/* Regions to evict so that a cgroup above cgroup-high-pct of its limit
+ * comes back 10 points under it; 0 if it is not above, or has no limit.
+ * A region's stored bytes stay charged to the client (its agent writes
+ * the arena), so one eviction frees 2 MiB less what the session's regions
+ * have compressed to so far. */
+static uint64_t limit_need(const struct thpd_config *cfg, const struct thpd_memcg *m,
+			   const struct thpd_session *s)
+{
+	uint32_t low = cfg->cgroup_high_pct > 10 ? cfg->cgroup_high_pct - 10 : 0;
+	uint64_t ram = thpd_session_ctr(s, THP_C_EVICTED_RAM);
+	uint64_t kept = ram ? thpd_session_ctr(s, THP_C_STORED_BYTES) / ram : 0;
+	uint64_t freed = kept < THP_REGION_BYTES * 7 / 8 ? THP_REGION_BYTES - kept :
+		THP_REGION_BYTES / 8;
+	uint64_t goal;
+
+	if (m->limit == UINT64_MAX || m->usage == UINT64_MAX ||
+	    m->usage <= m->limit / 100 * cfg->cgroup_high_pct)
+		return 0;
+	goal = m->limit / 100 * low;
+	return (m->usage - goal + freed - 1) / freed;
+}
+
+static const char *limit_text(uint64_t limit, char *buf, size_t sz)
+{
+	if (limit == UINT64_MAX)
+		return "no limit";
+	snprintf(buf, sz, "%llu MiB", (unsigned long long)(limit >> 20));
+	return buf;
+}
+
+/* Read the client's stall over the interval: its cgroup's, where the
+ * cgroup has PSI, else the system's. */
+static uint64_t client_stall(const struct thpd *d, struct pol_client *pc, pid_t pid,
+			     uint64_t sys_stall, struct thpd_memcg *m, bool *from_cgroup)
+{
+	struct thpd_cgroup *cg = malloc(sizeof(*cg));
+	uint64_t stall = sys_stall;
+
+	*m = (struct thpd_memcg){ .usage = UINT64_MAX, .limit = UINT64_MAX };
+	*from_cgroup = false;
+	/* Looked up every interval: a process may move between cgroups. */
+	if (!cg || thpd_cgroup_find(d->cfg.sysroot, pid, cg) < 0 || thpd_memcg_read(cg, m) < 0) {
+		free(cg);
+		pc->stall_valid = false;
+		return stall;
+	}
+	free(cg);
+	if (m->has_psi) {
+		stall = pc->stall_valid && m->stall_us >= pc->stall_prev ? m->stall_us - pc->stall_prev : 0;
+		pc->stall_valid = true;
+		pc->stall_prev = m->stall_us;
+		*from_cgroup = true;
+	} else {
+		pc->stall_valid = false;
+	}
+	return stall;
+}
+
+static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now,
+			    uint64_t dt_ns, uint64_t sys_stall, uint64_t *allowance,
+			    uint32_t *all_promos, uint64_t *all_regions)
+{
+	const struct thpd_config *cfg = &d->cfg;
+	uint32_t step_min = cfg->evict_step < cfg->evict_step_max ? cfg->evict_step : cfg->evict_step_max;
+	double target = cfg->promotion_target_mpct / 100000.0;
+	uint64_t regions = thpd_session_ctr(s, THP_C_REGIONS), need, n = 0, stall;
+	struct pol_client *pc;
+	struct thpd_memcg m;
+	bool from_cg, calm;
+	char limit[32];
+	struct walk w;
+	uint32_t *idx;
+	int r;
+
+	pc = client_get(d->policy, s, step_min);
+	if (!pc) {
+		thpd_warn("pid %d: pressure loop: out of memory", (int)thpd_session_pid(s));
+		return;
+	}
+	pc->alive = true;
+	r = walk_session(d, s, pc, now, &w);
+	if (r < 0) {
+		free(w.c);
+		thpd_warn("pid %d: cannot pick regions to evict: out of memory",
+			  (int)thpd_session_pid(s));
+		return;
+	}
+	pc->promotions += w.promos;
+	pc->promo_rate = ewma_minute(pc->promo_rate, per_minute(w.promos, regions, dt_ns), dt_ns);
+	*all_promos += w.promos;
+	*all_regions += regions;
+
+	stall = client_stall(d, pc, thpd_session_pid(s), sys_stall, &m, &from_cg);
+	need = limit_need(cfg, &m, s);
+	calm = stall <= cfg->pressure_target_us && pc->promo_rate <= target;
+	if (thpd_session_busy(s)) {
+		/* Promotions are counted even while EVICTs are in flight; only
+		 * a new request waits for them to finish. */
+		need = 0;
+	} else if (need) {
+		/* Over its cgroup's limit: what relieves it is eviction, so
+		 * neither stall nor promotions hold it back; regions we were
+		 * wrong about are still left alone. */
+		n = need < w.n ? need : w.n;
+	} else if (!calm) {
+		if (pc->step > step_min)
+			pc->step = pc->step / 2 > step_min ? pc->step / 2 : step_min;
+	} else if (*allowance) {
+		n = pc->step < w.cold ? pc->step : w.cold;
+		if (n > *allowance)
+			n = *allowance;
+		if (n == pc->step && pc->step < cfg->evict_step_max)
+			pc->step = pc->step * 2 < cfg->evict_step_max ? pc->step * 2 : cfg->evict_step_max;
+	}
+	if (w.promos || n || !calm)
+		thpd_info(d, "pid %d: stall %llu us (%s), promotions %u (%.3f %%/min of %llu regions), "
+			  "cgroup %llu MiB of %s: %s %llu regions of %zu cold, step %u",
+			  (int)thpd_session_pid(s), (unsigned long long)stall,
+			  from_cg ? "cgroup" : "system", w.promos, pc->promo_rate * 100,
+			  (unsigned long long)regions,
+			  (unsigned long long)(m.usage == UINT64_MAX ? 0 : m.usage >> 20),
+			  limit_text(m.limit, limit, sizeof(limit)),
+			  need ? "over the cgroup's limit: evicting" : calm ? "evicting" : "backing off,",
+			  (unsigned long long)n, w.cold, pc->step);
+	if (n) {
+		idx = malloc(n * sizeof(*idx));
+		if (!idx) {
+			thpd_warn("pid %d: cannot queue an eviction: out of memory",
+				  (int)thpd_session_pid(s));
+			free(w.c);
+			return;
+		}
+		for (uint64_t k = 0; k < n; k++)
+			idx[k] = w.c[k].idx;
+		r = thpd_session_evict(s, THP_EVICT_PRESSURE, idx, (uint32_t)n, NULL, 0);
+		if (r < 0)
+			thpd_warn("pid %d: cannot queue an eviction: %s", (int)thpd_session_pid(s),
+				  strerror(-r));
+		else if (!need)
+			*allowance -= *allowance == UINT64_MAX ? 0 : n;
+		free(idx);
+	}
+	free(w.c);
+}
+
+static void pressure_tick(struct thpd *d, uint64_t now)
+{
+	struct thpd_policy *p = d->policy;
+	uint64_t dt, sys_stall = 0, total = 0, allowance = UINT64_MAX, all_regions = 0;
+	uint32_t all_promos = 0;
+	double avg10 = 0;
+
+	if (!p) {
+		p = d->policy = calloc(1, sizeof(*p));
+		if (!p)
+			return;
+	}
+	if (p->last_ns && now - p->last_ns < (uint64_t)d->cfg.pressure_interval_ms * 1000000ull)
+		return;
+	dt = p->last_ns ? now - p->last_ns : (uint64_t)d->cfg.pressure_interval_ms * 1000000ull;
+	p->last_ns = now;
+	if (thpd_psi_system(d->cfg.sysroot, &total, &avg10) == 0) {
+		sys_stall = p->stall_valid && total >= p->stall_prev ? total - p->stall_prev : 0;
+		p->stall_valid = true;
+		p->stall_prev = total;
+	} else {
+		p->stall_valid = false;
+	}
+	if (d->cfg.resident_target_bytes) {
+		uint64_t resident = 0;
+
+		for (struct thpd_conn *c = d->conns; c; c = c->next)
+			if (c->s && !c->closing)
+				resident += thpd_session_ctr(c->s, THP_C_RESIDENT) * THP_REGION_BYTES;
+		allowance = resident > d->cfg.resident_target_bytes ?
+			(resident - d->cfg.resident_target_bytes) / THP_REGION_BYTES : 0;
+	}
+
+	for (struct pol_client *pc = p->clients; pc; pc = pc->next)
+		pc->alive = false;
+	for (struct thpd_conn *c = d->conns; c; c = c->next) {
+		if (!c->s || c->closing)
+			continue;
+		pressure_client(d, c->s, now, dt, sys_stall, &allowance, &all_promos, &all_regions);
+	}
+	for (struct pol_client **pp = &p->clients; *pp;) {
+		struct pol_client *pc = *pp;
+
+		if (pc->alive) {
+			pp = &pc->next;
+		} else {
+			*pp = pc->next;
+			client_free(pc);
+		}
+	}
+	p->promotions += all_promos;
+	p->promo_rate = ewma_minute(p->promo_rate, per_minute(all_promos, all_regions, dt), dt);
+	if (all_promos)
+		thpd_info(d, "promotions: %u this interval, %llu since start, %.3f %%/min of the "
+			  "working set (system stall %llu us, avg10 %.2f)", all_promos,
+			  (unsigned long long)p->promotions, p->promo_rate * 100,
+			  (unsigned long long)sys_stall, avg10);
 }

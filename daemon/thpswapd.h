@@ -13,7 +13,8 @@
  *   session.c  client sessions: UFFDIO_API, arena, pidfd, EVICT queue
  *   limits.c   limits on peers: counting each hit, logging it once per peer
  *   ctl.c      thpswapctl requests
- *   policy.c   the per-client resident budget
+ *   policy.c   the per-client resident budget, and the pressure loop
+ *   pressure.c the kernel's pressure signals: PSI, a client's cgroup
  */
 #ifndef THPSWAPD_H
 #define THPSWAPD_H
@@ -55,6 +56,17 @@ struct thpd_config {
 	uint32_t evict_timeout_s;
 	/* members may see and steer every user's sessions; "" = root only */
 	char admin_group[64];
+	/* the pressure loop (docs/ARCHITECTURE.md, "The pressure loop") */
+	bool pressure;              /* evict cold regions while stall stays low */
+	uint32_t pressure_interval_ms;
+	uint32_t pressure_target_us;   /* stall per interval that stops the loop */
+	uint32_t cold_age_s;           /* not faulted this long: may go */
+	uint32_t promotion_window_s;   /* restored this soon after eviction: a mistake */
+	uint32_t promotion_target_mpct; /* promotions per minute, 1/1000 % of the working set */
+	uint32_t evict_step;           /* regions per interval: first and smallest step */
+	uint32_t evict_step_max;
+	uint32_t cgroup_high_pct;      /* cgroup usage above this % of its limit: evict */
+	uint64_t resident_target_bytes; /* the loop stops at this resident total; 0 none */
 	bool verbose;
 	bool check;
 };
@@ -106,6 +118,7 @@ struct thpd {
 	uint64_t next_session_id;
 	uint64_t start_ns;
 	uint64_t limit_hits[THP_L__MAX];  /* enum thp_limit, since start */
+	struct thpd_policy *policy;     /* policy.c's state; NULL until its first tick */
 	struct thpd_uid_log {           /* refused connections, logged per uid */
 		uid_t uid;
 		uint64_t since_ns;      /* 0: nothing logged yet */
@@ -229,10 +242,41 @@ void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m);
 
 /* ---- policy.c ---- */
 void thpd_policy_tick(struct thpd *d);
+/* Free the pressure loop's state (at exit). */
+void thpd_policy_free(struct thpd *d);
 /* Pick up to @max records of @s to evict to get its resident bytes from
  * @resident down to @target, least recently faulted first.  Returns how
  * many were written to @out, or -ENOMEM. */
 long thpd_policy_pick(const struct thpd_session *s, uint64_t now, uint64_t resident,
 		      uint64_t target, uint32_t *out, uint32_t max);
+
+/* ---- pressure.c ---- */
+/* Where a process's memory is accounted: its cgroup v2 directory (for
+ * memory.pressure, memory.current, memory.high, memory.max) and its v1
+ * memory controller directory, below the sysroot; "" where it has none. */
+struct thpd_cgroup {
+	char v2[PATH_MAX];
+	char v1[PATH_MAX];
+};
+/* What a cgroup says now; UINT64_MAX where unknown or unlimited. */
+struct thpd_memcg {
+	bool has_psi;
+	uint64_t stall_us;        /* memory.pressure, "some" total */
+	uint64_t usage;           /* bytes charged */
+	uint64_t limit;           /* the lower of memory.high and memory.max (v1: limit_in_bytes) */
+};
+/* The v2 path ("0::/a") and the v1 memory path ("N:...,memory,...:/b") of
+ * /proc/PID/cgroup's @text into @v2 and @v1 ("" for the root or none).
+ * 0, -ENOENT (neither), -EINVAL or -ENAMETOOLONG. */
+int thpd_cgroup_parse(const char *text, char *v2, size_t v2sz, char *v1, size_t v1sz);
+/* The directories of @pid's cgroups below @sysroot ("" for /).  0, or
+ * -ENOENT when none has memory files, or -errno reading /proc/PID/cgroup. */
+int thpd_cgroup_find(const char *sysroot, pid_t pid, struct thpd_cgroup *cg);
+/* A limit file's text: "max" and v1's "unlimited" (>= 2^62) -> UINT64_MAX. */
+int thpd_limit_parse(const char *text, uint64_t *v);
+/* Read @cg now: 0 if any of its files was read, else -ENOENT. */
+int thpd_memcg_read(const struct thpd_cgroup *cg, struct thpd_memcg *m);
+/* /proc/pressure/memory below @sysroot: the "some" total and avg10. */
+int thpd_psi_system(const char *sysroot, uint64_t *stall_us, double *avg10);
 
 #endif
