@@ -37,10 +37,12 @@
  *     System.gc() (objects moved, garbage made) while the test evicts every
  *     half second, each ending with a walk that checks every byte; the
  *     checksum always the same, evictions and restores counted, and at
- *     least 99 % of the regions brought back PMD-mapped.  A JVM silent for
- *     minutes is described (counters, regions, every thread's wchan and
- *     kernel stack).  Skips when java is missing or cannot run a source
- *     file.
+ *     least 99 % of the regions brought back PMD-mapped.  Heap blocks whose
+ *     record says empty while their pages are present (evict passes them
+ *     over) are counted apart and printed, not taken as stored.  A JVM
+ *     silent for minutes, or one whose EVICT fails, is described (counters,
+ *     regions, every thread's wchan and kernel stack).  Skips when java is
+ *     missing or cannot run a source file.
  *   itest-run fallback THPSWAP_RUN
  *     no daemon at the socket: the program runs, its output and exit status
  *     intact, with one line on stderr saying why its memory is unmanaged,
