@@ -121,6 +121,25 @@ static bool private_anon(uint64_t a, uint64_t len)
 }
 
 /*
+ * A block found empty before the registration took effect may have been
+ * written since without a fault (another thread of the program, an
+ * allocator pre-touching its heap): resident, then, or it would never be
+ * evicted.  Registered now, every new page faults to us, so this look is
+ * the last one needed; a fault restoring the block meanwhile wins the CAS.
+ */
+static void settle_empty(struct thpswap_session *s, uint64_t a)
+{
+	long idx = rt_lookup(s, a);
+
+	if (idx < 0 || rec_state(&s->rec[idx]) != THP_ST_EMPTY ||
+	    thp_pagemap_count_present(s->pagemap, a, a + REGION) <= 0)
+		return;
+	if (rec_cas(s, &s->rec[idx], THP_ST_EMPTY, THP_ST_RESIDENT) &&
+	    thp_pagemap_count_pmd(s->pagemap, a, a + REGION) != 1)
+		__atomic_or_fetch(&s->rec[idx].flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
+}
+
+/*
  * Make records for the 2 MiB blocks of [a, a+len) (resident or empty, by
  * what is mapped there now) and register [ulo, uhi), which holds them, on
  * the region uffd with MADV_HUGEPAGE.  A range wider than the blocks keeps
@@ -176,8 +195,11 @@ long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64
 		goto undo;
 	}
 	r = thp_uffd_register(s->uffd, ulo, uhi - ulo, UFFDIO_REGISTER_MODE_MISSING);
-	if (r == 0)
+	if (r == 0) {
+		for (off = 0; off < len; off += REGION)
+			settle_empty(s, a + off);
 		return (long)(len / REGION);
+	}
 undo:
 	rt_remove(s, a, a + off);
 	return r;

@@ -41,6 +41,8 @@
  *
  *   FREE       -> EMPTY, RESIDENT          registered (rt_add)
  *   EMPTY      -> RESTORING                a fault (restore_region)
+ *              -> RESIDENT                 written before its registration took
+ *                                          effect (settle_empty)
  *   ZERO, RAM  -> RESTORING                a fault
  *              -> EMPTY                    wholly zapped while evicted (on_remove)
  *   RESIDENT   -> EVICTING                 an eviction starts

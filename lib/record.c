@@ -57,7 +57,7 @@ static void account(struct thpswap_session *s, uint32_t from, uint32_t to)
  * debug builds stop at it (-Db_ndebug=true compiles the checks out). */
 static const uint16_t allowed[THP_ST__MAX] = {
 	[THP_ST_FREE]      = TO(THP_ST_EMPTY) | TO(THP_ST_RESIDENT),
-	[THP_ST_EMPTY]     = TO(THP_ST_RESTORING) | TO(THP_ST_FREE),
+	[THP_ST_EMPTY]     = TO(THP_ST_RESTORING) | TO(THP_ST_RESIDENT) | TO(THP_ST_FREE),
 	[THP_ST_ZERO]      = TO(THP_ST_RESTORING) | TO(THP_ST_EMPTY) | TO(THP_ST_FREE),
 	[THP_ST_RAM]       = TO(THP_ST_RESTORING) | TO(THP_ST_EMPTY) | TO(THP_ST_FREE),
 	[THP_ST_RESIDENT]  = TO(THP_ST_EVICTING) | TO(THP_ST_RESTORING) | TO(THP_ST_FREE),

@@ -4,7 +4,7 @@
 
 PKGS=(gcc libc6-dev meson ninja-build pkg-config libzstd-dev libuv1-dev
       libcmocka-dev libsystemd-dev systemd python3 python3-numpy redis-server redis-tools
-      groff-base clang libclang-rt-14-dev)
+      default-jre-headless groff-base clang libclang-rt-14-dev)
 
 die() { echo "$0: $*" >&2; exit 1; }
 

@@ -29,6 +29,20 @@
  *     the test keeps evicting, the digest again (identical), and at least
  *     99 % of the regions brought back PMD-mapped (PAGEMAP_SCAN of its
  *     pagemap, from here).  Skips when redis-server is not installed.
+ *   itest-run jvm THPSWAP_RUN SOURCE
+ *     java SOURCE (tests/integration/GcHeap.java, run as a source file)
+ *     through thpswap-run, a 512 MiB G1 heap: four threads build 256 MiB
+ *     of objects from a seed and print a checksum; every block of the heap
+ *     managed, evict --all, a walk of everything; then rounds of churn and
+ *     System.gc() (objects moved, garbage made) while the test evicts every
+ *     half second, each ending with a walk that checks every byte; the
+ *     checksum always the same, evictions and restores counted, and at
+ *     least 99 % of the regions brought back PMD-mapped.  Heap blocks whose
+ *     record says empty while their pages are present (evict passes them
+ *     over) are counted apart and printed, not taken as stored.  A JVM
+ *     silent for minutes, or one whose EVICT fails, is described (counters,
+ *     regions, every thread's wchan and kernel stack).  Skips when java is
+ *     missing or cannot run a source file.
  *   itest-run fallback THPSWAP_RUN
  *     no daemon at the socket: the program runs, its output and exit status
  *     intact, with one line on stderr saying why its memory is unmanaged,
@@ -715,6 +729,354 @@ static void test_redis(void)
 	printf("PASS run-redis\n");
 }
 
+/* ---- a JVM ---- */
+
+#define JVM_HEAP_MIB 512
+#define JVM_LIVE_MIB "256"
+#define JVM_ROUNDS 4
+/* How long one command of GcHeap.java may take before the test calls it
+ * hung: a full walk or churn takes seconds, under a loaded machine tens. */
+#define JVM_STUCK_S 240
+
+/* Can this java run a source file (java File.java)?  It needs the
+ * jdk.compiler module in its image. */
+static bool java_runs_source(const char *java)
+{
+	char cmd[256], line[256];
+	bool found = false;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "%s --list-modules 2>/dev/null", java);
+	f = popen(cmd, "r");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		found |= !strncmp(line, "jdk.compiler@", 13);
+	pclose(f);
+	return found;
+}
+
+/* The Java heap of @pid (committed whole: -Xms = -Xmx): the largest
+ * private anonymous readable+writable mapping no larger than @heap_mib.
+ * Not larger: in a sanitizer build the shadow memory is terabytes of
+ * such a mapping.  Its whole 2 MiB blocks. */
+static void heap_mapping(pid_t pid, unsigned long heap_mib, struct range *r)
+{
+	char path[64], line[512];
+	unsigned long best = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	H_CHECK(f, "open %s: %s", path, strerror(errno));
+	memset(r, 0, sizeof(*r));
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, ino;
+		char perms[8];
+		int name = 0;
+
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %n", &lo, &hi, perms, &ino, &name) < 4)
+			continue;
+		if (strcmp(perms, "rw-p") || ino || (line[name] && line[name] != '\n' &&
+						     strncmp(line + name, "[anon:", 6)))
+			continue;
+		if (hi - lo > best && hi - lo <= heap_mib << 20) {
+			best = hi - lo;
+			r->lo = (lo + REGION - 1) & ~(uint64_t)(REGION - 1);
+			r->hi = hi & ~(uint64_t)(REGION - 1);
+		}
+	}
+	fclose(f);
+	snprintf(r->what, sizeof(r->what), "the Java heap");
+}
+
+/* How many blocks of @r have a live record, in runs of 64. */
+static unsigned count_range(int afd, const struct range *r, uint32_t want, uint64_t *first,
+			    uint32_t *fst)
+{
+	unsigned good = 0;
+
+	*first = 0;
+	for (uint64_t lo = r->lo; lo < r->hi; lo += 64 * REGION) {
+		struct range part = { .lo = lo, .hi = lo + 64 * REGION < r->hi ? lo + 64 * REGION : r->hi };
+
+		good += count_state(afd, &part, want, first, fst);
+	}
+	return good;
+}
+
+struct heap_states {
+	unsigned stored;          /* RAM or ZERO */
+	unsigned empty;           /* EMPTY, no page present */
+	unsigned empty_present;   /* EMPTY, yet pages present */
+	unsigned other;           /* resident, in flight, no record */
+};
+
+/* The heap's blocks by state after an evict --all, the pages of the
+ * EMPTY ones counted in @pid's pagemap; the first few of those not
+ * stored printed. */
+static struct heap_states heap_states(int afd, pid_t pid, const struct range *r)
+{
+	struct heap_states hs = { 0 };
+	int pm = thp_pagemap_open(pid);
+	unsigned shown = 0;
+
+	H_CHECK(pm >= 0, "open /proc/%d/pagemap: %s", (int)pid, strerror(-pm));
+	for (uint64_t a = r->lo; a < r->hi; a += REGION) {
+		struct h_region_view v;
+		long present = -1;
+
+		h_arena_view(afd, (void *)(uintptr_t)a, 1, &v);
+		if (v.nrec == 1 && (v.state == THP_ST_RAM || v.state == THP_ST_ZERO)) {
+			hs.stored++;
+			continue;
+		}
+		present = thp_pagemap_count_present(pm, a, a + REGION);
+		if (v.nrec == 1 && v.state == THP_ST_EMPTY && present == 0)
+			hs.empty++;
+		else if (v.nrec == 1 && v.state == THP_ST_EMPTY)
+			hs.empty_present++;
+		else
+			hs.other++;
+		if (shown++ < 8)
+			printf("jvm:   %#llx %s, %ld of 512 pages present\n", (unsigned long long)a,
+			       v.nrec ? thp_state_name(v.state) : "no record", present);
+	}
+	close(pm);
+	printf("jvm: heap blocks after evict --all: %u stored, %u empty, %u empty in their record "
+	       "yet populated (evict passes them over), %u other\n", hs.stored, hs.empty,
+	       hs.empty_present, hs.other);
+	return hs;
+}
+
+/* What a hung JVM was doing: the daemon's view of it, and where each of
+ * its threads sleeps in the kernel (wchan, stack).  Read from outside: a
+ * debugger printing its strings could fault into managed memory. */
+static void jvm_describe(const struct h_daemon *d, pid_t pid)
+{
+	const char *stats[] = { "--json", "stats", "--pid", NULL, NULL };
+	const char *regions[] = { "regions", "--pid", NULL, NULL };
+	char spid[16], path[300], buf[4096];
+	static char out[1 << 20];
+	struct dirent *e;
+	DIR *dir;
+
+	snprintf(spid, sizeof(spid), "%d", (int)pid);
+	stats[3] = regions[2] = spid;
+	h_ctl(d, out, sizeof(out), stats);
+	fprintf(stderr, "thpswapctl --json stats --pid %s:\n%s", spid, out);
+	h_ctl(d, out, sizeof(out), regions);
+	fprintf(stderr, "thpswapctl regions --pid %s (first 8 KiB):\n%.8192s\n", spid, out);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	while (dir && (e = readdir(dir))) {
+		static const char *const files[] = { "comm", "wchan", "stack" };
+
+		if (e->d_name[0] == '.')
+			continue;
+		fprintf(stderr, "task %s:\n", e->d_name);
+		for (unsigned i = 0; i < 3; i++) {
+			ssize_t n;
+			int fd;
+
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, e->d_name, files[i]);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+			buf[n > 0 ? n : 0] = 0;
+			if (fd >= 0)
+				close(fd);
+			fprintf(stderr, "  %s: %s%s", files[i], buf, n > 0 && buf[n - 1] == '\n' ? "" : "\n");
+		}
+	}
+	if (dir)
+		closedir(dir);
+}
+
+/* evict --all; one that fails (a JVM that does not answer the daemon's
+ * EVICT in time) describes the JVM first. */
+static void jvm_evict(const struct h_daemon *d, struct prog *p)
+{
+	char spid[16], out[4096];
+	const char *argv[] = { "evict", "--pid", spid, "--all", NULL };
+	int r;
+
+	snprintf(spid, sizeof(spid), "%d", (int)p->pid);
+	h_at("thpswapctl evict --all");
+	r = h_ctl(d, out, sizeof(out), argv);
+	printf("evict --all: %s", out);
+	if (r) {
+		jvm_describe(d, p->pid);
+		H_CHECK(false, "thpswapctl evict --pid %d --all: exit %d: %s (the JVM is described "
+			"above)", (int)p->pid, r, out);
+	}
+}
+
+/* The program's next line; evict --all every half second while it works
+ * on it (when @evicting).  A program silent for JVM_STUCK_S is described
+ * and the test fails. */
+static unsigned jvm_line(const struct h_daemon *d, struct prog *p, bool evicting, char *line,
+			 size_t sz, const char *waiting_for)
+{
+	uint64_t start = thp_now_ns(), next = start + 500000000ull;
+	unsigned rounds = 0;
+
+	for (;;) {
+		struct pollfd pf = { .fd = p->from, .events = POLLIN };
+		uint64_t now = thp_now_ns();
+		int wait_ms = evicting ? (now < next ? (int)((next - now) / 1000000) + 1 : 0) : 1000;
+
+		if (now - start > JVM_STUCK_S * 1000000000ull * h_slowdown()) {
+			fprintf(stderr, "the JVM said nothing for %u s while we waited for %s\n",
+				JVM_STUCK_S * h_slowdown(), waiting_for);
+			jvm_describe(d, p->pid);
+			H_CHECK(false, "the JVM (pid %d) hangs: no answer to %s in %u s (described above)",
+				(int)p->pid, waiting_for, JVM_STUCK_S * h_slowdown());
+		}
+		if (poll(&pf, 1, wait_ms) > 0)
+			break;
+		if (evicting && thp_now_ns() >= next) {
+			jvm_evict(d, p);
+			rounds++;
+			next = thp_now_ns() + 500000000ull;
+		}
+	}
+	prog_line(p, line, sz, waiting_for);
+	return rounds;
+}
+
+static void test_jvm(const char *source)
+{
+	const char *java = "/usr/bin/java";
+	/* The whole heap committed and touched at start; the JVM's own
+	 * warnings on stderr, so that stdout is the program's alone. */
+	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", java,
+			       "-Xms512m", "-Xmx512m", "-XX:+UseG1GC", "-XX:+UseTransparentHugePages",
+			       "-XX:+AlwaysPreTouch", "-XX:-UsePerfData",
+			       "-XX:+DisplayVMOutputToStderr", source, "1", JVM_LIVE_MIB, "4", NULL };
+	char line[512], sum[64], after[64];
+	long long ev0, ev1, ev2, rs0, rs1, pmd_agent;
+	struct restored rst = { 0 };
+	uint64_t t0 = thp_now_ns(), first = 0;
+	unsigned managed = 0, blocks, rounds = 0;
+	uint32_t fst = 0;
+	struct heap_states hs;
+	struct range heap;
+	struct h_daemon d;
+	struct prog p;
+	int afd = -1, r, heap_mib = 0;
+
+	h_require_root();
+	skip_under_tsan();
+	if (access(java, X_OK)) {
+		printf("skip: no %s (apt-get install default-jre-headless)\n", java);
+		exit(H_SKIP);
+	}
+	if (!java_runs_source(java)) {
+		printf("skip: %s has no jdk.compiler module and cannot run GcHeap.java as a source "
+		       "file (apt-get install default-jre-headless, or a JDK)\n", java);
+		exit(H_SKIP);
+	}
+	h_deadline(900);
+	r = h_daemon_start(&d, NULL);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	argv[2] = d.sock;
+	prog_start(&p, argv);
+	jvm_line(&d, &p, false, line, sizeof(line), "the JVM's first checksum");
+	H_CHECK(sscanf(line, "ready %63s %d", sum, &heap_mib) == 2, "the JVM says: %s", line);
+	printf("jvm: checksum %s, heap %d MiB, %.1f s to build\n", sum, heap_mib,
+	       (double)(thp_now_ns() - t0) / 1e9);
+	H_CHECK(heap_mib >= JVM_HEAP_MIB - 32, "the JVM's heap is %d MiB, want %d", heap_mib,
+		JVM_HEAP_MIB);
+
+	/* The heap, found from outside: every block of it managed. */
+	heap_mapping(p.pid, (unsigned long)heap_mib, &heap);
+	blocks = (unsigned)((heap.hi - heap.lo) / REGION);
+	printf("jvm: heap mapping %#llx-%#llx, %u whole 2 MiB blocks\n",
+	       (unsigned long long)heap.lo, (unsigned long long)heap.hi, blocks);
+	H_CHECK(blocks >= (unsigned)heap_mib / 2 - 16, "the largest anonymous mapping up to %d MiB "
+		"has %u blocks: no mapping of the heap", heap_mib, blocks);
+	h_at("waiting for every block of the heap to be managed");
+	for (unsigned tries = 0; tries < 1500; tries++) {
+		if (afd < 0)
+			afd = arena_of(p.pid);
+		if (afd >= 0 && (managed = count_range(afd, &heap, 0, &first, &fst)) == blocks)
+			break;
+		pause_briefly();
+	}
+	H_CHECK(afd >= 0, "no arena memfd in /proc/%d/fd: the preload opened no session", (int)p.pid);
+	H_CHECK(managed == blocks, "%u of %u heap blocks managed after 30 s; first unmanaged %#llx (%s)",
+		managed, blocks, (unsigned long long)first, thp_state_name(fst));
+	printf("jvm: all %u heap blocks managed, %lld regions in all\n", blocks,
+	       counter(&d, p.pid, "regions"));
+
+	/* All of it out, then a walk that reads every byte back. */
+	ev0 = counter(&d, p.pid, "evictions");
+	rs0 = counter(&d, p.pid, "restores");
+	jvm_evict(&d, &p);
+	ev1 = counter(&d, p.pid, "evictions");
+	printf("jvm: evictions %lld -> %lld\n", ev0, ev1);
+	/* Stored, or empty with nothing in them: parts of the heap the JVM
+	 * has not touched yet hold nothing to store. */
+	hs = heap_states(afd, p.pid, &heap);
+	if ((hs.stored + hs.empty) * 10 < blocks * 9)
+		h_evict_reasons(afd, "evict --all left heap blocks resident");
+	H_CHECK((hs.stored + hs.empty) * 10 >= blocks * 9, "only %u of %u heap blocks stored (and "
+		"%u empty) after evict --all", hs.stored, blocks, hs.empty);
+	/* Pre-touched while it was being registered: resident, not empty
+	 * (an empty record is never evicted). */
+	H_CHECK(hs.empty_present == 0, "%u heap blocks recorded empty while pages are present",
+		hs.empty_present);
+	prog_say(&p, "walk\n");
+	jvm_line(&d, &p, false, line, sizeof(line), "a walk of the evicted heap");
+	H_CHECK(sscanf(line, "ok %63s", after) == 1 && !strcmp(after, sum),
+		"after evict --all the JVM says: %s (want ok %s)", line, sum);
+
+	/* Garbage, moved objects and full collections while the test keeps
+	 * evicting: every walk sees the same contents. */
+	for (unsigned i = 0; i < JVM_ROUNDS; i++) {
+		jvm_evict(&d, &p);
+		prog_say(&p, "churn\n");
+		rounds += jvm_line(&d, &p, true, line, sizeof(line), "churn, System.gc() and a walk");
+		H_CHECK(sscanf(line, "ok %63s", after) == 1 && !strcmp(after, sum),
+			"churn %u: the JVM says: %s (want ok %s)", i + 1, line, sum);
+		printf("jvm: churn %u: ok %s\n", i + 1, after);
+	}
+	jvm_evict(&d, &p);
+	prog_say(&p, "walk\n");
+	jvm_line(&d, &p, false, line, sizeof(line), "the last walk");
+	H_CHECK(sscanf(line, "ok %63s", after) == 1 && !strcmp(after, sum),
+		"the last walk: the JVM says: %s (want ok %s)", line, sum);
+	ev2 = counter(&d, p.pid, "evictions");
+	rs1 = counter(&d, p.pid, "restores");
+	pmd_agent = counter(&d, p.pid, "restores_pmd");
+	printf("jvm: %u evict --all rounds while it worked; evictions %lld -> %lld, restores %lld -> "
+	       "%lld (%lld PMD-mapped, by the agent's count)\n", rounds + JVM_ROUNDS + 2, ev0, ev2,
+	       rs0, rs1, pmd_agent);
+	H_CHECK(ev2 - ev0 >= (long long)blocks, "only %lld evictions", ev2 - ev0);
+	H_CHECK(rs1 - rs0 >= (long long)blocks / 2, "only %lld restores", rs1 - rs0);
+
+	/* The regions it has back: one huge page each (PAGEMAP_SCAN, ours). */
+	rst.pm = thp_pagemap_open(p.pid);
+	H_CHECK(rst.pm >= 0, "open /proc/%d/pagemap: %s", (int)p.pid, strerror(-rst.pm));
+	h_arena_each(afd, restored_one, &rst);
+	close(rst.pm);
+	printf("jvm: %u of %u restored regions resident now are PMD-mapped (%.1f %%; %u more have "
+	       "holes the program made since)\n", rst.pmd, rst.n, rst.n ? 100.0 * rst.pmd / rst.n : 0,
+	       rst.holed);
+	H_CHECK(rst.n >= blocks / 2, "only %u restored regions are resident", rst.n);
+	H_CHECK(rst.pmd * 100 >= rst.n * 99, "%u of %u restored regions PMD-mapped (first not: %#llx)",
+		rst.pmd, rst.n, (unsigned long long)rst.first_split);
+
+	prog_say(&p, "exit\n");
+	r = prog_end(&p);
+	H_CHECK(r == 0, "java exited with %d", r);
+	close(afd);
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+	printf("jvm: %.1f s in all\n", (double)(thp_now_ns() - t0) / 1e9);
+	printf("PASS run-jvm\n");
+}
+
 /* ---- a fork child's copy of a session ---- */
 
 /* The child has none of the agent's threads, and the arena and scratch
@@ -879,7 +1241,7 @@ static void test_fallback(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s adopt|adopt-text|full|numpy|redis|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
+		fprintf(stderr, "usage: %s adopt|adopt-text|full|numpy|redis|jvm|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
 		return H_FAIL;
 	}
 	run_bin = argv[2];
@@ -904,6 +1266,8 @@ int main(int argc, char **argv)
 		test_fallback();
 	else if (!strcmp(argv[1], "redis"))
 		test_redis();
+	else if (!strcmp(argv[1], "jvm") && argc == 4)
+		test_jvm(argv[3]);
 	else
 		return H_FAIL;
 	return H_PASS;
