@@ -29,16 +29,8 @@ static int kernel_error(FILE *out, bool json, int status, int err, const char *f
 	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "thpswapctl: %s\n", msg);
-	if (json) {
-		struct thp_json j;
-
-		thp_json_init(&j, out, false);
-		thp_json_begin_object(&j, NULL);
-		thp_json_string(&j, "error", msg);
-		thp_json_i64(&j, "errno", err);
-		thp_json_end_object(&j);
-		thp_json_finish(&j);
-	}
+	if (json)
+		thp_json_error(out, msg, err);
 	return status;
 }
 

@@ -57,18 +57,10 @@ int ctl_error(const struct ctl_opts *o, int status, int err, const char *fmt, ..
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "thpswapctl: %s\n", msg);
-	if (o && o->json) {
-		struct thp_json j;
-
-		/* The only document on stdout: a command writes its JSON
-		 * only once everything it needs has arrived. */
-		thp_json_init(&j, stdout, false);
-		thp_json_begin_object(&j, NULL);
-		thp_json_string(&j, "error", msg);
-		thp_json_i64(&j, "errno", err);
-		thp_json_end_object(&j);
-		thp_json_finish(&j);
-	}
+	/* The only document on stdout: a command writes its JSON only once
+	 * everything it needs has arrived. */
+	if (o && o->json)
+		thp_json_error(stdout, msg, err);
 	return status;
 }
 

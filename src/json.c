@@ -219,3 +219,15 @@ int thp_json_finish(struct thp_json *j)
 	/* Unbalanced begin/end is a caller bug: the document is not valid. */
 	return j->depth == 0 ? 0 : -EINVAL;
 }
+
+int thp_json_error(FILE *f, const char *msg, int err)
+{
+	struct thp_json j;
+
+	thp_json_init(&j, f, false);
+	thp_json_begin_object(&j, NULL);
+	thp_json_string(&j, "error", msg);
+	thp_json_i64(&j, "errno", err);
+	thp_json_end_object(&j);
+	return thp_json_finish(&j);
+}

@@ -31,4 +31,7 @@ void thp_json_null(struct thp_json *j, const char *key);
 /* Ends the document with a newline; returns 0 or -EIO if the stream failed. */
 int thp_json_finish(struct thp_json *j);
 
+/* A whole document that says what failed: {"error": MSG, "errno": ERR}. */
+int thp_json_error(FILE *f, const char *msg, int err);
+
 #endif
