@@ -149,6 +149,20 @@ void thp_msg_init(struct thp_msg_hdr *h, enum thp_msg_type type, uint32_t seq,
 	};
 }
 
+void thp_cmsg_put_fds(struct msghdr *mh, void *ctl, const int *fds, unsigned nfds)
+{
+	struct cmsghdr *c;
+
+	memset(ctl, 0, CMSG_SPACE(nfds * sizeof(int)));
+	mh->msg_control = ctl;
+	mh->msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+	c = CMSG_FIRSTHDR(mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+}
+
 int thp_msg_send(int sock, enum thp_msg_type type, uint32_t seq,
 		 const void *payload, size_t payload_len,
 		 const int *fds, unsigned nfds)
@@ -173,18 +187,8 @@ int thp_msg_send(int sock, enum thp_msg_type type, uint32_t seq,
 		iov[1] = (struct iovec){ .iov_base = (void *)payload, .iov_len = payload_len };
 		mh.msg_iovlen = 2;
 	}
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
+	if (nfds)
+		thp_cmsg_put_fds(&mh, ctl.buf, fds, nfds);
 
 	do
 		n = sendmsg(sock, &mh, MSG_NOSIGNAL);

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct msghdr;
+
 #define THP_PROTO_MAGIC   0x53504854u /* "THPS" */
 #define THP_PROTO_VERSION 1
 #define THP_MSG_MAX       (64 * 1024) /* largest datagram either side sends */
@@ -232,6 +234,10 @@ void thp_msg_init(struct thp_msg_hdr *h, enum thp_msg_type type, uint32_t seq,
 		  size_t payload_len);
 
 /* Send one message with optional fds (SCM_RIGHTS).  Returns 0 or -errno. */
+/* Attach @nfds fds to @mh as one SCM_RIGHTS message in @ctl, which holds
+ * CMSG_SPACE(nfds * sizeof(int)) bytes aligned for struct cmsghdr. */
+void thp_cmsg_put_fds(struct msghdr *mh, void *ctl, const int *fds, unsigned nfds);
+
 int thp_msg_send(int sock, enum thp_msg_type type, uint32_t seq,
 		 const void *payload, size_t payload_len,
 		 const int *fds, unsigned nfds);

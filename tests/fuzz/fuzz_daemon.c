@@ -216,18 +216,8 @@ static void peer_send(struct fuzz_run *f, unsigned k, const void *msg, size_t le
 
 	if (f->p[k].fd < 0)
 		return;
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
+	if (nfds)
+		thp_cmsg_put_fds(&mh, ctl.b, fds, nfds);
 	/* A full queue or a closed daemon end: the peer's problem, not ours. */
 	(void)sendmsg(f->p[k].fd, &mh, MSG_NOSIGNAL);
 }

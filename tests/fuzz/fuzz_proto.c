@@ -65,18 +65,9 @@ static int send_raw(const void *buf, size_t len, unsigned nfds)
 	int fds[MAX_SEND_FDS];
 
 	if (nfds) {
-		struct cmsghdr *c;
-
 		for (unsigned i = 0; i < nfds; i++)
 			fds[i] = devnull;
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+		thp_cmsg_put_fds(&mh, ctl.b, fds, nfds);
 	}
 	return sendmsg(sv[0], &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
