@@ -170,8 +170,9 @@ static void cgroup_make(void)
 	signal(SIGTERM, on_term);
 	signal(SIGINT, on_term);
 	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st) == 0) {
-		snprintf(cg.v1, sizeof(cg.v1), "/sys/fs/cgroup/memory%s/thpswap-policy-%d", own1,
-			 (int)getpid());
+		H_CHECK(snprintf(cg.v1, sizeof(cg.v1), "/sys/fs/cgroup/memory%s/thpswap-policy-%d",
+				 own1, (int)getpid()) < (int)sizeof(cg.v1),
+			"our v1 cgroup's path is too long: %s", own1);
 		if (mkdir(cg.v1, 0755) < 0) {
 			printf("skip: cannot make cgroup %s: %s\n", cg.v1, strerror(errno));
 			cg.v1[0] = 0;
@@ -181,7 +182,9 @@ static void cgroup_make(void)
 		snprintf(cg.usage, sizeof(cg.usage), "%s/memory.usage_in_bytes", cg.v1);
 	}
 	if (base2[0]) {
-		snprintf(cg.v2, sizeof(cg.v2), "%s%s/thpswap-policy-%d", base2, own2, (int)getpid());
+		H_CHECK(snprintf(cg.v2, sizeof(cg.v2), "%s%s/thpswap-policy-%d", base2, own2,
+				 (int)getpid()) < (int)sizeof(cg.v2),
+			"our v2 cgroup's path is too long: %s", own2);
 		if (mkdir(cg.v2, 0755) < 0) {
 			fprintf(stderr, "no v2 cgroup %s (%s): the daemon reads the system's PSI\n",
 				cg.v2, strerror(errno));
