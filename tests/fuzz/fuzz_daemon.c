@@ -318,6 +318,7 @@ static void stop(struct fuzz_run *f)
 	thpd_server_stop(f->d);
 	uv_run(&f->d->loop, UV_RUN_DEFAULT);
 	FZ_CHECK(uv_loop_close(&f->d->loop) == 0);
+	thpd_policy_free(f->d); /* what the pressure loop kept per client, as main() does */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
