@@ -25,20 +25,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thpswap_kernel import require_kernel  # noqa: E402
-from thpswap_peer import Client, Daemon, Layout, Peer, ctl, need_root  # noqa: E402
+from thpswap_peer import Client, Daemon, Layout, Peer, check, ctl, failures, need_root, verdict  # noqa: E402
 
 NSESSIONS = 300
 BIG = 2500          # records of one session: three REGIONS pages
 SMALL = 2
 BASE = 1 << 40
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 PARENT_FDS = set()     # the parent's ends: a child closes all it inherited
@@ -259,10 +251,7 @@ def main():
         check(st == 0, f"thpswapd exited {st}")
         if failures:
             print("daemon log (tail):\n" + "\n".join(log.splitlines()[-15:]))
-    for f in failures:
-        print("FAIL:", f)
-    print(f"{'FAIL' if failures else 'PASS'}: ctl-paging: {len(failures)} problem(s)")
-    return 1 if failures else 0
+    return verdict("ctl-paging")
 
 
 if __name__ == "__main__":

@@ -37,21 +37,14 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thpswap_kernel import require_kernel  # noqa: E402
 from thpswap_peer import (UFFD_USER_MODE_ONLY, Client, Daemon, Layout, Peer,  # noqa: E402
-                          ctl, need_root)
+                          check, ctl, failures, need_root, verdict)
 
 ROOT_BASE = 1 << 40
 USER_BASE = 1 << 41
 ROOT_NREC = 4
 USER_NREC = 3
 
-failures = []
 user_procs = []     # the user's processes we started: ended before userdel
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def set_regions_counter(L, client, n):
@@ -368,10 +361,7 @@ def main():
                 p.kill()
                 p.wait()
         ids.remove()
-    for f in failures:
-        print("FAIL:", f)
-    print(f"{'FAIL' if failures else 'PASS'}: ctl-privacy: {len(failures)} problem(s)")
-    return 1 if failures else 0
+    return verdict("ctl-privacy")
 
 
 if __name__ == "__main__":

@@ -26,15 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thpswap_kernel import require_kernel  # noqa: E402
-from thpswap_peer import Client, Daemon, Layout, Peer, ctl, need_root, send  # noqa: E402
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
+from thpswap_peer import Client, Daemon, Layout, Peer, check, ctl, failures, need_root, send, verdict  # noqa: E402
 
 
 def still_serves(ctl_bin, d, what):
@@ -386,10 +378,7 @@ def main():
         check(st == 0, f"thpswapd exited {st}")
         if failures:
             print("daemon log (tail):\n" + "\n".join(log.splitlines()[-15:]))
-    for f in failures:
-        print("FAIL:", f)
-    print(f"{'FAIL' if failures else 'PASS'}: {name}: {len(failures)} problem(s)")
-    return 1 if failures else 0
+    return verdict(name)
 
 
 if __name__ == "__main__":

@@ -38,18 +38,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thpswap_kernel import require_kernel  # noqa: E402
-from thpswap_peer import Client, Layout, Peer, ctl, need_root  # noqa: E402
+from thpswap_peer import Client, Layout, Peer, check, ctl, failures, need_root, terminate, verdict  # noqa: E402
 
 ACTIVATE = "/usr/bin/systemd-socket-activate"
 WATCHDOG_USEC = 1000000
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 class Manager:
@@ -122,13 +114,7 @@ class Manager:
                 return out
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.reader.join(timeout=30)
         self.notify.close()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -243,10 +229,7 @@ def main():
         case_no_watchdog(L, daemon_bin, ctl_bin, {}, "no WATCHDOG_USEC")
     except RuntimeError as e:
         check(False, str(e))
-    for f in failures:
-        print("FAIL:", f)
-    print(f"{'FAIL' if failures else 'PASS'}: systemd-notify: {len(failures)} problem(s)")
-    return 1 if failures else 0
+    return verdict("systemd-notify")
 
 
 if __name__ == "__main__":

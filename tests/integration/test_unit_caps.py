@@ -24,28 +24,15 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thpswap_kernel import require_kernel  # noqa: E402
-from thpswap_peer import Daemon, Layout, Peer, ctl, need_root, userfaultfd  # noqa: E402
+from thpswap_peer import Daemon, Layout, Peer, check, ctl, need_root, unit_values, userfaultfd, verdict  # noqa: E402
 
 UFFD_FEATURE_EVENT_FORK = 1 << 1
 # What losing each capability the unit may keep costs, as the daemon tells.
 LOST = {"CAP_SYS_PTRACE": "no CAP_SYS_PTRACE"}
 
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
-
 
 def unit_caps(path):
-    caps = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("CapabilityBoundingSet="):
-                caps += line.split("=", 1)[1].split()
-    return caps
+    return [c for v in unit_values(path, "CapabilityBoundingSet") for c in v]
 
 
 def cap_bits(caps):
@@ -131,10 +118,7 @@ def main():
         check(False, str(e))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for f in failures:
-        print("FAIL:", f)
-    print(f"{'FAIL' if failures else 'PASS'}: unit-caps: {len(failures)} problem(s)")
-    return 1 if failures else 0
+    return verdict("unit-caps")
 
 
 if __name__ == "__main__":

@@ -28,18 +28,10 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thpswap_kernel import require_kernel  # noqa: E402
-from thpswap_peer import Client, Daemon, Layout, ctl, need_root  # noqa: E402
+from thpswap_peer import Client, Daemon, Layout, check, ctl, need_root, unit_values, verdict  # noqa: E402
 
 SCMP_ACT_ALLOW = 0x7fff0000
 PR_SET_NO_NEW_PRIVS = 38
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def scmp_act_errno(e):
@@ -71,15 +63,11 @@ def unit_allowed(path):
     """The calls the unit's SystemCallFilter= lines allow."""
     g = groups()
     allow, deny = set(), set()
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.startswith("SystemCallFilter="):
-                continue
-            v = line.split("=", 1)[1].split()
-            if v and v[0].startswith("~"):
-                deny |= expand(g, [v[0][1:]] + v[1:])
-            else:
-                allow |= expand(g, v)
+    for v in unit_values(path, "SystemCallFilter"):
+        if v and v[0].startswith("~"):
+            deny |= expand(g, [v[0][1:]] + v[1:])
+        else:
+            allow |= expand(g, v)
     return allow - deny
 
 
@@ -185,10 +173,7 @@ def main():
         broken(wrapper(tmp, "thpswapd-broken", allow - {"memfd_create"}, daemon_bin), L)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for f in failures:
-        print("FAIL:", f)
-    print(f"{'FAIL' if failures else 'PASS'}: unit-syscalls: {len(failures)} problem(s)")
-    return 1 if failures else 0
+    return verdict("unit-syscalls")
 
 
 if __name__ == "__main__":

@@ -182,13 +182,7 @@ class Daemon:
 
     def stop(self):
         """SIGTERM, wait; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         for f in (self.sock, self.log):
             try:
                 os.unlink(f)
@@ -320,3 +314,44 @@ def need_root():
     if os.geteuid() != 0:
         print("skip: needs root (thpswapd and userfaultfd)")
         sys.exit(77)
+
+
+# Every test's findings: check() notes one, verdict() prints them all.
+failures = []
+
+
+def check(cond, what):
+    """Note the failure @what unless @cond; @cond."""
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def verdict(name):
+    """Print every failure noted and the verdict; the exit status."""
+    for f in failures:
+        print("FAIL:", f)
+    print(f"{'FAIL' if failures else 'PASS'}: {name}: {len(failures)} problem(s)")
+    return 1 if failures else 0
+
+
+def terminate(proc, timeout=30):
+    """SIGTERM @proc (a Popen) and wait; SIGKILL after @timeout s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def unit_values(path, key):
+    """The values of every @key= line of a unit file, in order."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(key + "="):
+                out.append(line.split("=", 1)[1].split())
+    return out
