@@ -354,9 +354,10 @@ struct thpswap_session {
 	unsigned nzapped, zapped_done;
 
 	/* remap.c, fault thread only: old ranges of mremaps handled, whose
-	 * UNMAP has not come yet (see on_unmap). */
-	struct moved_from { uint64_t from, len; unsigned long seq; } moved_from[64];
-	unsigned nmoved_from;
+	 * UNMAP has not come yet (len 0: a free slot; see on_unmap). */
+#define NMOVED_FROM 64
+	struct moved_from { uint64_t from, len, seq; } moved_from[NMOVED_FROM];
+	uint64_t nmoved_from;
 	int way_depth;            /* clear_way() nesting */
 	/* A misaligned mremap's 4 KiB copy in progress (on_remap), or NULL. */
 	struct remap_copy *copying;

@@ -58,10 +58,16 @@ void events_release(struct thpswap_session *s)
  */
 void let_events_drain(struct thpswap_session *s)
 {
+	unsigned long before = atomic_load(&s->u_read);
+
 	ctr_add(s, THP_C_EAGAIN_RETRIES, 1);
 	if (agent_is_fault_thread(s))
 		s->read_events(s);
-	else
+	/* Nothing to read yet: the thread whose munmap or mremap set
+	 * mmap_changing has not sent its event, and may be waiting for this
+	 * CPU.  Retrying at once only re-faults the same page thousands of
+	 * times. */
+	if (atomic_load(&s->u_read) == before)
 		sched_yield();
 }
 

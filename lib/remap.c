@@ -104,8 +104,14 @@ static long find_vacate(const struct thpswap_session *s, uint64_t a)
  */
 static void clear_way(struct thpswap_session *s, uint64_t to, uint64_t len)
 {
+	/* The event is on its way while the kernel says one is pending, but
+	 * its sender may wait for a CPU for a long time: a bound by count
+	 * would give up on it (and drop a record that moved on).  The bound
+	 * is for a queue so full that it cannot be read. */
+	uint64_t give_up = now_ns() + 10000000000ull; /* 10 s */
+
 	for (uint64_t a = to; a < to + len; a += REGION) {
-		for (unsigned tries = 0; rt_lookup(s, a) >= 0;) {
+		while (rt_lookup(s, a) >= 0) {
 			long k = s->way_depth < 8 ? find_vacate(s, a) : -1;
 
 			if (k >= 0) {
@@ -115,7 +121,7 @@ static void clear_way(struct thpswap_session *s, uint64_t to, uint64_t len)
 				s->way_depth++;
 				handle_urgent(s, &m, (unsigned)k);
 				s->way_depth--;
-			} else if (tries++ < 100000 && events_pending(s)) {
+			} else if (now_ns() < give_up && events_pending(s)) {
 				agent_drain(s); /* reads only: we are in a handler */
 				sched_yield();
 			} else {
@@ -248,6 +254,32 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
 }
 
 /*
+ * An mremap's UNMAP of its old range comes after its REMAP, but the thread
+ * that sends it may be descheduled in between for as long as the scheduler
+ * likes, while thousands of other messages are read: the entry waits for it
+ * however long that takes.  Only a MREMAP_DONTUNMAP sends none; its entry
+ * stays until NMOVED_FROM newer ones need the room (the oldest goes first),
+ * and meanwhile swallows a munmap of exactly that range -- which finds no
+ * record there anyway, as the mremap moved them.
+ */
+static void note_moved_from(struct thpswap_session *s, uint64_t from, uint64_t len)
+{
+	struct moved_from *slot = &s->moved_from[0];
+
+	for (unsigned k = 0; k < NMOVED_FROM; k++) {
+		struct moved_from *m = &s->moved_from[k];
+
+		if (!m->len) {
+			slot = m;
+			break;
+		}
+		if (m->seq < slot->seq)
+			slot = m;
+	}
+	*slot = (struct moved_from){ .from = from, .len = len, .seq = ++s->nmoved_from };
+}
+
+/*
  * mremap moved [from, from+len) to @to (an UNMAP of the old range follows).
  * Resident pages moved with the page tables.  Records move with their
  * regions when the move keeps 2 MiB alignment; otherwise a PMD can never be
@@ -260,8 +292,7 @@ void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t le
 	uint64_t first = from & ~(REGION - 1);
 
 	/* Its UNMAP of the old range is already done (see on_unmap). */
-	s->moved_from[s->nmoved_from++ % 64] =
-		(struct moved_from){ .from = from, .len = len, .seq = atomic_load(&s->u_read) };
+	note_moved_from(s, from, len);
 	if (!((from | to | len) & (REGION - 1))) {
 		clear_way(s, to, len);
 		rt_move(s, from, to, len);
@@ -305,20 +336,24 @@ void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t le
  * mremap sends the UNMAP of its old range after its REMAP, though the
  * kernel unmapped it before: by now another thread may have moved a region
  * there (on_remap re-keyed it), which this UNMAP must not touch.  The old
- * range's records moved with the REMAP already, so it is a no-op.  A
- * MREMAP_DONTUNMAP sends none; its entry ages out.
+ * range's records moved with the REMAP already, so it is a no-op (see
+ * note_moved_from for how long it is waited for).
  */
 void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end)
 {
-	unsigned long now = atomic_load(&s->u_read);
+	struct moved_from *old = NULL;
 
-	for (unsigned k = 0; k < 64 && k < s->nmoved_from; k++) {
+	/* Two mremaps from the same range may both wait for their UNMAP:
+	 * the oldest goes first (either way, one is consumed per UNMAP). */
+	for (unsigned k = 0; k < NMOVED_FROM; k++) {
 		struct moved_from *m = &s->moved_from[k];
 
-		if (m->len && now - m->seq < 4096 && m->from == start && m->from + m->len == end) {
-			m->len = 0;
-			return;
-		}
+		if (m->len && m->from == start && m->from + m->len == end && (!old || m->seq < old->seq))
+			old = m;
+	}
+	if (old) {
+		old->len = 0;
+		return;
 	}
 	for (uint64_t a = start & ~(REGION - 1); a < end; a += REGION) {
 		uint64_t lo = a > start ? a : start, hi = a + REGION < end ? a + REGION : end;

@@ -398,6 +398,35 @@ static void remove_behind_remap_follows_the_region(void **state)
 	rt_remove(s, x, x + REGION);
 }
 
+/*
+ * Thread A mremaps region O off X and is descheduled between its REMAP and
+ * its UNMAP of X (the kernel sends both from one syscall, but the thread
+ * may wait for a CPU in between).  Meanwhile thread B mremaps region R onto
+ * X, and thousands of other messages are read.  A's late UNMAP of X must
+ * leave R's record alone, however many messages came between.
+ */
+static void late_unmap_of_an_mremap_spares_the_newcomer(void **state)
+{
+	struct thpswap_session *s = *state;
+	const uint64_t x = BASE + 10 * REGION, w = BASE + 20 * REGION, z = BASE + 30 * REGION;
+	uint32_t o = evicted_at(s, x), r = evicted_at(s, z);
+
+	s->uffd = -1;
+	on_remap(s, x, w, REGION, 0);             /* A: O moves X -> W */
+	on_remap(s, z, x, REGION, 0);             /* B: R moves Z -> X */
+	on_unmap(s, z, z + REGION);               /* B's UNMAP of Z */
+	atomic_fetch_add(&s->u_read, 100000);     /* faults read meanwhile */
+	on_unmap(s, x, x + REGION);               /* A's, at last */
+	assert_int_equal(rt_lookup(s, x), (long)r);
+	assert_int_equal(rt_lookup(s, w), (long)o);
+	assert_int_equal(rec_state(&s->rec[r]), THP_ST_RAM);
+	/* Consumed: a munmap of X now is the application's own. */
+	on_unmap(s, x, x + REGION);
+	assert_true(rt_lookup(s, x) < 0);
+	rt_remove(s, w, w + REGION);
+	atomic_store(&s->u_done, atomic_load(&s->u_read));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -409,6 +438,7 @@ int main(void)
 		cmocka_unit_test(commit_and_cancel_race),
 		cmocka_unit_test(remove_behind_remap_spares_a_newcomer),
 		cmocka_unit_test(remove_behind_remap_follows_the_region),
+		cmocka_unit_test(late_unmap_of_an_mremap_spares_the_newcomer),
 #ifndef NDEBUG /* assertions are compiled out; cmocka's TAP skip reads as a failure */
 		cmocka_unit_test(illegal_transitions_abort),
 #endif
