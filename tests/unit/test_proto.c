@@ -72,6 +72,9 @@ static const struct {
 	{ 16, 0 },	/* LIMITS */
 	{ 17, 152 },	/* LIMITS_REPLY */
 	{ 18, 8 },	/* CLIENTS_PAGE */
+	{ 19, 16 },	/* POLICY_PAGE */
+	{ 21, 24 },	/* PIN_REQ */
+	{ 22, 8 },	/* PIN_REPLY */
 };
 
 /* Array types: fixed part, entry size, where the count lives, the maximum. */
@@ -83,6 +86,7 @@ static const struct {
 	{ 4, 8, 8, 4, 2048 },		/* EVICT: reason, n, then addresses */
 	{ 9, 8, 80, 0, 256 },		/* CLIENTS_REPLY: n, more, then clients */
 	{ 11, 8, 32, 4, 1024 },		/* REGIONS_REPLY: next, n, then regions */
+	{ 20, 48, 64, 0, 256 },		/* POLICY_REPLY: n, more, sums, then sessions */
 };
 
 #define FIELD(type, field, off, size) do { \
@@ -202,12 +206,13 @@ static void test_wire_numbers(void **state)
 		NULL, "ERROR", "HELLO", "WELCOME", "EVICT", "EVICT_DONE", "STATUS", "STATUS_REPLY",
 		"CLIENTS", "CLIENTS_REPLY", "REGIONS", "REGIONS_REPLY", "EVICT_REQ", "EVICT_REPLY",
 		"STATS", "STATS_REPLY", "LIMITS", "LIMITS_REPLY", "CLIENTS_PAGE",
+		"POLICY_PAGE", "POLICY_REPLY", "PIN_REQ", "PIN_REPLY",
 	};
 
 	assert_int_equal(THP_PROTO_MAGIC, 0x53504854);
 	assert_int_equal(THP_PROTO_VERSION, 1);
-	assert_int_equal(THP_MSG__MAX, 19);
-	for (unsigned t = 1; t < 19; t++)
+	assert_int_equal(THP_MSG__MAX, 23);
+	for (unsigned t = 1; t < 23; t++)
 		assert_string_equal(thp_msg_type_name(t), names[t]);
 	assert_int_equal(THP_MSG_ERROR, 1);
 	assert_int_equal(THP_MSG_HELLO, 2);
