@@ -196,6 +196,39 @@ static void test_wire_layout(void **state)
 	FIELD(struct thp_msg_stats_reply, n_hist, 4, 4);
 	FIELD(struct thp_msg_stats_reply, ctr, 8, 32 * 8);
 	FIELD(struct thp_msg_stats_reply, hist, 264, 4 * 96 * 8);
+
+	assert_int_equal(sizeof(struct thp_msg_policy_page), 16);
+	FIELD(struct thp_msg_policy_page, after, 0, 8);
+	FIELD(struct thp_msg_policy_page, pid, 8, 4);
+	FIELD(struct thp_msg_policy_page, pad, 12, 4);
+	assert_int_equal(sizeof(struct thp_policy_info), 64);
+	FIELD(struct thp_policy_info, session_id, 0, 8);
+	FIELD(struct thp_policy_info, pid, 8, 4);
+	FIELD(struct thp_policy_info, step, 12, 4);
+	FIELD(struct thp_policy_info, promotions, 16, 8);
+	FIELD(struct thp_policy_info, promo_rate_ppb, 24, 8);
+	FIELD(struct thp_policy_info, working_set, 32, 8);
+	FIELD(struct thp_policy_info, stall_us, 40, 8);
+	FIELD(struct thp_policy_info, pinned, 48, 8);
+	FIELD(struct thp_policy_info, pad, 56, 8);
+	assert_int_equal(sizeof(struct thp_msg_policy_reply), 48);
+	FIELD(struct thp_msg_policy_reply, n, 0, 4);
+	FIELD(struct thp_msg_policy_reply, more, 4, 4);
+	FIELD(struct thp_msg_policy_reply, promotions, 8, 8);
+	FIELD(struct thp_msg_policy_reply, promo_rate_ppb, 16, 8);
+	FIELD(struct thp_msg_policy_reply, working_set, 24, 8);
+	FIELD(struct thp_msg_policy_reply, pinned, 32, 8);
+	FIELD(struct thp_msg_policy_reply, stall_us, 40, 8);
+	assert_int_equal(offsetof(struct thp_msg_policy_reply, p), 48);
+
+	assert_int_equal(sizeof(struct thp_msg_pin_req), 24);
+	FIELD(struct thp_msg_pin_req, pid, 0, 4);
+	FIELD(struct thp_msg_pin_req, pin, 4, 4);
+	FIELD(struct thp_msg_pin_req, addr, 8, 8);
+	FIELD(struct thp_msg_pin_req, len, 16, 8);
+	assert_int_equal(sizeof(struct thp_msg_pin_reply), 8);
+	FIELD(struct thp_msg_pin_reply, regions, 0, 4);
+	FIELD(struct thp_msg_pin_reply, pad, 4, 4);
 }
 
 /* The numbers on the wire: magic, version, message types, roles, evict
