@@ -423,6 +423,10 @@ def case_opt_out(bins, d):
                 check("opted out: says so once", len(said) == 1 and
                       said[0].startswith("thpswap: not managing memory: THPSWAP_DISABLE"),
                       err)
+            elif "tsan" in (rt or ""):
+                # a ThreadSanitizer build adopts nothing (docs/ARCHITECTURE.md)
+                print("ThreadSanitizer build: the program without the switch is not "
+                      "managed either; not compared")
             else:
                 check("without the switch the same program is managed", pid in listed,
                       f"{pid} not in {listed}: {err}")
