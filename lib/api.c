@@ -339,13 +339,21 @@ static int pin_region(struct thpswap_session *s, uint32_t i, uint64_t a)
 {
 	struct thp_record *r = &s->rec[i];
 	uint32_t st;
+	int q = 0;
 
 	__atomic_or_fetch(&r->flags, THP_RF_PINNED, __ATOMIC_ACQ_REL);
 	while (rec_flags(r) & THP_RF_EVICTOR)
 		sched_yield();
 	st = rec_wait_stable(s, r);
 	if (st == THP_ST_RAM || st == THP_ST_ZERO)
-		return fault_in(a, true);
+		q = fault_in(a, true);
+	if (q) {
+		/* Not pinned, then: it is evicted, and stays evictable. */
+		__atomic_and_fetch(&r->flags, ~THP_RF_PINNED, __ATOMIC_ACQ_REL);
+		/* An access would raise a signal (PROT_NONE, say): as for
+		 * unregister, tell the caller it is the access. */
+		return q == -EINVAL ? -EFAULT : q;
+	}
 	return 0;
 }
 

@@ -6,15 +6,18 @@
  *           thpswap_advise(COLD) evict only the other half (the arena's
  *           records, PAGEMAP_SCAN: the pinned ones still PMD-mapped), and
  *           evict_refused counts each refusal; thpswap_unpin, and they go;
- *           pinning an evicted region brings it back.  Every byte checked.
+ *           pinning an evicted region brings it back (one that cannot be
+ *           read: -EFAULT, and not pinned).  Every byte checked.
  *   admin   the same through thpswapctl pin PID ADDR LEN and unpin (the
  *           daemon sets the records' flag); stats shows them as pinned; a
  *           range without regions is refused.
  * A peer of another user may not pin (test_ctl_privacy.py checks that).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -61,8 +64,9 @@ static int ctl_evict_all(const struct h_daemon *d, const char *pid)
 static void api(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
 	long long refused0 = h_counter(d, "evict_refused"), refused;
+	struct h_region_view v;
 	struct h_mem m;
-	char pid[16];
+	char pid[16], *last;
 	int fd = h_arena_fd(), n;
 
 	snprintf(pid, sizeof(pid), "%d", getpid());
@@ -99,6 +103,19 @@ static void api(struct thpswap_session *s, const struct h_daemon *d, int variant
 	n = ctl_evict_all(d, pid);
 	H_CHECK(n == 0, "thpswapctl evict --all evicted %d pinned regions", n);
 	h_mem_check(&m, "after unpin, evict and pin");
+
+	/* An evicted region that cannot be read cannot be brought back: not
+	 * pinned, and said so. */
+	last = m.base + (N - 1) * REG;
+	H_CHECK(h_evict(s, last, REG) == 1, "evict the last region");
+	H_CHECK(mprotect(last, REG, PROT_NONE) == 0, "mprotect: %s", strerror(errno));
+	n = thpswap_pin(s, last, REG);
+	H_CHECK(n == -EFAULT, "thpswap_pin of an unreadable evicted region: %d, want -EFAULT", n);
+	h_arena_view(fd, last, 1, &v);
+	H_CHECK(v.state == THP_ST_RAM && !(v.flags & THP_RF_PINNED), "the unreadable region is "
+		"%s, %spinned", thp_state_name(v.state), v.flags & THP_RF_PINNED ? "" : "not ");
+	H_CHECK(mprotect(last, REG, PROT_READ | PROT_WRITE) == 0, "mprotect: %s", strerror(errno));
+	h_mem_check(&m, "after a pin that could not bring a region back");
 	H_CHECK(thpswap_pin(NULL, m.base, REG) == -EINVAL && thpswap_pin(s, m.base, 0) == -EINVAL,
 		"thpswap_pin without a session or length");
 	h_report(s, d, "api");
