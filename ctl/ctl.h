@@ -34,5 +34,8 @@ int cmd_clients(const struct ctl_opts *o, int argc, char **argv);
 int cmd_regions(const struct ctl_opts *o, int argc, char **argv);
 int cmd_evict(const struct ctl_opts *o, int argc, char **argv);
 int cmd_stats(const struct ctl_opts *o, int argc, char **argv);
+int cmd_pin(const struct ctl_opts *o, int argc, char **argv);     /* pin and unpin */
+int cmd_top(const struct ctl_opts *o, int argc, char **argv);
+int cmd_metrics(const struct ctl_opts *o, int argc, char **argv);
 
 #endif

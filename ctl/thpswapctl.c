@@ -16,7 +16,7 @@
 
 static const char usage_text[] =
 	"Usage: thpswapctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-	"Show and steer thpswap: kernel capabilities, clients, regions, evictions, statistics.\n"
+	"Show and steer thpswap: kernel capabilities, clients, regions, evictions, pins, statistics.\n"
 	"\n"
 	"Commands:\n"
 	"  kernel                  kernel capability report (no daemon needed)\n"
@@ -26,6 +26,10 @@ static const char usage_text[] =
 	"  evict --pid PID [--all | --addr ADDR [--len LEN]]\n"
 	"                          evict now (addresses hex 0x..., LEN with optional K/M/G suffix)\n"
 	"  stats [--pid PID]       counters and restore latency percentiles (all clients summed without --pid)\n"
+	"  pin PID [ADDR LEN]      never evict these regions of PID (every region without ADDR LEN)\n"
+	"  unpin PID [ADDR LEN]    make them evictable again\n"
+	"  top [-d SECS] [-n ITER] a live view per client, refreshed every SECS (default 2)\n"
+	"  metrics [--output FILE] every number in Prometheus' text format (FILE: written atomically)\n"
 	"\n"
 	"Options (before or after the command):\n"
 	"      --socket PATH       thpswapd's socket (default $THPSWAP_SOCKET, else " THPSWAP_DEFAULT_SOCKET ")\n"
@@ -46,6 +50,10 @@ static const struct {
 	{ "regions", cmd_regions },
 	{ "evict", cmd_evict },
 	{ "stats", cmd_stats },
+	{ "pin", cmd_pin },
+	{ "unpin", cmd_pin },
+	{ "top", cmd_top },
+	{ "metrics", cmd_metrics },
 };
 
 int ctl_error(const struct ctl_opts *o, int status, int err, const char *fmt, ...)

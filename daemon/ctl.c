@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * thpswapctl's requests: STATUS, CLIENTS(_PAGE), REGIONS, EVICT_REQ, STATS,
- * LIMITS.  A peer sees and steers the sessions of its own uid; every
+ * LIMITS, POLICY_PAGE, PIN_REQ.  A peer sees and steers the sessions of its own uid; every
  * session only if it is root or a member of admin-group (c->admin, set at
  * HELLO).  Others' sessions are left out of lists and sums, and a request
  * naming one is refused with EPERM, counted and logged once per peer.
@@ -225,6 +225,96 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 	free(idx);
 }
 
+/* Regions of @s pinned now (a walk of its records). */
+static uint64_t count_pinned(const struct thpd_session *s)
+{
+	struct thpd_rec_iter it;
+	struct thp_record rec;
+	uint64_t n = 0;
+	uint32_t i;
+
+	thpd_rec_iter_init(&it, s, 0);
+	while (thpd_rec_next(&it, &i, &rec))
+		n += !!(rec.flags & THP_RF_PINNED);
+	return n;
+}
+
+/* The pressure loop's view of the sessions @c may see with ids above
+ * @q->after (or of @q->pid's alone), a page at most, and its sums over
+ * every one of them. */
+static void policy(struct thpd_conn *c, uint32_t seq, const struct thp_msg_policy_page *q)
+{
+	struct thp_msg_policy_reply *r = (struct thp_msg_policy_reply *)c->d->sbuf;
+	const struct thpd_session *only = NULL;
+	double weighted = 0;
+
+	if (q->pid && !(only = lookup(c, seq, q->pid)))
+		return;
+	memset(r, 0, sizeof(*r));
+	r->stall_us = thpd_policy_sys_stall(c->d);
+	for (const struct thpd_session *s = thpd_session_first(c->d); s; s = thpd_session_next(s)) {
+		struct thp_policy_info pi;
+
+		if ((only && s != only) || !may_see(c, s))
+			continue;
+		thpd_policy_client(c->d, s, &pi);
+		pi.pinned = count_pinned(s);
+		r->promotions += pi.promotions;
+		r->working_set += pi.working_set;
+		r->pinned += pi.pinned;
+		weighted += (double)pi.promo_rate_ppb * (double)pi.working_set;
+		if (thpd_session_id(s) <= q->after || r->more)
+			continue;
+		if (r->n == THP_POLICY_MAX)
+			r->more = 1;
+		else
+			r->p[r->n++] = pi;
+	}
+	r->promo_rate_ppb = r->working_set ? (uint64_t)(weighted / (double)r->working_set + 0.5) : 0;
+	thpd_conn_send(c, THP_MSG_POLICY_REPLY, seq, r, sizeof(*r) + r->n * sizeof(r->p[0]),
+		       NULL, 0);
+}
+
+static void pin(struct thpd_conn *c, uint32_t seq, const struct thp_msg_pin_req *q)
+{
+	struct thpd_session *s = lookup(c, seq, q->pid);
+	uint64_t start = 0, end = UINT64_MAX;
+	struct thp_msg_pin_reply r = { 0 };
+	long n;
+
+	if (!s)
+		return;
+	if (q->pin > 1) {
+		thpd_conn_error(c, seq, -EINVAL, "pin must be 0 or 1 (got %u)", q->pin);
+		return;
+	}
+	if (q->len) {
+		if (q->addr + q->len < q->addr) {
+			thpd_conn_error(c, seq, -EINVAL, "range 0x%llx + %llu wraps around",
+					(unsigned long long)q->addr, (unsigned long long)q->len);
+			return;
+		}
+		start = q->addr & ~(uint64_t)(THP_REGION_BYTES - 1);
+		end = q->addr + q->len;
+	}
+	n = thpd_pin(s, start, end, q->pin);
+	if (n < 0) {
+		thpd_conn_error(c, seq, (int)n, "cannot map the records of pid %d: %s",
+				(int)q->pid, strerror((int)-n));
+		return;
+	}
+	if (n == 0 && q->len) {
+		thpd_conn_error(c, seq, -ENOENT, "pid %d has no managed region in 0x%llx-0x%llx",
+				(int)q->pid, (unsigned long long)q->addr,
+				(unsigned long long)(q->addr + q->len));
+		return;
+	}
+	thpd_info(c->d, "pid %d: %ld regions %s by pid %d", (int)q->pid, n,
+		  q->pin ? "pinned" : "unpinned", (int)c->pid);
+	r.regions = (uint32_t)n;
+	thpd_conn_send(c, THP_MSG_PIN_REPLY, seq, &r, sizeof(r), NULL, 0);
+}
+
 static void add_session_stats(struct thp_msg_stats_reply *r, const struct thpd_session *s)
 {
 	for (unsigned i = 0; i < THP_C__MAX; i++)
@@ -297,6 +387,12 @@ void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m)
 		break;
 	case THP_MSG_LIMITS:
 		limits(c, seq);
+		break;
+	case THP_MSG_POLICY_PAGE:
+		policy(c, seq, m->payload);
+		break;
+	case THP_MSG_PIN_REQ:
+		pin(c, seq, m->payload);
 		break;
 	default:
 		thpd_conn_error(c, seq, -EPROTO, "%s is not a control request",

@@ -72,7 +72,7 @@ long thpd_policy_pick(const struct thpd_session *s, uint64_t now, uint64_t resid
 	thpd_rec_iter_init(&it, s, 0);
 	while (thpd_rec_next(&it, &i, &r)) {
 		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT ||
-		    backing_off(s, i, &r, now))
+		    (r.flags & THP_RF_PINNED) || backing_off(s, i, &r, now))
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 256;
@@ -158,6 +158,8 @@ struct pol_client {
 	uint8_t *mistakes;
 	uint64_t promotions;          /* since the session began */
 	double promo_rate;            /* promoted per minute, a fraction of the working set */
+	uint64_t working_set;         /* resident + evicted regions, at the last walk */
+	uint64_t stall_us;            /* the stall over the last interval */
 	uint32_t step;                /* regions to evict in the next calm interval */
 	uint64_t walked_ns;           /* when the last walk was */
 	bool stall_valid;
@@ -171,6 +173,7 @@ struct thpd_policy {
 	uint64_t stall_prev;          /* /proc/pressure/memory total */
 	uint64_t promotions;          /* all clients, since start */
 	double promo_rate;            /* all clients: promoted per minute / all regions */
+	uint64_t sys_stall_us;        /* the system's stall over the last interval */
 };
 
 static void client_free(struct pol_client *pc)
@@ -311,7 +314,7 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 		pc->seen_evicted[i] = r.evicted_ns;
 
 		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT ||
-		    (r.flags & THP_RF_LEAVING) || backing_off(s, i, &r, now) ||
+		    (r.flags & (THP_RF_LEAVING | THP_RF_PINNED)) || backing_off(s, i, &r, now) ||
 		    protected_now(pc, i, &r, now, window_ns))
 			continue;
 		/* Compressing it again costs the client as much as last time:
@@ -344,6 +347,14 @@ static double ewma_minute(double rate, double sample, uint64_t dt_ns)
 	double a = (double)dt_ns / (60.0 * NS_PER_S);
 
 	return rate + (a < 1 ? a : 1) * (sample - rate);
+}
+
+/* A client's working set: the regions it has used, resident or evicted
+ * (registered regions never touched are not in it). */
+static uint64_t working_set(const struct thpd_session *s)
+{
+	return thpd_session_ctr(s, THP_C_RESIDENT) + thpd_session_ctr(s, THP_C_EVICTED_ZERO) +
+	       thpd_session_ctr(s, THP_C_EVICTED_RAM);
 }
 
 static double per_minute(uint32_t n, uint64_t regions, uint64_t dt_ns)
@@ -416,7 +427,7 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 	const struct thpd_config *cfg = &d->cfg;
 	uint32_t step_min = cfg->evict_step < cfg->evict_step_max ? cfg->evict_step : cfg->evict_step_max;
 	double target = cfg->promotion_target_mpct / 100000.0;
-	uint64_t regions = thpd_session_ctr(s, THP_C_REGIONS), need, n = 0, stall;
+	uint64_t regions = working_set(s), need, n = 0, stall;
 	struct pol_client *pc;
 	struct thpd_memcg m;
 	bool from_cg, calm;
@@ -440,10 +451,12 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 	}
 	pc->promotions += w.promos;
 	pc->promo_rate = ewma_minute(pc->promo_rate, per_minute(w.promos, regions, dt_ns), dt_ns);
+	pc->working_set = regions;
 	*all_promos += w.promos;
 	*all_regions += regions;
 
 	stall = client_stall(d, pc, thpd_session_pid(s), sys_stall, &m, &from_cg);
+	pc->stall_us = stall;
 	need = limit_need(cfg, &m, s);
 	calm = stall <= cfg->pressure_target_us && pc->promo_rate <= target;
 	if (thpd_session_busy(s)) {
@@ -519,6 +532,7 @@ static void pressure_tick(struct thpd *d, uint64_t now)
 	} else {
 		p->stall_valid = false;
 	}
+	p->sys_stall_us = sys_stall;
 	if (d->cfg.resident_target_bytes) {
 		uint64_t resident = 0;
 
@@ -553,4 +567,35 @@ static void pressure_tick(struct thpd *d, uint64_t now)
 			  "working set (system stall %llu us, avg10 %.2f)", all_promos,
 			  (unsigned long long)p->promotions, p->promo_rate * 100,
 			  (unsigned long long)sys_stall, avg10);
+}
+
+/* ---- what the loop shows (thpswapctl, POLICY_PAGE) ---- */
+
+bool thpd_policy_client(const struct thpd *d, const struct thpd_session *s,
+			struct thp_policy_info *out)
+{
+	const struct thpd_policy *p = d->policy;
+
+	*out = (struct thp_policy_info){
+		.session_id = thpd_session_id(s),
+		.pid = thpd_session_pid(s),
+	};
+	if (!p)
+		return false;
+	for (const struct pol_client *pc = p->clients; pc; pc = pc->next) {
+		if (pc->session_id != thpd_session_id(s))
+			continue;
+		out->step = pc->step;
+		out->promotions = pc->promotions;
+		out->promo_rate_ppb = (uint64_t)(pc->promo_rate * 1e9 + 0.5);
+		out->working_set = pc->working_set;
+		out->stall_us = pc->stall_us;
+		return true;
+	}
+	return false;
+}
+
+uint64_t thpd_policy_sys_stall(const struct thpd *d)
+{
+	return d->policy ? d->policy->sys_stall_us : 0;
 }

@@ -77,6 +77,7 @@ struct thpd_session {
 /* ---- accessors ---- */
 
 uint32_t thpd_session_nrec(const struct thpd_session *s) { return s->nrec; }
+int thpd_session_arena_fd(const struct thpd_session *s) { return s->arena_fd; }
 pid_t thpd_session_pid(const struct thpd_session *s) { return s->pid; }
 uid_t thpd_session_uid(const struct thpd_session *s) { return s->uid; }
 uint64_t thpd_session_id(const struct thpd_session *s) { return s->id; }

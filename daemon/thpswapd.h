@@ -14,6 +14,7 @@
  *   limits.c   limits on peers: counting each hit, logging it once per peer
  *   ctl.c      thpswapctl requests
  *   policy.c   the per-client resident budget, and the pressure loop
+ *   pin.c      pinning a client's records (thpswapctl pin)
  *   pressure.c the kernel's pressure signals: PSI, a client's cgroup
  */
 #ifndef THPSWAPD_H
@@ -201,6 +202,8 @@ void thpd_session_forget_owner(struct thpd *d, struct thpd_conn *owner);
 /* Read-only views of a session's arena; every value is the client's and
  * is clamped or checked here. */
 uint32_t thpd_session_nrec(const struct thpd_session *s);
+/* The arena memfd (pin.c maps its records writable for a moment). */
+int thpd_session_arena_fd(const struct thpd_session *s);
 pid_t thpd_session_pid(const struct thpd_session *s);
 uid_t thpd_session_uid(const struct thpd_session *s);
 uint64_t thpd_session_id(const struct thpd_session *s);
@@ -249,6 +252,19 @@ void thpd_policy_free(struct thpd *d);
  * many were written to @out, or -ENOMEM. */
 long thpd_policy_pick(const struct thpd_session *s, uint64_t now, uint64_t resident,
 		      uint64_t target, uint32_t *out, uint32_t max);
+
+/* What the pressure loop knows of @s (ids, pid filled in any case); false
+ * if it has not walked @s yet (all zero then).  @out->pinned is not its. */
+bool thpd_policy_client(const struct thpd *d, const struct thpd_session *s,
+			struct thp_policy_info *out);
+/* The system's memory stall (/proc/pressure/memory) over the last interval. */
+uint64_t thpd_policy_sys_stall(const struct thpd *d);
+
+/* ---- pin.c ---- */
+/* Set (@pin) or clear THP_RF_PINNED on the records of @s whose regions
+ * start in [@start, @end), through a writable mapping of the records made
+ * for the call.  Returns how many, or -errno. */
+long thpd_pin(struct thpd_session *s, uint64_t start, uint64_t end, bool pin);
 
 /* ---- pressure.c ---- */
 /* Where a process's memory is accounted: its cgroup v2 directory (for

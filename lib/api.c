@@ -329,6 +329,73 @@ _public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, e
 	return n;
 }
 
+/*
+ * Pin: the flag first, then wait out an evictor that claimed the record
+ * before it (the evictor checks the flag after its claim; flag and claim
+ * are bits of one word, so one of them sees the other), then bring the
+ * region back if it is evicted.  Nothing evicts it after that.
+ */
+static int pin_region(struct thpswap_session *s, uint32_t i, uint64_t a)
+{
+	struct thp_record *r = &s->rec[i];
+	uint32_t st;
+	int q = 0;
+
+	__atomic_or_fetch(&r->flags, THP_RF_PINNED, __ATOMIC_ACQ_REL);
+	while (rec_flags(r) & THP_RF_EVICTOR)
+		sched_yield();
+	st = rec_wait_stable(s, r);
+	if (st == THP_ST_RAM || st == THP_ST_ZERO)
+		q = fault_in(a, true);
+	if (q) {
+		/* Not pinned, then: it is evicted, and stays evictable. */
+		__atomic_and_fetch(&r->flags, ~THP_RF_PINNED, __ATOMIC_ACQ_REL);
+		/* An access would raise a signal (PROT_NONE, say): as for
+		 * unregister, tell the caller it is the access. */
+		return q == -EINVAL ? -EFAULT : q;
+	}
+	return 0;
+}
+
+static int pin_range(struct thpswap_session *s, void *addr, size_t len, bool pin)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr & ~(REGION - 1);
+	uint64_t end = (uint64_t)(uintptr_t)addr + len;
+	int n = 0, r;
+
+	if (!s || !len || end < a)
+		return -EINVAL;
+	if (session_forked(s))
+		return -ECHILD;
+	for (; a < end; a += REGION) {
+		long i;
+
+		agent_sync(s);
+		i = rt_lookup(s, a);
+		if (i < 0)
+			continue;
+		if (pin) {
+			r = pin_region(s, (uint32_t)i, a);
+			if (r < 0)
+				return r;
+		} else {
+			__atomic_and_fetch(&s->rec[i].flags, ~THP_RF_PINNED, __ATOMIC_ACQ_REL);
+		}
+		n++;
+	}
+	return n;
+}
+
+_public_ int thpswap_pin(struct thpswap_session *s, void *addr, size_t len)
+{
+	return pin_range(s, addr, len, true);
+}
+
+_public_ int thpswap_unpin(struct thpswap_session *s, void *addr, size_t len)
+{
+	return pin_range(s, addr, len, false);
+}
+
 _public_ int thpswap_get_stats(struct thpswap_session *s, struct thpswap_stats *st, size_t size)
 {
 	struct thpswap_stats all;

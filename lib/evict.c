@@ -331,6 +331,10 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 
 	if (rec_state(r) != THP_ST_RESIDENT)
 		return not_resident(s, r);
+	if (rec_flags(r) & THP_RF_PINNED) { /* thpswap_pin waits out an evictor that claimed first */
+		ctr_add(s, THP_C_EVICT_REFUSED, 1);
+		return EV_SKIPPED;
+	}
 	if (rec_flags(r) & THP_RF_LEAVING) {
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		return EV_SKIPPED;

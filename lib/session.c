@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -233,6 +234,14 @@ static int make_codec(struct thpswap_session *s, struct thp_codec **c, char **bu
 	return *buf ? 0 : -ENOMEM;
 }
 
+/* THPSWAP_DISABLE: the process opted out of thpswap altogether. */
+static bool opted_out(void)
+{
+	const char *v = getenv("THPSWAP_DISABLE");
+
+	return v && (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true"));
+}
+
 _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 {
 	struct thpswap_session *s;
@@ -243,6 +252,8 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 
 	if (!ret)
 		return -EINVAL;
+	if (opted_out())
+		return -ECANCELED;
 	pthread_once(&atfork_once, atfork_register);
 	if (!socket_path)
 		socket_path = getenv("THPSWAP_SOCKET");

@@ -92,6 +92,10 @@ static void explain(int err)
 		say("thpswap: not managing memory: this kernel lacks a userfaultfd feature "
 		    "thpswap needs (%s); see what thpswapctl kernel reports\n", strerror(-err));
 		break;
+	case ECANCELED:
+		say("thpswap: not managing memory: THPSWAP_DISABLE is set (this program "
+		    "opted out); unset it to manage it\n");
+		break;
 	case EPROTO:
 		say("thpswap: not managing memory: thpswapd at %s speaks another protocol "
 		    "version; use the thpswapd of this thpswap's version\n", sock);

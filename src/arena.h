@@ -80,6 +80,8 @@ _Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
 #define THP_RF_REMOVED        (1u << 5) /* MADV_DONTNEED/FREE read while being evicted */
 #define THP_RF_EVICTOR        (1u << 6) /* an eviction has it (one at a time) */
 #define THP_RF_ADOPTED        (1u << 7) /* made by a fault on unmanaged registered memory */
+#define THP_RF_PINNED         (1u << 8) /* never evict (thpswap_pin, or thpswapctl pin: the
+					 * daemon sets and clears only this bit, atomically) */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {

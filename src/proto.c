@@ -57,6 +57,12 @@ static const struct msg_spec msg_specs[THP_MSG__MAX] = {
 	[THP_MSG_LIMITS] = { "LIMITS", 0, 0, 0, 0 },
 	[THP_MSG_LIMITS_REPLY] = { "LIMITS_REPLY", sizeof(struct thp_msg_limits_reply), 0, 0, 0 },
 	[THP_MSG_CLIENTS_PAGE] = { "CLIENTS_PAGE", sizeof(struct thp_msg_clients_page), 0, 0, 0 },
+	[THP_MSG_POLICY_PAGE] = { "POLICY_PAGE", sizeof(struct thp_msg_policy_page), 0, 0, 0 },
+	[THP_MSG_POLICY_REPLY] = { "POLICY_REPLY", sizeof(struct thp_msg_policy_reply),
+				   sizeof(struct thp_policy_info),
+				   offsetof(struct thp_msg_policy_reply, n), THP_POLICY_MAX },
+	[THP_MSG_PIN_REQ] = { "PIN_REQ", sizeof(struct thp_msg_pin_req), 0, 0, 0 },
+	[THP_MSG_PIN_REPLY] = { "PIN_REPLY", sizeof(struct thp_msg_pin_reply), 0, 0, 0 },
 };
 
 static const char *const limit_names[THP_L__MAX] = {
@@ -80,6 +86,8 @@ _Static_assert(sizeof(struct thp_msg_hdr) + sizeof(struct thp_msg_evict) +
 	       THP_EVICT_MAX * sizeof(uint64_t) <= THP_MSG_MAX, "EVICT fits");
 _Static_assert(sizeof(struct thp_msg_hdr) + sizeof(struct thp_msg_clients_reply) +
 	       THP_CLIENTS_MAX * sizeof(struct thp_client_info) <= THP_MSG_MAX, "CLIENTS fits");
+_Static_assert(sizeof(struct thp_msg_hdr) + sizeof(struct thp_msg_policy_reply) +
+	       THP_POLICY_MAX * sizeof(struct thp_policy_info) <= THP_MSG_MAX, "POLICY fits");
 _Static_assert(sizeof(struct thp_msg_hdr) + sizeof(struct thp_msg_regions_reply) +
 	       THP_REGIONS_MAX * sizeof(struct thp_region_info) <= THP_MSG_MAX, "REGIONS fits");
 

@@ -16,7 +16,12 @@
  *                         EVICT_DONE with the same seq.
  *   control (thpswapctl)  HELLO{role=CTL} <- WELCOME (no fd), then any of
  *                         STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, LIMITS,
- *                         each answered by its *_REPLY (or ERROR) with its seq.
+ *                         CLIENTS_PAGE, POLICY_PAGE, PIN_REQ, each answered
+ *                         by its *_REPLY (or ERROR) with its seq.
+ *
+ * Messages are never changed: what a reply lacks comes as a new message
+ * type, added last, that an older daemon answers with ERROR -ENOMSG (and
+ * thpswapctl then shows without it).
  */
 #ifndef THPSWAP_PROTO_H
 #define THPSWAP_PROTO_H
@@ -49,6 +54,10 @@ enum thp_msg_type {
 	THP_MSG_LIMITS,         /* added last: an older daemon answers ENOMSG */
 	THP_MSG_LIMITS_REPLY,
 	THP_MSG_CLIENTS_PAGE,   /* added last: an older daemon answers ENOMSG */
+	THP_MSG_POLICY_PAGE,    /* added last: an older daemon answers ENOMSG */
+	THP_MSG_POLICY_REPLY,
+	THP_MSG_PIN_REQ,        /* added last: an older daemon answers ENOMSG */
+	THP_MSG_PIN_REPLY,
 	THP_MSG__MAX
 };
 
@@ -209,6 +218,62 @@ struct thp_msg_limits_reply {
 	uint32_t hello_timeout_ms;
 	uint32_t evict_queue;   /* EVICT requests per session, the one in flight included */
 	uint32_t evict_timeout_s;
+};
+
+/*
+ * ctl: POLICY_PAGE{after, pid} -> POLICY_REPLY: what the pressure loop knows
+ * of each session the peer may see, paged like CLIENTS_PAGE (@pid non-zero:
+ * that client's session alone, refused like STATS), and the same summed
+ * over all of them.  A *promotion* is a region restored within
+ * promotion-window of its eviction (an eviction the loop got wrong); the
+ * rate is promotions per minute as a fraction of the working set (resident
+ * and evicted regions), averaged over the last minute, in parts per
+ * billion.  Sums: promotions and working sets add up, the rate is the
+ * working-set-weighted mean.  All zero until the loop's first interval.
+ */
+struct thp_msg_policy_page {
+	uint64_t after;         /* a session id; 0: from the first */
+	int32_t pid;            /* 0: every session */
+	uint32_t pad;
+};
+struct thp_policy_info {
+	uint64_t session_id;
+	int32_t pid;
+	uint32_t step;          /* regions the loop evicts in its next calm interval */
+	uint64_t promotions;    /* since the session began */
+	uint64_t promo_rate_ppb;
+	uint64_t working_set;   /* regions: resident + evicted, at the last interval */
+	uint64_t stall_us;      /* memory stall over the loop's last interval */
+	uint64_t pinned;        /* regions pinned now (thpswap_pin, PIN_REQ) */
+	uint64_t pad;
+};
+#define THP_POLICY_MAX 256
+struct thp_msg_policy_reply {
+	uint32_t n;
+	uint32_t more;          /* 1: ask again from p[n - 1].session_id */
+	uint64_t promotions;    /* sums over every session the peer may see */
+	uint64_t promo_rate_ppb;
+	uint64_t working_set;
+	uint64_t pinned;
+	uint64_t stall_us;      /* the system's (/proc/pressure/memory), last interval */
+	struct thp_policy_info p[];
+};
+
+/*
+ * ctl: PIN_REQ{pid, pin, addr, len} -> PIN_REPLY: set (pin 1) or clear
+ * (pin 0) THP_RF_PINNED on the client's records in [addr, addr+len) (len 0:
+ * every record); the agent's evictor refuses a pinned record.  Steered like
+ * EVICT_REQ: the peer's own sessions, every one for root and admin-group.
+ */
+struct thp_msg_pin_req {
+	int32_t pid;
+	uint32_t pin;
+	uint64_t addr;
+	uint64_t len;
+};
+struct thp_msg_pin_reply {
+	uint32_t regions;       /* records in the range, now pinned (unpinned) */
+	uint32_t pad;
 };
 
 /* The name of limit @i ("bad_fds", ...), or "unknown". */

@@ -45,7 +45,8 @@ struct thpswap_session;
  * long), -ENOENT/-ECONNREFUSED (no daemon), -EACCES (no access to
  * /dev/userfaultfd and no privilege for userfaultfd(2)), -EPROTO (daemon
  * speaks another protocol version), -ENOTSUP (kernel lacks a userfaultfd
- * event the agent needs), -ENOMEM.
+ * event the agent needs), -ENOMEM, -ECANCELED (the process opted out:
+ * THPSWAP_DISABLE is set to 1, yes or true; nothing is opened).
  */
 int thpswap_open(struct thpswap_session **ret, const char *socket_path);
 
@@ -104,6 +105,26 @@ enum thpswap_advice {
  */
 int thpswap_advise(struct thpswap_session *s, void *addr, size_t len,
 		   enum thpswap_advice advice);
+
+/**
+ * thpswap_pin - never evict the managed regions that overlap
+ * [@addr, @addr+@len): an evicted one is brought back first, an eviction
+ * under way is waited for, and from then on every eviction of them (the
+ * daemon's, thpswap_advise's) is refused and counted in evict_refused.
+ * A region unmapped or unregistered loses its pin.  thpswapctl pin does the
+ * same from outside (without the bringing back).
+ * Returns the number of regions pinned, or -EINVAL (@s NULL, @len 0 or the
+ * range wraps), -ECHILD (a session of the parent, after fork), or the error
+ * of bringing one back (-EFAULT: it cannot be read).
+ */
+int thpswap_pin(struct thpswap_session *s, void *addr, size_t len);
+
+/**
+ * thpswap_unpin - make the managed regions that overlap [@addr, @addr+@len)
+ * evictable again (whoever pinned them).  Returns the number of regions,
+ * or -EINVAL, -ECHILD.
+ */
+int thpswap_unpin(struct thpswap_session *s, void *addr, size_t len);
 
 /* Per-session statistics.  Grows only at the end; pass sizeof. */
 struct thpswap_stats {

@@ -97,6 +97,12 @@ static void proto_seeds(const char *dir)
 	struct thp_msg_clients_reply *c = (void *)cr;
 	uint64_t rr[(sizeof(struct thp_msg_regions_reply) + 2 * sizeof(struct thp_region_info)) / 8];
 	struct thp_msg_regions_reply *r = (void *)rr;
+	struct thp_msg_clients_page cp = { .after = 1 };
+	struct thp_msg_policy_page pp = { .after = 0, .pid = 42 };
+	uint64_t pr[(sizeof(struct thp_msg_policy_reply) + 2 * sizeof(struct thp_policy_info)) / 8];
+	struct thp_msg_policy_reply *pol = (void *)pr;
+	struct thp_msg_pin_req pin = { .pid = 42, .pin = 1, .addr = 0x7f0000000000, .len = 4 << 20 };
+	struct thp_msg_pin_reply pinr = { .regions = 2 };
 
 	snprintf(err.text, sizeof(err.text), "no thpswap client with pid 42");
 	snprintf(st.version, sizeof(st.version), "0.1.0");
@@ -133,6 +139,16 @@ static void proto_seeds(const char *dir)
 	proto_seed(dir, "stats-reply", 0, 0, THP_MSG_STATS_REPLY, &sr, sizeof(sr));
 	proto_seed(dir, "limits", 1, 0, THP_MSG_LIMITS, NULL, 0);
 	proto_seed(dir, "limits-reply", 0, 0, THP_MSG_LIMITS_REPLY, &lr, sizeof(lr));
+	proto_seed(dir, "clients-page", 0, 0, THP_MSG_CLIENTS_PAGE, &cp, sizeof(cp));
+	memset(pr, 0, sizeof(pr));
+	pol->n = 2;
+	pol->promotions = 3;
+	pol->p[0] = (struct thp_policy_info){ .session_id = 1, .pid = 42, .promotions = 3 };
+	pol->p[1] = (struct thp_policy_info){ .session_id = 2, .pid = 43, .pinned = 4 };
+	proto_seed(dir, "policy-page", 0, 0, THP_MSG_POLICY_PAGE, &pp, sizeof(pp));
+	proto_seed(dir, "policy-reply", 0, 0, THP_MSG_POLICY_REPLY, pol, sizeof(pr));
+	proto_seed(dir, "pin-req", 0, 0, THP_MSG_PIN_REQ, &pin, sizeof(pin));
+	proto_seed(dir, "pin-reply", 0, 0, THP_MSG_PIN_REPLY, &pinr, sizeof(pinr));
 }
 
 /* ---- fuzz-daemon: operations (see fuzz_daemon.c) ---- */
@@ -237,6 +253,24 @@ static void daemon_seeds(const char *dir)
 	d_send(&o, OP_SEND | PEER(1) | WITH_PID, THP_MSG_EVICT_REQ, 3, &every, sizeof(every));
 	put8(&o, OP_HANGUP);
 	save(dir, "client-refuses", &o);
+
+	/* A control peer pins the client's first two regions, sees the
+	 * pressure loop's view, evicts every region, unpins them all. */
+	o.len = 0;
+	d_client(&o, 0, 3);
+	d_hello_ctl(&o, 1);
+	{
+		struct thp_msg_pin_req pin = { .pin = 1, .addr = 0x7f0000000000, .len = 4 << 20 };
+		struct thp_msg_pin_req unpin = { .pin = 0 };
+		struct thp_msg_policy_page pp = { .after = 0 };
+
+		d_send(&o, OP_SEND | PEER(1) | WITH_PID, THP_MSG_PIN_REQ, 2, &pin, sizeof(pin));
+		d_send(&o, OP_SEND | PEER(1), THP_MSG_POLICY_PAGE, 3, &pp, sizeof(pp));
+		d_send(&o, OP_SEND | PEER(1) | WITH_PID, THP_MSG_EVICT_REQ, 4, &every, sizeof(every));
+		d_done(&o, 0, 1);
+		d_send(&o, OP_SEND | PEER(1) | WITH_PID, THP_MSG_PIN_REQ, 5, &unpin, sizeof(unpin));
+	}
+	save(dir, "client-pin", &o);
 
 	/* Deadlines: a peer that never says HELLO, a client that never
 	 * answers its EVICT (then answers late). */

@@ -69,6 +69,10 @@ int main(void)
 	  A(thp_msg_regions_reply, r));
 	S(thp_region_info, F(thp_region_info, addr); F(thp_region_info, state));
 	S(thp_msg_stats, F(thp_msg_stats, pid));
+	S(thp_msg_pin_req, F(thp_msg_pin_req, pid); F(thp_msg_pin_req, pin);
+	  F(thp_msg_pin_req, addr); F(thp_msg_pin_req, len));
+	S(thp_msg_pin_reply, F(thp_msg_pin_reply, regions));
+	S(thp_msg_policy_page, F(thp_msg_policy_page, after); F(thp_msg_policy_page, pid));
 	S(thp_msg_limits_reply, F(thp_msg_limits_reply, n_counters);
 	  A(thp_msg_limits_reply, ctr); F(thp_msg_limits_reply, max_conns_per_uid);
 	  F(thp_msg_limits_reply, hello_timeout_ms); F(thp_msg_limits_reply, evict_queue);

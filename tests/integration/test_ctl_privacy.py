@@ -13,11 +13,12 @@ other is the daemon's admin-group.  Root opens a client session; the user
 admin-group and then with the user in it:
 
   not an admin   clients, regions, stats and status show the user's session
-                 only; stats, regions and evict of root's pid fail with EPERM
-                 saying what is needed; its own are shown and evicted (its
-                 session answers the EVICT); refusals are counted
+                 only; stats, regions, evict, pin and unpin of root's pid fail
+                 with EPERM
+                 saying what is needed; its own are shown, evicted (its
+                 session answers the EVICT) and pinned; refusals are counted
                  (not_permitted) and logged once per peer
-  admin-group    the user sees root's session too, through a supplementary
+  admin-group    the user sees (and pins) root's session too, through a supplementary
                  group (SO_PEERGROUPS); the same user without that group
                  does not
 
@@ -208,7 +209,8 @@ def not_admin(ids, L, d, ctl_bin, layout_bin, root_pid):
 
         refused_ctl = 0
         for args in (["stats", "--pid", str(root_pid)], ["regions", "--pid", str(root_pid)],
-                     ["evict", "--pid", str(root_pid), "--all"]):
+                     ["evict", "--pid", str(root_pid), "--all"], ["pin", str(root_pid)],
+                     ["unpin", str(root_pid)]):
             st, out, err = user_ctl(ids, ctl_bin, d, *args)
             print(f"user: thpswapctl {' '.join(args[:1])} of root's pid: exit {st}: {err.strip()}")
             check(st != 0 and "another user" in err and "only root" in err and not out,
@@ -240,6 +242,11 @@ def not_admin(ids, L, d, ctl_bin, layout_bin, root_pid):
         print(f"user: thpswapctl evict of its own pid: exit {st}, {ev}")
         check(st == 0 and ev.get("evicted") == USER_NREC,
               f"the user evicting its own session: exit {st}, {out!r} {err!r}")
+        st, out, err = user_ctl(ids, ctl_bin, d, "--json", "pin", str(upid))
+        pn = json.loads(out) if st == 0 else {}
+        print(f"user: thpswapctl pin of its own pid: exit {st}, {pn}")
+        check(st == 0 and pn.get("regions") == USER_NREC,
+              f"the user pinning its own session: exit {st}, {out!r} {err!r}")
 
         # root sees both
         r = ctl(ctl_bin, d, "--json", "clients")
@@ -286,6 +293,11 @@ def admin(ids, L, d, ctl_bin, layout_bin, root_pid):
         st, out, err = user_ctl(ids, ctl_bin, d, "--json", "status")
         s = json.loads(out) if st == 0 else {}
         check(s.get("clients") == 2, f"an admin's status counts {s.get('clients')} clients")
+        st, out, err = user_ctl(ids, ctl_bin, d, "--json", "pin", str(root_pid))
+        pn = json.loads(out) if st == 0 else {}
+        print(f"admin-group user: thpswapctl pin of root's pid: exit {st}, {pn}")
+        check(st == 0 and pn.get("regions") == ROOT_NREC,
+              f"an admin pinning root's session: exit {st}, {out!r} {err!r}")
         # The same user without its supplementary groups is no admin.
         st, out, err = user_ctl(ids, ctl_bin, d, "--json", "clients", groups=False)
         got = [c["pid"] for c in json.loads(out)["clients"]] if st == 0 else None

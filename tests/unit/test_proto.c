@@ -72,6 +72,9 @@ static const struct {
 	{ 16, 0 },	/* LIMITS */
 	{ 17, 152 },	/* LIMITS_REPLY */
 	{ 18, 8 },	/* CLIENTS_PAGE */
+	{ 19, 16 },	/* POLICY_PAGE */
+	{ 21, 24 },	/* PIN_REQ */
+	{ 22, 8 },	/* PIN_REPLY */
 };
 
 /* Array types: fixed part, entry size, where the count lives, the maximum. */
@@ -83,6 +86,7 @@ static const struct {
 	{ 4, 8, 8, 4, 2048 },		/* EVICT: reason, n, then addresses */
 	{ 9, 8, 80, 0, 256 },		/* CLIENTS_REPLY: n, more, then clients */
 	{ 11, 8, 32, 4, 1024 },		/* REGIONS_REPLY: next, n, then regions */
+	{ 20, 48, 64, 0, 256 },		/* POLICY_REPLY: n, more, sums, then sessions */
 };
 
 #define FIELD(type, field, off, size) do { \
@@ -192,6 +196,39 @@ static void test_wire_layout(void **state)
 	FIELD(struct thp_msg_stats_reply, n_hist, 4, 4);
 	FIELD(struct thp_msg_stats_reply, ctr, 8, 32 * 8);
 	FIELD(struct thp_msg_stats_reply, hist, 264, 4 * 96 * 8);
+
+	assert_int_equal(sizeof(struct thp_msg_policy_page), 16);
+	FIELD(struct thp_msg_policy_page, after, 0, 8);
+	FIELD(struct thp_msg_policy_page, pid, 8, 4);
+	FIELD(struct thp_msg_policy_page, pad, 12, 4);
+	assert_int_equal(sizeof(struct thp_policy_info), 64);
+	FIELD(struct thp_policy_info, session_id, 0, 8);
+	FIELD(struct thp_policy_info, pid, 8, 4);
+	FIELD(struct thp_policy_info, step, 12, 4);
+	FIELD(struct thp_policy_info, promotions, 16, 8);
+	FIELD(struct thp_policy_info, promo_rate_ppb, 24, 8);
+	FIELD(struct thp_policy_info, working_set, 32, 8);
+	FIELD(struct thp_policy_info, stall_us, 40, 8);
+	FIELD(struct thp_policy_info, pinned, 48, 8);
+	FIELD(struct thp_policy_info, pad, 56, 8);
+	assert_int_equal(sizeof(struct thp_msg_policy_reply), 48);
+	FIELD(struct thp_msg_policy_reply, n, 0, 4);
+	FIELD(struct thp_msg_policy_reply, more, 4, 4);
+	FIELD(struct thp_msg_policy_reply, promotions, 8, 8);
+	FIELD(struct thp_msg_policy_reply, promo_rate_ppb, 16, 8);
+	FIELD(struct thp_msg_policy_reply, working_set, 24, 8);
+	FIELD(struct thp_msg_policy_reply, pinned, 32, 8);
+	FIELD(struct thp_msg_policy_reply, stall_us, 40, 8);
+	assert_int_equal(offsetof(struct thp_msg_policy_reply, p), 48);
+
+	assert_int_equal(sizeof(struct thp_msg_pin_req), 24);
+	FIELD(struct thp_msg_pin_req, pid, 0, 4);
+	FIELD(struct thp_msg_pin_req, pin, 4, 4);
+	FIELD(struct thp_msg_pin_req, addr, 8, 8);
+	FIELD(struct thp_msg_pin_req, len, 16, 8);
+	assert_int_equal(sizeof(struct thp_msg_pin_reply), 8);
+	FIELD(struct thp_msg_pin_reply, regions, 0, 4);
+	FIELD(struct thp_msg_pin_reply, pad, 4, 4);
 }
 
 /* The numbers on the wire: magic, version, message types, roles, evict
@@ -202,12 +239,13 @@ static void test_wire_numbers(void **state)
 		NULL, "ERROR", "HELLO", "WELCOME", "EVICT", "EVICT_DONE", "STATUS", "STATUS_REPLY",
 		"CLIENTS", "CLIENTS_REPLY", "REGIONS", "REGIONS_REPLY", "EVICT_REQ", "EVICT_REPLY",
 		"STATS", "STATS_REPLY", "LIMITS", "LIMITS_REPLY", "CLIENTS_PAGE",
+		"POLICY_PAGE", "POLICY_REPLY", "PIN_REQ", "PIN_REPLY",
 	};
 
 	assert_int_equal(THP_PROTO_MAGIC, 0x53504854);
 	assert_int_equal(THP_PROTO_VERSION, 1);
-	assert_int_equal(THP_MSG__MAX, 19);
-	for (unsigned t = 1; t < 19; t++)
+	assert_int_equal(THP_MSG__MAX, 23);
+	for (unsigned t = 1; t < 23; t++)
 		assert_string_equal(thp_msg_type_name(t), names[t]);
 	assert_int_equal(THP_MSG_ERROR, 1);
 	assert_int_equal(THP_MSG_HELLO, 2);
