@@ -112,7 +112,10 @@ struct scratch {
 	unsigned npool;           /* pool slots first, then staging */
 	int uffd;                 /* staging is registered on it */
 	char *probe;              /* an empty staging slot: events_pending() */
-	unsigned target_full;     /* pool size to keep */
+	unsigned pool_max;        /* pool size kept while the client is busy */
+	unsigned target_full;     /* pool size to keep now */
+	uint64_t idle_ns;         /* idle this long, the pool goes back */
+	_Atomic uint64_t busy_ns; /* last restore or eviction through the pool */
 	unsigned nfull, nempty;
 	uint8_t *st;              /* SLOT_* per slot */
 	pthread_mutex_t lock;
@@ -449,6 +452,8 @@ long adopt_scan(struct thpswap_session *s);
 int own_note(struct thpswap_session *s, const void *addr, size_t len);
 size_t own_forget(struct thpswap_session *s, const void *addr);
 bool own_overlaps(struct thpswap_session *s, uint64_t lo, uint64_t hi);
+/* Bytes of the library's own ranges that are resident now. */
+uint64_t own_resident(struct thpswap_session *s);
 /* @len zeroed bytes in a mapping of their own, noted; NULL (errno) on
  * failure.  own_free forgets and unmaps it (NULL is a no-op). */
 void *own_alloc(struct thpswap_session *s, size_t len);
@@ -565,7 +570,7 @@ static inline bool is_pmd_mapped(struct thpswap_session *s, uint64_t addr)
 }
 
 /* ---- scratch (scratch.c) ---- */
-int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging);
+int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging, uint64_t idle_ns);
 void scratch_fini(struct thpswap_session *s);
 /* Take a pool slot: @want_full for a pre-faulted THP (restore), else an
  * empty one.  Never fails: falls back to the other kind. Returns the
@@ -586,6 +591,10 @@ void stage_put(struct thpswap_session *s, char *stage, bool keep);
 int slot_fill(struct thpswap_session *s, char *slot);
 /* Fill empty slots up to the pool target (worker context). */
 void scratch_refill(struct thpswap_session *s);
+/* Give the pool back once the client has been idle for idle_ns, and count
+ * THP_C_AGENT_BYTES (background thread).  The ns until it wants to look
+ * again (at most a second), or 0 when nothing is left to give back. */
+uint64_t scratch_trim(struct thpswap_session *s);
 
 /* ---- region operations (region-ops.c) ---- */
 /*

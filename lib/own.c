@@ -63,6 +63,23 @@ bool own_overlaps(struct thpswap_session *s, uint64_t lo, uint64_t hi)
 	return hit;
 }
 
+uint64_t own_resident(struct thpswap_session *s)
+{
+	struct own_ranges *o = &s->own;
+	uint64_t pages = 0;
+
+	pthread_mutex_lock(&o->lock);
+	for (unsigned i = 0; i < o->n; i++) {
+		uint64_t lo = o->r[i].lo & ~(uint64_t)(THP_PAGE_SIZE - 1);
+		uint64_t hi = (o->r[i].hi + THP_PAGE_SIZE - 1) & ~(uint64_t)(THP_PAGE_SIZE - 1);
+		long n = thp_pagemap_count_present(s->pagemap, lo, hi);
+
+		pages += n > 0 ? (uint64_t)n : 0;
+	}
+	pthread_mutex_unlock(&o->lock);
+	return pages * THP_PAGE_SIZE;
+}
+
 void *own_alloc(struct thpswap_session *s, size_t len)
 {
 	size_t n = (len + THP_PAGE_SIZE - 1) & ~(size_t)(THP_PAGE_SIZE - 1);

@@ -16,6 +16,13 @@
  *            REMOVE event, so a staging slot is emptied by moving what it
  *            holds into a pool slot instead (stage_put).  One more,
  *            never filled, serves events_pending() as a probe.
+ *
+ * The pool is sized by use: empty while the client is idle (a client that
+ * restores nothing must not hold huge pages for restores that may never
+ * come), filled up to the configured size by the first restore or eviction
+ * (an eviction's THP is kept as a pool page rather than freed), and given
+ * back after idle_ns without either.  A client managing much memory keeps
+ * 1 % of it (a floor) across idle periods.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -87,7 +94,23 @@ int slot_fill(struct thpswap_session *s, char *slot)
 	return -ENOMEM;
 }
 
-int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
+/* The pool an idle client keeps: 1 % of its managed memory. */
+static unsigned pool_floor(struct thpswap_session *s)
+{
+	uint64_t regions = atomic_load_explicit(&s->hdr->ctr[THP_C_REGIONS], memory_order_relaxed);
+
+	return regions / 100 < s->sc.pool_max ? (unsigned)(regions / 100) : s->sc.pool_max;
+}
+
+/* A restore or an eviction goes through the pool: keep all of it.  Lock
+ * held. */
+static void pool_busy(struct scratch *sc)
+{
+	atomic_store_explicit(&sc->busy_ns, now_ns(), memory_order_relaxed);
+	sc->target_full = sc->pool_max;
+}
+
+int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging, uint64_t idle_ns)
 {
 	struct scratch *sc = &s->sc;
 	size_t len;
@@ -97,7 +120,10 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	/* Pool slots beyond the target: every staging slot empties into one. */
 	sc->npool = pool + staging;
 	sc->nslots = sc->npool + staging + 1; /* the last: the probe */
-	sc->target_full = pool;
+	sc->pool_max = pool;
+	sc->idle_ns = idle_ns;
+	/* Nothing pre-faulted: the first restore or eviction fills it. */
+	sc->target_full = 0;
 	len = (size_t)sc->nslots * REGION;
 	sc->base = thp_mmap_aligned(len, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
 	if (sc->base == MAP_FAILED) {
@@ -129,13 +155,6 @@ int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging)
 	/* Never filled: a MOVE out of it fails, after the events check. */
 	sc->probe = slot_at(sc, sc->nslots - 1);
 	sc->st[sc->nslots - 1] = SLOT_BUSY;
-	for (unsigned i = 0; i < pool; i++) {
-		if (slot_fill(s, slot_at(sc, i)) == 0) {
-			sc->st[i] = SLOT_FULL;
-			sc->nfull++;
-			sc->nempty--;
-		}
-	}
 	return 0;
 fail:
 	scratch_fini(s);
@@ -186,6 +205,7 @@ char *slot_get(struct thpswap_session *s, bool want_full, bool *full)
 	bool got_full;
 
 	pthread_mutex_lock(&sc->lock);
+	pool_busy(sc);
 	for (;;) {
 		uint8_t first = want_full ? SLOT_FULL : SLOT_EMPTY;
 		uint8_t second = want_full ? SLOT_EMPTY : SLOT_FULL;
@@ -297,4 +317,40 @@ void scratch_refill(struct thpswap_session *s)
 		if (r)
 			return; /* no huge pages now; try again on the next kick */
 	}
+}
+
+/* Publish what the agent holds resident (THP_C_AGENT_BYTES): a
+ * PAGEMAP_SCAN of its own ranges, a few microseconds. */
+static void count_agent_bytes(struct thpswap_session *s)
+{
+	atomic_store(&s->hdr->ctr[THP_C_AGENT_BYTES], own_resident(s));
+}
+
+uint64_t scratch_trim(struct thpswap_session *s)
+{
+	struct scratch *sc = &s->sc;
+	uint64_t now = now_ns(), idle;
+	unsigned floor = pool_floor(s);
+	long i;
+
+	pthread_mutex_lock(&sc->lock);
+	idle = now - atomic_load_explicit(&sc->busy_ns, memory_order_relaxed);
+	if (sc->target_full > floor && idle < sc->idle_ns) {
+		pthread_mutex_unlock(&sc->lock);
+		/* Looked at again within a second: the gauge follows refills. */
+		count_agent_bytes(s);
+		return sc->idle_ns - idle < 1000000000ull ? sc->idle_ns - idle : 1000000000ull;
+	}
+	sc->target_full = floor;
+	while (sc->nfull > sc->target_full && (i = take_locked(sc, SLOT_FULL)) >= 0) {
+		pthread_mutex_unlock(&sc->lock);
+		slot_zap(s, slot_at(sc, i));
+		pthread_mutex_lock(&sc->lock);
+		sc->st[i] = SLOT_EMPTY;
+		sc->nempty++;
+	}
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+	count_agent_bytes(s);
+	return 0;
 }

@@ -40,6 +40,8 @@ static unsigned env_uint(const char *name, unsigned dflt, unsigned lo, unsigned 
 /* How long each step of the handshake may wait for the daemon: to be
  * accepted (a full backlog blocks connect), to take the HELLO, to answer. */
 #define DEFAULT_OPEN_TIMEOUT_MS 10000
+/* A client without a restore or an eviction for this long gives its pool back. */
+#define DEFAULT_POOL_IDLE_MS 5000
 
 /* Bound the socket's blocking calls by @ms (0: no bound). */
 static int set_timeouts(int fd, unsigned ms)
@@ -315,7 +317,9 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	/* One background thread, and a decompression helper per spare CPU. */
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);
-	if ((r = open_fail_point(s)) || (r = scratch_init(s, s->hdr->cfg.pool_slots, nworkers + 3)))
+	if ((r = open_fail_point(s)) || (r = scratch_init(s, s->hdr->cfg.pool_slots, nworkers + 3,
+							      env_uint("THPSWAP_POOL_IDLE_MS", DEFAULT_POOL_IDLE_MS,
+								       0, 3600000) * 1000000ull)))
 		goto fail;
 	r = make_codec(s, &s->fault_codec, &s->fault_buf);
 	if (!r)

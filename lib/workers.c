@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -205,6 +206,31 @@ static void *helper_main(struct worker *w)
 	return NULL;
 }
 
+/* Nothing to do: give the pool back once the client is idle, and wait
+ * for work until then (wlock held; work that came meanwhile is looked at
+ * first). */
+static void idle_wait(struct thpswap_session *s)
+{
+	struct timespec t;
+	uint64_t wait;
+
+	pthread_mutex_unlock(&s->wlock);
+	wait = scratch_trim(s);
+	pthread_mutex_lock(&s->wlock);
+	if (s->jobs || s->refill_wanted || s->stopping)
+		return;
+	if (!wait) {
+		pthread_cond_wait(&s->wcond, &s->wlock);
+		return;
+	}
+	/* wcond runs on CLOCK_REALTIME: a clock step only moves the trim. */
+	clock_gettime(CLOCK_REALTIME, &t);
+	wait += (uint64_t)t.tv_nsec;
+	t.tv_sec += (time_t)(wait / 1000000000ull);
+	t.tv_nsec = (long)(wait % 1000000000ull);
+	pthread_cond_timedwait(&s->wcond, &s->wlock, &t);
+}
+
 static void *background_main(struct worker *w)
 {
 	struct thpswap_session *s = w->s;
@@ -229,7 +255,7 @@ static void *background_main(struct worker *w)
 			scratch_refill(s);
 			pthread_mutex_lock(&s->wlock);
 		} else {
-			pthread_cond_wait(&s->wcond, &s->wlock);
+			idle_wait(s);
 		}
 	}
 	pthread_mutex_unlock(&s->wlock);

@@ -141,6 +141,8 @@ enum thp_counter {
 	THP_C_EVICT_FILLED,       /* holes filled with zeros and collapsed first */
 	THP_C_ADOPT_LEFT_OUT,     /* 2 MiB blocks adoption found no room for in the
 				   * region table at its last look (lib/adopt.c) */
+	THP_C_AGENT_BYTES,        /* gauge: memory the agent itself holds resident
+				   * (pool, staging, tables, codec workspaces) */
 	THP_C__MAX
 };
 
