@@ -745,8 +745,9 @@ out:
 
 static const char regions_usage[] =
 	"Usage: thpswapctl [--json] regions [--pid PID]\n"
-	"Address, state, tier, stored size and last fault of each managed region\n"
-	"(of every client without --pid).\n";
+	"Address, state, kind, tier, stored size and last fault of each managed\n"
+	"region (of every client without --pid).  The kind is what its last\n"
+	"eviction found: pmd, pte, partial, zero, nohuge, split (- if none looked).\n";
 
 static const char *tier_name(uint32_t state)
 {
@@ -769,6 +770,10 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 		thp_json_i64(j, "pid", pid);
 		thp_json_string(j, "addr", addr);
 		thp_json_string(j, "state", thp_state_name((enum thp_state)ri->state));
+		if (ri->kind)
+			thp_json_string(j, "kind", thp_kind_name(ri->kind));
+		else
+			thp_json_null(j, "kind");
 		thp_json_string(j, "tier", tier);
 		thp_json_u64(j, "stored_bytes", tier ? ri->stored_len : 0);
 		if (ri->state == THP_ST_RAM) {
@@ -783,8 +788,8 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 		return;
 	}
 	if (!*header) {
-		printf("%-8s %-18s %-10s %-5s %10s  %s\n", "PID", "ADDRESS", "STATE", "TIER",
-		       "STORED", "LAST FAULT");
+		printf("%-8s %-18s %-10s %-7s %-5s %10s  %s\n", "PID", "ADDRESS", "STATE", "KIND",
+		       "TIER", "STORED", "LAST FAULT");
 		*header = true;
 	}
 	if (ri->last_fault_ns && ri->last_fault_ns <= now) {
@@ -793,8 +798,9 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 	} else {
 		strcpy(b2, "never");
 	}
-	printf("%-8d %-18s %-10s %-5s %10s  %s\n", pid, addr,
-	       thp_state_name((enum thp_state)ri->state), tier ? tier : "-",
+	printf("%-8d %-18s %-10s %-7s %-5s %10s  %s\n", pid, addr,
+	       thp_state_name((enum thp_state)ri->state), thp_kind_name(ri->kind),
+	       tier ? tier : "-",
 	       ri->state == THP_ST_RAM ? fmt_bytes(b1, sizeof(b1), ri->stored_len) : "-", b2);
 }
 
@@ -994,6 +1000,7 @@ static const char *const counter_names[] = {
 	[THP_C_EVICT_SPLIT] = "evict_split",
 	[THP_C_EVICT_FILLED] = "evict_filled",
 	[THP_C_ADOPT_LEFT_OUT] = "adopt_left_out",
+	[THP_C_EVICT_4K] = "evict_4k",
 };
 _Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");
