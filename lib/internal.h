@@ -624,6 +624,12 @@ void became_resident(struct thpswap_session *s, uint32_t idx);
 /* MOVE record @r's THP out to staging @slot (see the definition).  0 with
  * the region empty; else -errno and *moved what left anyway. */
 int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved);
+/* The same for a region that cannot be one PMD: its 4 KiB pages, holes
+ * and all. */
+int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved);
+/* Does record @r come back in 4 KiB pages (its mapping takes no THP, by
+ * the kind its last eviction noted)?  move_in copies them then. */
+bool restores_in_pages(const struct thp_record *r);
 /* Put the first @len bytes of @slot back into @r's region (waits). */
 void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len);
 

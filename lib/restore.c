@@ -50,6 +50,25 @@ static void repair_pmd(struct thpswap_session *s, uint64_t addr, bool evicted)
 	}
 }
 
+/*
+ * Give back a slot whose bytes went in.  A restore in 4 KiB pages copied
+ * them (move_in), so the slot still holds them: a THP goes back to the pool
+ * (a restore overwrites or zeroes what it takes), 4 KiB pages are dropped
+ * with their page table; a slot taken as empty must be empty.
+ */
+static void slot_done(struct thpswap_session *s, char *slot)
+{
+	uint64_t a = (uint64_t)(uintptr_t)slot;
+	bool thp = false;
+
+	if (thp_pagemap_count_present(s->pagemap, a, a + REGION) != 0) {
+		thp = is_pmd_mapped(s, a);
+		if (!thp)
+			slot_zap(s, slot);
+	}
+	slot_put(s, slot, thp);
+}
+
 static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t back_state,
 		  uint64_t t0, enum thp_hist h)
 {
@@ -90,8 +109,9 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 		slot_punch(s, idx);
 		__atomic_and_fetch(&r->flags, ~THP_RF_PUNCHING, __ATOMIC_RELEASE);
 	}
-	slot_put(s, slot, false);
-	if (!pmd)
+	slot_done(s, slot);
+	/* In 4 KiB pages on purpose: its mapping takes no THP. */
+	if (!pmd && !restores_in_pages(r))
 		repair_pmd(s, rec_addr(r), evicted);
 	agent_kick_refill(s);
 	return 0;
