@@ -13,6 +13,8 @@
  * (registering makes it MADV_HUGEPAGE), as the adoption of an allocator's
  * arena finds it.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -353,11 +355,111 @@ static void free_reused(struct thpswap_session *s, const struct h_daemon *d, int
 	h_mem_free(&m);
 }
 
+/*
+ * MADV_NOHUGEPAGE regions evicted again and again while a thread writes
+ * them: evictions cancelled by its faults move the pages back (copies, for
+ * this kind), and no write is lost.  The writer checks each page it writes
+ * and owns the shadow; the evictions are counted, not timed.
+ */
+struct writer {
+	struct h_mem *m;
+	atomic_bool stop;
+	unsigned writes;
+};
+
+static void *write_on(void *arg)
+{
+	struct writer *w = arg;
+	struct h_mem *m = w->m;
+	uint64_t x = 88172645463325252ull;
+
+	while (!atomic_load(&w->stop)) {
+		size_t pg;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		pg = x % (m->len / P);
+		h_mem_write(m, pg * P, P, 2 + w->writes % 1000);
+		H_CHECK(h_page_check(m->base + pg * P, m->pg0 + pg, m->gen[pg]) < 0,
+			"page %zu reads other than just written", pg);
+		w->writes++;
+	}
+	return NULL;
+}
+
+static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct writer w = { 0 };
+	struct seen a, b;
+	pthread_t t;
+	struct h_mem m;
+	int evicted = 0;
+
+	h_mem_map(s, &m, 2, 0);
+	h_mem_write(&m, 0, m.len / 2, 1);	/* region 1 written only by the writer */
+	H_CHECK(madvise(m.base, m.len, MADV_NOHUGEPAGE) == 0, "MADV_NOHUGEPAGE: %s", strerror(errno));
+	a = look(&m);
+	w.m = &m;
+	H_CHECK(pthread_create(&t, NULL, write_on, &w) == 0, "pthread_create");
+	for (int i = 0; i < 200; i++) {
+		h_at("nohuge-race: eviction %d", i);
+		evicted += h_evict(s, m.base, m.len);
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(t, NULL);
+	b = look(&m);
+	printf("nohuge-race: %u writes, %d evictions of 400 asked, evict_4k +%lld, "
+	       "evict_cancelled +%lld, fallback_4k +%lld, %ld PMD-mapped\n", w.writes, evicted,
+	       DELTA(a, b, THP_C_EVICT_4K), DELTA(a, b, THP_C_EVICT_CANCELLED),
+	       DELTA(a, b, THP_C_FALLBACK_4K), b.pmd);
+	/* Every eviction may lose to the writer: moved out and back is a race too. */
+	H_CHECK(w.writes > 0 && DELTA(a, b, THP_C_EVICT_4K) + DELTA(a, b, THP_C_EVICT_CANCELLED) > 0,
+		"nohuge-race: nothing raced");
+	h_mem_check(&m, "nohuge-race, after the race");
+	H_CHECK(h_mem_evict(s, &m, "nohuge-race") == 2, "nohuge-race: not both evicted at the end");
+	h_mem_check(&m, "nohuge-race, after a last round trip");
+	H_CHECK(h_pmd_mapped(m.base, m.len) == 0, "nohuge-race: a THP in a MADV_NOHUGEPAGE range");
+	h_report(s, d, "nohuge-race");
+	thpswap_unmap(s, m.base, m.len);
+	h_mem_free(&m);
+}
+
+/* A fork child of a process whose MADV_NOHUGEPAGE region is evicted (in
+ * 4 KiB pages) reads it whole; so does the parent afterwards. */
+static void nohuge_fork(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct h_mem m;
+	pid_t pid;
+	int st;
+
+	adopted(s, &m, 100, 5);
+	H_CHECK(madvise(m.base, R, MADV_NOHUGEPAGE) == 0, "MADV_NOHUGEPAGE: %s", strerror(errno));
+	H_CHECK(evict_one(s, &m, "nohuge-fork") == 1, "nohuge-fork: not evicted");
+	want_kind(d, m.base, "nohuge", "nohuge-fork");
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		h_deadline(30);
+		_exit(h_check(m.base, m.len, m.pg0, 0, m.gen, "nohuge-fork, the child") < 0 ? 0 : H_FAIL);
+	}
+	h_track(pid);
+	st = h_wait(pid);
+	H_CHECK(st == 0, "nohuge-fork: the child exited with %d", st);
+	read_back(&m, "nohuge-fork, the parent");
+	H_CHECK(h_pmd_mapped(m.base, R) == 0, "nohuge-fork: a THP in a MADV_NOHUGEPAGE range");
+	h_report(s, d, "nohuge-fork");
+	munmap(m.base, m.len);
+	h_mem_free(&m);
+}
+
 static const struct h_case cases[] = {
 	{ "partial", partial, 0, 20 },
 	{ "pte", pte, 0, 20 },
 	{ "nohuge", nohuge, 0, 20 },
 	{ "nohuge-partial", nohuge, 1, 20 },
+	{ "nohuge-race", nohuge_race, 0, 60 },
+	{ "nohuge-fork", nohuge_fork, 0, 30 },
 	{ "split", split, 0, 20 },
 	{ "free-reused", free_reused, 0, 20 },
 };
