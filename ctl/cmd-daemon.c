@@ -746,8 +746,8 @@ out:
 static const char regions_usage[] =
 	"Usage: thpswapctl [--json] regions [--pid PID]\n"
 	"Address, state, kind, tier, stored size and last fault of each managed\n"
-	"region (of every client without --pid).  The kind is what its last\n"
-	"eviction found: pmd, pte, partial, zero, nohuge, split (- if none looked).\n";
+	"region (of every client without --pid).  The kind is what the agent last\n"
+	"found it to be: pmd, pte, partial, zero, nohuge, split (- not yet).\n";
 
 static const char *tier_name(uint32_t state)
 {

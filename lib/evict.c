@@ -269,19 +269,14 @@ static int make_whole(struct thpswap_session *s, struct thp_record *r)
 /* make_whole's answers, and one more: move it out in 4 KiB pages. */
 #define WHOLE_PAGES 2
 
-/* Does the VMA at @addr take no THP (MADV_NOHUGEPAGE, or THP disabled for
- * the process)?  MADV_COLLAPSE checks that first and says EINVAL; over one
- * page of an aligned address it collapses nothing. */
-static bool takes_no_thp(uint64_t addr)
-{
-	return madvise((void *)(uintptr_t)addr, THP_PAGE_SIZE, MADV_COLLAPSE) && errno == EINVAL;
-}
-
 /*
  * What the region is now (enum thp_kind), noted in its record for
  * thpswapctl and for the restore (4 KiB pages where the mapping takes no
  * THP).  Looked at without the events held: a region moved meanwhile is
- * looked at again under the hold by the MOVE that takes it.
+ * looked at again under the hold by the MOVE that takes it.  A PMD is not
+ * asked whether its VMA takes THPs (the question costs an LRU drain, on
+ * every eviction): a restore into a VMA that takes none is not mapped as
+ * one by the kernel, and the restore notes it then (repair_pmd).
  */
 static uint8_t look_at(struct thpswap_session *s, struct thp_record *r)
 {
@@ -301,7 +296,8 @@ static uint8_t look_at(struct thpswap_session *s, struct thp_record *r)
 		kind = THP_KIND_ZERO;
 	else
 		kind = n < (long)(REGION / THP_PAGE_SIZE) ? THP_KIND_PARTIAL : THP_KIND_PTE;
-	if (kind != THP_KIND_SPLIT && kind != THP_KIND_UNKNOWN && takes_no_thp(addr))
+	if (kind != THP_KIND_PMD && kind != THP_KIND_SPLIT && kind != THP_KIND_UNKNOWN &&
+	    takes_no_thp(addr))
 		kind = THP_KIND_NOHUGE;
 	__atomic_store_n(&r->kind, kind, __ATOMIC_RELAXED);
 	return kind;

@@ -38,8 +38,15 @@ bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 
 /* Checked before the wake, repaired after it (collapse takes ~0.4 ms).
  * @evicted: a restore of an evicted region, counted in restores_pmd. */
-static void repair_pmd(struct thpswap_session *s, uint64_t addr, bool evicted)
+static void repair_pmd(struct thpswap_session *s, struct thp_record *r, uint64_t addr, bool evicted)
 {
+	/* The kernel maps no THP into a VMA that takes none (MADV_NOHUGEPAGE
+	 * since the eviction): in 4 KiB pages it stays, and comes back so. */
+	if (takes_no_thp(addr)) {
+		__atomic_store_n(&r->kind, THP_KIND_NOHUGE, __ATOMIC_RELAXED);
+		ctr_add(s, THP_C_FALLBACK_4K, 1);
+		return;
+	}
 	/* Moved in but split (a leftover page table at the destination). */
 	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 && is_pmd_mapped(s, addr)) {
 		ctr_add(s, THP_C_SPLIT_REPAIRED, 1);
@@ -112,7 +119,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 	slot_done(s, slot);
 	/* In 4 KiB pages on purpose: its mapping takes no THP. */
 	if (!pmd && !restores_in_pages(r))
-		repair_pmd(s, rec_addr(r), evicted);
+		repair_pmd(s, r, rec_addr(r), evicted);
 	agent_kick_refill(s);
 	return 0;
 }

@@ -62,7 +62,7 @@ struct thp_record {
 	uint8_t codec;            /* enum thp_codec_id */
 	int8_t level;             /* zstd level used */
 	uint8_t nframes;
-	uint8_t kind;             /* enum thp_kind: what its last eviction found */
+	uint8_t kind;             /* enum thp_kind: what the agent last found */
 	uint64_t checksum;        /* of the stored bytes (thp_hash64) */
 	uint64_t last_fault_ns;   /* CLOCK_MONOTONIC; also set when mapped */
 	uint64_t evicted_ns;      /* CLOCK_MONOTONIC of the last eviction */
@@ -73,13 +73,14 @@ struct thp_record {
 _Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
 
 /*
- * What a region was when an eviction last looked at it (record.kind), which
+ * What a region was when the agent last looked at it (record.kind), which
  * decides how it comes back: one PMD-mapped THP where its mapping allows it,
- * else 4 KiB pages.  Set by the agent's evictor from PAGEMAP_SCAN, the VMA
- * and MADV_COLLAPSE; shown by thpswapctl regions.
+ * else 4 KiB pages.  Set by the evictor from PAGEMAP_SCAN, the VMA and
+ * MADV_COLLAPSE, and by a restore the kernel would not map as one THP
+ * (NOHUGE); shown by thpswapctl regions.
  */
 enum thp_kind {
-	THP_KIND_UNKNOWN = 0, /* never looked at by an eviction */
+	THP_KIND_UNKNOWN = 0, /* not looked at yet */
 	THP_KIND_PMD,         /* one PMD-mapped THP */
 	THP_KIND_PTE,         /* every page there, in 4 KiB pages (a split THP, or
 			       * no THP to be had at fault time): collapsed */

@@ -236,8 +236,10 @@ static void pte(struct thpswap_session *s, const struct h_daemon *d, int variant
 /*
  * (c) The program says MADV_NOHUGEPAGE after the region was managed: it is
  * evicted, and comes back in 4 KiB pages (counted in fallback_4k), every
- * time.  Variant 0: PMD-mapped when the program says so; 1: 100 pages
- * written in 4 KiB pages before it was registered.
+ * time.  Variant 0: PMD-mapped when the program says so (evicted as the
+ * THP it is; the kernel maps it back in 4 KiB pages and the agent notes
+ * the kind then); 1: 100 pages written in 4 KiB pages before it was
+ * registered.
  */
 static void nohuge(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
@@ -256,7 +258,7 @@ static void nohuge(struct thpswap_session *s, const struct h_daemon *d, int vari
 		struct seen a, b;
 
 		H_CHECK(evict_one(s, &m, what) == 1, "%s: not evicted (round %d)", what, round);
-		want_kind(d, m.base, "nohuge", what);
+		want_kind(d, m.base, variant == 0 && round == 0 ? "pmd" : "nohuge", what);
 		/* Zapped while evicted: the restore gives those pages zeros. */
 		if (round == 1)
 			h_mem_zap(&m, 40 * P, 3 * P, MADV_DONTNEED);
@@ -271,6 +273,7 @@ static void nohuge(struct thpswap_session *s, const struct h_daemon *d, int vari
 		H_CHECK(DELTA(a, b, THP_C_FALLBACK_4K) == 1 && DELTA(a, b, THP_C_RESTORES) == 1,
 			"%s: fallback_4k +%lld, restores +%lld, want one each", what,
 			DELTA(a, b, THP_C_FALLBACK_4K), DELTA(a, b, THP_C_RESTORES));
+		want_kind(d, m.base, "nohuge", what);
 		h_mem_write(&m, (size_t)(round + 3) * 10 * P, 2 * P, 3 + round);
 	}
 	H_CHECK(look(&m).ctr[THP_C_EVICT_4K] >= 1, "%s: no eviction in 4 KiB pages counted", what);
