@@ -284,6 +284,15 @@ static void nohuge(struct thpswap_session *s, const struct h_daemon *d, int vari
 	else
 		thpswap_unmap(s, m.base, m.len);
 	h_mem_free(&m);
+	/* Its record is the next one taken: fresh memory there is one THP,
+	 * whatever the record's last region was. */
+	h_mem_map(s, &m, 1, 0);
+	h_mem_write(&m, 0, R, 5);
+	want_kind(d, m.base, "null", "fresh memory after it");
+	H_CHECK(h_pmd_mapped(m.base, R) == 1, "%s: fresh memory after it not PMD-mapped", what);
+	h_mem_check(&m, "fresh memory after it");
+	thpswap_unmap(s, m.base, m.len);
+	h_mem_free(&m);
 }
 
 /*
