@@ -375,8 +375,9 @@ out:
 
 static const char regions_usage[] =
 	"Usage: thpswapctl [--json] regions [--pid PID]\n"
-	"Address, state, tier, stored size and last fault of each managed region\n"
-	"(of every client without --pid).\n";
+	"Address, state, kind, tier, stored size and last fault of each managed\n"
+	"region (of every client without --pid).  The kind is what the agent last\n"
+	"found it to be: pmd, pte, partial, zero, nohuge, split (- not yet).\n";
 
 static const char *tier_name(uint32_t state)
 {
@@ -399,6 +400,10 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 		thp_json_i64(j, "pid", pid);
 		thp_json_string(j, "addr", addr);
 		thp_json_string(j, "state", thp_state_name((enum thp_state)ri->state));
+		if (ri->kind)
+			thp_json_string(j, "kind", thp_kind_name(ri->kind));
+		else
+			thp_json_null(j, "kind");
 		thp_json_string(j, "tier", tier);
 		thp_json_u64(j, "stored_bytes", tier ? ri->stored_len : 0);
 		if (ri->state == THP_ST_RAM) {
@@ -413,8 +418,8 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 		return;
 	}
 	if (!*header) {
-		printf("%-8s %-18s %-10s %-5s %10s  %s\n", "PID", "ADDRESS", "STATE", "TIER",
-		       "STORED", "LAST FAULT");
+		printf("%-8s %-18s %-10s %-7s %-5s %10s  %s\n", "PID", "ADDRESS", "STATE", "KIND",
+		       "TIER", "STORED", "LAST FAULT");
 		*header = true;
 	}
 	if (ri->last_fault_ns && ri->last_fault_ns <= now) {
@@ -423,8 +428,9 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 	} else {
 		strcpy(b2, "never");
 	}
-	printf("%-8d %-18s %-10s %-5s %10s  %s\n", pid, addr,
-	       thp_state_name((enum thp_state)ri->state), tier ? tier : "-",
+	printf("%-8d %-18s %-10s %-7s %-5s %10s  %s\n", pid, addr,
+	       thp_state_name((enum thp_state)ri->state), thp_kind_name(ri->kind),
+	       tier ? tier : "-",
 	       ri->state == THP_ST_RAM ? fmt_bytes(b1, sizeof(b1), ri->stored_len) : "-", b2);
 }
 

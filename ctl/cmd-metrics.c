@@ -74,6 +74,8 @@ static const struct {
 				 "Evictions that filled holes with zeros first." },
 	[THP_C_ADOPT_LEFT_OUT] = { "adopt_left_out", false,
 				   "Blocks adoption found no room for at its last look." },
+	[THP_C_EVICT_4K] = { "evict_4k_total", true,
+			     "Regions evicted in 4 KiB pages (no huge page for their mapping)." },
 	[THP_C_AGENT_BYTES] = { "agent_bytes", false,
 				"Memory the agent itself holds resident (pool, staging, tables)." },
 };

@@ -122,6 +122,7 @@ const char *const ctl_counter_names[THP_C__MAX] = {
 	[THP_C_EVICT_SPLIT] = "evict_split",
 	[THP_C_EVICT_FILLED] = "evict_filled",
 	[THP_C_ADOPT_LEFT_OUT] = "adopt_left_out",
+	[THP_C_EVICT_4K] = "evict_4k",
 	[THP_C_AGENT_BYTES] = "agent_bytes",
 };
 _Static_assert(sizeof(ctl_counter_names) / sizeof(ctl_counter_names[0]) == THP_C__MAX,

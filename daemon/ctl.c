@@ -145,6 +145,7 @@ static void regions(struct thpd_conn *c, uint32_t seq, const struct thp_msg_regi
 			.stored_len = rec.stored_len,
 			.codec = rec.codec,
 			.level = rec.level,
+			.kind = rec.kind,
 			.last_fault_ns = rec.last_fault_ns,
 		};
 	}

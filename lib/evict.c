@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "internal.h"
 #include "kernel-abi.h"
+#include "procmap.h"
 #include "uffd.h"
 
 static bool cancelled(void *arg)
@@ -265,6 +266,70 @@ static int make_whole(struct thpswap_session *s, struct thp_record *r)
 	return 0;
 }
 
+/* make_whole's answers, and one more: move it out in 4 KiB pages. */
+#define WHOLE_PAGES 2
+
+/*
+ * What the region is now (enum thp_kind), noted in its record for
+ * thpswapctl and for the restore (4 KiB pages where the mapping takes no
+ * THP).  Looked at without the events held: a region moved meanwhile is
+ * looked at again under the hold by the MOVE that takes it.  A PMD is not
+ * asked whether its VMA takes THPs (the question costs an LRU drain, on
+ * every eviction): a restore into a VMA that takes none is not mapped as
+ * one by the kernel, and the restore notes it then (repair_pmd).
+ */
+static uint8_t look_at(struct thpswap_session *s, struct thp_record *r)
+{
+	uint64_t addr = rec_addr(r);
+	struct thp_vma v;
+	uint8_t kind;
+	long n;
+
+	if (is_pmd_mapped(s, addr))
+		kind = THP_KIND_PMD;
+	else if (s->procmap < 0)
+		kind = THP_KIND_UNKNOWN; /* no PROCMAP_QUERY: cannot tell a split */
+	else if (thp_procmap_query(s->procmap, addr, false, &v, NULL, 0) || v.start > addr ||
+		 v.end < addr + REGION)
+		kind = THP_KIND_SPLIT;
+	else if ((n = thp_pagemap_count_present(s->pagemap, addr, addr + REGION)) == 0)
+		kind = THP_KIND_ZERO;
+	else
+		kind = n < (long)(REGION / THP_PAGE_SIZE) ? THP_KIND_PARTIAL : THP_KIND_PTE;
+	if (kind != THP_KIND_PMD && kind != THP_KIND_SPLIT && kind != THP_KIND_UNKNOWN &&
+	    takes_no_thp(addr))
+		kind = THP_KIND_NOHUGE;
+	__atomic_store_n(&r->kind, kind, __ATOMIC_RELAXED);
+	return kind;
+}
+
+/*
+ * make_whole, for the kind of region it is.  A region whose VMA takes no
+ * THP is not made whole (it would only fill its holes): it leaves as it is,
+ * a PMD if it is one, else in 4 KiB pages; so does one that no collapse
+ * could make whole although its VMA covers it (no THP to be had).  A split
+ * one stays -EFBIG: UFFDIO_MOVE takes pages only out of a writable VMA, and
+ * the pieces of a region would need a MOVE each, between which a fork can
+ * leave part of it in staging and part shared with the child, with neither
+ * a put-back nor a commit possible without waiting for the fault thread.
+ */
+static int make_movable(struct thpswap_session *s, struct thp_record *r)
+{
+	uint8_t kind = look_at(s, r);
+	uint64_t addr = rec_addr(r);
+	int rc;
+
+	if (kind == THP_KIND_NOHUGE) {
+		if (is_pmd_mapped(s, addr))
+			return 0;
+		return thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0 ? 1 : WHOLE_PAGES;
+	}
+	rc = make_whole(s, r);
+	if (rc == -EFBIG && kind != THP_KIND_SPLIT && kind != THP_KIND_UNKNOWN)
+		return WHOLE_PAGES;
+	return rc;
+}
+
 /*
  * A region (EVICTING, ours) with no page at all reads zeros and holds
  * nothing: it becomes ZERO without a MOVE, and comes back as one THP.  Any
@@ -342,7 +407,7 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 	/* Before make_whole fills the holes that landed zaps left. */
 	whole = zap_landed(s, r);
 	if (whole == 0)
-		whole = make_whole(s, r);
+		whole = make_movable(s, r);
 	if (whole < 0) {
 		ctr_add(s, whole == -EAGAIN	  ? THP_C_EVICT_BUSY
 			   : whole == -ECANCELED ? THP_C_EVICT_ZAP_PENDING
@@ -363,7 +428,7 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 		return evict_empty(s, r);
 
 	slot = stage_get(s);
-	rc = move_out(s, r, slot, &moved);
+	rc = whole == WHOLE_PAGES ? move_out_pages(s, r, slot, &moved) : move_out(s, r, slot, &moved);
 	if (rc) {
 		if (rc == -EBUSY)
 			ctr_add(s, THP_C_EVICT_REFUSED, 1); /* shared after fork, or pinned */
@@ -375,6 +440,8 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 			ctr_add(s, THP_C_EVICT_SPLIT, 1);
 		if (moved > 0)
 			put_back_part(s, r, slot, (uint64_t)moved);
+		if (whole == WHOLE_PAGES)
+			slot_zap(s, slot); /* its page table, even with every page back */
 		stage_put(s, slot, false);
 		undo_evicting(s, r);
 		/* Shared with a fork child (counted as refused) is expected:
@@ -418,6 +485,8 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 		return EV_SKIPPED;
 	}
 	count_eviction(s, len);
+	if (whole == WHOLE_PAGES)
+		ctr_add(s, THP_C_EVICT_4K, 1);
 	*bytes_in += REGION;
 	*bytes_stored += (uint64_t)(len > 0 ? len : 0);
 	stage_put(s, slot, true); /* a THP still: the pool takes it if short */

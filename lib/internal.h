@@ -70,11 +70,13 @@
 #ifndef THPSWAP_LIB_INTERNAL_H
 #define THPSWAP_LIB_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <linux/userfaultfd.h>
 
@@ -569,6 +571,18 @@ static inline bool is_pmd_mapped(struct thpswap_session *s, uint64_t addr)
 	return thp_pagemap_count_pmd(s->pagemap, addr, addr + REGION) == 1;
 }
 
+/*
+ * Does the VMA at @addr (2 MiB-aligned) take no THP (MADV_NOHUGEPAGE, or
+ * THP disabled for the process)?  MADV_COLLAPSE checks that first and says
+ * EINVAL; over one page of an aligned address it collapses nothing.  It
+ * drains the kernel's per-CPU LRU caches first (12 us idle here, some
+ * hundreds busy): only for regions that are not one PMD already.
+ */
+static inline bool takes_no_thp(uint64_t addr)
+{
+	return madvise((void *)(uintptr_t)addr, THP_PAGE_SIZE, MADV_COLLAPSE) && errno == EINVAL;
+}
+
 /* ---- scratch (scratch.c) ---- */
 int scratch_init(struct thpswap_session *s, unsigned pool, unsigned staging, uint64_t idle_ns);
 void scratch_fini(struct thpswap_session *s);
@@ -634,6 +648,12 @@ void became_resident(struct thpswap_session *s, uint32_t idx);
 /* MOVE record @r's THP out to staging @slot (see the definition).  0 with
  * the region empty; else -errno and *moved what left anyway. */
 int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved);
+/* The same for a region that cannot be one PMD: its 4 KiB pages, holes
+ * and all. */
+int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved);
+/* Does record @r come back in 4 KiB pages (its mapping takes no THP, by
+ * the kind its last eviction noted)?  move_in copies them then. */
+bool restores_in_pages(const struct thp_record *r);
 /* Put the first @len bytes of @slot back into @r's region (waits). */
 void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len);
 

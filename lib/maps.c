@@ -187,6 +187,9 @@ again:
 		__atomic_store_n(&r->last_fault_ns, now, __ATOMIC_RELAXED);
 		r->evicted_ns = 0;
 		r->evictions = r->restores = 0;
+		/* A kind is the last region's: not looked at yet (a stale
+		 * NOHUGE would restore this one in 4 KiB pages). */
+		__atomic_store_n(&r->kind, THP_KIND_UNKNOWN, __ATOMIC_RELAXED);
 		zap_clear(s, i);
 		rzap_clear(s, i);
 		atomic_store(&s->born[i], (unsigned)atomic_load(&s->u_read));

@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "internal.h"
 #include "pagemap.h"
 #include "uffd.h"
@@ -92,7 +93,7 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool w
 
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
 	for (uint64_t off = 0; off < REGION;) {
-		uint64_t dst;
+		uint64_t dst, m[8];
 		int rc;
 
 		/* Once part of it is in, the rest must follow: wait. */
@@ -102,9 +103,23 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool w
 			events_release(s);
 			return -ESTALE;
 		}
+		/* Zaps read since the last page (events read while a COPY
+		 * waited out EAGAIN): the pages still to come are zeroed in
+		 * the slot; on the pages in already, they land. */
+		if (zap_take(s, idx, m)) {
+			for (uint64_t p = 0; p < off / THP_PAGE_SIZE; p++)
+				m[p / 64] &= ~(1ull << (p % 64));
+			zap_apply((char *)(uintptr_t)src, m);
+		}
 		dst = rec_addr(&s->rec[idx]);
-		rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
-				   UFFDIO_COPY_MODE_DONTWAKE, NULL);
+		/* A page of zeros maps the zero page: nothing allocated until
+		 * it is written (a hole at eviction reads as one). */
+		if (thp_is_zero((const void *)(uintptr_t)(src + off), THP_PAGE_SIZE))
+			rc = thp_uffd_zeropage(s->uffd, dst + off, THP_PAGE_SIZE,
+					       UFFDIO_ZEROPAGE_MODE_DONTWAKE, NULL);
+		else
+			rc = thp_uffd_copy(s->uffd, dst + off, src + off, THP_PAGE_SIZE,
+					   UFFDIO_COPY_MODE_DONTWAKE, NULL);
 		events_release(s);
 		if (rc == -EAGAIN) {
 			let_events_drain(s);
@@ -117,6 +132,13 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool w
 		off += THP_PAGE_SIZE;
 	}
 	return copied ? 0 : -ENOENT;
+}
+
+bool restores_in_pages(const struct thp_record *r)
+{
+	uint8_t kind = __atomic_load_n(&r->kind, __ATOMIC_RELAXED);
+
+	return kind == THP_KIND_NOHUGE || kind == THP_KIND_SPLIT;
 }
 
 int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
@@ -147,6 +169,10 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 			for (unsigned w = 0; w < off / THP_PAGE_SIZE / 64 && w < 8; w++)
 				m[w] = 0;
 			zap_apply((char *)(uintptr_t)src, m);
+		}
+		if (off == 0 && restores_in_pages(&s->rec[idx])) {
+			events_release(s);
+			return copy_in(s, idx, src, wait);
 		}
 		rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
 				   UFFDIO_MOVE_MODE_DONTWAKE, &moved);
@@ -277,6 +303,41 @@ int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_
 		if (rc == 0)
 			__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
 		return rc;
+	}
+}
+
+/*
+ * move_out for a region that cannot be one PMD (its VMA takes no THP, or
+ * no THP was to be had): its 4 KiB pages, holes left as holes, in one MOVE
+ * with the events held, so that it is taken where it is now and the zaps
+ * are checked as for a THP.  The MOVE splits a PTE-mapped large folio.  0
+ * with the region empty; else -errno and *moved what left anyway (holes
+ * included: put_back_part moves them back as holes).
+ */
+int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
+{
+	for (;;) {
+		uint64_t addr;
+		int rc;
+
+		*moved = 0;
+		if (!events_hold(s, false))
+			return -EAGAIN;
+		addr = rec_addr(r);
+		if ((rec_flags(r) & THP_RF_REMOVED) || rzap_in_flight(s, (uint32_t)(r - s->rec), addr)) {
+			events_release(s);
+			return -ECANCELED;
+		}
+		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION,
+				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, moved);
+		events_release(s);
+		if (rc == -EAGAIN && *moved <= 0) {
+			sched_yield(); /* the fault thread reads the pending event */
+			continue;
+		}
+		/* EBUSY: a page shared with a fork child; EINVAL: the VMA
+		 * changed since it was looked at (mprotect of part of it). */
+		return rc == -EINVAL ? -EFBIG : rc;
 	}
 }
 

@@ -38,8 +38,15 @@ bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 
 /* Checked before the wake, repaired after it (collapse takes ~0.4 ms).
  * @evicted: a restore of an evicted region, counted in restores_pmd. */
-static void repair_pmd(struct thpswap_session *s, uint64_t addr, bool evicted)
+static void repair_pmd(struct thpswap_session *s, struct thp_record *r, uint64_t addr, bool evicted)
 {
+	/* The kernel maps no THP into a VMA that takes none (MADV_NOHUGEPAGE
+	 * since the eviction): in 4 KiB pages it stays, and comes back so. */
+	if (takes_no_thp(addr)) {
+		__atomic_store_n(&r->kind, THP_KIND_NOHUGE, __ATOMIC_RELAXED);
+		ctr_add(s, THP_C_FALLBACK_4K, 1);
+		return;
+	}
 	/* Moved in but split (a leftover page table at the destination). */
 	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) == 0 && is_pmd_mapped(s, addr)) {
 		ctr_add(s, THP_C_SPLIT_REPAIRED, 1);
@@ -48,6 +55,25 @@ static void repair_pmd(struct thpswap_session *s, uint64_t addr, bool evicted)
 	} else {
 		ctr_add(s, THP_C_SPLIT_LEFT, 1);
 	}
+}
+
+/*
+ * Give back a slot whose bytes went in.  A restore in 4 KiB pages copied
+ * them (move_in), so the slot still holds them: a THP goes back to the pool
+ * (a restore overwrites or zeroes what it takes), 4 KiB pages are dropped
+ * with their page table; a slot taken as empty must be empty.
+ */
+static void slot_done(struct thpswap_session *s, char *slot)
+{
+	uint64_t a = (uint64_t)(uintptr_t)slot;
+	bool thp = false;
+
+	if (thp_pagemap_count_present(s->pagemap, a, a + REGION) != 0) {
+		thp = is_pmd_mapped(s, a);
+		if (!thp)
+			slot_zap(s, slot);
+	}
+	slot_put(s, slot, thp);
 }
 
 static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t back_state,
@@ -90,9 +116,10 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 		slot_punch(s, idx);
 		__atomic_and_fetch(&r->flags, ~THP_RF_PUNCHING, __ATOMIC_RELEASE);
 	}
-	slot_put(s, slot, false);
-	if (!pmd)
-		repair_pmd(s, rec_addr(r), evicted);
+	slot_done(s, slot);
+	/* In 4 KiB pages on purpose: its mapping takes no THP. */
+	if (!pmd && !restores_in_pages(r))
+		repair_pmd(s, r, rec_addr(r), evicted);
 	agent_kick_refill(s);
 	return 0;
 }

@@ -100,3 +100,17 @@ const char *thp_state_name(enum thp_state st)
 	};
 	return (unsigned)st < THP_ST__MAX ? names[st] : "invalid";
 }
+
+const char *thp_kind_name(unsigned kind)
+{
+	static const char *const names[THP_KIND__MAX] = {
+		[THP_KIND_UNKNOWN] = "-",
+		[THP_KIND_PMD] = "pmd",
+		[THP_KIND_PTE] = "pte",
+		[THP_KIND_PARTIAL] = "partial",
+		[THP_KIND_ZERO] = "zero",
+		[THP_KIND_NOHUGE] = "nohuge",
+		[THP_KIND_SPLIT] = "split",
+	};
+	return kind < THP_KIND__MAX ? names[kind] : "?";
+}

@@ -62,7 +62,7 @@ struct thp_record {
 	uint8_t codec;            /* enum thp_codec_id */
 	int8_t level;             /* zstd level used */
 	uint8_t nframes;
-	uint8_t pad0;
+	uint8_t kind;             /* enum thp_kind: what the agent last found */
 	uint64_t checksum;        /* of the stored bytes (thp_hash64) */
 	uint64_t last_fault_ns;   /* CLOCK_MONOTONIC; also set when mapped */
 	uint64_t evicted_ns;      /* CLOCK_MONOTONIC of the last eviction */
@@ -71,6 +71,29 @@ struct thp_record {
 	uint64_t pad1;
 };
 _Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
+
+/*
+ * What a region was when the agent last looked at it (record.kind), which
+ * decides how it comes back: one PMD-mapped THP where its mapping allows it,
+ * else 4 KiB pages.  Set by the evictor from PAGEMAP_SCAN, the VMA and
+ * MADV_COLLAPSE, and by a restore the kernel would not map as one THP
+ * (NOHUGE); shown by thpswapctl regions.
+ */
+enum thp_kind {
+	THP_KIND_UNKNOWN = 0, /* not looked at yet */
+	THP_KIND_PMD,         /* one PMD-mapped THP */
+	THP_KIND_PTE,         /* every page there, in 4 KiB pages (a split THP, or
+			       * no THP to be had at fault time): collapsed */
+	THP_KIND_PARTIAL,     /* some pages never written or zapped: holes
+			       * filled with zeros, collapsed */
+	THP_KIND_ZERO,        /* no page at all: nothing to move */
+	THP_KIND_NOHUGE,      /* its VMA takes no THP (MADV_NOHUGEPAGE, or THP
+			       * disabled for the process): evicted and restored
+			       * in 4 KiB pages */
+	THP_KIND_SPLIT,       /* its 2 MiB is not one VMA (a partial mprotect or
+			       * munmap): left resident (evict_split) */
+	THP_KIND__MAX
+};
 
 #define THP_RF_INCOMPRESSIBLE (1u << 0) /* last eviction found it not worth it */
 #define THP_RF_SPLIT          (1u << 1) /* not PMD-mapped when last checked */
@@ -136,11 +159,13 @@ enum thp_counter {
 	THP_C_EVICT_ZAP_PENDING,  /* a MADV_DONTNEED/FREE read may not have landed */
 	THP_C_EVICT_BUSY,         /* being unregistered, or an mremap/munmap/fork of
 				   * it was being handled: try again later */
-	THP_C_EVICT_SPLIT,        /* could not be made one PMD (VMA split, e.g. by
-				   * mprotect of part of it; or no THP to be had) */
+	THP_C_EVICT_SPLIT,        /* could not be made one PMD: its 2 MiB is not one
+				   * VMA (mprotect or munmap of part of it) */
 	THP_C_EVICT_FILLED,       /* holes filled with zeros and collapsed first */
 	THP_C_ADOPT_LEFT_OUT,     /* 2 MiB blocks adoption found no room for in the
 				   * region table at its last look (lib/adopt.c) */
+	THP_C_EVICT_4K,           /* evicted in 4 KiB pages: its VMA takes no THP, or
+				   * none was to be had for a collapse */
 	THP_C_AGENT_BYTES,        /* gauge: memory the agent itself holds resident
 				   * (pool, staging, tables, codec workspaces) */
 	THP_C__MAX
@@ -199,5 +224,8 @@ uint64_t thp_hist_bucket_ceil_ns(unsigned bucket);
 uint64_t thp_hist_percentile_ns(const _Atomic uint64_t *hist, double pct);
 
 const char *thp_state_name(enum thp_state st);
+/* "pmd", "pte", ... for a kind; "-" for UNKNOWN, "?" for a value beyond
+ * this build's (an arena's bytes are untrusted numbers). */
+const char *thp_kind_name(unsigned kind);
 
 #endif

@@ -165,7 +165,10 @@ struct thp_region_info {
 	uint32_t stored_len;
 	uint8_t codec;
 	int8_t level;
-	uint8_t pad[6];
+	/* enum thp_kind (arena.h), in what was padding: an older daemon sends
+	 * 0 (UNKNOWN), an older thpswapctl ignores it, and the size stays. */
+	uint8_t kind;
+	uint8_t pad[5];
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
 };
 #define THP_REGIONS_MAX 1024
