@@ -391,9 +391,11 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 	uint32_t new_state = THP_ST_ZERO;
 	long len = 0;
 	int64_t moved = 0;
+	bool unshared = false;
 	char *slot;
 	int rc, whole;
 
+again:
 	if (rec_state(r) != THP_ST_RESIDENT)
 		return not_resident(s, r);
 	if (rec_flags(r) & THP_RF_PINNED) { /* thpswap_pin waits out an evictor that claimed first */
@@ -430,9 +432,7 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 	slot = stage_get(s);
 	rc = whole == WHOLE_PAGES ? move_out_pages(s, r, slot, &moved) : move_out(s, r, slot, &moved);
 	if (rc) {
-		if (rc == -EBUSY)
-			ctr_add(s, THP_C_EVICT_REFUSED, 1); /* shared after fork, or pinned */
-		else if (rc == -ECANCELED)
+		if (rc == -ECANCELED)
 			ctr_add(s, THP_C_EVICT_ZAP_PENDING, 1);
 		else if (rc == -EAGAIN)
 			ctr_add(s, THP_C_EVICT_BUSY, 1);
@@ -444,8 +444,16 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 			slot_zap(s, slot); /* its page table, even with every page back */
 		stage_put(s, slot, false);
 		undo_evicting(s, r);
-		/* Shared with a fork child (counted as refused) is expected:
-		 * evicting it would free nothing while the child maps it. */
+		/* Not exclusive after a fork: unshared once the child is gone,
+		 * with the record RESIDENT again (see unshare_after_fork). */
+		if (rc == -EBUSY && moved <= 0 && !unshared && unshare_after_fork(s, rec_addr(r))) {
+			unshared = true;
+			goto again;
+		}
+		/* Shared with a live fork child (counted as refused) is
+		 * expected: evicting it would free nothing while the child maps it. */
+		if (rc == -EBUSY)
+			ctr_add(s, THP_C_EVICT_REFUSED, 1);
 		return EV_SKIPPED;
 	}
 

@@ -646,8 +646,12 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait);
  * that land on the resident memory. */
 void became_resident(struct thpswap_session *s, uint32_t idx);
 /* MOVE record @r's THP out to staging @slot (see the definition).  0 with
- * the region empty; else -errno and *moved what left anyway. */
+ * the region empty; else -errno and *moved what left anyway (-EBUSY: not
+ * exclusive, shared with a fork child now or before). */
 int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved);
+/* After a fork: make the THP at @addr exclusive again if no child maps it
+ * any more.  Never while owning a record (it may fault).  true if done. */
+bool unshare_after_fork(struct thpswap_session *s, uint64_t addr);
 /* The same for a region that cannot be one PMD: its 4 KiB pages, holes
  * and all. */
 int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved);

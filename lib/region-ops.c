@@ -214,39 +214,26 @@ void became_resident(struct thpswap_session *s, uint32_t idx)
 /* ---- out, and back: eviction ---- */
 
 /*
- * The write is no access to the application's data (it stores what is
- * there, atomically): ThreadSanitizer must not see it, or every plain
- * access of the application to that byte would be reported as a race.
- * GCC's attribute leaves atomics uninstrumented too; clang's needs the
- * stronger one.
- */
-#if __has_attribute(disable_sanitizer_instrumentation)
-__attribute__((disable_sanitizer_instrumentation))
-#else
-__attribute__((no_sanitize_thread))
-#endif
-static void write_in_place(uint64_t addr)
-{
-	__atomic_fetch_add((volatile char *)(uintptr_t)addr, 0, __ATOMIC_RELAXED);
-}
-
-/*
  * MOVE refuses pages that are not exclusive (EBUSY): after a fork they stay
  * so until written, even once the child is gone (docs/KERNEL.md).  If
- * pagemap says the THP is mapped by us alone, one atomic write (of the
- * value already there) makes the kernel reuse it as exclusive, without a
- * copy or a split.
- * While a child still maps it, evicting would free nothing: refuse.
+ * pagemap says the THP at @addr is mapped by us alone, a write fault makes
+ * the kernel reuse it as exclusive, without a copy or a split.
+ * MADV_POPULATE_WRITE takes that fault without touching the bytes, and
+ * fails with ENOMEM where an munmap meanwhile left nothing (a store would
+ * be SIGSEGV on an agent thread).  The caller owns nothing of the region:
+ * a zap that lands meanwhile makes it a uffd fault, which the fault thread
+ * serves -- unless it is waiting for an eviction of ours to end, which is
+ * why this never runs while a record is EVICTING.  While a child still
+ * maps the THP, evicting would free nothing: false, refuse.
  */
-static bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
+bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
 {
 	uint64_t pm;
 
 	if (pread(s->pagemap, &pm, sizeof(pm), (off_t)(addr / THP_PAGE_SIZE * 8)) != sizeof(pm) ||
 	    !(pm & (1ull << 63)) || !(pm & (1ull << 56)))
 		return false; /* not present, or still mapped by another process */
-	write_in_place(addr);
-	return true;
+	return madvise((void *)(uintptr_t)addr, THP_PAGE_SIZE, MADV_POPULATE_WRITE) == 0;
 }
 
 /*
@@ -259,7 +246,7 @@ static bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
  */
 int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
 {
-	bool collapsed = false, unshared = false;
+	bool collapsed = false;
 
 	for (;;) {
 		uint64_t addr;
@@ -293,11 +280,6 @@ int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_
 		events_release(s);
 		if (rc == -EAGAIN && *moved <= 0) {
 			sched_yield(); /* the fault thread reads the pending event */
-			continue;
-		}
-		/* .move = -errno: nothing moved */
-		if (rc == -EBUSY && *moved <= 0 && !unshared && unshare_after_fork(s, addr)) {
-			unshared = true;
 			continue;
 		}
 		if (rc == 0)

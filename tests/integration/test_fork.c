@@ -252,8 +252,13 @@ static void evict_while_child(struct thpswap_session *s, const struct h_daemon *
 	send_byte(l.go[1]);
 	close(l.go[1]);
 	expect_child(child, "long-lived child");
-	/* After the child: the parent goes on, and every region can go. */
+	/* After the child: the parent goes on, and every region can go,
+	 * those it never wrote since the fork too (the agent unshares them). */
 	n2 = h_mem_evict(s, &l.m, "evict-while-child, after the child exited");
+	b = h_stats(s);
+	H_CHECK(b.resident == 0, "after the child exited, %llu regions stayed resident (evicted %d): "
+		"a THP mapped by us alone must be evictable without a write",
+		(unsigned long long)b.resident, n2);
 	h_mem_check(&l.m, "parent after the child exited");
 	for (size_t r = 1; r < 8; r += 2)
 		h_mem_write(&l.m, r * R + 5 * P, P, 3);
