@@ -32,21 +32,6 @@ struct args {
 };
 
 
-static int usage_error(const struct ctl_opts *o, const char *usage, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int usage_error(const struct ctl_opts *o, const char *usage, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ctl_error(o, CTL_EXIT_USAGE, EINVAL, "%s", msg);
-	if (usage)
-		fputs(usage, stderr);
-	return CTL_EXIT_USAGE;
-}
 
 /* Parse the options in @allowed from argv[1..]; returns 0 or an exit status
  * (usage printed; --help: CTL_EXIT_OK with a negative sign flag via *help). */
@@ -76,13 +61,13 @@ static int parse_args(const struct ctl_opts *co, int argc, char **argv, unsigned
 
 		/* By its name: argv[optind - 1] may be its value. */
 		if (bit && !(allowed & bit))
-			return usage_error(co, usage, "%s: option '--%s' does not apply here", cmd,
+			return ctl_usage_error(co, usage, "%s: option '--%s' does not apply here", cmd,
 					   o == 'p' ? "pid" : o == 'a' ? "all" : o == 'A' ? "addr" : "len");
 		a->seen |= bit;
 		switch (o) {
 		case 'p':
 			if (ctl_parse_u64(optarg, 10, &v, &e) < 0 || *e || v == 0 || v > INT32_MAX)
-				return usage_error(co, NULL, "%s: --pid: '%s' is not a process id",
+				return ctl_usage_error(co, NULL, "%s: --pid: '%s' is not a process id",
 						   cmd, optarg);
 			a->pid = (int32_t)v;
 			break;
@@ -90,28 +75,24 @@ static int parse_args(const struct ctl_opts *co, int argc, char **argv, unsigned
 			break;
 		case 'A':
 			if (ctl_parse_u64(optarg, 16, &a->addr, &e) < 0 || *e)
-				return usage_error(co, NULL, "%s: --addr: '%s' is not a hex address "
+				return ctl_usage_error(co, NULL, "%s: --addr: '%s' is not a hex address "
 						   "(like 0x7f0000000000)", cmd, optarg);
 			break;
 		case 'l':
 			if (ctl_parse_len(optarg, &a->len) < 0 || a->len == 0)
-				return usage_error(co, NULL, "%s: --len: '%s' is not a length "
+				return ctl_usage_error(co, NULL, "%s: --len: '%s' is not a length "
 						   "(like 2M, 64M, 1G)", cmd, optarg);
 			break;
 		case 'h':
 			fputs(usage, stdout);
 			*help = true;
 			return CTL_EXIT_OK;
-		case ':':
-			return usage_error(co, usage, "%s: option '%s' needs a value", cmd,
-					   argv[optind - 1]);
 		default:
-			return usage_error(co, usage, "%s: unknown option '%s'", cmd,
-					   argv[optind - 1]);
+			return ctl_getopt_error(co, usage, cmd, o, argv);
 		}
 	}
 	if (optind < argc)
-		return usage_error(co, usage, "%s: unexpected argument '%s'", cmd, argv[optind]);
+		return ctl_usage_error(co, usage, "%s: unexpected argument '%s'", cmd, argv[optind]);
 	return 0;
 }
 
@@ -559,7 +540,7 @@ int cmd_evict(const struct ctl_opts *o, int argc, char **argv)
 	PARSE_OR_RETURN(o, argc, argv, A_PID | A_ALL | A_ADDR | A_LEN, evict_usage, &a);
 	if (!(a.seen & A_PID) || !!(a.seen & A_ALL) == !!(a.seen & A_ADDR) ||
 	    ((a.seen & A_LEN) && !(a.seen & A_ADDR))) {
-		return usage_error(o, evict_usage, "evict: give --pid and either --all or --addr");
+		return ctl_usage_error(o, evict_usage, "evict: give --pid and either --all or --addr");
 	}
 	q.pid = a.pid;
 	if (a.seen & A_ADDR) {

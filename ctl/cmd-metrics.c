@@ -311,18 +311,11 @@ int cmd_metrics(const struct ctl_opts *o, int argc, char **argv)
 			fputs(metrics_usage, stdout);
 			return CTL_EXIT_OK;
 		default:
-			ctl_error(o, CTL_EXIT_USAGE, EINVAL, "metrics: %s '%s'",
-				  opt == ':' ? "option needs a value:" : "unknown option",
-				  argv[optind - 1]);
-			fputs(metrics_usage, stderr);
-			return CTL_EXIT_USAGE;
+			return ctl_getopt_error(o, metrics_usage, "metrics", opt, argv);
 		}
 	}
-	if (optind < argc) {
-		ctl_error(o, CTL_EXIT_USAGE, EINVAL, "metrics: unexpected argument '%s'", argv[optind]);
-		fputs(metrics_usage, stderr);
-		return CTL_EXIT_USAGE;
-	}
+	if (optind < argc)
+		return ctl_usage_error(o, metrics_usage, "metrics: unexpected argument '%s'", argv[optind]);
 	if (o->json)
 		return ctl_error(o, CTL_EXIT_USAGE, EINVAL, "metrics: the output is Prometheus' "
 				 "text format, not JSON (for JSON: status, clients, stats --json)");

@@ -159,18 +159,11 @@ int cmd_top(const struct ctl_opts *o, int argc, char **argv)
 			fputs(top_usage, stdout);
 			return CTL_EXIT_OK;
 		default:
-			ctl_error(o, CTL_EXIT_USAGE, EINVAL, "top: %s '%s'",
-				  opt == ':' ? "option needs a value:" : "unknown option",
-				  argv[optind - 1]);
-			fputs(top_usage, stderr);
-			return CTL_EXIT_USAGE;
+			return ctl_getopt_error(o, top_usage, "top", opt, argv);
 		}
 	}
-	if (optind < argc) {
-		ctl_error(o, CTL_EXIT_USAGE, EINVAL, "top: unexpected argument '%s'", argv[optind]);
-		fputs(top_usage, stderr);
-		return CTL_EXIT_USAGE;
-	}
+	if (optind < argc)
+		return ctl_usage_error(o, top_usage, "top: unexpected argument '%s'", argv[optind]);
 	if (o->json)
 		return ctl_error(o, CTL_EXIT_USAGE, EINVAL, "top: a live view has no JSON "
 				 "(for JSON: clients --json, stats --json; or metrics)");

@@ -25,6 +25,15 @@ struct ctl_opts {
  */
 int ctl_error(const struct ctl_opts *o, int status, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* A usage error: ctl_error's message (EINVAL), then @usage (if not NULL)
+ * on stderr.  Returns CTL_EXIT_USAGE. */
+int ctl_usage_error(const struct ctl_opts *o, const char *usage, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* What getopt_long (optstring starting with ':') returned for a bad option
+ * @opt of command @cmd: "needs a value" or "unknown option".  Returns
+ * CTL_EXIT_USAGE. */
+int ctl_getopt_error(const struct ctl_opts *o, const char *usage, const char *cmd, int opt,
+		     char **argv);
 
 /* Each command parses its own arguments (argv[0] is the command name) and
  * returns an exit status. */

@@ -4,6 +4,7 @@
  * Each command parses the rest of its arguments itself.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,29 @@ int ctl_error(const struct ctl_opts *o, int status, int err, const char *fmt, ..
 	if (o && o->json)
 		thp_json_error(stdout, msg, err);
 	return status;
+}
+
+int ctl_usage_error(const struct ctl_opts *o, const char *usage, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ctl_error(o, CTL_EXIT_USAGE, EINVAL, "%s", msg);
+	if (usage)
+		fputs(usage, stderr);
+	return CTL_EXIT_USAGE;
+}
+
+int ctl_getopt_error(const struct ctl_opts *o, const char *usage, const char *cmd, int opt,
+		     char **argv)
+{
+	/* argv[optind - 1]: the option as given (its value may follow). */
+	if (opt == ':')
+		return ctl_usage_error(o, usage, "%s: option '%s' needs a value", cmd, argv[optind - 1]);
+	return ctl_usage_error(o, usage, "%s: unknown option '%s'", cmd, argv[optind - 1]);
 }
 
 /* --json anywhere on the line, found first: errors in the arguments before
