@@ -994,6 +994,7 @@ static const char *const counter_names[] = {
 	[THP_C_EVICT_SPLIT] = "evict_split",
 	[THP_C_EVICT_FILLED] = "evict_filled",
 	[THP_C_ADOPT_LEFT_OUT] = "adopt_left_out",
+	[THP_C_RECONNECTS] = "reconnects",
 };
 _Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");

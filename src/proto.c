@@ -57,6 +57,7 @@ static const struct msg_spec msg_specs[THP_MSG__MAX] = {
 	[THP_MSG_LIMITS] = { "LIMITS", 0, 0, 0, 0 },
 	[THP_MSG_LIMITS_REPLY] = { "LIMITS_REPLY", sizeof(struct thp_msg_limits_reply), 0, 0, 0 },
 	[THP_MSG_CLIENTS_PAGE] = { "CLIENTS_PAGE", sizeof(struct thp_msg_clients_page), 0, 0, 0 },
+	[THP_MSG_RESUME] = { "RESUME", sizeof(struct thp_msg_resume), 0, 0, 0 },
 };
 
 static const char *const limit_names[THP_L__MAX] = {

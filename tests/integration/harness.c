@@ -107,25 +107,28 @@ static int spawn(pid_t *pid, const char *const *argv, int fd, bool activate)
 	return r;
 }
 
-int h_daemon_start(struct h_daemon *d, const char *const *args)
+/* Bind d->sock (whatever was there removed), then start thpswapd on it
+ * socket-activated with @args. */
+static int start_on_socket(struct h_daemon *d, const char *const *args)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *bin = env_path("THPSWAPD");
 	const char *argv[40];
 	int fd, n = 0, r;
 
-	snprintf(d->dir, sizeof(d->dir), "/tmp/thpswap-test.XXXXXX");
-	if (!mkdtemp(d->dir))
-		return -errno;
-	snprintf(d->sock, sizeof(d->sock), "%s/control.sock", d->dir);
 	if (strlen(d->sock) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
+	unlink(d->sock);
 	/* Bound and listening before the daemon runs: clients may connect at
 	 * once and wait in the backlog (socket activation, as under systemd). */
-	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64))
-		return -errno;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64)) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
 	/* LISTEN_PID must be the daemon's own pid (sd_listen_fds checks it):
 	 * a shell sets it to its $$ and execs the daemon in its place. */
 	argv[n++] = "/bin/sh";
@@ -139,6 +142,19 @@ int h_daemon_start(struct h_daemon *d, const char *const *args)
 		argv[n++] = *args;
 	argv[n] = NULL;
 	r = spawn(&d->pid, argv, fd, true);
+	close(fd);
+	return r;
+}
+
+int h_daemon_start(struct h_daemon *d, const char *const *args)
+{
+	int r;
+
+	snprintf(d->dir, sizeof(d->dir), "/tmp/thpswap-test.XXXXXX");
+	if (!mkdtemp(d->dir))
+		return -errno;
+	snprintf(d->sock, sizeof(d->sock), "%s/control.sock", d->dir);
+	r = start_on_socket(d, args);
 	if (r)
 		return r;
 	for (unsigned k = 0; k < sizeof(started) / sizeof(started[0]); k++)
@@ -150,9 +166,29 @@ int h_daemon_start(struct h_daemon *d, const char *const *args)
 		atexit(stop_started);
 		atexit_done = true;
 	}
-	close(fd);
 	setenv("THPSWAP_SOCKET", d->sock, 1);
 	return 0;
+}
+
+int h_daemon_kill(struct h_daemon *d)
+{
+	int st;
+
+	if (d->pid <= 0)
+		return -ESRCH;
+	if (kill(d->pid, SIGKILL) < 0)
+		return -errno;
+	if (waitpid(d->pid, &st, 0) < 0)
+		return -errno;
+	d->pid = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int h_daemon_restart(struct h_daemon *d, const char *const *args)
+{
+	if (d->pid > 0)
+		return -EBUSY;
+	return start_on_socket(d, args);
 }
 
 int h_daemon_stop(struct h_daemon *d)

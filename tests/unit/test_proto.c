@@ -72,6 +72,7 @@ static const struct {
 	{ 16, 0 },	/* LIMITS */
 	{ 17, 152 },	/* LIMITS_REPLY */
 	{ 18, 8 },	/* CLIENTS_PAGE */
+	{ 19, 48 },	/* RESUME */
 };
 
 /* Array types: fixed part, entry size, where the count lives, the maximum. */
@@ -202,12 +203,13 @@ static void test_wire_numbers(void **state)
 		NULL, "ERROR", "HELLO", "WELCOME", "EVICT", "EVICT_DONE", "STATUS", "STATUS_REPLY",
 		"CLIENTS", "CLIENTS_REPLY", "REGIONS", "REGIONS_REPLY", "EVICT_REQ", "EVICT_REPLY",
 		"STATS", "STATS_REPLY", "LIMITS", "LIMITS_REPLY", "CLIENTS_PAGE",
+		"RESUME",
 	};
 
 	assert_int_equal(THP_PROTO_MAGIC, 0x53504854);
 	assert_int_equal(THP_PROTO_VERSION, 1);
-	assert_int_equal(THP_MSG__MAX, 19);
-	for (unsigned t = 1; t < 19; t++)
+	assert_int_equal(THP_MSG__MAX, 20);
+	for (unsigned t = 1; t < 20; t++)
 		assert_string_equal(thp_msg_type_name(t), names[t]);
 	assert_int_equal(THP_MSG_ERROR, 1);
 	assert_int_equal(THP_MSG_HELLO, 2);
