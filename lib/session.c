@@ -374,9 +374,9 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	strcpy(s->sock_path, socket_path);
 	prctl(PR_GET_NAME, s->comm);
 	s->reconnect.rng = now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)s;
-	if ((r = open_fail_point(s)) ||
-	    (r = s->sock = connect_daemon(socket_path, open_timeout_ms())) < 0)
+	if ((r = open_fail_point(s)) || (r = connect_daemon(socket_path, open_timeout_ms())) < 0)
 		goto fail;
+	s->sock = r;
 	if ((r = open_fail_point(s)) || (r = s->uffd = thp_uffd_create()) < 0)
 		goto fail;
 	if ((r = open_fail_point(s)) || (r = s->suffd = thp_uffd_create()) < 0)
