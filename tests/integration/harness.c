@@ -107,21 +107,15 @@ static int spawn(pid_t *pid, const char *const *argv, int fd, bool activate)
 	return r;
 }
 
-/* Bind d->sock (whatever was there removed), then start thpswapd on it
- * socket-activated with @args. */
-static int start_on_socket(struct h_daemon *d, const char *const *args)
+int h_listen(const struct h_daemon *d)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *bin = env_path("THPSWAPD");
-	const char *argv[40];
-	int fd, n = 0, r;
+	int fd, r;
 
 	if (strlen(d->sock) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
 	unlink(d->sock);
-	/* Bound and listening before the daemon runs: clients may connect at
-	 * once and wait in the backlog (socket activation, as under systemd). */
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64)) {
 		r = -errno;
@@ -129,6 +123,16 @@ static int start_on_socket(struct h_daemon *d, const char *const *args)
 			close(fd);
 		return r;
 	}
+	return fd;
+}
+
+/* Start thpswapd with @args, socket-activated on @listen_fd. */
+static int spawn_daemon(struct h_daemon *d, const char *const *args, int listen_fd)
+{
+	const char *bin = env_path("THPSWAPD");
+	const char *argv[40];
+	int n = 0;
+
 	/* LISTEN_PID must be the daemon's own pid (sd_listen_fds checks it):
 	 * a shell sets it to its $$ and execs the daemon in its place. */
 	argv[n++] = "/bin/sh";
@@ -141,7 +145,27 @@ static int start_on_socket(struct h_daemon *d, const char *const *args)
 	for (; args && *args && n < 38; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
-	r = spawn(&d->pid, argv, fd, true);
+	return spawn(&d->pid, argv, listen_fd, true);
+}
+
+int h_daemon_restart_on(struct h_daemon *d, const char *const *args, int listen_fd)
+{
+	if (d->pid > 0)
+		return -EBUSY;
+	return spawn_daemon(d, args, listen_fd);
+}
+
+/* Bind d->sock (whatever was there removed), then start thpswapd on it
+ * socket-activated with @args. */
+static int start_on_socket(struct h_daemon *d, const char *const *args)
+{
+	/* Bound and listening before the daemon runs: clients may connect at
+	 * once and wait in the backlog (socket activation, as under systemd). */
+	int fd = h_listen(d), r;
+
+	if (fd < 0)
+		return fd;
+	r = spawn_daemon(d, args, fd);
 	close(fd);
 	return r;
 }

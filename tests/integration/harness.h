@@ -42,6 +42,12 @@ int h_daemon_kill(struct h_daemon *d);
 /* Start thpswapd again on @d's socket path (bound afresh), after
  * h_daemon_kill; h_daemon_stop stops it as before.  0 or -errno. */
 int h_daemon_restart(struct h_daemon *d, const char *const *args);
+/* The same on a listening socket the caller made at d->sock with h_listen
+ * (and keeps, as systemd keeps a socket unit's across restarts: clients
+ * connect meanwhile and wait in its backlog).  h_listen returns the fd or
+ * -errno. */
+int h_listen(const struct h_daemon *d);
+int h_daemon_restart_on(struct h_daemon *d, const char *const *args, int listen_fd);
 
 /* Run thpswapctl (path in $THPSWAPCTL) against @d with "--socket", then
  * @argv (NULL-terminated).  Captures stdout into @out (NUL-terminated,

@@ -8,7 +8,9 @@
  *                          read back while it is away; started again, the
  *                          client is adopted (thpswapctl clients, the
  *                          reconnects counter), its counters kept, evict
- *                          works; then once more with SIGTERM (a restart).
+ *                          works; then again after SIGTERM (a restart), and
+ *                          with the listening socket kept meanwhile (as a
+ *                          systemd socket unit keeps it).
  *   itest-restart stress   threads write, read and verify generation-stamped
  *                          pages while the daemon is SIGKILLed and started
  *                          again 20 times, each time with an eviction of the
@@ -28,6 +30,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -146,7 +149,7 @@ static void run_basic(void)
 	uint64_t t0, t;
 	long long v;
 	long n;
-	int afd, r;
+	int afd, lfd, r;
 
 	h_deadline(120);
 	r = h_daemon_start(&d, daemon_args());
@@ -203,8 +206,34 @@ static void run_basic(void)
 	H_CHECK(n == BASIC_REGIONS, "thpswapctl evict --all after the second restart evicted "
 		"%ld of %d", n, BASIC_REGIONS);
 	h_mem_check(&m, "read back after the third daemon's eviction");
+
+	/* As systemd restarts it: the socket unit keeps the listening socket,
+	 * so the agent's connect succeeds with no daemon there, and its
+	 * RESUME waits in the backlog until the daemon starts. */
+	h_at("SIGKILL thpswapd, the socket kept");
+	r = h_daemon_kill(&d);
+	H_CHECK(r == 128 + SIGKILL, "thpswapd did not die of SIGKILL: %d", r);
+	lfd = h_listen(&d);
+	H_CHECK(lfd >= 0, "listen on %s: %s", d.sock, strerror(-lfd));
+	{
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+		r = poll(&p, 1, (int)(15000 * h_slowdown()));
+		H_CHECK(r == 1, "the agent did not connect within 15 s: %d", r);
+	}
+	r = h_daemon_restart_on(&d, daemon_args(), lfd);
+	H_CHECK(r == 0, "start thpswapd on the kept socket: %s", strerror(-r));
+	close(lfd);
+	t = wait_adopted(afd, 3, 15);
+	printf("restart 3 (SIGKILL, socket kept): adopted %.1f ms after the start\n",
+	       (double)t / 1e6);
+	check_listed(&d, "after the restart on the kept socket");
+	n = ctl_evict_all(&d);
+	H_CHECK(n == BASIC_REGIONS, "thpswapctl evict --all after the third restart evicted "
+		"%ld of %d", n, BASIC_REGIONS);
+	h_mem_check(&m, "read back after the fourth daemon's eviction");
 	st1 = h_stats(s);
-	H_CHECK(st1.evictions >= st0.evictions + 2 * BASIC_REGIONS, "evictions %llu -> %llu",
+	H_CHECK(st1.evictions >= st0.evictions + 3 * BASIC_REGIONS, "evictions %llu -> %llu",
 		(unsigned long long)st0.evictions, (unsigned long long)st1.evictions);
 	h_report(s, &d, "basic");
 
