@@ -125,6 +125,22 @@ static long ctl_evict_all(const struct h_daemon *d)
 	return (long)h_json_u64(out, "evicted");
 }
 
+/* The regions thpswapctl regions --pid us lists (-1: it failed). */
+static long count_regions(const struct h_daemon *d)
+{
+	static char out[1 << 18];
+	char pid[16];
+	const char *argv[] = { "--json", "regions", "--pid", pid, NULL };
+	long n = 0;
+
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	if (h_ctl(d, out, sizeof(out), argv) != 0)
+		return -1;
+	for (const char *p = out; (p = strstr(p, "\"state\"")); p++)
+		n++;
+	return n;
+}
+
 /* A restart the way systemctl restart does it: SIGTERM, wait. */
 static void daemon_term(struct h_daemon *d)
 {
@@ -190,6 +206,10 @@ static void run_basic(void)
 		(unsigned long long)st0.evictions);
 	H_CHECK(h_counter(&d, "reconnects") == 1, "reconnects %lld, want 1",
 		h_counter(&d, "reconnects"));
+	/* Its records: the new daemon reads them from the arena. */
+	n = count_regions(&d);
+	H_CHECK(n == BASIC_REGIONS, "thpswapctl regions lists %ld regions after the restart, "
+		"want %d", n, BASIC_REGIONS);
 	n = ctl_evict_all(&d);
 	H_CHECK(n == BASIC_REGIONS, "thpswapctl evict --all after the restart evicted %ld of %d",
 		n, BASIC_REGIONS);
