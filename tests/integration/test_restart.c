@@ -17,7 +17,8 @@
  *                          daemon's in flight: 0 wrong bytes, no access
  *                          blocked 1 s or more, re-adopted each time, evict
  *                          working after each restart, and no record left
- *                          half-evicted.
+ *                          half-evicted; three more clients (this program,
+ *                          "idle") adopted after every restart as well.
  *   itest-restart refuse   RESUME with what is not the client's arena (no
  *                          fd, unsealed, wrong size, another magic, another
  *                          pid's): an ERROR naming what is wrong; a good one
@@ -104,9 +105,7 @@ static void check_listed(const struct h_daemon *d, const char *when)
 	int st = h_ctl(d, out, sizeof(out), argv);
 
 	H_CHECK(st == 0, "%s: thpswapctl clients exited %d: %s", when, st, out);
-	snprintf(pid, sizeof(pid), "\"pid\": %d", (int)getpid());
-	if (!strstr(out, pid))
-		snprintf(pid, sizeof(pid), "\"pid\":%d", (int)getpid());
+	snprintf(pid, sizeof(pid), "\"pid\": %d,", (int)getpid());
 	H_CHECK(strstr(out, pid), "%s: thpswapctl clients does not list pid %d: %s", when,
 		(int)getpid(), out);
 }
@@ -442,8 +441,108 @@ static bool ctl_answered(int fd)
 	return strstr(buf, "\"evicted\"") != NULL;
 }
 
+/* ---- more clients: each must be adopted after every restart too ---- */
+
+#define IDLERS 3
+
+/* A client of its own (itest-restart idle): 2 regions written and evicted;
+ * then on stdin "check" -> "ok R" (every byte read back, R reconnects),
+ * EOF -> close and exit. */
+static int run_idle(void)
+{
+	struct thpswap_session *s;
+	struct h_mem m;
+	char line[64];
+	int afd, r;
+
+	r = thpswap_open(&s, NULL);
+	H_CHECK(r == 0, "idle client: thpswap_open: %s", strerror(-r));
+	afd = h_arena_fd();
+	h_mem_prepare(s, &m, 2, 2);
+	printf("ready\n");
+	fflush(stdout);
+	while (h_read_line(0, line, sizeof(line)) > 0) {
+		if (strcmp(line, "check"))
+			continue;
+		h_mem_check(&m, "idle client");
+		printf("ok %llu\n", (unsigned long long)arena_ctr(afd, THP_C_RECONNECTS));
+		fflush(stdout);
+	}
+	h_mem_free(&m);
+	r = thpswap_close(s);
+	H_CHECK(r == 0, "idle client: thpswap_close: %s", strerror(-r));
+	return H_PASS;
+}
+
+struct idler {
+	pid_t pid;
+	int to, from;
+};
+
+static void idlers_start(struct idler *c)
+{
+	char self[4096], line[64];
+	const char *argv[] = { self, "idle", NULL };
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	H_CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+	self[n] = 0;
+	for (unsigned i = 0; i < IDLERS; i++) {
+		H_CHECK(h_spawn_piped(&c[i].pid, argv, &c[i].to, &c[i].from) == 0, "spawn %s", self);
+		h_track(c[i].pid);
+		H_CHECK(h_read_line(c[i].from, line, sizeof(line)) > 0 && !strcmp(line, "ready"),
+			"idle client %d: %s", (int)c[i].pid, line);
+	}
+}
+
+/* Poll thpswapctl clients until it lists us and every idler. */
+static void wait_all_listed(const struct h_daemon *d, const struct idler *c, unsigned round)
+{
+	static char out[65536];
+	const char *argv[] = { "--json", "clients", NULL };
+	uint64_t end = thp_now_ns() + 15 * SEC * h_slowdown();
+
+	for (;;) {
+		unsigned listed = 0;
+		char pid[24];
+
+		if (h_ctl(d, out, sizeof(out), argv) == 0)
+			for (unsigned i = 0; i <= IDLERS; i++) {
+				snprintf(pid, sizeof(pid), "\"pid\": %d,",
+					 i < IDLERS ? (int)c[i].pid : (int)getpid());
+				listed += strstr(out, pid) != NULL;
+			}
+		if (listed == IDLERS + 1)
+			return;
+		H_CHECK(thp_now_ns() < end, "round %u: %u of %u clients adopted within 15 s: %s",
+			round, listed, IDLERS + 1, out);
+		pause_ms(5);
+	}
+}
+
+/* Every idler read its bytes back right and was adopted @want times. */
+static void idlers_stop(struct idler *c, unsigned long long want)
+{
+	for (unsigned i = 0; i < IDLERS; i++) {
+		char line[64];
+		unsigned long long got = 0;
+
+		H_CHECK(write(c[i].to, "check\n", 6) == 6, "write to idle client: %s",
+			strerror(errno));
+		H_CHECK(h_read_line(c[i].from, line, sizeof(line)) > 0 &&
+			sscanf(line, "ok %llu", &got) == 1, "idle client %d: %s", (int)c[i].pid,
+			line);
+		H_CHECK(got == want, "idle client %d: reconnects %llu, want %llu", (int)c[i].pid,
+			got, want);
+		close(c[i].to);
+		H_CHECK(h_wait(c[i].pid) == 0, "idle client %d failed", (int)c[i].pid);
+		close(c[i].from);
+	}
+}
+
 static void run_stress(void)
 {
+	struct idler idlers[IDLERS];
 	struct thpswap_session *s;
 	struct h_daemon d;
 	char *mem;
@@ -457,6 +556,7 @@ static void run_stress(void)
 	r = thpswap_open(&s, d.sock);
 	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
 	afd = h_arena_fd();
+	idlers_start(idlers);
 	r = thpswap_map(s, (size_t)WORKERS * REGS * REG, (void **)&mem);
 	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
 	for (unsigned i = 0; i < WORKERS; i++) {
@@ -541,6 +641,7 @@ static void run_stress(void)
 		atomic_store(&g.down, false);
 		if (t > adopt_max)
 			adopt_max = t;
+		wait_all_listed(&d, idlers, k);
 		round_stall[k] = atomic_exchange(&g.stall_max, 0);
 		printf("restart %2u: adopted %6.1f ms after the start; longest access %.3f ms\n",
 		       k + 1, (double)t / 1e6, (double)round_stall[k] / 1e6);
@@ -548,6 +649,7 @@ static void run_stress(void)
 	}
 	check_listed(&d, "after the last restart");
 	H_CHECK(ctl_evict_all(&d) > 0, "thpswapctl evict --all after the last restart");
+	idlers_stop(idlers, RESTARTS);
 
 	atomic_store(&g.stop, true);
 	for (unsigned i = 0; i < WORKERS; i++)
@@ -797,7 +899,8 @@ int main(int argc, char **argv)
 		return H_FAIL;
 	}
 	h_require_root();
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (strcmp(argv[1], "idle"))
+		setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(argv[1], "basic"))
 		run_basic();
 	else if (!strcmp(argv[1], "stress"))
@@ -806,6 +909,8 @@ int main(int argc, char **argv)
 		run_refuse();
 	else if (!strcmp(argv[1], "sigbus"))
 		run_sigbus();
+	else if (!strcmp(argv[1], "idle"))
+		return run_idle();
 	else
 		return H_FAIL;
 	printf("PASS\n");
