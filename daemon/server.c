@@ -406,7 +406,8 @@ static void handle_resume(struct thpd_conn *c, const struct thp_msg *m, int *fds
 		close_fds(fds, nfds);
 		if (nfds)
 			bad_fds(c, nfds, "a RESUME after HELLO");
-		thpd_conn_error(c, seq, -EPROTO, "RESUME must be the first message of a connection");
+		thpd_conn_error(c, seq, -EPROTO,
+				"RESUME must be the first message of a connection");
 		return;
 	}
 	if (nfds != 1) {

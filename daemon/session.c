@@ -643,7 +643,8 @@ static bool refuse_second(struct thpd_conn *c, uint32_t seq)
 		old = NULL;
 	}
 	if (old)
-		thpd_conn_error(c, seq, -EBUSY, "pid %d already has a thpswap session", (int)c->pid);
+		thpd_conn_error(c, seq, -EBUSY, "pid %d already has a thpswap session",
+				(int)c->pid);
 	return old != NULL;
 }
 
@@ -679,7 +680,8 @@ static int open_pidfd(struct thpd_session *s, uint32_t seq)
 	if (s->pidfd < 0) {
 		int r = -errno;
 
-		thpd_conn_error(s->conn, seq, r, "cannot watch pid %d: %s", (int)s->pid, strerror(-r));
+		thpd_conn_error(s->conn, seq, r, "cannot watch pid %d: %s", (int)s->pid,
+				strerror(-r));
 		return r;
 	}
 	return 0;
@@ -699,7 +701,8 @@ static int go_live(struct thpd_session *s, uint32_t seq)
 		r = uv_poll_start(&s->pid_poll, UV_READABLE, on_client_exit);
 	}
 	if (r < 0) {
-		thpd_conn_error(c, seq, -EIO, "cannot watch pid %d: %s", (int)s->pid, uv_strerror(r));
+		thpd_conn_error(c, seq, -EIO, "cannot watch pid %d: %s", (int)s->pid,
+				uv_strerror(r));
 		return -EIO;
 	}
 	s->id = d->next_session_id++;

@@ -98,7 +98,9 @@ static void try_reconnect(struct thpswap_session *s)
 		rc->wanted = false;
 		return;
 	}
-	rc->backoff_ms = rc->backoff_ms * 2 < RECONNECT_MAX_MS ? rc->backoff_ms * 2 : RECONNECT_MAX_MS;
+	rc->backoff_ms *= 2;
+	if (rc->backoff_ms > RECONNECT_MAX_MS)
+		rc->backoff_ms = RECONNECT_MAX_MS;
 	rc->due_ns = now_ns() + jittered_ns(rc);
 }
 

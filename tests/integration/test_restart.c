@@ -488,7 +488,8 @@ static void idlers_start(struct idler *c)
 	H_CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
 	self[n] = 0;
 	for (unsigned i = 0; i < IDLERS; i++) {
-		H_CHECK(h_spawn_piped(&c[i].pid, argv, &c[i].to, &c[i].from) == 0, "spawn %s", self);
+		H_CHECK(h_spawn_piped(&c[i].pid, argv, &c[i].to, &c[i].from) == 0, "spawn %s",
+			self);
 		h_track(c[i].pid);
 		H_CHECK(h_read_line(c[i].from, line, sizeof(line)) > 0 && !strcmp(line, "ready"),
 			"idle client %d: %s", (int)c[i].pid, line);
@@ -629,8 +630,8 @@ static void run_stress(void)
 		ops0 = atomic_load(&g.ops);
 		for (uint64_t end = thp_now_ns() + 30 * SEC * h_slowdown();
 		     atomic_load(&g.ops) < ops0 + DOWN_OPS;) {
-			H_CHECK(thp_now_ns() < end, "round %u: the workers made %lu accesses in 30 s "
-				"with the daemon dead", k, atomic_load(&g.ops) - ops0);
+			H_CHECK(thp_now_ns() < end, "round %u: the workers made %lu accesses in "
+				"30 s with the daemon dead", k, atomic_load(&g.ops) - ops0);
 			pause_ms(1);
 		}
 
@@ -756,7 +757,8 @@ static void expect_refused(const struct h_daemon *d, const char *what, int fd, u
 
 	printf("%-28s -> %d (%s)\n", what, r, why);
 	H_CHECK(r == want, "%s: RESUME answered %d (%s), want %d", what, r, why, want);
-	H_CHECK(strstr(why, needle), "%s: the reason \"%s\" does not say \"%s\"", what, why, needle);
+	H_CHECK(strstr(why, needle), "%s: the reason \"%s\" does not say \"%s\"", what, why,
+		needle);
 	if (fd >= 0)
 		close(fd);
 }
