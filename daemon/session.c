@@ -839,6 +839,12 @@ void thpd_session_resume(struct thpd_conn *c, uint32_t seq, const struct thp_msg
 		close(arena_fd);
 		return;
 	}
+	if (rs->flags) {
+		close(arena_fd);
+		refuse_resume(c, seq, -EINVAL, "RESUME with flags 0x%x this thpswapd does not know",
+			      rs->flags);
+		return;
+	}
 	r = thp_arena_check_fd(arena_fd, &h, why, sizeof(why));
 	if (r < 0) {
 		close(arena_fd);

@@ -102,7 +102,7 @@ struct thp_msg_welcome {
  */
 struct thp_msg_resume {
 	uint32_t max_regions;   /* the arena's, as the client mapped it */
-	uint32_t flags;         /* 0; none defined */
+	uint32_t flags;         /* none defined: a daemon refuses any it does not know */
 	uint64_t uffd_features; /* granted on the region uffd at the first HELLO */
 	uint64_t session_id;    /* the id the previous daemon gave (for its log) */
 	uint64_t arena_size;    /* the memfd's size, as the client mapped it */

@@ -723,10 +723,13 @@ static int make_arena(pid_t pid, uint32_t nreg, int seals, uint64_t size_delta)
 /* RESUME on a fresh connection with @fd (or none: -1), claiming @nreg
  * regions in @size bytes; the daemon's answer: 0 for WELCOME (*@conn left
  * open), else its ERROR's err with the text in @why. */
+static uint32_t resume_flags;	/* what the next send_resume says */
+
 static int send_resume(const struct h_daemon *d, int fd, uint32_t nreg, uint64_t size,
 		       char *why, size_t whysz, int *conn)
 {
-	struct thp_msg_resume rs = { .max_regions = nreg, .arena_size = size, .session_id = 7 };
+	struct thp_msg_resume rs = { .max_regions = nreg, .arena_size = size, .session_id = 7,
+				     .flags = resume_flags };
 	static char buf[THP_MSG_MAX];
 	struct thp_msg m;
 	int c = connect_sock(d->sock), r;
@@ -797,6 +800,10 @@ static void run_refuse(void)
 		       h.size, -EPERM, "made for pid");
 	expect_refused(&d, "RESUME disagrees with arena", make_arena(getpid(), 4, seals, 0), 5,
 		       h.size, -EBADMSG, "RESUME says");
+	resume_flags = 1u << 31;
+	expect_refused(&d, "a flag not defined", make_arena(getpid(), 4, seals, 0), 4, h.size,
+		       -EINVAL, "flags");
+	resume_flags = 0;
 
 	/* Nothing of those became a session. */
 	r = h_ctl(&d, out, sizeof(out), clients);
