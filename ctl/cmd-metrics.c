@@ -78,6 +78,8 @@ static const struct {
 			     "Regions evicted in 4 KiB pages (no huge page for their mapping)." },
 	[THP_C_AGENT_BYTES] = { "agent_bytes", false,
 				"Memory the agent itself holds resident (pool, staging, tables)." },
+	[THP_C_RECONNECTS] = { "reconnects_total", true,
+			       "Sessions a restarted daemon adopted after the one before went away." },
 };
 
 static void family(FILE *f, const char *name, const char *type, const char *help)

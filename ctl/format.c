@@ -124,6 +124,7 @@ const char *const ctl_counter_names[THP_C__MAX] = {
 	[THP_C_ADOPT_LEFT_OUT] = "adopt_left_out",
 	[THP_C_EVICT_4K] = "evict_4k",
 	[THP_C_AGENT_BYTES] = "agent_bytes",
+	[THP_C_RECONNECTS] = "reconnects",
 };
 _Static_assert(sizeof(ctl_counter_names) / sizeof(ctl_counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");

@@ -346,8 +346,8 @@ static void bad_fds(struct thpd_conn *c, unsigned n, const char *what)
 		snprintf(sent, sizeof(sent), "a message with too many or truncated file descriptors");
 	thpd_limit_hit(c->d, c, THP_L_BAD_FDS,
 		       "pid %d (uid %u) sent %s: closed them (only a client's HELLO carries one, "
-		       "its userfaultfd; counted as bad_fds in thpswapctl status)", (int)c->pid,
-		       (unsigned)c->uid, sent);
+		       "its userfaultfd, and its RESUME one, its arena; counted as bad_fds in "
+		       "thpswapctl status)", (int)c->pid, (unsigned)c->uid, sent);
 }
 
 static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds, unsigned nfds)
@@ -397,12 +397,39 @@ static void handle_hello(struct thpd_conn *c, const struct thp_msg *m, int *fds,
 	}
 }
 
+/* A client whose daemon went away asks to be adopted (src/proto.h). */
+static void handle_resume(struct thpd_conn *c, const struct thp_msg *m, int *fds, unsigned nfds)
+{
+	uint32_t seq = m->hdr.seq;
+
+	if (c->role) {
+		close_fds(fds, nfds);
+		if (nfds)
+			bad_fds(c, nfds, "a RESUME after HELLO");
+		thpd_conn_error(c, seq, -EPROTO,
+				"RESUME must be the first message of a connection");
+		return;
+	}
+	if (nfds != 1) {
+		close_fds(fds, nfds);
+		if (nfds)
+			bad_fds(c, nfds, "RESUME");
+		thpd_conn_error(c, seq, -EINVAL, "a RESUME carries its arena memfd (SCM_RIGHTS)");
+		return;
+	}
+	thpd_session_resume(c, seq, m->payload, fds[0]);
+}
+
 static void dispatch(struct thpd_conn *c, const struct thp_msg *m, int *fds, unsigned nfds)
 {
 	unsigned type = m->hdr.type;
 
 	if (type == THP_MSG_HELLO) {
 		handle_hello(c, m, fds, nfds);
+		return;
+	}
+	if (type == THP_MSG_RESUME) {
+		handle_resume(c, m, fds, nfds);
 		return;
 	}
 	if (nfds) {

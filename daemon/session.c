@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -600,7 +601,7 @@ static int arena_create(struct thpd_session *s, uint32_t nrec)
 		goto fail;
 	}
 	memcpy(s->map, &h, sizeof(h));
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
+	if (fcntl(fd, F_ADD_SEALS, THP_ARENA_SEALS) < 0 ||
 	    mprotect(s->map, s->map_len, PROT_READ) < 0)
 		goto fail;
 	s->arena_fd = fd;
@@ -632,23 +633,99 @@ static bool session_stale(const struct thpd_session *s)
 	return (p[0].revents & POLLIN) || (p[1].revents & (POLLHUP | POLLRDHUP));
 }
 
-void thpd_session_start(struct thpd_conn *c, uint32_t seq,
-			const struct thp_msg_hello *hello, int uffd)
+/* A second session for the peer's pid is refused (ERROR sent: true),
+ * unless the one it had is gone and only not noticed yet. */
+static bool refuse_second(struct thpd_conn *c, uint32_t seq)
 {
-	struct thpd *d = c->d;
-	struct thpd_session *s, *old;
-	struct thp_msg_welcome w;
-	uint32_t nrec;
-	int r;
+	struct thpd_session *old = thpd_session_find(c->d, c->pid);
 
-	old = thpd_session_find(d, c->pid);
 	if (old && session_stale(old)) {
 		thpd_conn_close(old->conn, "replaced");
 		old = NULL;
 	}
-	if (old) {
+	if (old)
+		thpd_conn_error(c, seq, -EBUSY, "pid %d already has a thpswap session",
+				(int)c->pid);
+	return old != NULL;
+}
+
+/* A session of @c's peer, not live yet; NULL (ERROR sent) without memory. */
+static struct thpd_session *session_new(struct thpd_conn *c, uint32_t seq, const char *comm,
+					uint32_t nrec)
+{
+	struct thpd_session *s = calloc(1, sizeof(*s));
+
+	if (s)
+		s->last_attempt = calloc(nrec, sizeof(*s->last_attempt));
+	if (!s || !s->last_attempt) {
+		free(s);
+		thpd_conn_error(c, seq, -ENOMEM, "thpswapd is out of memory");
+		return NULL;
+	}
+	s->d = c->d;
+	s->conn = c;
+	s->pid = c->pid;
+	s->uid = c->uid;
+	s->pidfd = -1;
+	s->arena_fd = -1;
+	s->tail = &s->queue;
+	s->pid_poll.data = s;
+	for (size_t i = 0; i < sizeof(s->comm) - 1 && comm[i]; i++)
+		s->comm[i] = comm[i] >= 0x20 && comm[i] < 0x7f ? comm[i] : '?';
+	return s;
+}
+
+static int open_pidfd(struct thpd_session *s, uint32_t seq)
+{
+	s->pidfd = pidfd_open(s->pid, 0);
+	if (s->pidfd < 0) {
+		int r = -errno;
+
+		thpd_conn_error(s->conn, seq, r, "cannot watch pid %d: %s", (int)s->pid,
+				strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* Watch the client's exit and make @s the session of its connection.
+ * 0, or -EIO with ERROR sent (the caller frees @s). */
+static int go_live(struct thpd_session *s, uint32_t seq)
+{
+	struct thpd *d = s->d;
+	struct thpd_conn *c = s->conn;
+	int r;
+
+	r = uv_poll_init(&d->loop, &s->pid_poll, s->pidfd);
+	if (r == 0) {
+		s->pid_poll_init = true;
+		r = uv_poll_start(&s->pid_poll, UV_READABLE, on_client_exit);
+	}
+	if (r < 0) {
+		thpd_conn_error(c, seq, -EIO, "cannot watch pid %d: %s", (int)s->pid,
+				uv_strerror(r));
+		return -EIO;
+	}
+	s->id = d->next_session_id++;
+	session_link(s);
+	c->role = THP_ROLE_CLIENT;
+	c->s = s;
+	d->nclients++;
+	thpd_notify_status(d);
+	return 0;
+}
+
+void thpd_session_start(struct thpd_conn *c, uint32_t seq,
+			const struct thp_msg_hello *hello, int uffd)
+{
+	struct thpd *d = c->d;
+	struct thpd_session *s;
+	struct thp_msg_welcome w;
+	uint32_t nrec;
+	int r;
+
+	if (refuse_second(c, seq)) {
 		close(uffd);
-		thpd_conn_error(c, seq, -EBUSY, "pid %d already has a thpswap session", (int)c->pid);
 		return;
 	}
 	if (hello->max_regions == 0) {
@@ -663,30 +740,12 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 		return;
 	}
 
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		close(uffd);
-		thpd_conn_error(c, seq, -ENOMEM, "thpswapd is out of memory");
-		return;
-	}
-	s->d = d;
-	s->conn = c;
-	s->pid = c->pid;
-	s->uid = c->uid;
-	s->pidfd = -1;
-	s->arena_fd = -1;
-	s->tail = &s->queue;
-	s->pid_poll.data = s;
-	for (size_t i = 0; i < sizeof(s->comm) - 1 && hello->comm[i]; i++)
-		s->comm[i] = hello->comm[i] >= 0x20 && hello->comm[i] < 0x7f ? hello->comm[i] : '?';
-
 	nrec = hello->max_regions < d->cfg.max_regions ? hello->max_regions : d->cfg.max_regions;
 	/* Backed lazily: untouched entries cost no memory. */
-	s->last_attempt = calloc(nrec, sizeof(*s->last_attempt));
-	if (!s->last_attempt) {
-		r = -ENOMEM;
-		thpd_conn_error(c, seq, r, "thpswapd is out of memory");
-		goto fail;
+	s = session_new(c, seq, hello->comm, nrec);
+	if (!s) {
+		close(uffd);
+		return;
 	}
 	r = arena_create(s, nrec);
 	if (r < 0) {
@@ -694,12 +753,8 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 				strerror(-r));
 		goto fail;
 	}
-	s->pidfd = pidfd_open(s->pid, 0);
-	if (s->pidfd < 0) {
-		r = -errno;
-		thpd_conn_error(c, seq, r, "cannot watch pid %d: %s", (int)s->pid, strerror(-r));
+	if (open_pidfd(s, seq) < 0)
 		goto fail;
-	}
 	/* Last, so that a failure above leaves the uffd untouched for a retry. */
 	r = uffd_api(s, uffd, hello->want_features);
 	if (r < 0) {
@@ -711,23 +766,8 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 	}
 	close(uffd);
 	uffd = -1;
-
-	r = uv_poll_init(&d->loop, &s->pid_poll, s->pidfd);
-	if (r == 0) {
-		s->pid_poll_init = true;
-		r = uv_poll_start(&s->pid_poll, UV_READABLE, on_client_exit);
-	}
-	if (r < 0) {
-		thpd_conn_error(c, seq, -EIO, "cannot watch pid %d: %s", (int)s->pid, uv_strerror(r));
+	if (go_live(s, seq) < 0)
 		goto fail;
-	}
-
-	s->id = d->next_session_id++;
-	session_link(s);
-	c->role = THP_ROLE_CLIENT;
-	c->s = s;
-	d->nclients++;
-	thpd_notify_status(d);
 	thpd_info(d, "pid %d (%s, uid %u): session %llu, %u regions, uffd features 0x%llx",
 		  (int)s->pid, s->comm, (unsigned)s->uid, (unsigned long long)s->id, nrec,
 		  (unsigned long long)s->features);
@@ -744,5 +784,127 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 fail:
 	if (uffd >= 0)
 		close(uffd);
+	thpd_session_free(s);
+}
+
+/*
+ * Map the arena a client handed over, whose header *@h was read and checked
+ * (thp_arena_check_fd): our geometry is that copy's, never what the client
+ * may write into the header later.  Takes @fd.
+ */
+static int arena_adopt(struct thpd_session *s, int fd, const struct thp_arena_header *h)
+{
+	s->arena_fd = fd;
+	s->map_len = h->data_off;
+	s->map = mmap(NULL, s->map_len, PROT_READ, MAP_SHARED, fd, 0);
+	if (s->map == MAP_FAILED) {
+		s->map = NULL;
+		return -errno;
+	}
+	s->arena_size = h->size;
+	s->hdr = s->map;
+	s->rec = (const struct thp_record *)((const char *)s->map + h->records_off);
+	s->records_off = h->records_off;
+	s->nrec = h->max_regions;
+	return 0;
+}
+
+/* Refuse a RESUME: ERROR @err to the client, and a line in the log (the
+ * client keeps serving itself, unmanaged, and an operator should know). */
+static void refuse_resume(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void refuse_resume(struct thpd_conn *c, uint32_t seq, int err, const char *fmt, ...)
+{
+	char why[sizeof(((struct thp_msg_error *)0)->text)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	thpd_warn("pid %d (uid %u): not adopting its session: %s", (int)c->pid, (unsigned)c->uid,
+		  why);
+	thpd_conn_error(c, seq, err, "%s", why);
+}
+
+void thpd_session_resume(struct thpd_conn *c, uint32_t seq, const struct thp_msg_resume *rs,
+			 int arena_fd)
+{
+	struct thpd *d = c->d;
+	struct thp_arena_header h;
+	struct thpd_session *s;
+	struct thp_msg_welcome w;
+	char why[160];
+	int r;
+
+	if (refuse_second(c, seq)) {
+		close(arena_fd);
+		return;
+	}
+	if (rs->flags) {
+		close(arena_fd);
+		refuse_resume(c, seq, -EINVAL, "RESUME with flags 0x%x this thpswapd does not know",
+			      rs->flags);
+		return;
+	}
+	r = thp_arena_check_fd(arena_fd, &h, why, sizeof(why));
+	if (r < 0) {
+		close(arena_fd);
+		refuse_resume(c, seq, r, "the file descriptor in RESUME is no arena: %s", why);
+		return;
+	}
+	if (h.client_pid != c->pid) {
+		close(arena_fd);
+		refuse_resume(c, seq, -EPERM, "the arena in RESUME was made for pid %d, not for "
+			      "pid %d", (int)h.client_pid, (int)c->pid);
+		return;
+	}
+	if (h.max_regions != rs->max_regions || h.size != rs->arena_size) {
+		close(arena_fd);
+		refuse_resume(c, seq, -EBADMSG, "RESUME says %u regions in %llu bytes, its arena "
+			      "holds %u in %llu", rs->max_regions,
+			      (unsigned long long)rs->arena_size, h.max_regions,
+			      (unsigned long long)h.size);
+		return;
+	}
+	/* The same bound as a new session's: no peer gets more by resuming. */
+	if (h.max_regions > d->cfg.max_regions) {
+		close(arena_fd);
+		refuse_resume(c, seq, -E2BIG, "the arena in RESUME holds %u regions, more than "
+			      "max-regions (%u) allows", h.max_regions, d->cfg.max_regions);
+		return;
+	}
+	s = session_new(c, seq, rs->comm, h.max_regions);
+	if (!s) {
+		close(arena_fd);
+		return;
+	}
+	s->features = rs->uffd_features;
+	r = arena_adopt(s, arena_fd, &h);
+	if (r < 0) {
+		thpd_conn_error(c, seq, r, "cannot map the arena in RESUME: %s", strerror(-r));
+		goto fail;
+	}
+	if (open_pidfd(s, seq) < 0 || go_live(s, seq) < 0)
+		goto fail;
+	/* One line per adopted client, with or without -v: a restart that
+	 * left someone out shows in the log. */
+	thpd_warn("pid %d (%s, uid %u): adopted as session %llu (it was session %llu of the "
+		  "daemon before): %llu regions, %llu resident, %llu evicted, %llu restores so far",
+		  (int)s->pid, s->comm, (unsigned)s->uid, (unsigned long long)s->id,
+		  (unsigned long long)rs->session_id,
+		  (unsigned long long)thpd_session_ctr(s, THP_C_REGIONS),
+		  (unsigned long long)thpd_session_ctr(s, THP_C_RESIDENT),
+		  (unsigned long long)(thpd_session_ctr(s, THP_C_EVICTED_ZERO) +
+				       thpd_session_ctr(s, THP_C_EVICTED_RAM)),
+		  (unsigned long long)thpd_session_ctr(s, THP_C_RESTORES));
+	w = (struct thp_msg_welcome){
+		.session_id = s->id,
+		.uffd_features = s->features,
+		.arena_size = s->arena_size,
+		.daemon_pid = (uint32_t)getpid(),
+	};
+	thpd_conn_send(c, THP_MSG_WELCOME, seq, &w, sizeof(w), NULL, 0);
+	return;
+fail:
 	thpd_session_free(s);
 }

@@ -179,6 +179,10 @@ void thpd_limit_uid_refused(struct thpd *d, uid_t uid, unsigned have);
 /* HELLO{role=CLIENT} with the region uffd (consumed). Replies WELCOME or ERROR. */
 void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 			const struct thp_msg_hello *hello, int uffd);
+/* RESUME with the arena memfd of a session a daemon before us made
+ * (consumed): adopt it, or ERROR saying why not. */
+void thpd_session_resume(struct thpd_conn *c, uint32_t seq, const struct thp_msg_resume *rs,
+			 int arena_fd);
 void thpd_session_evict_done(struct thpd_conn *c, uint32_t seq,
 			     const struct thp_msg_evict_done *done);
 /* The agent answered with ERROR: if it is for the EVICT in flight, count

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The in-process agent's lifecycle and its fault loop.  The fault thread is
- * the sole reader of the region uffd and of the daemon's socket: it reads
+ * the sole reader of the region uffd and of the daemon's socket (which the
+ * background thread replaces after the daemon went away): it reads
  * events (events.c), serves page faults in their order (fault() here: look
  * the region up in maps.c, restore it in restore.c) and hands the daemon's
  * requests to the workers (workers.c).
@@ -134,12 +135,13 @@ static void *fault_main(void *arg)
 
 	fault_thread_of = s;
 	for (;;) {
+		int sock = s->sock;
 		struct pollfd p[3] = {
 			{ .fd = s->uffd, .events = POLLIN },
 			{ .fd = s->evfd, .events = POLLIN },
-			{ .fd = s->sock, .events = POLLIN },
+			{ .fd = sock, .events = POLLIN },
 		};
-		bool busy = events_queued(s), daemon = s->sock >= 0;
+		bool busy = events_queued(s), daemon = sock >= 0;
 		struct evict_job *j = daemon ? free_job(s) : NULL;
 
 		/* With every job taken (the daemon gave up waiting on one and
@@ -147,8 +149,21 @@ static void *fault_main(void *arg)
 		 * soon. */
 		if (poll(p, j ? 3 : 2, busy ? 0 : daemon && !j ? 10 : -1) < 0 && errno != EINTR)
 			break;
-		if (p[1].revents & POLLIN)
-			break;
+		if (p[1].revents & POLLIN) {
+			uint64_t n;
+
+			/* Stop, or a new socket to the daemon to look at.  The
+			 * flag is set before the write: looked at again after
+			 * the read, which may have taken that write too. */
+			if (atomic_load(&s->fault_stop))
+				break;
+			if (read(s->evfd, &n, sizeof(n)) < 0) {
+				/* EAGAIN: nothing to take; nothing else fails */
+			}
+			if (atomic_load(&s->fault_stop))
+				break;
+			continue;
+		}
 		agent_drain(s);
 		for (struct uffd_msg m; events_next(s, &m);) {
 			handle_msg(s, &m);
@@ -169,6 +184,7 @@ static void stop_threads(struct thpswap_session *s, unsigned nworkers)
 	s->stopping = true;
 	pthread_cond_broadcast(&s->wcond);
 	pthread_mutex_unlock(&s->wlock);
+	atomic_store(&s->fault_stop, true);
 	if (s->fault_thread_started) {
 		if (write(s->evfd, &one, sizeof(one)) < 0) {
 			/* eventfd cannot fail with a counter this small */

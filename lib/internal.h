@@ -194,6 +194,7 @@ struct evict_job {
 	struct evict_job *next;
 	atomic_bool busy;         /* set by the fault thread, cleared when answered */
 	uint32_t seq;             /* daemon's request, answered when done */
+	unsigned gen;             /* s->conn_gen it came on (see conn_gen) */
 	uint32_t n;
 	uint64_t addr[THP_EVICT_MAX];
 };
@@ -283,8 +284,11 @@ struct adopt {
 };
 
 struct thpswap_session {
-	/* session.c: the connection, the uffds, the arena */
-	int sock;                 /* to thpswapd; -1 once it went away */
+	/* session.c: the connection, the uffds, the arena.  @sock is
+	 * replaced under send_lock (the fault thread drops it when the daemon
+	 * hangs up, the background thread puts a new one in once a daemon has
+	 * adopted us); the fault thread alone reads it. */
+	_Atomic int sock;         /* to thpswapd; -1 while it is away */
 	int uffd;                 /* region uffd */
 	int suffd;                /* scratch uffd */
 	int pagemap;              /* /proc/self/pagemap */
@@ -293,6 +297,24 @@ struct thpswap_session {
 	int arena_fd;
 	uint64_t features;        /* granted on the region uffd */
 	pthread_mutex_t send_lock;
+	/* Bumped under send_lock when the connection goes and when a new
+	 * one comes: an EVICT read on an older one is cancelled, and its
+	 * answer dropped (workers.c). */
+	_Atomic unsigned conn_gen;
+	/* For RESUME (session_reconnect): where the daemon listens, our name
+	 * at open, the id the last daemon gave us (under send_lock). */
+	char sock_path[108];
+	char comm[16];
+	uint64_t session_id;
+	/* workers.c, under wlock: the background thread connects again after
+	 * the daemon went away, at @due_ns, then backs off (jittered). */
+	struct reconnect {
+		bool wanted;
+		uint64_t due_ns;
+		uint64_t connected_ns;    /* when the connection now lost was made */
+		unsigned backoff_ms;
+		uint64_t rng;             /* xorshift state for the jitter */
+	} reconnect;
 
 	void *arena;
 	size_t arena_size;
@@ -307,6 +329,9 @@ struct thpswap_session {
 	/* agent.c: the fault thread */
 	pthread_t fault_thread;
 	bool fault_thread_started;
+	/* The fault thread ends when this is set and s->evfd is written; the
+	 * evfd alone only makes it look at the daemon's socket again. */
+	atomic_bool fault_stop;
 	void *fault_stack;        /* own_alloc'd, guard page first */
 	struct thp_codec *fault_codec;
 	char *fault_buf;          /* a slot-sized buffer for the fault thread */
@@ -422,6 +447,12 @@ int open_fail_point(struct thpswap_session *s);
  * of the agent's threads, and the arena and scratch are not mapped there
  * (MADV_DONTFORK): every call on it fails with -ECHILD and frees nothing. */
 bool session_forked(const struct thpswap_session *s);
+/* The daemon went away: connect again and ask the one listening now to
+ * adopt this session (RESUME with the arena).  Background thread only;
+ * faults are served meanwhile, and the fault thread reads the new socket
+ * only once the daemon has answered.  0, or -errno: try again later;
+ * *@refused if that is the daemon's answer (ERROR). */
+int session_reconnect(struct thpswap_session *s, bool *refused);
 
 /* ---- registering memory (api.c) ---- */
 long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64_t ulo,
@@ -692,7 +723,9 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 void *worker_main(void *arg);
 /* A job the daemon's next request can go into, or NULL. */
 struct evict_job *free_job(struct thpswap_session *s);
-/* Read one request from the daemon; an EVICT goes into @j (fault thread). */
+/* Read one request from the daemon; an EVICT goes into @j (fault thread).
+ * A hang-up drops the socket and asks the background thread to connect
+ * again (session_reconnect) with backoff. */
 void on_daemon(struct thpswap_session *s, struct evict_job *j);
 /* Ask the helpers to decompress alongside; returns when all frames are
  * done.  Fault thread only (one struct decomp_help per session). */

@@ -75,6 +75,7 @@ static void slot_done(struct thpswap_session *s, char *slot)
 	}
 	slot_put(s, slot, thp);
 }
+static int poison(struct thpswap_session *s, uint32_t idx);
 
 static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t back_state,
 		  uint64_t t0, enum thp_hist h)
@@ -88,9 +89,13 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 	bool pmd;
 
 	if (rc) {
-		/* Region gone or unusable: leave the record as it was. */
 		slot_zap(s, slot);
 		slot_put(s, slot, false);
+		/* No memory to move it in with: the faulter gets SIGBUS, as
+		 * for bytes that do not decode, rather than fault forever. */
+		if (rc == -ENOMEM && !region_gone(s, idx))
+			return poison(s, idx);
+		/* Region gone or unusable: leave the record as it was. */
 		rec_set(s, r, back_state);
 		thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 		return rc;
@@ -299,6 +304,10 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 		case THP_ST_RESTORING:
 			return 0; /* its owner wakes the faulter */
 		case THP_ST_POISONED:
+			/* A page the region's poisoning missed (EEXIST then, or
+			 * EAGAIN): this one, so that the faulter, woken by our
+			 * caller, gets its SIGBUS instead of faulting forever. */
+			thp_uffd_poison(s->uffd, page, THP_PAGE_SIZE);
 			return -EBADMSG;
 		default:
 			thp_uffd_wake(s->uffd, fault_addr & ~(THP_PAGE_SIZE - 1), THP_PAGE_SIZE);

@@ -54,10 +54,19 @@ static int set_timeouts(int fd, unsigned ms)
 	return 0;
 }
 
-static int connect_daemon(const char *path)
+/* Each step of a reconnect's handshake waits at most this long: the
+ * background thread runs it, and a thpswap_close waits for that thread. */
+#define RECONNECT_STEP_MS 1000
+
+static unsigned open_timeout_ms(void)
+{
+	return env_uint("THPSWAP_OPEN_TIMEOUT_MS", DEFAULT_OPEN_TIMEOUT_MS, 0, 3600000);
+}
+
+/* Connect to the daemon at @path, each blocking call bounded by @ms. */
+static int connect_daemon(const char *path, unsigned ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	unsigned ms = env_uint("THPSWAP_OPEN_TIMEOUT_MS", DEFAULT_OPEN_TIMEOUT_MS, 0, 3600000);
 	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -92,7 +101,7 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 	unsigned nfds = 0;
 	long n;
 
-	prctl(PR_GET_NAME, h.comm);
+	memcpy(h.comm, s->comm, sizeof(h.comm));
 	/* Both bounded by connect_daemon's timeouts: EAGAIN is running out. */
 	r = thp_msg_send(s->sock, THP_MSG_HELLO, 1, &h, sizeof(h), &s->uffd, 1);
 	if (r == -EAGAIN)
@@ -127,6 +136,92 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 	s->arena_fd = fds[0];
 	s->features = w->uffd_features;
 	s->arena_size = w->arena_size;
+	s->session_id = w->session_id;
+	return 0;
+}
+
+/*
+ * RESUME on @fd with the arena; the daemon's WELCOME (no fd) or ERROR.
+ * 0 with *@id the session's new id, or -errno; *@refused says the daemon
+ * answered ERROR (the errno is its).
+ */
+static int resume(struct thpswap_session *s, int fd, uint64_t *id, bool *refused)
+{
+	struct thp_msg_resume rs = {
+		.max_regions = s->hdr->max_regions,
+		.uffd_features = s->features,
+		.arena_size = s->arena_size,
+	};
+	char buf[THP_MSG_MAX];
+	struct thp_msg m;
+	int fds[1], r;
+	unsigned nfds = 0;
+	long n;
+
+	memcpy(rs.comm, s->comm, sizeof(rs.comm));
+	pthread_mutex_lock(&s->send_lock);
+	rs.session_id = s->session_id;
+	pthread_mutex_unlock(&s->send_lock);
+	r = thp_msg_send(fd, THP_MSG_RESUME, 1, &rs, sizeof(rs), &s->arena_fd, 1);
+	if (r == -EAGAIN)
+		return -ETIMEDOUT;
+	/* Refused at once (see handshake): the ERROR is still there to read. */
+	if (r && r != -EPIPE && r != -ECONNRESET)
+		return r;
+	n = thp_msg_recv(fd, buf, sizeof(buf), fds, 1, &nfds);
+	if (n == -ECONNRESET)
+		n = thp_msg_recv(fd, buf, sizeof(buf), fds, 1, &nfds);
+	if (nfds)
+		close(fds[0]); /* WELCOME to a RESUME carries none */
+	if (n <= 0)
+		return n == 0 ? -ECONNRESET : n == -EAGAIN ? -ETIMEDOUT : (int)n;
+	r = thp_msg_parse(buf, (size_t)n, &m);
+	/* A daemon of another protocol version refuses as well. */
+	*refused = r == -EPROTONOSUPPORT || (r == 0 && m.hdr.type == THP_MSG_ERROR);
+	if (r == 0 && m.hdr.type == THP_MSG_ERROR)
+		return ((const struct thp_msg_error *)m.payload)->err;
+	if (r == 0 && m.hdr.type != THP_MSG_WELCOME)
+		r = -EPROTO;
+	if (r)
+		return r;
+	*id = ((const struct thp_msg_welcome *)m.payload)->session_id;
+	return 0;
+}
+
+int session_reconnect(struct thpswap_session *s, bool *refused)
+{
+	unsigned ms = open_timeout_ms();
+	uint64_t id = 0;
+	uint64_t one = 1;
+	int fd, r;
+
+	*refused = false;
+	if (!ms || ms > RECONNECT_STEP_MS)
+		ms = RECONNECT_STEP_MS;
+	fd = connect_daemon(s->sock_path, ms);
+	if (fd < 0)
+		return fd;
+	r = resume(s, fd, &id, refused);
+	if (!r)
+		r = set_timeouts(fd, 0);
+	if (!r && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+		r = -errno;
+	if (r) {
+		close(fd);
+		return r;
+	}
+	/* The generation first: an EVICT read on the new socket is the new
+	 * daemon's (the fault thread reads it only after it sees the fd). */
+	pthread_mutex_lock(&s->send_lock);
+	atomic_fetch_add(&s->conn_gen, 1);
+	s->session_id = id;
+	s->sock = fd;
+	pthread_mutex_unlock(&s->send_lock);
+	ctr_add(s, THP_C_RECONNECTS, 1);
+	/* The fault thread may be waiting without the socket in its poll. */
+	if (write(s->evfd, &one, sizeof(one)) < 0) {
+		/* eventfd cannot fail with a counter this small */
+	}
 	return 0;
 }
 
@@ -269,7 +364,13 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	s->sock = s->uffd = s->suffd = s->pagemap = s->procmap = s->evfd = s->arena_fd = -1;
 	pthread_mutex_init(&s->send_lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
-	pthread_cond_init(&s->wcond, NULL);
+	/* The background thread's reconnect deadlines are CLOCK_MONOTONIC. */
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->wcond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&s->app_codec_lock, NULL);
 	pthread_mutex_init(&s->zap_lock, NULL);
 #ifndef NDEBUG
@@ -280,8 +381,15 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	/* Every step: the failure injection point, then the step itself. */
 	if ((r = open_fail_point(s)) || (r = evict_note_own(s)))
 		goto fail;
-	if ((r = open_fail_point(s)) || (r = s->sock = connect_daemon(socket_path)) < 0)
+	r = -ENAMETOOLONG;
+	if (strlen(socket_path) >= sizeof(s->sock_path))
 		goto fail;
+	strcpy(s->sock_path, socket_path);
+	prctl(PR_GET_NAME, s->comm);
+	s->reconnect.rng = now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)s;
+	if ((r = open_fail_point(s)) || (r = connect_daemon(socket_path, open_timeout_ms())) < 0)
+		goto fail;
+	s->sock = r;
 	if ((r = open_fail_point(s)) || (r = s->uffd = thp_uffd_create()) < 0)
 		goto fail;
 	if ((r = open_fail_point(s)) || (r = s->suffd = thp_uffd_create()) < 0)
@@ -292,6 +400,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	s->procmap = thp_procmap_open();
 	if ((r = open_fail_point(s)) || (r = handshake(s, max_regions)))
 		goto fail;
+	s->reconnect.connected_ns = now_ns();
 	r = -ENOTSUP;
 	if ((s->features & NEED_FEATURES) != NEED_FEATURES)
 		goto fail;

@@ -4,7 +4,8 @@
  *
  *   background   one thread at nice +5: the evictions the daemon asks for
  *                (its EVICT requests, which the fault thread reads into
- *                preallocated jobs) and pool refills;
+ *                preallocated jobs), pool refills, and connecting to the
+ *                daemon again after it went away (with backoff);
  *   helpers      one per spare CPU: they only decompress frames alongside
  *                the fault thread's restore.
  *
@@ -24,6 +25,85 @@
 
 #include "internal.h"
 #include "proto.h"
+
+/* ---- the daemon's connection: lost, and made again ---- */
+
+/* Backoff between reconnect attempts: from the first to the last, doubled
+ * after each failure, each wait jittered over its upper half so that the
+ * clients of a restarted daemon do not all come at once. */
+#define RECONNECT_FIRST_MS 50u
+#define RECONNECT_MAX_MS   5000u
+/* A connection that lasted this long starts the next backoff afresh. */
+#define RECONNECT_STABLE_NS 1000000000ull
+
+static uint64_t jittered_ns(struct reconnect *rc)
+{
+	uint64_t x = rc->rng, half = (uint64_t)rc->backoff_ms * 1000000ull / 2;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	rc->rng = x;
+	return half + x % (half + 1);
+}
+
+/* The daemon hung up (fault thread): whatever it asked for in flight is
+ * cancelled (conn_gen), and the background thread connects again. */
+static void daemon_lost(struct thpswap_session *s)
+{
+	struct reconnect *rc = &s->reconnect;
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&s->send_lock);
+	atomic_fetch_add(&s->conn_gen, 1);
+	close(s->sock);
+	s->sock = -1;
+	pthread_mutex_unlock(&s->send_lock);
+
+	pthread_mutex_lock(&s->wlock);
+	if (!rc->backoff_ms || now - rc->connected_ns >= RECONNECT_STABLE_NS)
+		rc->backoff_ms = RECONNECT_FIRST_MS;
+	rc->wanted = true;
+	rc->due_ns = now + jittered_ns(rc);
+	pthread_cond_broadcast(&s->wcond);
+	pthread_mutex_unlock(&s->wlock);
+}
+
+/* A daemon's refusal that asking again would only repeat: it does not
+ * know RESUME (an older one), or it will never take this arena.  Busy,
+ * out of memory, too many connections of our uid: ask again later. */
+static bool refused_for_good(int err)
+{
+	return err != -EBUSY && err != -ENOMEM && err != -EUSERS && err != -EIO &&
+	       err != -ETIMEDOUT && err != -EAGAIN;
+}
+
+/* One attempt, due now (background thread, wlock held and dropped across
+ * it): done, or the next one later, or none (the session goes on served
+ * by its agent alone, as it does with no daemon). */
+static void try_reconnect(struct thpswap_session *s)
+{
+	struct reconnect *rc = &s->reconnect;
+	bool refused;
+	int r;
+
+	pthread_mutex_unlock(&s->wlock);
+	r = session_reconnect(s, &refused);
+	pthread_mutex_lock(&s->wlock);
+	if (r == 0) {
+		rc->wanted = false;
+		rc->connected_ns = now_ns();
+		return;
+	}
+	if (refused && refused_for_good(r)) {
+		rc->wanted = false;
+		return;
+	}
+	rc->backoff_ms *= 2;
+	if (rc->backoff_ms > RECONNECT_MAX_MS)
+		rc->backoff_ms = RECONNECT_MAX_MS;
+	rc->due_ns = now_ns() + jittered_ns(rc);
+}
 
 /* ---- daemon jobs: read by the fault thread, run by the background one ---- */
 
@@ -56,14 +136,12 @@ void on_daemon(struct thpswap_session *s, struct evict_job *j)
 	if (n == -EAGAIN || n == -EINTR)
 		return;
 	if (n <= 0) {
-		/* The daemon went away: keep serving our faults from the arena.
-		 * Under send_lock, which run_job sends under: it must not send
+		/* The daemon went away: keep serving our faults from the arena
+		 * while the background thread connects again.  The socket goes
+		 * under send_lock, which run_job sends under: it must not send
 		 * on the closed fd, or on whatever reuses its number.  Held
 		 * only across a non-blocking send, never around malloc. */
-		pthread_mutex_lock(&s->send_lock);
-		close(s->sock);
-		s->sock = -1;
-		pthread_mutex_unlock(&s->send_lock);
+		daemon_lost(s);
 		return;
 	}
 	if (thp_msg_parse(buf, (size_t)n, &m)) {
@@ -76,6 +154,7 @@ void on_daemon(struct thpswap_session *s, struct evict_job *j)
 		 * malloc locks until we read its FORK event. */
 		atomic_store(&j->busy, true);
 		j->seq = m.hdr.seq;
+		j->gen = atomic_load(&s->conn_gen);
 		j->n = e->n;
 		memcpy(j->addr, e->addr, e->n * sizeof(uint64_t));
 		queue_job(s, j);
@@ -90,6 +169,10 @@ static void run_job(struct worker *w, struct evict_job *j)
 	for (uint32_t k = 0; k < j->n; k++) {
 		long idx;
 
+		/* The daemon that asked is gone: the rest is cancelled (each
+		 * eviction done so far finished; none is left half-way). */
+		if (atomic_load(&s->conn_gen) != j->gen)
+			break;
 		agent_sync(s);
 		idx = rt_lookup(s, j->addr[k]);
 
@@ -109,8 +192,9 @@ static void run_job(struct worker *w, struct evict_job *j)
 			break;
 		}
 	}
+	/* Only on the connection it came on: a new daemon never asked. */
 	pthread_mutex_lock(&s->send_lock);
-	if (s->sock >= 0)
+	if (s->sock >= 0 && atomic_load(&s->conn_gen) == j->gen)
 		thp_msg_send(s->sock, THP_MSG_EVICT_DONE, j->seq, &d, sizeof(d), NULL, 0);
 	pthread_mutex_unlock(&s->send_lock);
 	atomic_store(&j->busy, false);
@@ -212,7 +296,7 @@ static void *helper_main(struct worker *w)
 static void idle_wait(struct thpswap_session *s)
 {
 	struct timespec t;
-	uint64_t wait;
+	uint64_t wait, due;
 
 	pthread_mutex_unlock(&s->wlock);
 	wait = scratch_trim(s);
@@ -223,11 +307,10 @@ static void idle_wait(struct thpswap_session *s)
 		pthread_cond_wait(&s->wcond, &s->wlock);
 		return;
 	}
-	/* wcond runs on CLOCK_REALTIME: a clock step only moves the trim. */
-	clock_gettime(CLOCK_REALTIME, &t);
-	wait += (uint64_t)t.tv_nsec;
-	t.tv_sec += (time_t)(wait / 1000000000ull);
-	t.tv_nsec = (long)(wait % 1000000000ull);
+	/* wcond runs on CLOCK_MONOTONIC, as now_ns() does. */
+	due = now_ns() + wait;
+	t.tv_sec = (time_t)(due / 1000000000ull);
+	t.tv_nsec = (long)(due % 1000000000ull);
 	pthread_cond_timedwait(&s->wcond, &s->wlock, &t);
 }
 
@@ -254,6 +337,15 @@ static void *background_main(struct worker *w)
 			pthread_mutex_unlock(&s->wlock);
 			scratch_refill(s);
 			pthread_mutex_lock(&s->wlock);
+		} else if (s->reconnect.wanted && now_ns() >= s->reconnect.due_ns) {
+			try_reconnect(s);
+		} else if (s->reconnect.wanted) {
+			struct timespec due = {
+				.tv_sec = (time_t)(s->reconnect.due_ns / 1000000000ull),
+				.tv_nsec = (long)(s->reconnect.due_ns % 1000000000ull),
+			};
+
+			pthread_cond_timedwait(&s->wcond, &s->wlock, &due);
 		} else {
 			idle_wait(s);
 		}

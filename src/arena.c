@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "arena.h"
 
@@ -32,6 +37,53 @@ int thp_arena_validate(const struct thp_arena_header *h, size_t map_size)
 	if (h->cfg.frames < 1 || h->cfg.frames > THP_MAX_FRAMES ||
 	    h->cfg.incompressible > THP_INCOMP_RAW || h->cfg.max_stored_pct > 100)
 		return -EBADMSG;
+	return 0;
+}
+
+int thp_arena_check_fd(int fd, struct thp_arena_header *h, char *why, size_t whysz)
+{
+	struct stat st;
+	ssize_t n;
+	int seals, r;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whysz, "not a memfd (not a regular file)");
+		return -EBADF;
+	}
+	/* Only a memfd made with MFD_ALLOW_SEALING can carry these; without
+	 * SHRINK a peer could truncate it under our mapping (SIGBUS). */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & THP_ARENA_SEALS) != THP_ARENA_SEALS) {
+		snprintf(why, whysz, "not sealed against resizing (seals 0x%x, want 0x%x)",
+			 seals < 0 ? 0 : (unsigned)seals, (unsigned)THP_ARENA_SEALS);
+		return -EBADF;
+	}
+	memset(h, 0, sizeof(*h));
+	n = pread(fd, h, sizeof(*h), 0);
+	if (n != (ssize_t)sizeof(*h)) {
+		snprintf(why, whysz, "%lld bytes, shorter than an arena header",
+			 (long long)st.st_size);
+		return -EBADMSG;
+	}
+	if (h->magic != THP_ARENA_MAGIC) {
+		snprintf(why, whysz, "magic 0x%llx, not an arena's",
+			 (unsigned long long)h->magic);
+		return -EPROTO;
+	}
+	if (h->version != THP_ARENA_VERSION) {
+		snprintf(why, whysz, "arena version %u, this thpswapd reads version %u",
+			 h->version, THP_ARENA_VERSION);
+		return -EPROTO;
+	}
+	r = thp_arena_validate(h, (size_t)st.st_size);
+	if (r == 0 && h->size != (uint64_t)st.st_size)
+		r = -EBADMSG;
+	if (r < 0) {
+		snprintf(why, whysz, "its header does not fit: %u regions, size %llu, memfd "
+			 "size %lld", h->max_regions, (unsigned long long)h->size,
+			 (long long)st.st_size);
+		return r;
+	}
 	return 0;
 }
 

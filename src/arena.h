@@ -22,6 +22,7 @@
 #ifndef THPSWAP_ARENA_H
 #define THPSWAP_ARENA_H
 
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -168,6 +169,8 @@ enum thp_counter {
 				   * none was to be had for a collapse */
 	THP_C_AGENT_BYTES,        /* gauge: memory the agent itself holds resident
 				   * (pool, staging, tables, codec workspaces) */
+	THP_C_RECONNECTS,         /* sessions a new daemon adopted after the one
+				   * before went away (RESUME, lib/session.c) */
 	THP_C__MAX
 };
 
@@ -205,6 +208,18 @@ void thp_arena_layout(struct thp_arena_header *h, uint32_t max_regions);
 
 /* Check a header read from an untrusted mapping of @map_size bytes. */
 int thp_arena_validate(const struct thp_arena_header *h, size_t map_size);
+
+/* The seals every arena carries: it never grows nor shrinks under a reader. */
+#define THP_ARENA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/*
+ * Check an arena memfd a peer handed over (a client's RESUME): a memfd with
+ * THP_ARENA_SEALS whose header (read into *@h with pread, never mapped)
+ * passes thp_arena_validate and whose size is the one its layout gives.
+ * 0, or -errno with the reason in @why: -EBADF (not a sealed memfd),
+ * -EPROTO (another magic or version), -EBADMSG (layout or size wrong).
+ */
+int thp_arena_check_fd(int fd, struct thp_arena_header *h, char *why, size_t whysz);
 
 static inline struct thp_record *thp_arena_records(void *base)
 {

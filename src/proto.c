@@ -63,6 +63,7 @@ static const struct msg_spec msg_specs[THP_MSG__MAX] = {
 				   offsetof(struct thp_msg_policy_reply, n), THP_POLICY_MAX },
 	[THP_MSG_PIN_REQ] = { "PIN_REQ", sizeof(struct thp_msg_pin_req), 0, 0, 0 },
 	[THP_MSG_PIN_REPLY] = { "PIN_REPLY", sizeof(struct thp_msg_pin_reply), 0, 0, 0 },
+	[THP_MSG_RESUME] = { "RESUME", sizeof(struct thp_msg_resume), 0, 0, 0 },
 };
 
 static const char *const limit_names[THP_L__MAX] = {

@@ -14,6 +14,13 @@
  *                         <- WELCOME + SCM_RIGHTS [arena memfd]
  *                         then the daemon sends EVICT, the agent answers
  *                         EVICT_DONE with the same seq.
+ *   client, again         RESUME + SCM_RIGHTS [arena memfd]
+ *   (after the daemon     <- WELCOME (no fd) or ERROR naming what is wrong
+ *   went away)            with the arena; then as above.  A new daemon
+ *                         adopts the session the client had with the one
+ *                         that died: its arena, records and counters.
+ *                         An older daemon answers ERROR -ENOMSG (unknown
+ *                         type); the client keeps serving itself.
  *   control (thpswapctl)  HELLO{role=CTL} <- WELCOME (no fd), then any of
  *                         STATUS, CLIENTS, REGIONS, EVICT_REQ, STATS, LIMITS,
  *                         CLIENTS_PAGE, POLICY_PAGE, PIN_REQ, each answered
@@ -58,6 +65,7 @@ enum thp_msg_type {
 	THP_MSG_POLICY_REPLY,
 	THP_MSG_PIN_REQ,        /* added last: an older daemon answers ENOMSG */
 	THP_MSG_PIN_REPLY,
+	THP_MSG_RESUME,         /* added last: an older daemon answers ENOMSG */
 	THP_MSG__MAX
 };
 
@@ -89,6 +97,25 @@ struct thp_msg_welcome {
 	uint64_t arena_size;    /* client: size of the arena memfd */
 	uint32_t daemon_pid;
 	uint32_t pad;
+};
+
+/*
+ * RESUME: a client whose daemon went away (its control socket hung up)
+ * asks the daemon now listening to adopt its session.  The message carries
+ * the arena memfd the old daemon made; the daemon checks it (a sealed
+ * memfd of the size its header's layout says, magic, version, and made for
+ * this pid) and answers WELCOME with no fd, or ERROR saying what is wrong.
+ * The region uffd stays with the client: UFFDIO_API was done on it once,
+ * and @uffd_features is what that granted.  EVICT requests of the old
+ * daemon that were in flight are cancelled by the agent, never answered.
+ */
+struct thp_msg_resume {
+	uint32_t max_regions;   /* the arena's, as the client mapped it */
+	uint32_t flags;         /* none defined: a daemon refuses any it does not know */
+	uint64_t uffd_features; /* granted on the region uffd at the first HELLO */
+	uint64_t session_id;    /* the id the previous daemon gave (for its log) */
+	uint64_t arena_size;    /* the memfd's size, as the client mapped it */
+	char comm[16];
 };
 
 /* EVICT: fixed part then n addresses (2 MiB-aligned region starts). */

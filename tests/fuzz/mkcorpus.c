@@ -3,7 +3,7 @@
  * Writes the fuzzers' seed inputs: one valid message of every type for
  * fuzz-proto, and conversations with the daemon for fuzz-daemon (a control
  * peer's requests; a client's HELLO, arena records and answered EVICT;
- * deadlines; fds where none belong).  Built from src/proto.h and
+ * deadlines; fds where none belong; RESUMEs the daemon refuses).  Built from src/proto.h and
  * src/arena.h, so the seeds follow the protocol.
  *
  * Usage: fuzz-mkcorpus PROTO-DIR DAEMON-DIR (tests/fuzz/corpus/proto and
@@ -91,6 +91,8 @@ static void proto_seeds(const char *dir)
 	struct thp_msg_stats sq = { .pid = 42 };
 	static struct thp_msg_stats_reply sr = { .n_counters = THP_C__MAX, .n_hist = THP_H__MAX };
 	struct thp_msg_limits_reply lr = { .n_counters = THP_L__MAX, .max_conns_per_uid = 256 };
+	struct thp_msg_resume rs = { .max_regions = 16, .session_id = 3, .arena_size = 1 << 30,
+				     .comm = "app" };
 	uint64_t ev[(sizeof(struct thp_msg_evict) + 3 * 8) / 8] = { 0 };
 	struct thp_msg_evict *e = (void *)ev;
 	uint64_t cr[(sizeof(struct thp_msg_clients_reply) + 2 * sizeof(struct thp_client_info)) / 8];
@@ -149,6 +151,7 @@ static void proto_seeds(const char *dir)
 	proto_seed(dir, "policy-reply", 0, 0, THP_MSG_POLICY_REPLY, pol, sizeof(pr));
 	proto_seed(dir, "pin-req", 0, 0, THP_MSG_PIN_REQ, &pin, sizeof(pin));
 	proto_seed(dir, "pin-reply", 0, 0, THP_MSG_PIN_REPLY, &pinr, sizeof(pinr));
+	proto_seed(dir, "resume-arena", 1 | 1 << 1, 1, THP_MSG_RESUME, &rs, sizeof(rs));
 }
 
 /* ---- fuzz-daemon: operations (see fuzz_daemon.c) ---- */
@@ -324,6 +327,27 @@ static void daemon_seeds(const char *dir)
 		d_send(&o, OP_SEND_UFFD | PEER(0), THP_MSG_STATUS, 7, NULL, 0);
 	}
 	save(dir, "bad-fds", &o);
+
+	/* RESUME without its arena, with memfds that are no arena (refused),
+	 * with two, and after HELLO. */
+	o.len = 0;
+	{
+		struct thp_msg_resume rs = { .max_regions = 8, .session_id = 1, .comm = "app" };
+		struct thp_arena_header ah;
+
+		memset(&ah, 0, sizeof(ah));
+		thp_arena_layout(&ah, 8);
+		rs.arena_size = ah.size;
+		put8(&o, OP_CONNECT);
+		d_send(&o, OP_SEND | PEER(0), THP_MSG_RESUME, 1, &rs, sizeof(rs));
+		put8(&o, OP_CONNECT | PEER(1));
+		d_send(&o, OP_SEND_MEMFD | PEER(1), THP_MSG_RESUME, 2, &rs, sizeof(rs));
+		put8(&o, OP_CONNECT | PEER(2));
+		d_send(&o, OP_SEND_MEMFD | PEER(2) | 1 << 5, THP_MSG_RESUME, 3, &rs, sizeof(rs));
+		d_client(&o, 3, 1);
+		d_send(&o, OP_SEND_MEMFD | PEER(3), THP_MSG_RESUME, 4, &rs, sizeof(rs));
+	}
+	save(dir, "resume", &o);
 }
 
 int main(int argc, char **argv)

@@ -107,25 +107,32 @@ static int spawn(pid_t *pid, const char *const *argv, int fd, bool activate)
 	return r;
 }
 
-int h_daemon_start(struct h_daemon *d, const char *const *args)
+int h_listen(const struct h_daemon *d)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *bin = env_path("THPSWAPD");
-	const char *argv[40];
-	int fd, n = 0, r;
+	int fd, r;
 
-	snprintf(d->dir, sizeof(d->dir), "/tmp/thpswap-test.XXXXXX");
-	if (!mkdtemp(d->dir))
-		return -errno;
-	snprintf(d->sock, sizeof(d->sock), "%s/control.sock", d->dir);
 	if (strlen(d->sock) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
-	/* Bound and listening before the daemon runs: clients may connect at
-	 * once and wait in the backlog (socket activation, as under systemd). */
-	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64))
-		return -errno;
+	unlink(d->sock);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64)) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* Start thpswapd with @args, socket-activated on @listen_fd. */
+static int spawn_daemon(struct h_daemon *d, const char *const *args, int listen_fd)
+{
+	const char *bin = env_path("THPSWAPD");
+	const char *argv[40];
+	int n = 0;
+
 	/* LISTEN_PID must be the daemon's own pid (sd_listen_fds checks it):
 	 * a shell sets it to its $$ and execs the daemon in its place. */
 	argv[n++] = "/bin/sh";
@@ -138,7 +145,40 @@ int h_daemon_start(struct h_daemon *d, const char *const *args)
 	for (; args && *args && n < 38; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
-	r = spawn(&d->pid, argv, fd, true);
+	return spawn(&d->pid, argv, listen_fd, true);
+}
+
+int h_daemon_restart_on(struct h_daemon *d, const char *const *args, int listen_fd)
+{
+	if (d->pid > 0)
+		return -EBUSY;
+	return spawn_daemon(d, args, listen_fd);
+}
+
+/* Bind d->sock (whatever was there removed), then start thpswapd on it
+ * socket-activated with @args. */
+static int start_on_socket(struct h_daemon *d, const char *const *args)
+{
+	/* Bound and listening before the daemon runs: clients may connect at
+	 * once and wait in the backlog (socket activation, as under systemd). */
+	int fd = h_listen(d), r;
+
+	if (fd < 0)
+		return fd;
+	r = spawn_daemon(d, args, fd);
+	close(fd);
+	return r;
+}
+
+int h_daemon_start(struct h_daemon *d, const char *const *args)
+{
+	int r;
+
+	snprintf(d->dir, sizeof(d->dir), "/tmp/thpswap-test.XXXXXX");
+	if (!mkdtemp(d->dir))
+		return -errno;
+	snprintf(d->sock, sizeof(d->sock), "%s/control.sock", d->dir);
+	r = start_on_socket(d, args);
 	if (r)
 		return r;
 	for (unsigned k = 0; k < sizeof(started) / sizeof(started[0]); k++)
@@ -150,9 +190,29 @@ int h_daemon_start(struct h_daemon *d, const char *const *args)
 		atexit(stop_started);
 		atexit_done = true;
 	}
-	close(fd);
 	setenv("THPSWAP_SOCKET", d->sock, 1);
 	return 0;
+}
+
+int h_daemon_kill(struct h_daemon *d)
+{
+	int st;
+
+	if (d->pid <= 0)
+		return -ESRCH;
+	if (kill(d->pid, SIGKILL) < 0)
+		return -errno;
+	if (waitpid(d->pid, &st, 0) < 0)
+		return -errno;
+	d->pid = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int h_daemon_restart(struct h_daemon *d, const char *const *args)
+{
+	if (d->pid > 0)
+		return -EBUSY;
+	return start_on_socket(d, args);
 }
 
 int h_daemon_stop(struct h_daemon *d)

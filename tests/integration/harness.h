@@ -36,6 +36,18 @@ void h_require_root(void);
 int h_daemon_start(struct h_daemon *d, const char *const *args);
 /* SIGTERM, wait; returns its exit status (0..255), 128+sig, or -errno. */
 int h_daemon_stop(struct h_daemon *d);
+/* SIGKILL it and wait (a crash: nothing is told, nothing cleaned up);
+ * returns 128+9 or -errno.  The socket file stays, nobody listening. */
+int h_daemon_kill(struct h_daemon *d);
+/* Start thpswapd again on @d's socket path (bound afresh), after
+ * h_daemon_kill; h_daemon_stop stops it as before.  0 or -errno. */
+int h_daemon_restart(struct h_daemon *d, const char *const *args);
+/* The same on a listening socket the caller made at d->sock with h_listen
+ * (and keeps, as systemd keeps a socket unit's across restarts: clients
+ * connect meanwhile and wait in its backlog).  h_listen returns the fd or
+ * -errno. */
+int h_listen(const struct h_daemon *d);
+int h_daemon_restart_on(struct h_daemon *d, const char *const *args, int listen_fd);
 
 /* Run thpswapctl (path in $THPSWAPCTL) against @d with "--socket", then
  * @argv (NULL-terminated).  Captures stdout into @out (NUL-terminated,

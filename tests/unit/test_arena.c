@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "arena.h"
@@ -54,6 +56,51 @@ static void validate_rejects_damage(void **state)
 	bad = h;
 	bad.cfg.max_stored_pct = 101;
 	assert_int_equal(thp_arena_validate(&bad, h.size), -EBADMSG);
+}
+
+/* A memfd holding an arena of @nreg regions, @extra bytes longer, with
+ * @seals added; @magic replaces the header's. */
+static int arena_memfd(uint32_t nreg, off_t extra, int seals, uint64_t magic)
+{
+	struct thp_arena_header h;
+	int fd = memfd_create("test-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	assert_true(fd >= 0);
+	memset(&h, 0, sizeof(h));
+	thp_arena_layout(&h, nreg);
+	h.magic = magic;
+	h.cfg.frames = 1;
+	assert_int_equal(ftruncate(fd, (off_t)h.size + extra), 0);
+	assert_int_equal(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	if (seals)
+		assert_int_equal(fcntl(fd, F_ADD_SEALS, seals), 0);
+	return fd;
+}
+
+/* A RESUME's arena is taken only as a sealed memfd whose header fits it. */
+static void check_fd_names_what_is_wrong(void **state)
+{
+	struct thp_arena_header h;
+	char why[160];
+	int fd;
+
+	(void)state;
+	fd = arena_memfd(4, 0, THP_ARENA_SEALS, THP_ARENA_MAGIC);
+	assert_int_equal(thp_arena_check_fd(fd, &h, why, sizeof(why)), 0);
+	assert_int_equal(h.max_regions, 4);
+	close(fd);
+	fd = arena_memfd(4, 0, 0, THP_ARENA_MAGIC);
+	assert_int_equal(thp_arena_check_fd(fd, &h, why, sizeof(why)), -EBADF);
+	assert_non_null(strstr(why, "not sealed"));
+	close(fd);
+	fd = arena_memfd(4, 4096, THP_ARENA_SEALS, THP_ARENA_MAGIC);
+	assert_int_equal(thp_arena_check_fd(fd, &h, why, sizeof(why)), -EBADMSG);
+	assert_non_null(strstr(why, "does not fit"));
+	close(fd);
+	fd = arena_memfd(4, 0, THP_ARENA_SEALS, THP_ARENA_MAGIC ^ 1);
+	assert_int_equal(thp_arena_check_fd(fd, &h, why, sizeof(why)), -EPROTO);
+	assert_non_null(strstr(why, "magic"));
+	close(fd);
 }
 
 static void hist_buckets_bound_their_values(void **state)
@@ -108,6 +155,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(layout_is_aligned_and_sized),
 		cmocka_unit_test(validate_rejects_damage),
+		cmocka_unit_test(check_fd_names_what_is_wrong),
 		cmocka_unit_test(hist_buckets_bound_their_values),
 		cmocka_unit_test(percentiles),
 		cmocka_unit_test(state_names),

@@ -75,6 +75,7 @@ static const struct {
 	{ 19, 16 },	/* POLICY_PAGE */
 	{ 21, 24 },	/* PIN_REQ */
 	{ 22, 8 },	/* PIN_REPLY */
+	{ 23, 48 },	/* RESUME */
 };
 
 /* Array types: fixed part, entry size, where the count lives, the maximum. */
@@ -241,12 +242,13 @@ static void test_wire_numbers(void **state)
 		"CLIENTS", "CLIENTS_REPLY", "REGIONS", "REGIONS_REPLY", "EVICT_REQ", "EVICT_REPLY",
 		"STATS", "STATS_REPLY", "LIMITS", "LIMITS_REPLY", "CLIENTS_PAGE",
 		"POLICY_PAGE", "POLICY_REPLY", "PIN_REQ", "PIN_REPLY",
+		"RESUME",
 	};
 
 	assert_int_equal(THP_PROTO_MAGIC, 0x53504854);
 	assert_int_equal(THP_PROTO_VERSION, 1);
-	assert_int_equal(THP_MSG__MAX, 23);
-	for (unsigned t = 1; t < 23; t++)
+	assert_int_equal(THP_MSG__MAX, 24);
+	for (unsigned t = 1; t < 24; t++)
 		assert_string_equal(thp_msg_type_name(t), names[t]);
 	assert_int_equal(THP_MSG_ERROR, 1);
 	assert_int_equal(THP_MSG_HELLO, 2);
