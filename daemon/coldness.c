@@ -7,10 +7,11 @@
  *
  * Of the signals measured (bench/coldness.c; docs/ARCHITECTURE.md, "What
  * cold means"), soft-dirty is the one the daemon can read for another
- * process without splitting its THPs: clearing write-protects a PMD whole,
- * and a write to it is one fault, not 512.  It sees writes only, and
- * clear_refs clears the whole process, so the loop uses it only when
- * write-tracking is on and the kernel has it (thpd_cold_probe).
+ * process without splitting its THPs (by the kernel's code: clearing
+ * write-protects a PMD whole, and a write to it is one fault, not 512; not
+ * measured, as the kernel it was built on has no soft-dirty).  It sees
+ * writes only, and clear_refs clears the whole process, so the loop uses
+ * it only when write-tracking is on and the kernel has it (thpd_cold_probe).
  */
 #include <errno.h>
 #include <fcntl.h>
