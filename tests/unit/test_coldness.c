@@ -2,8 +2,8 @@
 /*
  * daemon/coldness.c: PAGEMAP_SCAN runs onto regions (fixture inputs), a
  * sysroot where the files are missing or are not /proc's (temporary
- * directories), and the real thing on the test's own memory where the
- * kernel has soft-dirty.
+ * directories), and the real thing on the test's own memory and on a child
+ * process's (written regions found where the kernel has soft-dirty).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -177,12 +178,76 @@ static void test_scan_self(void **state)
 	munmap(p, N * R);
 }
 
+/* Another process, as the daemon looks at a client: its pagemap and its
+ * clear_refs, its bytes untouched. */
+static void test_scan_child(void **state)
+{
+	enum { N = 3 };
+	int up[2], down[2];
+	struct thpd_cold_region r[N];
+	bool hot[N];
+	uint64_t base = 0, cats;
+	enum thpd_cold_signal sig = thpd_cold_probe(&cats);
+	pid_t pid;
+	int st;
+
+	(void)state;
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(down), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *p = thp_mmap_aligned(N * R, R, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+		uint64_t a = (uint64_t)p;
+		char c;
+		int bad = 0;
+
+		if (p == MAP_FAILED)
+			_exit(2);
+		madvise(p, N * R, MADV_HUGEPAGE);
+		memset(p, 5, N * R);
+		if (write(up[1], &a, sizeof(a)) != sizeof(a) || read(down[0], &c, 1) != 1)
+			_exit(3);
+		/* told to write the middle region, then looked at again */
+		if (c == 'w') {
+			p[R + 1] = 9;
+			if (write(up[1], &a, sizeof(a)) != sizeof(a) || read(down[0], &c, 1) != 1)
+				_exit(3);
+		}
+		for (size_t i = 0; i < N * R; i++)
+			bad += p[i] != (i == R + 1 && sig == THPD_COLD_SOFT_DIRTY ? 9 : 5);
+		_exit(bad ? 1 : 0);
+	}
+	assert_int_equal(read(up[0], &base, sizeof(base)), sizeof(base));
+	for (int i = 0; i < N; i++)
+		r[i] = (struct thpd_cold_region){ base + (uint64_t)i * R, (uint32_t)i };
+	assert_int_equal(thpd_cold_scan("", pid, r, N, hot), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(hot[i], sig == THPD_COLD_SOFT_DIRTY);
+	if (sig == THPD_COLD_SOFT_DIRTY) {
+		assert_int_equal(write(down[1], "w", 1), 1);
+		assert_int_equal(read(up[0], &base, sizeof(base)), sizeof(base));
+		assert_int_equal(thpd_cold_scan("", pid, r, N, hot), 0);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(hot[i], i == 1);
+	}
+	assert_int_equal(write(down[1], "x", 1), 1);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	close(up[0]);
+	close(up[1]);
+	close(down[0]);
+	close(down[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mark),
 		cmocka_unit_test(test_scan_fixture),
 		cmocka_unit_test(test_scan_self),
+		cmocka_unit_test(test_scan_child),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
