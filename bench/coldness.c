@@ -508,5 +508,10 @@ int main(int argc, char **argv)
 	}
 	printf("\n");
 	probe_accessed(&b);
+	close(b.pm_fd);
+	munmap(b.base, (size_t)b.nreg * REGION);
+	free(seen);
+	free(b.hot_idx);
+	free(b.hot);
 	return 0;
 }
