@@ -40,6 +40,7 @@ enum key {
 	K_ADMIN_GROUP,
 	K_PRESSURE, K_PRESSURE_INTERVAL, K_PRESSURE_TARGET, K_COLD_AGE, K_PROMOTION_WINDOW,
 	K_PROMOTION_TARGET, K_EVICT_STEP, K_EVICT_STEP_MAX, K_CGROUP_HIGH_PCT, K_RESIDENT_TARGET,
+	K_WRITE_TRACKING,
 	K__MAX
 };
 
@@ -73,6 +74,7 @@ static const char *const key_names[K__MAX] = {
 	[K_EVICT_STEP_MAX] = "evict-step-max",
 	[K_CGROUP_HIGH_PCT] = "cgroup-high-pct",
 	[K_RESIDENT_TARGET] = "resident-target",
+	[K_WRITE_TRACKING] = "write-tracking",
 };
 
 struct layer {
@@ -118,6 +120,9 @@ static void defaults(struct thpd_config *c)
 		.evict_step_max = 256,
 		.cgroup_high_pct = 90,
 		.resident_target_bytes = 0,
+		/* off: on the kernel it was measured on there is no soft-dirty
+		 * (docs/ARCHITECTURE.md, "What cold means") */
+		.write_tracking = false,
 	};
 	snprintf(c->socket, sizeof(c->socket), "%s", THPSWAP_DEFAULT_SOCKET);
 }
@@ -316,6 +321,11 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		r = parse_ll(val, 0, 1LL << 40, &v, err, errsz);
 		c->resident_target_bytes = (uint64_t)v << 20;
 		break;
+	case K_WRITE_TRACKING:
+		r = parse_bool(val, &c->write_tracking);
+		if (r)
+			snprintf(err, errsz, "'%s' is not yes or no", val);
+		break;
 	case K_VERBOSE:
 		r = parse_bool(val, &c->verbose);
 		if (r)
@@ -362,6 +372,7 @@ static void apply(struct thpd_config *c, const struct layer *l)
 	TAKE(K_EVICT_STEP_MAX, evict_step_max);
 	TAKE(K_CGROUP_HIGH_PCT, cgroup_high_pct);
 	TAKE(K_RESIDENT_TARGET, resident_target_bytes);
+	TAKE(K_WRITE_TRACKING, write_tracking);
 #undef TAKE
 	if (l->set & (1u << K_SOCKET))
 		memcpy(c->socket, v->socket, sizeof(c->socket));
@@ -506,7 +517,9 @@ static void usage(FILE *f)
 "      --evict-step N        regions per interval to start with, and at least (default 4)\n"
 "      --evict-step-max N    regions per interval at most (default 256)\n"
 "      --cgroup-high-pct P   a client's cgroup above P % of its limit: evict whatever stall says (default 90)\n"
-"      --resident-target MIB stop once all clients together hold this much resident (default 0: none)\n",
+"      --resident-target MIB stop once all clients together hold this much resident (default 0: none)\n"
+"      --write-tracking yes|no  a region written since the last interval (soft-dirty) is not cold\n"
+"                            (default no; where the kernel has no soft-dirty it is said once and off)\n",
 	      f);
 }
 
@@ -537,7 +550,7 @@ static int opt_key(int o)
 	case O_ADMIN_GROUP: return K_ADMIN_GROUP;
 	default:
 		/* the pressure loop's keys, in enum key order from O_PRESSURE_FIRST */
-		if (o >= O_PRESSURE_FIRST && o <= O_PRESSURE_FIRST + (K_RESIDENT_TARGET - K_PRESSURE))
+		if (o >= O_PRESSURE_FIRST && o <= O_PRESSURE_FIRST + (K_WRITE_TRACKING - K_PRESSURE))
 			return K_PRESSURE + (o - O_PRESSURE_FIRST);
 		return -1;
 	}
@@ -573,6 +586,7 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "evict-step-max", required_argument, NULL, O_PRESSURE_FIRST + 7 },
 		{ "cgroup-high-pct", required_argument, NULL, O_PRESSURE_FIRST + 8 },
 		{ "resident-target", required_argument, NULL, O_PRESSURE_FIRST + 9 },
+		{ "write-tracking", required_argument, NULL, O_PRESSURE_FIRST + 10 },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "verbose", optional_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel-abi.h"
 #include "thpswapd.h"
 
 /* A region whose last attempt did not take (incompressible, refused) is
@@ -156,6 +157,8 @@ struct pol_client {
 	uint64_t *seen_evicted;
 	uint64_t *seen_addr;
 	uint8_t *mistakes;
+	uint64_t *written_ns;         /* when coldness.c last saw it written (0: never) */
+	bool cold_failed;             /* coldness.c could not look: said once, not tried again */
 	uint64_t promotions;          /* since the session began */
 	double promo_rate;            /* promoted per minute, a fraction of the working set */
 	uint64_t working_set;         /* resident + evicted regions, at the last walk */
@@ -174,6 +177,8 @@ struct thpd_policy {
 	uint64_t promotions;          /* all clients, since start */
 	double promo_rate;            /* all clients: promoted per minute / all regions */
 	uint64_t sys_stall_us;        /* the system's stall over the last interval */
+	bool cold_probed;
+	enum thpd_cold_signal cold;   /* what coldness.c may use; NONE: fault history only */
 };
 
 static void client_free(struct pol_client *pc)
@@ -182,6 +187,7 @@ static void client_free(struct pol_client *pc)
 	free(pc->seen_evicted);
 	free(pc->seen_addr);
 	free(pc->mistakes);
+	free(pc->written_ns);
 	free(pc);
 }
 
@@ -218,7 +224,9 @@ static struct pol_client *client_get(struct thpd_policy *p, const struct thpd_se
 	pc->seen_evicted = calloc(nrec, sizeof(*pc->seen_evicted));
 	pc->seen_addr = calloc(nrec, sizeof(*pc->seen_addr));
 	pc->mistakes = calloc(nrec, sizeof(*pc->mistakes));
-	if (!pc->seen_restores || !pc->seen_evicted || !pc->seen_addr || !pc->mistakes) {
+	pc->written_ns = calloc(nrec, sizeof(*pc->written_ns));
+	if (!pc->seen_restores || !pc->seen_evicted || !pc->seen_addr || !pc->mistakes ||
+	    !pc->written_ns) {
 		client_free(pc);
 		return NULL;
 	}
@@ -331,7 +339,12 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 			w->c = nc;
 			w->cap = ncap;
 		}
-		w->c[w->n++] = (struct cand){ .last_fault_ns = r.last_fault_ns, .idx = i };
+		/* Written since the last look counts as touched (coldness.c). */
+		w->c[w->n++] = (struct cand){
+			.last_fault_ns = pc->written_ns[i] > r.last_fault_ns ? pc->written_ns[i] :
+				r.last_fault_ns,
+			.idx = i,
+		};
 	}
 	pc->walked_ns = now;
 	if (w->n > 1)
@@ -420,6 +433,55 @@ static uint64_t client_stall(const struct thpd *d, struct pol_client *pc, pid_t 
 	return stall;
 }
 
+/* Stamp the resident regions of @s written since the last interval, where
+ * write-tracking is on and the kernel has it. */
+static void cold_look(const struct thpd *d, const struct thpd_session *s, struct pol_client *pc,
+		      uint64_t now)
+{
+	struct thpd_cold_region *reg = NULL;
+	size_t n = 0, cap = 0;
+	struct thpd_rec_iter it;
+	struct thp_record r;
+	bool *hot = NULL;
+	uint32_t i;
+	int ret = -ENOMEM;
+
+	if (d->policy->cold == THPD_COLD_NONE || pc->cold_failed)
+		return;
+	thpd_rec_iter_init(&it, s, 0);
+	while (thpd_rec_next(&it, &i, &r) && i < pc->nrec) {
+		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			struct thpd_cold_region *nr = realloc(reg, ncap * sizeof(*nr));
+
+			if (!nr)
+				goto out;
+			reg = nr;
+			cap = ncap;
+		}
+		reg[n++] = (struct thpd_cold_region){ .addr = r.addr, .idx = i };
+	}
+	hot = calloc(n ? n : 1, sizeof(*hot));
+	if (!hot)
+		goto out;
+	ret = thpd_cold_scan(d->cfg.sysroot, thpd_session_pid(s), reg, n, hot);
+	for (size_t k = 0; ret == 0 && k < n; k++)
+		if (hot[k])
+			pc->written_ns[reg[k].idx] = now;
+out:
+	if (ret < 0) {
+		/* A client of another user needs CAP_DAC_OVERRIDE for its
+		 * clear_refs: it keeps fault history only. */
+		thpd_warn("pid %d: write-tracking off for this client: %s",
+			  (int)thpd_session_pid(s), strerror(-ret));
+		pc->cold_failed = true;
+	}
+	free(hot);
+	free(reg);
+}
+
 static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now,
 			    uint64_t dt_ns, uint64_t sys_stall, uint64_t *allowance,
 			    uint32_t *all_promos, uint64_t *all_regions)
@@ -442,6 +504,7 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 		return;
 	}
 	pc->alive = true;
+	cold_look(d, s, pc, now);
 	r = walk_session(d, s, pc, now, &w);
 	if (r < 0) {
 		free(w.c);
@@ -523,6 +586,19 @@ static void pressure_tick(struct thpd *d, uint64_t now)
 	}
 	if (p->last_ns && now - p->last_ns < (uint64_t)d->cfg.pressure_interval_ms * 1000000ull)
 		return;
+	if (!p->cold_probed) {
+		uint64_t cats = 0;
+		enum thpd_cold_signal sig = thpd_cold_probe(&cats);
+
+		p->cold_probed = true;
+		p->cold = d->cfg.write_tracking ? sig : THPD_COLD_NONE;
+		if (d->cfg.write_tracking && p->cold == THPD_COLD_NONE)
+			thpd_warn("write-tracking: this kernel has no soft-dirty (PAGEMAP_SCAN categories "
+				  "0x%llx): cold means not faulted", (unsigned long long)cats);
+		if (cats & ~((uint64_t)PAGE_IS_GUARD * 2 - 1))
+			thpd_info(d, "PAGEMAP_SCAN offers categories past PAGE_IS_GUARD (0x%llx): "
+				  "read-access tracking, not used by this build", (unsigned long long)cats);
+	}
 	dt = p->last_ns ? now - p->last_ns : (uint64_t)d->cfg.pressure_interval_ms * 1000000ull;
 	p->last_ns = now;
 	if (thpd_psi_system(d->cfg.sysroot, &total, &avg10) == 0) {

@@ -16,6 +16,7 @@
  *   policy.c   the per-client resident budget, and the pressure loop
  *   pin.c      pinning a client's records (thpswapctl pin)
  *   pressure.c the kernel's pressure signals: PSI, a client's cgroup
+ *   coldness.c what was used since the last interval: soft-dirty, by PAGEMAP_SCAN
  */
 #ifndef THPSWAPD_H
 #define THPSWAPD_H
@@ -68,6 +69,7 @@ struct thpd_config {
 	uint32_t evict_step_max;
 	uint32_t cgroup_high_pct;      /* cgroup usage above this % of its limit: evict */
 	uint64_t resident_target_bytes; /* the loop stops at this resident total; 0 none */
+	bool write_tracking;           /* soft-dirty: written since the last interval is not cold */
 	bool verbose;
 	bool check;
 };
@@ -298,5 +300,32 @@ int thpd_limit_parse(const char *text, uint64_t *v);
 int thpd_memcg_read(const struct thpd_cgroup *cg, struct thpd_memcg *m);
 /* /proc/pressure/memory below @sysroot: the "some" total and avg10. */
 int thpd_psi_system(const char *sysroot, uint64_t *stall_us, double *avg10);
+
+/* ---- coldness.c ---- */
+struct page_region;
+/* The signals coldness can be told from, best first. */
+enum thpd_cold_signal {
+	THPD_COLD_NONE = 0,        /* fault history only */
+	THPD_COLD_SOFT_DIRTY,      /* written since the last look: clear_refs 4, PAGE_IS_SOFT_DIRTY */
+};
+/* One resident region of a client: its start and its record index. */
+struct thpd_cold_region {
+	uint64_t addr;
+	uint32_t idx;
+};
+/* What this kernel offers, tried on the daemon's own memory: the signal, and
+ * the PAGEMAP_SCAN categories it accepts (read-access tracking would be one
+ * past PAGE_IS_GUARD: said in the log, not used by this build). */
+enum thpd_cold_signal thpd_cold_probe(uint64_t *categories);
+/* Set @hot[k] for each @r[k] (sorted by address, each 2 MiB) that a run of
+ * @v[0..nv) (sorted, as PAGEMAP_SCAN returns them) overlaps. */
+void thpd_cold_mark(const struct page_region *v, size_t nv, const struct thpd_cold_region *r,
+		    size_t n, bool *hot);
+/* Which of @pid's regions @r[0..n) were written since the last call (all of
+ * them the first time), then re-arm: /proc/PID/pagemap and clear_refs below
+ * @sysroot.  @r is sorted by address in place; @hot[k] is for @r[k].
+ * 0 or -errno (-ENOTTY: no PAGEMAP_SCAN there; -EACCES: not ours to look). */
+int thpd_cold_scan(const char *sysroot, pid_t pid, struct thpd_cold_region *r, size_t n,
+		   bool *hot);
 
 #endif

@@ -265,6 +265,41 @@ static void probe_pagemap_scan(struct thp_caps *c, int pmfd)
 	c->pagemap_scan.err = r < 0 ? (int)r : 0;
 	c->pagemap_scan.available = r >= 0;
 	munmap(p, 4 * pg);
+	if (r >= 0)
+		thp_probe_pagemap_categories(pmfd, &c->pagemap_scan.categories,
+					     &c->pagemap_scan.soft_dirty);
+}
+
+int thp_probe_pagemap_categories(int pmfd, uint64_t *categories, int *soft_dirty)
+{
+	const size_t pg = THP_PAGE_SIZE;
+	struct page_region v[1];
+	uint64_t a;
+	char *p;
+	long r;
+
+	*categories = 0;
+	*soft_dirty = -1;
+	p = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	p[0] = 1;
+	a = (uintptr_t)p;
+	for (unsigned bit = 0; bit < 16; bit++) {
+		r = thp_pagemap_scan(pmfd, a, a + pg, 1ull << bit, 0, v, 1, NULL);
+		if (r >= 0)
+			*categories |= 1ull << bit;
+		else if (r != -EINVAL)
+			break;
+	}
+	/* A new page is soft-dirty where the kernel tracks it at all; where it
+	 * does not, clear_refs 4 is taken and does nothing. */
+	r = (*categories & PAGE_IS_SOFT_DIRTY) ?
+		thp_pagemap_scan(pmfd, a, a + pg, PAGE_IS_SOFT_DIRTY, 0, v, 1, NULL) : 0;
+	if (r >= 0)
+		*soft_dirty = r == 1;
+	munmap(p, pg);
+	return r < 0 ? (int)r : 0;
 }
 
 static void probe_collapse(struct thp_caps *c, int pmfd)
@@ -341,6 +376,7 @@ int thp_probe(struct thp_caps *c, const char *sysroot)
 	c->uffd.unprivileged = -1;
 	c->uffd.move_pmd = -1;
 	c->madv_collapse.collapsed = -1;
+	c->pagemap_scan.soft_dirty = -1;
 	c->thp.use_zero_page = -1;
 	c->thp.max_ptes_none = c->thp.max_ptes_swap = c->thp.max_ptes_shared = -1;
 	c->zswap.p.enabled = c->zswap.p.shrinker_enabled = -1;

@@ -72,7 +72,14 @@ struct thp_caps {
 		int move_pmd_err;           /* why 0 or -1: -errno, else 0 */
 	} uffd;
 
-	struct { bool available; int err; } pagemap_scan;
+	struct {
+		bool available;
+		int err;
+		/* What coldness can be told from (daemon/coldness.c): */
+		uint64_t categories;        /* PAGE_IS_* bits the kernel accepts (0..15 tried) */
+		int soft_dirty;             /* a page just written is PAGE_IS_SOFT_DIRTY:
+					     * 1 yes, 0 no (CONFIG_MEM_SOFT_DIRTY off), -1 untested */
+	} pagemap_scan;
 	struct {
 		bool available;             /* madvise(MADV_COLLAPSE) accepted */
 		int collapsed;              /* the range became PMD-mapped: 1, 0, -1 unknown */
@@ -131,6 +138,13 @@ int thp_probe(struct thp_caps *c, const char *sysroot);
 void thp_probe_files(struct thp_caps *c, const char *root);
 /* "move", "event_fork", ... (the JSON key), NULL when out of range. */
 const char *thp_uffd_feat_name(enum thp_uffd_feat f);
+
+/* Which PAGE_IS_* categories PAGEMAP_SCAN on @pmfd accepts (the kernel
+ * refuses one it has not got with EINVAL), and whether a page just written
+ * reads as soft-dirty (@soft_dirty: 1, 0, or -1 when it could not be
+ * tried).  Read-access tracking, where a kernel adds it, is a category past
+ * PAGE_IS_GUARD.  0 or -errno (PAGEMAP_SCAN itself fails). */
+int thp_probe_pagemap_categories(int pmfd, uint64_t *categories, int *soft_dirty);
 
 /* The verdict.  0 if thpswapd can run; else -ENOTSUP and @msg holds one
  * '\n'-terminated line per missing item: what is missing, then ": " and what

@@ -17,7 +17,14 @@
  *          must evict the least recently faulted regions (the cold set was
  *          mapped first) until usage is under 80 % again (it aims at 70).
  *
- * Both: a hot region is evicted at most once, is resident at the end, and
+ *   written --write-tracking yes, --cold-age 2: the hot set is written
+ *          (every page, its own bytes back) instead of read, so the
+ *          daemon's soft-dirty look sees it used although it never
+ *          faults.  All of the cold set must go and no hot region at all
+ *          (watched as in cold).  Skipped where the kernel has no
+ *          soft-dirty (CONFIG_MEM_SOFT_DIRTY off).
+ *
+ * All: a hot region is evicted at most once, is resident at the end, and
  * every byte of both sets is right afterwards.  What happened is read from
  * the arena's records (evictions, restores per region) and the cgroup.
  */
@@ -37,6 +44,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pagemap.h"
+#include "probe.h"
 
 extern char **environ;
 #include "thpswap/thpswap.h"
@@ -47,7 +56,7 @@ extern char **environ;
 #define HIGH_PCT 80
 #define WATCH_S 3
 
-enum scenario { COLD, LIMIT };
+enum scenario { COLD, LIMIT, WRITTEN };
 
 /* The cgroup made for the client: v1 memory and/or v2 directories ("" if
  * not made), and which one holds the limit. */
@@ -240,6 +249,23 @@ static void *hot_reader(void *arg)
 	return NULL;
 }
 
+/* Writes every page of the hot set with what it holds: dirty, never a fault. */
+static void *hot_writer(void *arg)
+{
+	const struct h_mem *m = arg;
+
+	h_at("writing the hot set");
+	while (!atomic_load(&hot_stop)) {
+		for (size_t o = 0; o < m->len; o += H_PAGE) {
+			volatile char *q = (volatile char *)(m->base + o);
+
+			*q = *q;
+		}
+		atomic_fetch_add(&hot_passes, 1);
+	}
+	return NULL;
+}
+
 struct tally {
 	const struct h_mem *cold, *hot;
 	unsigned cold_evicted, cold_ram, hot_evicted, hot_max_evictions, hot_resident;
@@ -309,11 +335,12 @@ static int run_client(enum scenario sc)
 	h_mem_map(s, &hot, NHOT, (uint64_t)NCOLD * H_PAGES_PER_REGION);
 	h_mem_write(&hot, 0, hot.len, 2);
 	h_report_sigbus(s, cold.base, cold.len);
-	H_CHECK(pthread_create(&th, NULL, hot_reader, &hot) == 0, "pthread_create");
+	H_CHECK(pthread_create(&th, NULL, sc == WRITTEN ? hot_writer : hot_reader, &hot) == 0,
+		"pthread_create");
 	afd = h_arena_fd();
 	t0 = now_ms();
 
-	if (sc == COLD) {
+	if (sc == COLD || sc == WRITTEN) {
 		h_at("waiting for the cold set to be evicted");
 		do {
 			pause_poll();
@@ -330,6 +357,10 @@ static int run_client(enum scenario sc)
 			pause_poll();
 			t = tally(afd, &cold, &hot);
 		}
+		/* Written all along: the daemon saw it used every interval. */
+		H_CHECK(sc != WRITTEN || t.hot_evicted == 0,
+			"%u of %u hot regions evicted although written every interval",
+			t.hot_evicted, NHOT);
 	} else {
 		long long usage = read_ll(cg.usage), limit, evicted;
 		char buf[32];
@@ -389,6 +420,8 @@ int main(int argc, char **argv)
 	static const char *const limit_args[] = {
 		"-v", "--pressure-interval", "500", "--cold-age", "3600", "--cgroup-high-pct", "80",
 		NULL };
+	static const char *const written_args[] = {
+		"-v", "--pressure-interval", "500", "--cold-age", "2", "--write-tracking", "yes", NULL };
 	const char *ca[] = { argv[0], "--client", NULL, NULL };
 	enum scenario sc;
 	struct h_daemon d;
@@ -397,11 +430,13 @@ int main(int argc, char **argv)
 
 	is_client = argc == 3 && !strcmp(argv[1], "--client");
 	if (argc != 2 + is_client ||
-	    (strcmp(argv[1 + is_client], "cold") && strcmp(argv[1 + is_client], "limit"))) {
-		fprintf(stderr, "usage: %s cold|limit\n", argv[0]);
+	    (strcmp(argv[1 + is_client], "cold") && strcmp(argv[1 + is_client], "limit") &&
+	     strcmp(argv[1 + is_client], "written"))) {
+		fprintf(stderr, "usage: %s cold|limit|written\n", argv[0]);
 		return H_FAIL;
 	}
-	sc = !strcmp(argv[1 + is_client], "cold") ? COLD : LIMIT;
+	sc = !strcmp(argv[1 + is_client], "cold") ? COLD :
+		!strcmp(argv[1 + is_client], "limit") ? LIMIT : WRITTEN;
 	if (is_client) {
 		/* The runner made the cgroups; it says where. */
 		snprintf(cg.v1, sizeof(cg.v1), "%s", env("POLICY_CG_V1"));
@@ -411,8 +446,23 @@ int main(int argc, char **argv)
 		return run_client(sc);
 	}
 	h_require_root();
+	if (sc == WRITTEN) {
+		int pm = thp_pagemap_open(0), sd = -1;
+		uint64_t cats = 0;
+
+		if (pm >= 0) {
+			thp_probe_pagemap_categories(pm, &cats, &sd);
+			close(pm);
+		}
+		if (sd != 1) {
+			printf("skip: no soft-dirty on this kernel (a page just written is not "
+			       "PAGE_IS_SOFT_DIRTY; PAGEMAP_SCAN categories 0x%llx)\n",
+			       (unsigned long long)cats);
+			return H_SKIP;
+		}
+	}
 	cgroup_make();
-	r = h_daemon_start(&d, sc == COLD ? cold_args : limit_args);
+	r = h_daemon_start(&d, sc == COLD ? cold_args : sc == LIMIT ? limit_args : written_args);
 	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
 	/* A process of its own (not a fork: that would inherit the
 	 * harness's exit handler, which stops the daemon). */

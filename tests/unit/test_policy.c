@@ -496,6 +496,49 @@ static void test_incompressible_waits(void **state)
 	assert_int_equal(tick(w), 1);
 }
 
+/* write-tracking: a region written since the last interval is as young as
+ * a faulted one; a client that cannot be looked at goes by faults. */
+static void test_written(void **state)
+{
+	struct world *w = *state;
+	struct pol_client *pc;
+	struct stat st;
+	char path[256];
+
+	w->d.cfg.write_tracking = true;
+	for (uint32_t i = 0; i < 12; i++)
+		resident(w, i, 1000);
+	/* No /proc/4242/pagemap in the sysroot: where the kernel has
+	 * soft-dirty the look fails and is not tried again; the walk goes on. */
+	assert_int_equal(tick(w), 4);
+	pc = pc_of(w);
+	assert_int_equal(pc->cold_failed, w->d.policy->cold != THPD_COLD_NONE);
+	for (uint32_t k = 0; k < 4; k++)
+		assert_int_equal(w->s.evicted[k], k);
+
+	/* 4..7 seen written this interval: young, so only 8..11 go. */
+	for (uint32_t i = 4; i < 8; i++)
+		pc->written_ns[i] = clock_now;
+	assert_int_equal(tick(w), 4);
+	for (uint32_t k = 4; k < 8; k++)
+		assert_int_equal(w->s.evicted[k], k + 4);
+
+	/* A pagemap that is not /proc's: the look fails, nothing re-armed. */
+	w->d.policy->cold = THPD_COLD_SOFT_DIRTY;
+	pc->cold_failed = false;
+	put(w, "proc/4242/pagemap", "");
+	put(w, "proc/4242/clear_refs", "");
+	assert_int_equal(tick(w), 0);
+	assert_true(pc->cold_failed);
+	snprintf(path, sizeof(path), "%s/proc/4242/clear_refs", w->root);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+
+	/* cold-age after the write, they go too */
+	clock_now += S(60);
+	assert_int_equal(tick(w), 4);
+}
+
 /* pressure = no: the loop does nothing (the budget alone decides). */
 static void test_off(void **state)
 {
@@ -522,6 +565,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resident_target, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_and_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incompressible_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_off, setup, teardown),
 	};
 
