@@ -38,11 +38,13 @@ def cold_row(r):
             fnum(c["rps"], "{:.0f}"),
             fnum(c["resident_again_s"]) if c["resident_again_s"] is not None
             else f'not in {c["bench_s"]:.1f} s',
-            fnum(g(c, "pmd_after", "pmd_pct"), "{:.1f}")]
+            fnum(g(c, "pmd_after", "pmd_pct"), "{:.1f}"),
+            fnum(g(c, "pmd_managed_after", "pmd_pct"), "{:.1f}")]
 
 
 COLD_COLS = ["config", "loaded MiB", "left after eviction MiB", "evict s", "GET p50 ms",
-             "GET p99 ms", "req/s", "resident again after s", "PMD-mapped after %"]
+             "GET p99 ms", "req/s", "resident again after s", "PMD-mapped after %",
+             "of thpswap's regions %"]
 
 
 def steady_row(r):
@@ -53,12 +55,13 @@ def steady_row(r):
             fnum(l["p999_us"] / 1000, "{:.3f}"),
             f'{s["saved_bytes"] // MIB} ({100 * s["saved_bytes"] / loaded:.0f} %)',
             str(s["anon_bytes"] // MIB), str(s["stored_ram_bytes"] // MIB),
-            fnum(s["pmd"]["pmd_pct"], "{:.1f}"), str(l["wrong"])]
+            fnum(s["pmd"]["pmd_pct"], "{:.1f}"), fnum(g(s, "pmd_managed", "pmd_pct"), "{:.1f}"),
+            str(l["wrong"])]
 
 
 STEADY_COLS = ["config", "limit MiB", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
                "saved MiB (% of loaded)", "Redis anon MiB (mean)", "stored in RAM MiB",
-               "PMD-mapped %", "wrong"]
+               "PMD-mapped %", "of thpswap's regions %", "wrong"]
 
 
 def table(cols, rows):
@@ -103,6 +106,9 @@ def targets(ts, ks):
         v = g(t, "steady", "pmd", "pmd_pct") if t else None
         add(">= 99 % of Redis's memory PMD-mapped (steady, after)", t, fnum(v, "{:.1f} %"),
             None if v is None else v >= 99.0)
+        v = g(t, "steady", "pmd_managed", "pmd_pct") if t else None
+        add(">= 99 % of thpswap's resident regions PMD-mapped (steady, after)", t,
+            fnum(v, "{:.1f} %"), None if v is None else v >= 99.0)
     for k in ks:
         v = g(k, "steady", "pmd", "pmd_pct")
         res.append({"target": "the kernel: PMD-mapped (about 0 % expected)", "config": k["config"],
