@@ -55,12 +55,15 @@ def steady_row(r):
             fnum(l["p999_us"] / 1000, "{:.3f}"),
             f'{s["saved_bytes"] // MIB} ({100 * s["saved_bytes"] / loaded:.0f} %)',
             str(s["anon_bytes"] // MIB), str(s["stored_ram_bytes"] // MIB),
+            f'{s["traffic"]["out"]} / {s["traffic"]["in"]} {s["traffic"]["unit"]}'
+            if s.get("traffic") else "–",
             fnum(s["pmd"]["pmd_pct"], "{:.1f}"), fnum(g(s, "pmd_managed", "pmd_pct"), "{:.1f}"),
             str(l["wrong"])]
 
 
 STEADY_COLS = ["config", "limit MiB", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
                "saved MiB (% of loaded)", "Redis anon MiB (mean)", "stored in RAM MiB",
+               "out / in during the run",
                "PMD-mapped %", "of thpswap's regions %", "wrong"]
 
 

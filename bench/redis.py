@@ -253,6 +253,23 @@ def stored_base(a):
     return 0
 
 
+def vmstat():
+    with open("/proc/vmstat") as f:
+        return {k: int(v) for k, v in (line.split() for line in f)}
+
+
+def traffic(a, inst):
+    """What goes in and out: thpswap's counters for this Redis (regions),
+    or the kernel's swap counters (4 KiB pages, the whole machine's)."""
+    if a.mode == "thpswap":
+        j = inst.ctl("stats", "--pid", str(inst.redis.pid)) or {}
+        c = j.get("counters", {})
+        return {"unit": "2 MiB regions", "out": c.get("evictions", 0), "in": c.get("restores", 0)}
+    v = vmstat()
+    return {"unit": "4 KiB pages", "out": v.get("pswpout", 0) + v.get("zswpout", 0),
+            "in": v.get("pswpin", 0) + v.get("zswpin", 0)}
+
+
 def pmd_share(a, pid, addrs=()):
     r = subprocess.run([f"{a.build}/bench/thpswap-pmd-share", str(pid), *addrs],
                        capture_output=True, text=True, check=True)
@@ -279,6 +296,8 @@ def cold_start(a, tmp):
         res["anon_loaded_bytes"] = loaded
         res["used_memory"] = _info(inst, "used_memory")
         res["pmd_loaded"] = pmd_share(a, pid)
+        if a.mode == "thpswap":
+            res["client_loaded"] = inst.client()  # how much of it thpswap manages
         t = time.monotonic()
         if a.mode == "thpswap":
             ev = inst.ctl("evict", "--pid", str(pid), "--all")
@@ -377,7 +396,11 @@ def steady_state(a, tmp, loaded):
         else:
             res["budget_mib"] = limit // MIB
         res["warmup"] = skewed(a, inst, a.warmup)
+        t0 = traffic(a, inst)
         res["load"] = skewed(a, inst, a.seconds)
+        t1 = traffic(a, inst)
+        res["traffic"] = {"unit": t0["unit"], "out": t1["out"] - t0["out"],
+                          "in": t1["in"] - t0["in"]}
         # Saved: what it loaded, less its mean anonymous memory over the
         # measured run and what the evicted part takes in RAM at its end.
         anon = res["load"]["anon_mean_bytes"]
