@@ -285,6 +285,24 @@ def pmd_managed(a, inst):
     return pmd_share(a, inst.redis.pid, addrs) if addrs else None
 
 
+def sampled(cmd, sample, every, stderr=subprocess.PIPE):
+    """Runs @cmd, calling @sample() every @every seconds until it ends;
+    killed if anything goes wrong meanwhile (SIGTERM included).  Returns
+    its exit status, stdout and stderr.  Neither pipe is read until it
+    ends: what writes much (redis-benchmark's progress) must not use one."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        while p.poll() is None:
+            sample()
+            time.sleep(every)
+        out, err = p.communicate()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, out, err
+
+
 def cold_start(a, tmp):
     inst = Instance(a, tmp, "cold")
     res = {}
@@ -316,17 +334,18 @@ def cold_start(a, tmp):
         t0 = time.monotonic()
         back_s = None
         samples = []
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        while p.poll() is None:
+
+        def sample():
+            nonlocal back_s
             now = time.monotonic() - t0
             rss = anon_bytes(pid)
             samples.append((round(now, 3), rss))
             if back_s is None and rss * 100 >= loaded * RESIDENT_PCT:
                 back_s = now
-            time.sleep(0.02)
-        out = p.stdout.read()
-        if p.returncode != 0:
-            raise RuntimeError(f"redis-benchmark failed ({p.returncode})")
+
+        rc, out, _ = sampled(cmd, sample, 0.02, stderr=subprocess.DEVNULL)
+        if rc != 0:
+            raise RuntimeError(f"redis-benchmark failed ({rc})")
         res["bench_s"] = round(time.monotonic() - t0, 3)
         rows = list(csv.reader(io.StringIO(out)))
         hdr, vals = rows[0], rows[1]
@@ -361,16 +380,12 @@ def skewed(a, inst, seconds):
     """The skewed load for @seconds; its result, with Redis's anonymous
     memory sampled every 100 ms meanwhile (mean and max): a budget or a
     limit holds it around a level, not at one."""
-    p = subprocess.Popen([f"{a.build}/bench/thpswap-redis-load", "get", "--socket", inst.sock,
-                          "--keys", str(a.keys), "--seconds", str(seconds), "--conns", str(a.conns),
-                          "--hot-keys-pct", "10", "--hot-pct", "90", "--hot", a.hot],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     anon = []
-    while p.poll() is None:
-        anon.append(anon_bytes(inst.redis.pid))
-        time.sleep(0.1)
-    out, err = p.communicate()
-    if p.returncode != 0:
+    rc, out, err = sampled([f"{a.build}/bench/thpswap-redis-load", "get", "--socket", inst.sock,
+                            "--keys", str(a.keys), "--seconds", str(seconds), "--conns",
+                            str(a.conns), "--hot-keys-pct", "10", "--hot-pct", "90", "--hot", a.hot],
+                           lambda: anon.append(anon_bytes(inst.redis.pid)), 0.1)
+    if rc != 0:
         raise RuntimeError(f"thpswap-redis-load get failed: {err.strip()}")
     res = json.loads(out)
     res["anon_mean_bytes"] = sum(anon) // max(len(anon), 1)
