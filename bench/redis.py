@@ -381,10 +381,10 @@ def skewed(a, inst, seconds):
     memory sampled every 100 ms meanwhile (mean and max): a budget or a
     limit holds it around a level, not at one."""
     anon = []
-    rc, out, err = sampled([f"{a.build}/bench/thpswap-redis-load", "get", "--socket", inst.sock,
-                            "--keys", str(a.keys), "--seconds", str(seconds), "--conns",
-                            str(a.conns), "--hot-keys-pct", "10", "--hot-pct", "90", "--hot", a.hot],
-                           lambda: anon.append(anon_bytes(inst.redis.pid)), 0.1)
+    cmd = [f"{a.build}/bench/thpswap-redis-load", "get", "--socket", inst.sock,
+           "--keys", str(a.keys), "--seconds", str(seconds), "--conns", str(a.conns),
+           "--hot-keys-pct", str(a.hot_keys_pct), "--hot-pct", str(a.hot_pct), "--hot", a.hot]
+    rc, out, err = sampled(cmd, lambda: anon.append(anon_bytes(inst.redis.pid)), 0.1)
     if rc != 0:
         raise RuntimeError(f"thpswap-redis-load get failed: {err.strip()}")
     res = json.loads(out)
@@ -455,6 +455,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=10)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--hot", choices=("contiguous", "scattered"), default="contiguous")
+    ap.add_argument("--hot-pct", type=int, default=90, help="share of GETs to the hot keys")
+    ap.add_argument("--hot-keys-pct", type=int, default=10, help="hot keys, %% of all")
     a = ap.parse_args()
     a.thpswapd = a.thpswapd or f"{a.build}/daemon/thpswapd"
     os.makedirs(f"{a.out}/raw", exist_ok=True)
@@ -464,7 +466,7 @@ def main():
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     res = {"scenario": "redis", "config": a.config, "mode": a.mode, "backend": a.backend,
            "keys": a.keys, "value_bytes": 1000, "conns": a.conns, "hot": a.hot,
-           "hot_keys_pct": 10, "hot_pct": 90, "resident_pct": RESIDENT_PCT,
+           "hot_keys_pct": a.hot_keys_pct, "hot_pct": a.hot_pct, "resident_pct": RESIDENT_PCT,
            "warmup_s": a.warmup, "seconds": a.seconds}
     with tempfile.TemporaryDirectory(prefix="redis.", dir=os.environ.get("TMPDIR", "/tmp")) as tmp:
         res["cold"] = cold_start(a, tmp)
