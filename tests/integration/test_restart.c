@@ -111,17 +111,19 @@ static void check_listed(const struct h_daemon *d, const char *when)
 }
 
 /* thpswapctl evict --pid us --all: the regions it evicted (-1: it failed). */
+static char evict_out[4096]; /* the last answer, for a failure to show */
+
 static long ctl_evict_all(const struct h_daemon *d)
 {
-	char out[4096], pid[16];
+	char pid[16];
 	const char *argv[] = { "--json", "evict", "--pid", pid, "--all", NULL };
 	int st;
 
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	st = h_ctl(d, out, sizeof(out), argv);
+	st = h_ctl(d, evict_out, sizeof(evict_out), argv);
 	if (st != 0 && st != 1)
 		return -1;
-	return (long)h_json_u64(out, "evicted");
+	return (long)h_json_u64(evict_out, "evicted");
 }
 
 /* The regions thpswapctl regions --pid us lists (-1: it failed). */
@@ -586,7 +588,10 @@ static void run_stress(void)
 		/* Evictions work with this daemon. */
 		h_at("round %u: thpswapctl evict --all", k);
 		n = ctl_evict_all(&d);
-		H_CHECK(n > 0, "round %u: thpswapctl evict --all evicted %ld regions", k, n);
+		if (n <= 0)
+			h_evict_reasons(afd, "evict --all");
+		H_CHECK(n > 0, "round %u: thpswapctl evict --all evicted %ld regions (resident %llu): %s",
+			k, n, (unsigned long long)arena_ctr(afd, THP_C_RESIDENT), evict_out);
 		/* One more, killed in flight: once the agent has evicted a
 		 * region of it (counted in the arena), the rest is under way.
 		 * It is asked for when the workers have faulted some regions
