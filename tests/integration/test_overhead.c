@@ -71,6 +71,35 @@ static long long await_bytes(const struct h_daemon *d, long long lo, long long h
 	return v;
 }
 
+/* Can a huge page be had right now?  (A pool fills only with those.) */
+static bool thp_available(void)
+{
+	void *p = thp_mmap_aligned(R, R, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+	bool ok;
+
+	H_CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	madvise(p, R, MADV_HUGEPAGE);
+	*(volatile char *)p = 1;
+	ok = h_pmd_mapped(p, R) == 1;
+	munmap(p, R);
+	return ok;
+}
+
+/* Wait for the pool to fill after a burst; false (said why) when the
+ * kernel has no huge pages to give it now, which the test cannot help. */
+static bool await_pool(const struct h_daemon *d, const char *when)
+{
+	long long v = await_bytes(d, (POOL - 1) * (long long)R, 1ll << 40, 10);
+
+	printf("%s: agent_bytes %lld\n", when, v);
+	if (v >= (POOL - 1) * (long long)R)
+		return true;
+	H_CHECK(!thp_available(), "%s: the pool holds only %lld bytes, though huge pages can be had",
+		when, v);
+	printf("%s: no huge page can be had now: the pool could not fill (not checked)\n", when);
+	return false;
+}
+
 static struct thpswap_session *open_session(void)
 {
 	struct thpswap_session *s;
@@ -93,9 +122,7 @@ static void idle_and_burst(const struct h_daemon *d)
 	/* Its first touch was a burst too (a zeroed huge page from the pool,
 	 * which then refills): wait until it has been idle long enough. */
 	h_fill(p, R, 0, 1);
-	v = await_bytes(d, (POOL - 1) * (long long)R, 1ll << 40, 10);
-	printf("first touch: agent_bytes %lld\n", v);
-	H_CHECK(v >= (POOL - 1) * (long long)R, "after the first touch the pool holds only %lld bytes", v);
+	await_pool(d, "first touch");
 	v = await_bytes(d, 1, 4 * MIB, IDLE_MS / 1000 + 10);
 	after = rss_anon();
 	printf("idle: agent_bytes %lld, RssAnon %zu KiB -> %zu KiB (2048 KiB of it managed)\n", v,
@@ -110,9 +137,7 @@ static void idle_and_burst(const struct h_daemon *d)
 		H_CHECK(h_evict(s, p, R) == 1, "evict round %d", i);
 		H_CHECK(h_check(p, R, 0, 1, NULL, "after a restore") < 0, "round %d: wrong bytes", i);
 	}
-	v = await_bytes(d, (POOL - 1) * (long long)R, 1ll << 40, 10);
-	printf("burst: agent_bytes %lld (the pool refilled to %d huge pages)\n", v, POOL);
-	H_CHECK(v >= (POOL - 1) * (long long)R, "after restores the pool holds only %lld bytes", v);
+	await_pool(d, "burst");
 	v = await_bytes(d, 1, 4 * MIB, IDLE_MS / 1000 + 10);
 	after = rss_anon();
 	printf("idle again: agent_bytes %lld, RssAnon %zu KiB\n", v, after >> 10);
@@ -136,14 +161,15 @@ static void floor_kept(const struct h_daemon *d)
 	h_fill(p, R, 0, 2); /* one region used; the rest never touched */
 	H_CHECK(h_evict(s, p, R) == 1, "evict");
 	H_CHECK(h_check(p, R, 0, 2, NULL, "restored") < 0, "wrong bytes");
-	v = await_bytes(d, (POOL - 1) * (long long)R, 1ll << 40, 10);
-	H_CHECK(v >= (POOL - 1) * (long long)R, "after a restore the pool holds only %lld bytes", v);
+	if (!await_pool(d, "floor, after a restore"))
+		goto out;
 	/* 1 % of 200 regions: 2 huge pages stay, the rest goes. */
 	v = await_bytes(d, 2 * (long long)R, 2 * (long long)R + 4 * MIB, IDLE_MS / 1000 + 10);
 	printf("floor: %zu regions managed, idle agent_bytes %lld\n", n, v);
 	H_CHECK(v >= 2 * (long long)R && v <= 2 * (long long)R + 4 * MIB,
 		"an idle client managing %zu regions holds %lld bytes (want its 2 pool pages + <= 4 MiB)",
 		n, v);
+out:
 	H_CHECK(h_check(p, R, 0, 2, NULL, "after the trim") < 0, "wrong bytes");
 	H_CHECK(thpswap_close(s) == 0, "thpswap_close");
 	munmap(p, n * R);

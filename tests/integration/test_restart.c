@@ -585,7 +585,16 @@ static void run_stress(void)
 		int out;
 		pid_t ctl;
 
-		/* Evictions work with this daemon. */
+		/* Evictions work with this daemon.  The eviction killed in flight
+		 * may have taken every region before the agent saw its daemon go
+		 * (and the workers, on a loaded machine, may not have faulted one
+		 * back yet): wait until one is resident. */
+		h_at("round %u: wait for a resident region", k);
+		for (uint64_t end = thp_now_ns() + 30 * SEC * h_slowdown();
+		     arena_ctr(afd, THP_C_RESIDENT) == 0;) {
+			H_CHECK(thp_now_ns() < end, "round %u: no region resident for 30 s", k);
+			pause_ms(1);
+		}
 		h_at("round %u: thpswapctl evict --all", k);
 		n = ctl_evict_all(&d);
 		if (n <= 0)
