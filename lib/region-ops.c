@@ -323,11 +323,37 @@ int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, 
 	}
 }
 
+/* What a MOVE back refused: COPY each page the slot holds from @off on
+ * (the slot is dropped after, and its bytes with it).  A page present at
+ * the region already (EEXIST) or a region unmapped meanwhile (ENOENT) is
+ * passed over. */
+static void copy_back_rest(struct thpswap_session *s, struct thp_record *r, char *slot,
+			   uint64_t off, uint64_t len)
+{
+	for (; off < len; off += THP_PAGE_SIZE) {
+		uint64_t src = (uint64_t)(uintptr_t)slot + off;
+		int rc;
+
+		if (thp_pagemap_count_present(s->pagemap, src, src + THP_PAGE_SIZE) != 1)
+			continue; /* a hole moved out: it stays one */
+		do {
+			events_hold(s, true);
+			rc = thp_uffd_copy(s->uffd, rec_addr(r) + off, src, THP_PAGE_SIZE,
+					   UFFDIO_COPY_MODE_DONTWAKE, NULL);
+			events_release(s);
+			if (rc == -EAGAIN)
+				sched_yield(); /* the fault thread reads the pending event */
+		} while (rc == -EAGAIN);
+	}
+}
+
 /*
- * The region was split under us (a zap landed between the PMD check and
- * the MOVE) and only its first @len bytes left: put exactly those back
- * before anything else.  Part of the region is still in place, so this
- * waits for the events to be handled (see events_hold).
+ * The MOVE out stopped part way (a zap landed between the PMD check and
+ * the MOVE and split the region, or a page of it could not move) and only
+ * its first @len bytes left: put exactly those back before anything else.
+ * Part of the region is still in place, so this waits for the events to be
+ * handled (see events_hold).  A MOVE back the kernel refuses (a page it
+ * cannot move, say) must not drop the bytes with the slot: they are copied.
  */
 void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len)
 {
@@ -340,13 +366,16 @@ void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, 
 				   (uint64_t)(uintptr_t)slot + off, len - off,
 				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
 		events_release(s);
-		if (done > 0)
+		if (done > 0) {
 			off += (uint64_t)done;
-		else if (rc == -EAGAIN)
+		} else if (rc == -EAGAIN) {
 			sched_yield(); /* the fault thread reads the pending event */
-		else if (rc)
-			return; /* the region is gone */
-		else
+		} else if (rc) {
+			ctr_add(s, THP_C_FALLBACK_4K, 1);
+			copy_back_rest(s, r, slot, off, len);
+			return;
+		} else {
 			off = len;
+		}
 	}
 }

@@ -269,7 +269,14 @@ static void nohuge(struct thpswap_session *s, const struct h_daemon *d, int vari
 		zero_pages(&m, what);
 		b = read_back(&m, what);
 		H_CHECK(b.pmd == 0, "%s: restored as a THP, though the program said MADV_NOHUGEPAGE", what);
-		b = look(&m);
+		/* The restore wakes the faulter first and counts a THP the
+		 * kernel would not map after (repair_pmd): wait for it. */
+		for (uint64_t end = thp_now_ns() + 5000000000ull * h_slowdown();;) {
+			b = look(&m);
+			if (DELTA(a, b, THP_C_FALLBACK_4K) >= 1 || thp_now_ns() > end)
+				break;
+			usleep(1000);
+		}
 		H_CHECK(DELTA(a, b, THP_C_FALLBACK_4K) == 1 && DELTA(a, b, THP_C_RESTORES) == 1,
 			"%s: fallback_4k +%lld, restores +%lld, want one each", what,
 			DELTA(a, b, THP_C_FALLBACK_4K), DELTA(a, b, THP_C_RESTORES));
