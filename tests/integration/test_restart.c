@@ -126,6 +126,33 @@ static long ctl_evict_all(const struct h_daemon *d)
 	return (long)h_json_u64(evict_out, "evicted");
 }
 
+/*
+ * Evictions work (restart-stress): evict --all until a region goes.  The
+ * workers touch every region all the time, so on a loaded machine an
+ * eviction slow enough can see each one cancelled by a fault (counted, and
+ * right: the region is in use); a region the killed eviction left evicted
+ * must first be faulted back.  Fails the test after 30 s.
+ */
+static void evict_some(const struct h_daemon *d, int afd, const char *what)
+{
+	uint64_t end = thp_now_ns() + 30 * SEC * h_slowdown();
+	long n;
+
+	h_at("%s: wait for a resident region", what);
+	while (arena_ctr(afd, THP_C_RESIDENT) == 0) {
+		H_CHECK(thp_now_ns() < end, "%s: no region resident for 30 s", what);
+		pause_ms(1);
+	}
+	h_at("%s: thpswapctl evict --all", what);
+	do
+		n = ctl_evict_all(d);
+	while (n <= 0 && thp_now_ns() < end);
+	if (n <= 0)
+		h_evict_reasons(afd, "evict --all");
+	H_CHECK(n > 0, "%s: thpswapctl evict --all evicted %ld regions for 30 s (resident %llu): %s",
+		what, n, (unsigned long long)arena_ctr(afd, THP_C_RESIDENT), evict_out);
+}
+
 /* The regions thpswapctl regions --pid us lists (-1: it failed). */
 static long count_regions(const struct h_daemon *d)
 {
@@ -581,35 +608,13 @@ static void run_stress(void)
 
 	for (unsigned k = 0; k < RESTARTS; k++) {
 		uint64_t ev0 = 0, ev, ops0, t;
-		long n;
+		char what[32];
 		int out;
 		pid_t ctl;
 
-		/* Evictions work with this daemon.  The eviction killed in flight
-		 * may have taken every region before the agent saw its daemon go
-		 * (and the workers, on a loaded machine, may not have faulted one
-		 * back yet): wait until one is resident. */
-		h_at("round %u: wait for a resident region", k);
-		for (uint64_t end = thp_now_ns() + 30 * SEC * h_slowdown();
-		     arena_ctr(afd, THP_C_RESIDENT) == 0;) {
-			H_CHECK(thp_now_ns() < end, "round %u: no region resident for 30 s", k);
-			pause_ms(1);
-		}
-		/* The workers touch every region all the time: on a loaded
-		 * machine an eviction slow enough can see each one cancelled by
-		 * a fault (counted, and right: the region is in use).  Ask again
-		 * until one goes. */
-		h_at("round %u: thpswapctl evict --all", k);
-		for (uint64_t end = thp_now_ns() + 30 * SEC * h_slowdown();;) {
-			n = ctl_evict_all(&d);
-			if (n > 0 || thp_now_ns() > end)
-				break;
-		}
-		if (n <= 0)
-			h_evict_reasons(afd, "evict --all");
-		H_CHECK(n > 0, "round %u: thpswapctl evict --all evicted %ld regions for 30 s "
-			"(resident %llu): %s", k, n, (unsigned long long)arena_ctr(afd, THP_C_RESIDENT),
-			evict_out);
+		/* Evictions work with this daemon. */
+		snprintf(what, sizeof(what), "round %u", k);
+		evict_some(&d, afd, what);
 		/* One more, killed in flight: once the agent has evicted a
 		 * region of it (counted in the arena), the rest is under way.
 		 * It is asked for when the workers have faulted some regions
@@ -672,7 +677,7 @@ static void run_stress(void)
 		fflush(stdout);
 	}
 	check_listed(&d, "after the last restart");
-	H_CHECK(ctl_evict_all(&d) > 0, "thpswapctl evict --all after the last restart");
+	evict_some(&d, afd, "after the last restart");
 	idlers_stop(idlers, RESTARTS);
 
 	atomic_store(&g.stop, true);
