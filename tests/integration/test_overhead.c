@@ -29,6 +29,16 @@
 #define IDLE_MS  1000
 #define POOL     8        /* thpswapd's default pool_slots */
 
+/* A sanitizer's runtime maps shadow and per-thread state of its own for
+ * the agent's threads: the process's RssAnon says nothing about thpswap
+ * there (the agent_bytes gauge still does). */
+static bool sanitized(void)
+{
+	const char *rt = getenv("THPSWAP_TEST_SANITIZER_RT");
+
+	return rt && *rt;
+}
+
 /* RssAnon of this process, in bytes. */
 static size_t rss_anon(void)
 {
@@ -128,7 +138,7 @@ static void idle_and_burst(const struct h_daemon *d)
 	printf("idle: agent_bytes %lld, RssAnon %zu KiB -> %zu KiB (2048 KiB of it managed)\n", v,
 	       before >> 10, after >> 10);
 	H_CHECK(v > 0 && v <= 4 * MIB, "an idle client's agent holds %lld bytes (want <= 4 MiB)", v);
-	H_CHECK(after <= before + R + 4 * MIB,
+	H_CHECK(sanitized() || after <= before + R + 4 * MIB,
 		"an idle client with 2 MiB managed grew by %zu KiB of anonymous memory (want <= 6144)",
 		(after - before) >> 10);
 
@@ -142,7 +152,7 @@ static void idle_and_burst(const struct h_daemon *d)
 	after = rss_anon();
 	printf("idle again: agent_bytes %lld, RssAnon %zu KiB\n", v, after >> 10);
 	H_CHECK(v > 0 && v <= 4 * MIB, "the idle client kept %lld bytes after its burst", v);
-	H_CHECK(after <= before + R + 4 * MIB, "RssAnon %zu KiB after the pool went back", after >> 10);
+	H_CHECK(sanitized() || after <= before + R + 4 * MIB, "RssAnon %zu KiB after the pool went back", after >> 10);
 	H_CHECK(h_check(p, R, 0, 1, NULL, "after the pool went back") < 0, "wrong bytes");
 	H_CHECK(thpswap_close(s) == 0, "thpswap_close");
 	munmap(p, R);
@@ -163,10 +173,13 @@ static void floor_kept(const struct h_daemon *d)
 	H_CHECK(h_check(p, R, 0, 2, NULL, "restored") < 0, "wrong bytes");
 	if (!await_pool(d, "floor, after a restore"))
 		goto out;
-	/* 1 % of 200 regions: 2 huge pages stay, the rest goes. */
-	v = await_bytes(d, 2 * (long long)R, 2 * (long long)R + 4 * MIB, IDLE_MS / 1000 + 10);
+	/* 1 % of 200 regions: 2 huge pages stay, the rest goes.  Besides
+	 * them, 4 MiB (8 under a sanitizer, whose runtime allocates with
+	 * the agent's tables). */
+	v = await_bytes(d, 2 * (long long)R, 2 * (long long)R + (sanitized() ? 8 : 4) * MIB,
+			IDLE_MS / 1000 + 10);
 	printf("floor: %zu regions managed, idle agent_bytes %lld\n", n, v);
-	H_CHECK(v >= 2 * (long long)R && v <= 2 * (long long)R + 4 * MIB,
+	H_CHECK(v >= 2 * (long long)R && v <= 2 * (long long)R + (sanitized() ? 8 : 4) * MIB,
 		"an idle client managing %zu regions holds %lld bytes (want its 2 pool pages + <= 4 MiB)",
 		n, v);
 out:
