@@ -170,6 +170,23 @@ static int push(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x)
 	return 0;
 }
 
+/* A request's [addr, addr+len) as region-aligned bounds (len 0: all);
+ * false, answered, if it wraps around. */
+static bool request_range(struct thpd_conn *c, uint32_t seq, uint64_t addr, uint64_t len,
+			  uint64_t *start, uint64_t *end)
+{
+	if (!len)
+		return true;
+	if (addr + len < addr) {
+		thpd_conn_error(c, seq, -EINVAL, "range 0x%llx + %llu wraps around",
+				(unsigned long long)addr, (unsigned long long)len);
+		return false;
+	}
+	*start = addr & ~(uint64_t)(THP_REGION_BYTES - 1);
+	*end = addr + len;
+	return true;
+}
+
 static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_req *q)
 {
 	struct thpd_session *s = lookup(c, seq, q->pid);
@@ -181,15 +198,8 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 
 	if (!s)
 		return;
-	if (q->len) {
-		if (q->addr + q->len < q->addr) {
-			thpd_conn_error(c, seq, -EINVAL, "range 0x%llx + %llu wraps around",
-					(unsigned long long)q->addr, (unsigned long long)q->len);
-			return;
-		}
-		start = q->addr & ~(uint64_t)(THP_REGION_BYTES - 1);
-		end = q->addr + q->len;
-	}
+	if (!request_range(c, seq, q->addr, q->len, &start, &end))
+		return;
 	/* Refused before any work: a peer that asks again and again costs
 	 * neither a walk of the records nor memory. */
 	r = thpd_session_can_queue(s);
@@ -289,15 +299,8 @@ static void pin(struct thpd_conn *c, uint32_t seq, const struct thp_msg_pin_req 
 		thpd_conn_error(c, seq, -EINVAL, "pin must be 0 or 1 (got %u)", q->pin);
 		return;
 	}
-	if (q->len) {
-		if (q->addr + q->len < q->addr) {
-			thpd_conn_error(c, seq, -EINVAL, "range 0x%llx + %llu wraps around",
-					(unsigned long long)q->addr, (unsigned long long)q->len);
-			return;
-		}
-		start = q->addr & ~(uint64_t)(THP_REGION_BYTES - 1);
-		end = q->addr + q->len;
-	}
+	if (!request_range(c, seq, q->addr, q->len, &start, &end))
+		return;
 	n = thpd_pin(s, start, end, q->pin);
 	if (n < 0) {
 		thpd_conn_error(c, seq, (int)n, "cannot map the records of pid %d: %s",
