@@ -30,9 +30,11 @@ import json
 import os
 import pwd
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -152,6 +154,23 @@ class Ids:
                 "--init-groups" if groups else "--clear-groups", "--", *argv]
 
 
+def user_side(ctl_bin, layout_bin):
+    """Copies of what the user runs (thpswapctl, proto-layout, this script
+    and its modules) in a directory any user may enter: the build tree may
+    sit under one only root can (a clone in a mktemp -d, mode 0700).  Both
+    programs link nothing of the build tree."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = tempfile.mkdtemp(prefix="thpswap-privacy.")
+    os.chmod(top, 0o755)
+    for f in (ctl_bin, layout_bin, os.path.abspath(__file__),
+              os.path.join(here, "thpswap_peer.py"), os.path.join(here, "thpswap_kernel.py")):
+        shutil.copy(f, top)
+        os.chmod(os.path.join(top, os.path.basename(f)), 0o755)
+    return top, (os.path.join(top, os.path.basename(ctl_bin)),
+                 os.path.join(top, os.path.basename(layout_bin)),
+                 os.path.join(top, os.path.basename(__file__)))
+
+
 def open_to_group(d, gid):
     """The socket as a real install has it: group-owned, 0660, in a
     directory others may pass through."""
@@ -168,7 +187,7 @@ def user_ctl(ids, ctl_bin, d, *args, groups=True):
 
 
 def start_user_session(ids, layout_bin, d, root_pid, groups=True):
-    proc = subprocess.Popen(ids.as_user(sys.executable, os.path.abspath(__file__), "_user",
+    proc = subprocess.Popen(ids.as_user(sys.executable, ids.script, "_user",
                                         layout_bin, d.sock, str(root_pid), groups=groups),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     user_procs.append(proc)
@@ -356,7 +375,9 @@ def main():
     ids = Ids()
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
+    top = None
     try:
+        top, (ctl_bin, layout_bin, ids.script) = user_side(ctl_bin, layout_bin)
         ids.create()
         run_case(not_admin, ids, L, daemon_bin, ctl_bin, layout_bin, [])
         ids.join_admin()
@@ -373,6 +394,8 @@ def main():
                 p.kill()
                 p.wait()
         ids.remove()
+        if top:
+            shutil.rmtree(top, ignore_errors=True)
     return verdict("ctl-privacy")
 
 
