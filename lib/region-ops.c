@@ -237,17 +237,17 @@ bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
 }
 
 /*
- * MOVE the region's THP out to staging @slot, on the region uffd with its
- * events held: the MOVE takes the region where it is now, and fails with
- * EAGAIN while an mremap or munmap of it is unread.  Only a whole PMD
- * leaves (a MOVE of a PTE-mapped range would split the folio); a
- * split region is collapsed first if the kernel can.  0 with the region
- * empty; else -errno and *moved what left anyway.
+ * One MOVE of the region at its address now out to staging @slot, on the
+ * region uffd with its events held: the MOVE takes the region where it is,
+ * and fails with EAGAIN while an mremap or munmap of it is unread (waited
+ * out here while nothing moved).  A zap read before the evictor's CAS
+ * (rzap) or since (REMOVED) may land after the MOVE, on the empty region:
+ * -ECANCELED leaves it for now.  @pmd: only if the region is one PMD (a
+ * MOVE of a PTE-mapped range would split the folio): -EFBIG if not.
  */
-int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
+static int move_out_once(struct thpswap_session *s, struct thp_record *r, char *slot,
+			 bool pmd, uint64_t mode, int64_t *moved)
 {
-	bool collapsed = false;
-
 	for (;;) {
 		uint64_t addr;
 		int rc;
@@ -258,69 +258,57 @@ int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_
 		if (!events_hold(s, false))
 			return -EAGAIN;
 		addr = rec_addr(r);
-		/* A zap read before our CAS (rzap) or since (REMOVED) may land
-		 * after the MOVE, on the empty region: leave it for now. */
 		if ((rec_flags(r) & THP_RF_REMOVED) || rzap_in_flight(s, (uint32_t)(r - s->rec), addr)) {
 			events_release(s);
 			return -ECANCELED;
 		}
-		if (!is_pmd_mapped(s, addr)) {
+		if (pmd && !is_pmd_mapped(s, addr)) {
 			events_release(s);
-			/* Split since make_whole() looked (a zap landed): one
-			 * more collapse, harmless at a stale address (it never
-			 * fills a hole of uffd-registered memory). */
-			if (collapsed || madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE)) {
-				__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
-				return -EFBIG;
-			}
-			collapsed = true;
-			continue;
+			return -EFBIG;
 		}
-		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION, 0, moved);
+		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION, mode, moved);
 		events_release(s);
 		if (rc == -EAGAIN && *moved <= 0) {
 			sched_yield(); /* the fault thread reads the pending event */
 			continue;
 		}
-		if (rc == 0)
-			__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
 		return rc;
 	}
 }
 
 /*
+ * MOVE the region's THP out to staging @slot (see move_out_once).  A
+ * region split since make_whole() looked (a zap landed) gets one more
+ * collapse, harmless at a stale address (it never fills a hole of
+ * uffd-registered memory).  0 with the region empty; else -errno and
+ * *moved what left anyway.
+ */
+int move_out(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
+{
+	int rc = move_out_once(s, r, slot, true, 0, moved);
+
+	if (rc == -EFBIG && !madvise((void *)(uintptr_t)rec_addr(r), REGION, MADV_COLLAPSE))
+		rc = move_out_once(s, r, slot, true, 0, moved);
+	if (rc == -EFBIG)
+		__atomic_or_fetch(&r->flags, THP_RF_SPLIT, __ATOMIC_RELEASE);
+	else if (rc == 0)
+		__atomic_and_fetch(&r->flags, ~THP_RF_SPLIT, __ATOMIC_RELEASE);
+	return rc;
+}
+
+/*
  * move_out for a region that cannot be one PMD (its VMA takes no THP, or
- * no THP was to be had): its 4 KiB pages, holes left as holes, in one MOVE
- * with the events held, so that it is taken where it is now and the zaps
- * are checked as for a THP.  The MOVE splits a PTE-mapped large folio.  0
- * with the region empty; else -errno and *moved what left anyway (holes
- * included: put_back_part moves them back as holes).
+ * no THP was to be had): its 4 KiB pages, holes left as holes, in one MOVE,
+ * which splits a PTE-mapped large folio.  0 with the region empty; else
+ * -errno and *moved what left anyway (holes included: put_back_part moves
+ * them back as holes).  EBUSY: a page shared with a fork child; EINVAL
+ * (-EFBIG): the VMA changed since it was looked at (mprotect of part).
  */
 int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, int64_t *moved)
 {
-	for (;;) {
-		uint64_t addr;
-		int rc;
+	int rc = move_out_once(s, r, slot, false, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, moved);
 
-		*moved = 0;
-		if (!events_hold(s, false))
-			return -EAGAIN;
-		addr = rec_addr(r);
-		if ((rec_flags(r) & THP_RF_REMOVED) || rzap_in_flight(s, (uint32_t)(r - s->rec), addr)) {
-			events_release(s);
-			return -ECANCELED;
-		}
-		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION,
-				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, moved);
-		events_release(s);
-		if (rc == -EAGAIN && *moved <= 0) {
-			sched_yield(); /* the fault thread reads the pending event */
-			continue;
-		}
-		/* EBUSY: a page shared with a fork child; EINVAL: the VMA
-		 * changed since it was looked at (mprotect of part of it). */
-		return rc == -EINVAL ? -EFBIG : rc;
-	}
+	return rc == -EINVAL ? -EFBIG : rc;
 }
 
 /* What a MOVE back refused: COPY each page the slot holds from @off on
