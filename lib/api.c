@@ -297,36 +297,68 @@ _public_ int thpswap_unregister(struct thpswap_session *s, void *addr, size_t le
 	return r;
 }
 
-_public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, enum thpswap_advice advice)
+/*
+ * @fn on each managed region that [@addr, @addr+@len) touches, as the
+ * table has it once every event read so far is handled.  @fn returns 1 to
+ * count the region, 0 not to, or -errno to stop there.  The count, or the
+ * error.
+ */
+static int each_region(struct thpswap_session *s, void *addr, size_t len,
+		       int (*fn)(struct thpswap_session *s, uint32_t i, uint64_t a, void *arg),
+		       void *arg)
 {
 	uint64_t a = (uint64_t)(uintptr_t)addr & ~(REGION - 1);
-	uint64_t end = (uint64_t)(uintptr_t)addr + len, in = 0, stored = 0;
+	uint64_t end = (uint64_t)(uintptr_t)addr + len;
 	int n = 0;
 
-	if (!s || !len || (advice != THPSWAP_ADVICE_COLD && advice != THPSWAP_ADVICE_WILLNEED))
+	if (!s || !len || end < a)
 		return -EINVAL;
 	if (session_forked(s))
 		return -ECHILD;
 	for (; a < end; a += REGION) {
 		long i;
+		int r;
 
 		agent_sync(s);
 		i = rt_lookup(s, a);
-
 		if (i < 0)
 			continue;
-		if (advice == THPSWAP_ADVICE_COLD) {
-			pthread_mutex_lock(&s->app_codec_lock);
-			n += evict_region(s, (uint32_t)i, s->app_codec, s->app_buf, &in, &stored) == EV_EVICTED;
-			pthread_mutex_unlock(&s->app_codec_lock);
-		} else {
-			uint32_t st = rec_state(&s->rec[i]);
-
-			if ((st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(a, true) == 0)
-				n++;
-		}
+		r = fn(s, (uint32_t)i, a, arg);
+		if (r < 0)
+			return r;
+		n += r;
 	}
 	return n;
+}
+
+static int advise_cold(struct thpswap_session *s, uint32_t i, uint64_t a, void *arg)
+{
+	uint64_t in = 0, stored = 0;
+	enum evict_result res;
+
+	(void)a;
+	(void)arg;
+	pthread_mutex_lock(&s->app_codec_lock);
+	res = evict_region(s, i, s->app_codec, s->app_buf, &in, &stored);
+	pthread_mutex_unlock(&s->app_codec_lock);
+	return res == EV_EVICTED;
+}
+
+static int advise_willneed(struct thpswap_session *s, uint32_t i, uint64_t a, void *arg)
+{
+	uint32_t st = rec_state(&s->rec[i]);
+
+	(void)arg;
+	return (st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(a, true) == 0;
+}
+
+_public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, enum thpswap_advice advice)
+{
+	if (advice == THPSWAP_ADVICE_COLD)
+		return each_region(s, addr, len, advise_cold, NULL);
+	if (advice == THPSWAP_ADVICE_WILLNEED)
+		return each_region(s, addr, len, advise_willneed, NULL);
+	return -EINVAL;
 }
 
 /*
@@ -357,33 +389,20 @@ static int pin_region(struct thpswap_session *s, uint32_t i, uint64_t a)
 	return 0;
 }
 
+static int pin_one(struct thpswap_session *s, uint32_t i, uint64_t a, void *arg)
+{
+	int r = 0;
+
+	if (*(const bool *)arg)
+		r = pin_region(s, i, a);
+	else
+		__atomic_and_fetch(&s->rec[i].flags, ~THP_RF_PINNED, __ATOMIC_ACQ_REL);
+	return r < 0 ? r : 1;
+}
+
 static int pin_range(struct thpswap_session *s, void *addr, size_t len, bool pin)
 {
-	uint64_t a = (uint64_t)(uintptr_t)addr & ~(REGION - 1);
-	uint64_t end = (uint64_t)(uintptr_t)addr + len;
-	int n = 0, r;
-
-	if (!s || !len || end < a)
-		return -EINVAL;
-	if (session_forked(s))
-		return -ECHILD;
-	for (; a < end; a += REGION) {
-		long i;
-
-		agent_sync(s);
-		i = rt_lookup(s, a);
-		if (i < 0)
-			continue;
-		if (pin) {
-			r = pin_region(s, (uint32_t)i, a);
-			if (r < 0)
-				return r;
-		} else {
-			__atomic_and_fetch(&s->rec[i].flags, ~THP_RF_PINNED, __ATOMIC_ACQ_REL);
-		}
-		n++;
-	}
-	return n;
+	return each_region(s, addr, len, pin_one, &pin);
 }
 
 _public_ int thpswap_pin(struct thpswap_session *s, void *addr, size_t len)
