@@ -81,6 +81,7 @@ static struct {
 	atomic_ulong prefetched;	/* regions the workers' WILLNEED restored */
 	bool skip[OP__N];		/* $THPSWAP_STRESS_SKIP: ops left out */
 	int arena;			/* the session's arena memfd */
+	struct worker *all;		/* the workers, for failure reports */
 } g;
 
 static uint64_t rnd(struct worker *w)
@@ -156,6 +157,36 @@ static void say_history(const struct worker *w, unsigned ri)
 		say("  #%u %s\n", k, w->hist[k % HIST]);
 }
 
+/* Regions of other workers that were moved or mapped where @addr's region
+ * lies (their 2 MiB overlapping it) in their recent operations: a late
+ * event of theirs is the first suspect for damage nobody here did.  Their
+ * histories are read while they run: a report, not a verdict. */
+static void say_neighbours(const struct worker *self, const char *addr)
+{
+	uint64_t a = (uint64_t)(uintptr_t)addr;
+
+	say("  (other workers' regions moved or mapped overlapping %p:)\n", (void *)addr);
+	for (unsigned i = 0; i < WORKERS; i++) {
+		const struct worker *o = &g.all[i];
+		unsigned n = o->nhist, first = n > HIST ? n - HIST : 0;
+
+		if (o == self)
+			continue;
+		for (unsigned k = first; k < n; k++) {
+			const char *h = o->hist[k % HIST];
+			void *x = NULL, *y = NULL;
+			unsigned ri;
+
+			if (sscanf(h, "mremap region %u %p -> %p", &ri, &x, &y) != 3 &&
+			    sscanf(h, "renew region %u %p", &ri, &x) != 2)
+				continue;
+			if (((uint64_t)(uintptr_t)x + R > a && (uint64_t)(uintptr_t)x < a + R) ||
+			    (y && (uint64_t)(uintptr_t)y + R > a && (uint64_t)(uintptr_t)y < a + R))
+				say("  worker %u #%u %s\n", o->id, k, h);
+		}
+	}
+}
+
 /* End the test from a worker, g.lock held: counters from the arena only
  * (no helper process while other threads fault and fork), then _exit. */
 static void die(void) __attribute__((noreturn));
@@ -204,9 +235,14 @@ static int verify(struct worker *w, unsigned ri, unsigned p0, unsigned p1, bool 
 
 static void verify_or_die(struct worker *w, unsigned ri, unsigned p0, unsigned p1)
 {
+	char line[320];
+
 	if (verify(w, ri, p0, p1, false) == 0)
 		return;
 	pthread_mutex_lock(&g.lock); /* one report; the others stop here */
+	h_region_describe(g.arena, w->reg[ri].addr, line, sizeof(line));
+	say("after the read: %s\n", line);
+	say_neighbours(w, w->reg[ri].addr);
 	say("rerun with: itest-stress --seed %llu\n", (unsigned long long)g.seed);
 	die();
 }
@@ -560,6 +596,7 @@ static void stress(struct thpswap_session *s, const struct h_daemon *d, int vari
 	g.s = s;
 	g.arena = h_arena_fd();
 	g.d = d;
+	g.all = w;
 	g.seed = env_ul("THPSWAP_STRESS_SEED", 1);
 	g.gen = 1;
 	g.end_ns = t0 + secs * 1000000000ull;
