@@ -71,6 +71,50 @@ void b_lat_summarise(const double *us, size_t n, struct b_lat *out);
 double b_chase(const void *base, size_t len, uint64_t steps, uint64_t seed,
 	       uint64_t *sink);
 
+/*
+ * Where the time of restores and evictions went (breakdown.c): the
+ * library's timing samples of this process (lib/samples.h) matched to the
+ * bench's stamps around each call.  One timed call on the 2 MiB unit at
+ * @addr: an access (@t_in just before the first touch, @t_first when it
+ * returned, @t_out after the unit's last touch) or an eviction (@t_in,
+ * @t_out around the call).
+ */
+struct b_timed {
+	uint64_t addr;
+	uint64_t t_in, t_first, t_out;
+	bool write;
+};
+#define B_RESTORE_PARTS 8
+#define B_RESTORE_FLAGS 4
+#define B_EVICT_PARTS 8
+#define B_EVICT_FLAGS 1
+extern const char *const b_restore_parts[B_RESTORE_PARTS];
+extern const char *const b_restore_flags[B_RESTORE_FLAGS];
+extern const char *const b_evict_parts[B_EVICT_PARTS];
+extern const char *const b_evict_flags[B_EVICT_FLAGS];
+/* The calls in one band of ranks by latency: how many, how many had a
+ * sample, their mean latency, the mean of each part over those with a
+ * sample (restore or eviction parts, in microseconds), and how many of
+ * those were flagged (the *_flags names). */
+struct b_band {
+	size_t n, matched;
+	double lat_us;
+	double part_us[B_RESTORE_PARTS > B_EVICT_PARTS ? B_RESTORE_PARTS : B_EVICT_PARTS];
+	size_t flag[B_RESTORE_FLAGS > B_EVICT_FLAGS ? B_RESTORE_FLAGS : B_EVICT_FLAGS];
+};
+/* Bands [0]: ranks 45..55 % (about the median), [1]: the slowest 1 %. */
+struct b_breakdown {
+	bool on;
+	size_t samples, restores_matched, evictions_matched;
+	struct b_band rd[2], wr[2], ev[2];
+};
+struct thpswap_session;
+/* Match samples [@from, @to) of @s to @nacc accesses and @nev evictions of
+ * the @units units from @base, and sum up the bands.  0 or -ENOMEM. */
+int b_breakdown(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t base, size_t units,
+		const struct b_timed *acc, size_t nacc, const struct b_timed *ev, size_t nev,
+		struct b_breakdown *out);
+
 /* A thpswapd started on a private, already-listening socket. */
 struct b_daemon {
 	pid_t pid;

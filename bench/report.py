@@ -141,6 +141,51 @@ def table(rows):
     return "\n".join(out)
 
 
+RESTORE_PARTS = ("wait", "queue", "pool", "decompress", "move", "commit", "wake", "touch_rest")
+EVICT_PARTS = ("find", "claim", "stage", "move", "compress", "store", "commit", "return")
+
+
+def us(v):
+    return "–" if v is None else f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def breakdown(runs):
+    """Where the time of restores and evictions went (thpswap runs): the mean
+    of each part over the restores ranked 45..55 % (p50) and the slowest 1 %
+    (p99), in microseconds; docs/BENCHMARKS.md says what each part is."""
+    rs, ev = [], []
+    for r in runs:
+        for phase in ("result", "zero_region"):
+            bd = g(r, phase, "breakdown")
+            if not bd:
+                continue
+            data = r["data"]["name"] if phase == "result" else "all-zero region"
+            for kind in ("read", "write"):
+                for band in ("p50", "p99"):
+                    b = bd[kind][band]
+                    rs.append("| " + " | ".join(
+                        [r["config"], data, kind, band, f'{b["matched"]}/{b["n"]}', us(b["lat_us"])] +
+                        [us(b.get(k + "_us")) for k in RESTORE_PARTS] +
+                        [str(b["pool_misses"]), f'{b["copy_in"]}/{b["not_pmd"]}', str(b["eagain"])]) + " |")
+            if phase != "result":
+                continue
+            for band in ("p50", "p99"):
+                b = bd["evict"][band]
+                ev.append("| " + " | ".join(
+                    [r["config"], data, band, f'{b["matched"]}/{b["n"]}', us(b["lat_us"])] +
+                    [us(b.get(k + "_us")) for k in EVICT_PARTS] + [str(b["zero"])]) + " |")
+    if not rs:
+        return []
+    md = ["## Where a restore's time goes (µs, mean per band)", "",
+          "| config | data | fault | band | sampled | latency | " + " | ".join(RESTORE_PARTS) +
+          " | pool misses | copy-in / not PMD | EAGAIN |",
+          "|" + "|".join("---" for _ in range(6 + len(RESTORE_PARTS) + 3)) + "|"] + rs
+    md += ["", "Evictions (µs, mean per band):", "",
+           "| config | data | band | sampled | latency | " + " | ".join(EVICT_PARTS) + " | zero |",
+           "|" + "|".join("---" for _ in range(5 + len(EVICT_PARTS) + 1)) + "|"] + ev
+    return md + [""]
+
+
 def lat(r, phase, kind, q):
     return g(r, phase, "restore", kind, q + "_us")
 
@@ -306,6 +351,7 @@ def main():
     md += ["", "## Results", "", table(rows), ""]
     if zrows:
         md += ["## All-zero region", "", table(zrows), ""]
+    md += breakdown(runs)
     md += ["## Ratios (thpswap ÷ each compressed kernel configuration, same run, same data)", ""]
     if comparisons:
         md += ["| data | config | vs | read p50 | read p99 | write p50 | write p99 | all p50 | all p99 "

@@ -32,6 +32,7 @@
 #include "json.h"
 #include "kernel-abi.h"
 #include "pagemap.h"
+#include "samples.h"
 
 enum mode { MODE_KERNEL, MODE_THPSWAP };
 
@@ -76,6 +77,7 @@ struct bench {
 	struct b_daemon d;
 	int pmfd;
 	uint64_t sink;
+	bool samples;         /* the library's timing samples are on */
 };
 
 static void snap_take(struct bench *b, struct snap *sn)
@@ -141,9 +143,10 @@ static void mem_unmap(struct bench *b, void *p, size_t len)
 /*
  * Evict one 2 MiB unit.  Returns 1 when it left memory, 0 when it stayed
  * (thpswap keeps incompressible regions; the kernel may refuse), -errno.
- * @retries counts extra MADV_PAGEOUT rounds.
+ * @retries counts extra MADV_PAGEOUT rounds.  In thpswap mode *@t_in (if
+ * not NULL) gets the time the call began; it returned *@ns later.
  */
-static int evict_unit(struct bench *b, void *u, unsigned *retries, uint64_t *ns)
+static int evict_unit(struct bench *b, void *u, unsigned *retries, uint64_t *ns, uint64_t *t_in)
 {
 	uint64_t t0, spent = 0;
 	int r = 0;
@@ -152,6 +155,8 @@ static int evict_unit(struct bench *b, void *u, unsigned *retries, uint64_t *ns)
 		t0 = thp_now_ns();
 		r = thpswap_advise(b->s, u, UNIT, THPSWAP_ADVICE_COLD);
 		*ns = thp_now_ns() - t0;
+		if (t_in)
+			*t_in = t0;
 		return r < 0 ? r : r > 0;
 	}
 	/* Retry until nothing of the unit is present, bounded. */
@@ -176,9 +181,10 @@ static int evict_unit(struct bench *b, void *u, unsigned *retries, uint64_t *ns)
 	return 0;
 }
 
-static inline void touch_unit(unsigned char *u, bool write)
+/* Touch one word per 4 KiB page of [@from, @to) of unit @u. */
+static inline void touch_range(unsigned char *u, size_t from, size_t to, bool write)
 {
-	for (size_t off = 0; off < UNIT; off += PAGE_4K) {
+	for (size_t off = from; off < to; off += PAGE_4K) {
 		if (write) {
 			/* A locked RMW of 0: a write fault that keeps the data. */
 #if defined(__x86_64__)
@@ -253,7 +259,7 @@ static int drain_swapcache(struct bench *b, unsigned char *p, size_t len,
 			if (n == 0)
 				continue;
 			cached++;
-			err = evict_unit(b, p + off, &retries, &ns);
+			err = evict_unit(b, p + off, &retries, &ns, NULL);
 			if (err < 0)
 				return err;
 		}
@@ -369,6 +375,9 @@ struct phase_result {
 	double *evict_us, *lat_us;
 	bool *lat_write;
 	size_t *order;
+	/* thpswap mode: each access and eviction call, for the breakdown */
+	struct b_timed *acc, *evc;
+	struct b_breakdown bd;
 	struct b_lat ev, rd, wr, all;
 	double evict_s, restore_s, fill_s, writeback_s, drain_s;
 	uint64_t swapcached_undrained;
@@ -383,6 +392,8 @@ static void phase_free(struct phase_result *r)
 	free(r->lat_us);
 	free(r->lat_write);
 	free(r->order);
+	free(r->acc);
+	free(r->evc);
 }
 
 static void summarise_restore(struct phase_result *r)
@@ -415,7 +426,7 @@ static void summarise_restore(struct phase_result *r)
 static int round_trip(struct bench *b, const struct dataset *ds, const char *tag,
 		      size_t len, bool chase, struct phase_result *r)
 {
-	uint64_t *hash = NULL, t0;
+	uint64_t *hash = NULL, t0, t1, t2, sample0 = 0;
 	void *control = NULL;
 	unsigned char *p;
 	void *addr;
@@ -428,7 +439,9 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 	r->lat_write = calloc(r->units, sizeof(bool));
 	hash = calloc(r->units, sizeof(uint64_t));
 	r->order = shuffled(r->units, b->o.seed ^ 0x51ed);
-	if (!r->evict_us || !r->lat_us || !r->lat_write || !hash || !r->order) {
+	r->acc = calloc(r->units, sizeof(*r->acc));
+	r->evc = calloc(r->units, sizeof(*r->evc));
+	if (!r->evict_us || !r->lat_us || !r->lat_write || !hash || !r->order || !r->acc || !r->evc) {
 		free(hash);
 		return -ENOMEM;
 	}
@@ -469,11 +482,15 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 
 	fprintf(stderr, "[%s %s] evict %zu units\n", b->o.label, tag, r->units);
 	snap_take(b, &r->s0);
+	if (b->samples)
+		sample0 = samples_count(b->s);
 	for (size_t i = 0; i < r->units; i++) {
-		uint64_t ns = 0;
-		int rc = evict_unit(b, p + i * UNIT, &r->retries, &ns);
+		uint64_t ns = 0, at = 0;
+		int rc = evict_unit(b, p + i * UNIT, &r->retries, &ns, &at);
 
 		r->evict_us[i] = (double)ns / 1e3;
+		r->evc[i] = (struct b_timed){ .addr = (uintptr_t)(p + i * UNIT), .t_in = at,
+					      .t_out = at + ns };
 		if (rc < 0) {
 			if (!r->evict_err)
 				r->evict_err = rc;
@@ -518,12 +535,20 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 		unsigned char *u = p + r->order[k] * UNIT;
 		bool w = k & 1;
 
+		/* The first touch faults; when it returns is the breakdown's. */
 		t0 = thp_now_ns();
-		touch_unit(u, w);
-		r->lat_us[k] = (double)(thp_now_ns() - t0) / 1e3;
+		touch_range(u, 0, PAGE_4K, w);
+		t1 = thp_now_ns();
+		touch_range(u, PAGE_4K, UNIT, w);
+		t2 = thp_now_ns();
+		r->lat_us[k] = (double)(t2 - t0) / 1e3;
 		r->lat_write[k] = w;
+		r->acc[k] = (struct b_timed){ (uintptr_t)u, t0, t1, t2, w };
 	}
 	snap_take(b, &r->s2);
+	if (b->samples && b_breakdown(b->s, sample0, samples_count(b->s), (uintptr_t)p, r->units, r->acc,
+				r->units, r->evc, r->units, &r->bd) < 0)
+		fprintf(stderr, "[%s %s] no breakdown: out of memory\n", b->o.label, tag);
 	r->restore_s = (double)(r->s2.t - r->s1.t) / 1e9;
 	r->pmd_after = pmd_units(b, p, len);
 	summarise_restore(r);
@@ -588,6 +613,50 @@ static void json_costs(const struct bench *b, struct thp_json *j, const struct s
 	json_vm(j, "vmstat", a, z);
 	if (b->s)
 		json_stats(j, "thpswap", &a->st, &z->st);
+}
+
+static void json_band(struct thp_json *j, const char *key, const struct b_band *bd,
+		      const char *const *parts, int nparts, const char *const *flags, int nflags)
+{
+	char name[48];
+
+	thp_json_begin_object(j, key);
+	thp_json_u64(j, "n", bd->n);
+	thp_json_u64(j, "matched", bd->matched);
+	thp_json_double(j, "lat_us", bd->lat_us);
+	for (int i = 0; i < nparts; i++) {
+		snprintf(name, sizeof(name), "%s_us", parts[i]);
+		thp_json_double(j, name, bd->part_us[i]);
+	}
+	for (int i = 0; i < nflags; i++)
+		thp_json_u64(j, flags[i], bd->flag[i]);
+	thp_json_end_object(j);
+}
+
+/* Where the time went (thpswap mode): the p50 and p99 bands of restores,
+ * by kind, and of evictions.  See docs/BENCHMARKS.md. */
+static void json_breakdown(struct thp_json *j, const struct b_breakdown *bd)
+{
+	static const char *const kinds[] = { "read", "write" };
+	const struct b_band *rs[] = { bd->rd, bd->wr };
+
+	thp_json_begin_object(j, "breakdown");
+	thp_json_u64(j, "samples", bd->samples);
+	thp_json_u64(j, "restores_matched", bd->restores_matched);
+	thp_json_u64(j, "evictions_matched", bd->evictions_matched);
+	for (int k = 0; k < 2; k++) {
+		thp_json_begin_object(j, kinds[k]);
+		json_band(j, "p50", &rs[k][0], b_restore_parts, B_RESTORE_PARTS, b_restore_flags,
+			  B_RESTORE_FLAGS);
+		json_band(j, "p99", &rs[k][1], b_restore_parts, B_RESTORE_PARTS, b_restore_flags,
+			  B_RESTORE_FLAGS);
+		thp_json_end_object(j);
+	}
+	thp_json_begin_object(j, "evict");
+	json_band(j, "p50", &bd->ev[0], b_evict_parts, B_EVICT_PARTS, b_evict_flags, B_EVICT_FLAGS);
+	json_band(j, "p99", &bd->ev[1], b_evict_parts, B_EVICT_PARTS, b_evict_flags, B_EVICT_FLAGS);
+	thp_json_end_object(j);
+	thp_json_end_object(j);
 }
 
 /* The measurements of one round trip; shared by the data set and the
@@ -668,6 +737,8 @@ static void json_phase(struct bench *b, struct thp_json *j, const char *key,
 		thp_json_double(j, "slowdown", r->chase_after.ratio / r->chase_before.ratio);
 		thp_json_end_object(j);
 	}
+	if (r->bd.on)
+		json_breakdown(j, &r->bd);
 	thp_json_u64(j, "wrong_units", r->wrong);
 	thp_json_end_object(j);
 }
@@ -914,6 +985,11 @@ static int start_thpswap(struct bench *b)
 		b_daemon_stop(&b->d, NULL);
 		return err;
 	}
+	/* Room for a phase's evictions and restores, and the daemon's. */
+	err = samples_enable(b->s, (uint32_t)(4 * (b->o.size / UNIT + b->o.zero_units) + 1024));
+	b->samples = err == 0;
+	if (err < 0)
+		fprintf(stderr, "thpswap-bench: no breakdown: timing samples: %s\n", strerror(-err));
 	return 0;
 }
 

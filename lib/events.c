@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "samples.h"
 #include "uffd.h"
 
 /*
@@ -159,6 +160,8 @@ void agent_drain(struct thpswap_session *s)
 		 * hold zap_lock across their MOVE (see struct thpswap_session). */
 		pthread_mutex_lock(&s->zap_lock);
 		n = read(s->uffd, msgs, sizeof(msgs[0]) * (room < 64 ? room : 64));
+		if (n > 0)
+			samples_read(s);
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
 			events_intake(s, &msgs[i]);
 		pthread_mutex_unlock(&s->zap_lock);

@@ -14,6 +14,7 @@
 #include "internal.h"
 #include "kernel-abi.h"
 #include "procmap.h"
+#include "samples.h"
 #include "uffd.h"
 
 static bool cancelled(void *arg)
@@ -388,6 +389,7 @@ static enum evict_result evict_claimed(struct thpswap_session *s, uint32_t idx,
 	struct thp_record *r = &s->rec[idx];
 	const struct thp_arena_config *cfg = &s->hdr->cfg;
 	uint64_t t0 = now_ns();
+	struct thp_sample sm = { .t[SE_START] = t0 };
 	uint32_t new_state = THP_ST_ZERO;
 	long len = 0;
 	int64_t moved = 0;
@@ -418,6 +420,7 @@ again:
 	}
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))
 		return not_resident(s, r);
+	samples_at(s, &sm, SE_CLAIMED);
 	/* Checked after the CAS: unregister sets the flag, then waits for us.
 	 * (A zap read while resident is checked by move_out: it and the
 	 * reader both hold zap_lock, so one of them sees the other.) */
@@ -430,6 +433,7 @@ again:
 		return evict_empty(s, r);
 
 	slot = stage_get(s);
+	samples_at(s, &sm, SE_STAGED);
 	rc = whole == WHOLE_PAGES ? move_out_pages(s, r, slot, &moved) : move_out(s, r, slot, &moved);
 	if (rc) {
 		if (rc == -ECANCELED)
@@ -458,6 +462,7 @@ again:
 	}
 
 	/* The region is empty now; from here on nothing can be lost. */
+	samples_at(s, &sm, SE_MOVED);
 	if (!thp_is_zero(slot, REGION)) {
 		size_t cap = sizeof(struct thp_blob) + (size_t)cfg->max_stored_pct * REGION / 100;
 
@@ -468,6 +473,7 @@ again:
 			__atomic_or_fetch(&r->flags, THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);
 			ctr_add(s, THP_C_EVICT_INCOMPRESSIBLE, 1);
 		}
+		samples_at(s, &sm, SE_COMPRESSED);
 		if (len < 0 || store_slot(s, idx, buf, len)) {
 			if (len == -ECANCELED)
 				ctr_add(s, THP_C_EVICT_CANCELLED, 1);
@@ -479,6 +485,7 @@ again:
 		new_state = THP_ST_RAM;
 		__atomic_and_fetch(&r->flags, ~THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);
 	}
+	samples_at(s, &sm, SE_STORED);
 	describe(r, buf, len, cfg->zstd_level);
 	done_evicting(r);
 	if (!rec_cas(s, r, THP_ST_EVICTING, new_state)) {
@@ -498,6 +505,7 @@ again:
 	*bytes_in += REGION;
 	*bytes_stored += (uint64_t)(len > 0 ? len : 0);
 	stage_put(s, slot, true); /* a THP still: the pool takes it if short */
+	samples_evict_done(s, &sm, rec_addr(r), len);
 	ctr_add(s, THP_C_EVICT_NS, (int64_t)(now_ns() - t0));
 	hist_add(s, THP_H_EVICT, now_ns() - t0);
 	return EV_EVICTED;

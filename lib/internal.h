@@ -399,6 +399,8 @@ struct thpswap_session {
 	/* restore.c: the fault thread's restore in progress, or NULL (fault
 	 * thread only; see fault_owned()). */
 	struct owned *restoring;
+	/* samples.c: timing samples, NULL until turned on (samples.h). */
+	struct thp_samples *samples;
 
 	/*
 	 * record.c: per record index, the 4 KiB pages the application zapped

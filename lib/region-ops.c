@@ -20,6 +20,7 @@
 #include "codec.h"
 #include "internal.h"
 #include "pagemap.h"
+#include "samples.h"
 #include "uffd.h"
 
 /* ---- holding the events ---- */
@@ -92,6 +93,7 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool w
 	int copied = 0;
 
 	ctr_add(s, THP_C_FALLBACK_4K, 1);
+	samples_flag(s, SF_COPY_IN);
 	for (uint64_t off = 0; off < REGION;) {
 		uint64_t dst, m[8];
 		int rc;
@@ -189,6 +191,7 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 			 * FORK handled while we wait fills the child from the
 			 * record (decode_record), which must zero them too. */
 			zap_put_back(s, idx, m);
+			samples_flag(s, SF_EAGAIN);
 			let_events_drain(s);
 			continue;
 		}

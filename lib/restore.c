@@ -14,6 +14,7 @@
 #include "internal.h"
 #include "kernel-abi.h"
 #include "pagemap.h"
+#include "samples.h"
 #include "uffd.h"
 
 /* Decompress record @i into @buf with its pending zaps applied (fork.c and
@@ -88,6 +89,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 	uint32_t stored;
 	bool pmd;
 
+	samples_stamp(s, SR_MOVED);
 	if (rc) {
 		slot_zap(s, slot);
 		slot_put(s, slot, false);
@@ -114,6 +116,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 	became_resident(s, idx);
 	if (evicted)
 		ctr_add(s, THP_C_RESTORES, 1);
+	samples_restore_done(s, rec_addr(r), back_state, pmd);
 	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 	hist_add(s, h, now_ns() - t0);
 	/* Off the faulter's path from here on. */
@@ -134,6 +137,7 @@ static int restore_zero(struct thpswap_session *s, uint32_t idx, bool write, uin
 {
 	bool full;
 	char *slot = slot_get(s, write, &full);
+	samples_pool(s, full || !write);
 	if (write || full) {
 		if (full) {
 			memset(slot, 0, REGION);
@@ -141,11 +145,13 @@ static int restore_zero(struct thpswap_session *s, uint32_t idx, bool write, uin
 			ctr_add(s, THP_C_POOL_MISS, 1);
 			if (slot_fill(s, slot))
 				ctr_add(s, THP_C_FALLBACK_4K, 1); /* no THP to be had: 4 KiB pages */
+			samples_pool(s, false); /* the fault that filled it was the zeroing */
 		}
 	} else {
 		/* A read fault here maps the huge zero page; MOVE carries it. */
 		(void)*(volatile char *)slot;
 	}
+	samples_stamp(s, SR_DATA);
 	return finish(s, idx, slot, back_state, t0, write ? THP_H_ZERO_WRITE : THP_H_ZERO_READ);
 }
 
@@ -183,6 +189,7 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 		if (slot_fill(s, slot))
 			ctr_add(s, THP_C_FALLBACK_4K, 1); /* decompress into 4 KiB pages */
 	}
+	samples_pool(s, full);
 	/* Only the fault thread restores (s->help describes one restore). */
 	if (v.nframes > 1 && s->nworkers > 1) {
 		rc = decompress_parallel(s, codec, &v, slot);
@@ -190,6 +197,7 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 		for (unsigned i = 0; i < v.nframes && !rc; i++)
 			rc = thp_codec_decompress_frame(codec, &v, i, slot);
 	}
+	samples_stamp(s, SR_DATA);
 	if (rc) {
 		slot_put(s, slot, true);
 		return poison(s, idx);
@@ -268,6 +276,7 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 	struct thp_record *r = &s->rec[idx];
 	uint64_t t0 = now_ns(), page = fault_addr & ~(THP_PAGE_SIZE - 1);
 
+	samples_restore_start(s, t0, write);
 	/* Only the value matters (the daemon's policy reads it); a late
 	 * fault may stamp a record that is being reused meanwhile. */
 	__atomic_store_n(&r->last_fault_ns, t0, __ATOMIC_RELAXED);

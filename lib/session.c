@@ -17,6 +17,7 @@
 #include "pagemap.h"
 #include "procmap.h"
 #include "proto.h"
+#include "samples.h"
 #include "uffd.h"
 
 #define DEFAULT_MAX_REGIONS 32768 /* 64 GiB of managed memory */
@@ -260,6 +261,7 @@ static void session_free(struct thpswap_session *s)
 	thp_codec_free(s->app_codec);
 	own_free(s, s->fault_buf);
 	own_free(s, s->app_buf);
+	samples_fini(s);
 	scratch_fini(s);
 	rt_fini(s, &s->rt);
 	rec_tables_fini(s);
