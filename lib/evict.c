@@ -117,7 +117,7 @@ static bool keep_instead(struct thpswap_session *s, struct thp_record *r, char *
 static void move_back(struct thpswap_session *s, struct thp_record *r, char *slot, char *buf)
 {
 	uint32_t idx = (uint32_t)(r - s->rec);
-	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, false);
+	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, MOVE_IN_STAGED);
 
 	if (rc == -EDEADLK && keep_instead(s, r, slot, buf)) {
 		stage_put(s, slot, true);
@@ -126,7 +126,7 @@ static void move_back(struct thpswap_session *s, struct thp_record *r, char *slo
 	/* Storing failed too: wait for the fault thread after all (the
 	 * bytes exist nowhere else). */
 	if (rc == -EDEADLK)
-		rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, true);
+		rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, MOVE_IN_STAGED | MOVE_IN_WAIT);
 	/* Anything else: the region is gone (unmapped) or unusable. */
 	stage_put(s, slot, false);
 	done_evicting(r);
@@ -442,8 +442,19 @@ again:
 			ctr_add(s, THP_C_EVICT_BUSY, 1);
 		else if (rc == -EFBIG)
 			ctr_add(s, THP_C_EVICT_SPLIT, 1);
-		if (moved > 0)
-			put_back_part(s, r, slot, (uint64_t)moved);
+		/* Without waiting for the fault thread, which may be handling
+		 * a FORK that waits for this record: what is not back then is
+		 * kept as the record, the rest present (see move_in). */
+		if (moved > 0 && put_back_part(s, r, slot, (uint64_t)moved, false) == -EDEADLK) {
+			if (keep_instead(s, r, slot, buf)) {
+				slot_zap(s, slot);
+				stage_put(s, slot, false);
+				return EV_EVICTED;
+			}
+			/* Storing failed too: wait after all (the bytes exist
+			 * nowhere else). */
+			put_back_part(s, r, slot, (uint64_t)moved, true);
+		}
 		if (whole == WHOLE_PAGES)
 			slot_zap(s, slot); /* its page table, even with every page back */
 		stage_put(s, slot, false);

@@ -668,13 +668,21 @@ void let_events_drain(struct thpswap_session *s);
  * its region away (see struct owned)?  Whatever is at its address now is
  * not this record's to fill. */
 bool region_gone(struct thpswap_session *s, uint32_t idx);
+/* How move_in moves. */
+enum {
+	MOVE_IN_WAIT = 1,   /* wait for the fault thread (see below) */
+	MOVE_IN_STAGED = 2, /* @src is what an eviction moved out of the region
+			     * (4 KiB pages and holes, or a THP): put back as
+			     * it is, holes staying holes */
+};
 /* Move @src (a slot holding the region's bytes) into record @idx's region
  * on the region uffd, with events held, retrying while events are pending.
- * Unless @wait, -EDEADLK before anything moved if the fault thread is
- * handling an event (see events_hold): the caller keeps the bytes elsewhere.  Never wakes:
- * the caller makes the record true first, then wakes the faulters, so that
- * a thread resuming from its fault sees consistent state and statistics. */
-int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait);
+ * Unless MOVE_IN_WAIT, -EDEADLK before anything moved if the fault thread
+ * is handling an event (see events_hold): the caller keeps the bytes
+ * elsewhere.  Never wakes: the caller makes the record true first, then
+ * wakes the faulters, so that a thread resuming from its fault sees
+ * consistent state and statistics. */
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, unsigned how);
 /* After a MOVE in: the record is RESIDENT; bits noted since are for zaps
  * that land on the resident memory. */
 void became_resident(struct thpswap_session *s, uint32_t idx);
@@ -691,8 +699,11 @@ int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, 
 /* Does record @r come back in 4 KiB pages (its mapping takes no THP, by
  * the kind its last eviction noted)?  move_in copies them then. */
 bool restores_in_pages(const struct thp_record *r);
-/* Put the first @len bytes of @slot back into @r's region (waits). */
-void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len);
+/* Put the first @len bytes of @slot back into @r's region; unless @wait,
+ * -EDEADLK rather than wait for the fault thread, the slot then holding
+ * what is not back (see the definition). */
+int put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len,
+		  bool wait);
 
 /* ---- restore (restore.c) ---- */
 /* Serve a fault on record @idx (fault thread only). */

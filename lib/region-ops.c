@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -85,10 +86,16 @@ bool region_gone(struct thpswap_session *s, uint32_t idx)
 
 /* ---- in: restore, and an eviction's move back ---- */
 
-/* 4 KiB fallback when no PMD can be installed (prot differs after
+/*
+ * 4 KiB fallback when no PMD can be installed (prot differs after
  * mprotect, part of the region unmapped): copy page by page, skipping pages
- * that are present already or no longer mapped. */
-static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
+ * that are present already or no longer mapped.  Once part of a restore is
+ * in, the rest must follow: wait.  An eviction's put-back (@staged) never
+ * waits (see move_in): it stops, and zeroes in the slot what is in the
+ * region already, so that the slot holds exactly what is not, for the
+ * caller to keep as the record.
+ */
+static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait, bool staged)
 {
 	int copied = 0;
 
@@ -98,9 +105,10 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool w
 		uint64_t dst, m[8];
 		int rc;
 
-		/* Once part of it is in, the rest must follow: wait. */
-		if (!events_hold(s, wait || copied > 0))
+		if (!events_hold(s, wait || (copied > 0 && !staged))) {
+			memset((char *)(uintptr_t)src, 0, off);
 			return -EDEADLK;
+		}
 		if (region_gone(s, idx)) {
 			events_release(s);
 			return -ESTALE;
@@ -143,8 +151,23 @@ bool restores_in_pages(const struct thp_record *r)
 	return kind == THP_KIND_NOHUGE || kind == THP_KIND_SPLIT;
 }
 
-int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
+/*
+ * An eviction's put-back (MOVE_IN_STAGED) moves its slot back as it is: the
+ * slot holds the region's own pages and holes, which one MOVE with holes
+ * allowed puts back as they were, whatever the kind.  And it never waits
+ * for the fault thread, which may be handling a FORK (or an mremap) that
+ * waits for this very record, CANCEL until the put-back ends: the soak
+ * found both deadlocks, with a copy page by page and with a MOVE cut short.
+ * It stops with -EDEADLK instead, what is not back yet still in the slot,
+ * and the evictor keeps that as the record (keep_instead): a region part
+ * present and part stored is one a restore completes.  A fork cannot fall
+ * between two steps of it unseen: the kernel fails a MOVE or COPY while
+ * its FORK is unread, and no step runs while one is unhandled.
+ */
+int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, unsigned how)
 {
+	bool wait = how & MOVE_IN_WAIT, staged = how & MOVE_IN_STAGED;
+	uint64_t mode = UFFDIO_MOVE_MODE_DONTWAKE | (staged ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0);
 	uint64_t dst, off = 0, m[8];
 
 	for (;;) {
@@ -152,8 +175,10 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 		int rc;
 
 		/* Held, no event is read: a zap is either noted before the
-		 * take (and zeroed in the slot) or lands after the MOVE. */
-		if (!events_hold(s, wait || off > 0))
+		 * take (and zeroed in the slot) or lands after the MOVE.  A
+		 * restore part way in waits; a put-back stops, its slot holding
+		 * what is not in the region (what moved left holes). */
+		if (!events_hold(s, wait || (off > 0 && !staged)))
 			return -EDEADLK;
 		if (region_gone(s, idx)) {
 			events_release(s);
@@ -172,12 +197,11 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 				m[w] = 0;
 			zap_apply((char *)(uintptr_t)src, m);
 		}
-		if (off == 0 && restores_in_pages(&s->rec[idx])) {
+		if (off == 0 && !staged && restores_in_pages(&s->rec[idx])) {
 			events_release(s);
-			return copy_in(s, idx, src, wait);
+			return copy_in(s, idx, src, wait, false);
 		}
-		rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off,
-				   UFFDIO_MOVE_MODE_DONTWAKE, &moved);
+		rc = thp_uffd_move(s->uffd, dst + off, src + off, REGION - off, mode, &moved);
 		events_release(s);
 		if (rc == 0)
 			return 0;
@@ -197,9 +221,10 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool wait)
 		}
 		/* EINVAL: prot or VMA differ (mprotect, part unmapped); EEXIST or
 		 * ENOENT: something is already at the destination, or nothing at
-		 * the source (a bug).  Page by page fills what is missing. */
+		 * the source (a bug, unless staged).  Page by page fills what is
+		 * missing. */
 		if (rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
-			return copy_in(s, idx, src, wait);
+			return copy_in(s, idx, src, wait, staged);
 		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
 		return rc;
 	}
@@ -314,59 +339,80 @@ int move_out_pages(struct thpswap_session *s, struct thp_record *r, char *slot, 
 	return rc == -EINVAL ? -EFBIG : rc;
 }
 
-/* What a MOVE back refused: COPY each page the slot holds from @off on
- * (the slot is dropped after, and its bytes with it).  A page present at
- * the region already (EEXIST) or a region unmapped meanwhile (ENOENT) is
- * passed over. */
-static void copy_back_rest(struct thpswap_session *s, struct thp_record *r, char *slot,
-			   uint64_t off, uint64_t len)
+/* Zaps read since the last step of a put-back, for the pages still in the
+ * slot, [@from, @to): zeroed there, so that they come back as zeros (a zap
+ * of a page not in the region lands on nothing).  Those of pages in the
+ * region land on them: dropped.  Events held. */
+static void zero_zapped(struct thpswap_session *s, uint32_t idx, char *slot, uint64_t from,
+			uint64_t to)
 {
-	for (; off < len; off += THP_PAGE_SIZE) {
-		uint64_t src = (uint64_t)(uintptr_t)slot + off;
-		int rc;
+	uint64_t m[8];
 
-		if (thp_pagemap_count_present(s->pagemap, src, src + THP_PAGE_SIZE) != 1)
-			continue; /* a hole moved out: it stays one */
-		do {
-			events_hold(s, true);
-			rc = thp_uffd_copy(s->uffd, rec_addr(r) + off, src, THP_PAGE_SIZE,
-					   UFFDIO_COPY_MODE_DONTWAKE, NULL);
-			events_release(s);
-			if (rc == -EAGAIN)
-				sched_yield(); /* the fault thread reads the pending event */
-		} while (rc == -EAGAIN);
-	}
+	if (!zap_take(s, idx, m))
+		return;
+	for (uint64_t p = 0; p < REGION / THP_PAGE_SIZE; p++)
+		if (p < from / THP_PAGE_SIZE || p >= to / THP_PAGE_SIZE)
+			m[p / 64] &= ~(1ull << (p % 64));
+	zap_apply(slot, m);
 }
 
 /*
  * The MOVE out stopped part way (a zap landed between the PMD check and
  * the MOVE and split the region, or a page of it could not move) and only
- * its first @len bytes left: put exactly those back before anything else.
- * Part of the region is still in place, so this waits for the events to be
- * handled (see events_hold).  A MOVE back the kernel refuses (a page it
- * cannot move, say) must not drop the bytes with the slot: they are copied.
+ * its first @len bytes left: put exactly those back, holes staying holes.
+ * A page the kernel will not MOVE back (EBUSY, say) is copied instead, and
+ * zeroed in the slot once in.  0 when all is back.  Unless @wait, it never
+ * waits for the fault thread (see move_in): -EDEADLK, with the slot holding
+ * exactly what is not back (zeros elsewhere), for the caller to keep.
  */
-void put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len)
+int put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, uint64_t len,
+		  bool wait)
 {
-	for (uint64_t off = 0; off < len;) {
+	uint32_t idx = (uint32_t)(r - s->rec);
+	uint64_t off = 0, copied_from = len;
+
+	while (off < len) {
+		uint64_t src = (uint64_t)(uintptr_t)slot + off;
 		int64_t done = 0;
 		int rc;
 
-		events_hold(s, true);
-		rc = thp_uffd_move(s->uffd, rec_addr(r) + off,
-				   (uint64_t)(uintptr_t)slot + off, len - off,
-				   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		if (!events_hold(s, wait)) {
+			memset(slot + copied_from, 0, off > copied_from ? off - copied_from : 0);
+			return -EDEADLK;
+		}
+		zero_zapped(s, idx, slot, off, len);
+		if (copied_from == len) {
+			rc = thp_uffd_move(s->uffd, rec_addr(r) + off, src, len - off,
+					   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
+		} else {
+			/* Present in the slot (not a hole that moved out) and
+			 * not present at the region: copied.  EEXIST (present
+			 * there) or ENOENT (unmapped meanwhile) pass it over. */
+			rc = 0;
+			done = THP_PAGE_SIZE;
+			if (thp_pagemap_count_present(s->pagemap, src, src + THP_PAGE_SIZE) == 1) {
+				rc = thp_uffd_copy(s->uffd, rec_addr(r) + off, src, THP_PAGE_SIZE,
+						   UFFDIO_COPY_MODE_DONTWAKE, NULL);
+				if (rc == -EEXIST || rc == -ENOENT)
+					rc = 0;
+				if (rc)
+					done = 0;
+			}
+		}
 		events_release(s);
 		if (done > 0) {
 			off += (uint64_t)done;
 		} else if (rc == -EAGAIN) {
 			sched_yield(); /* the fault thread reads the pending event */
-		} else if (rc) {
+		} else if (rc && copied_from == len) {
+			/* A MOVE back the kernel refuses: copy the rest. */
 			ctr_add(s, THP_C_FALLBACK_4K, 1);
-			copy_back_rest(s, r, slot, off, len);
-			return;
+			copied_from = off;
+		} else if (rc) {
+			off += THP_PAGE_SIZE; /* cannot be placed: the region is unusable */
 		} else {
 			off = len;
 		}
 	}
+	return 0;
 }

@@ -82,7 +82,7 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 		  uint64_t t0, enum thp_hist h)
 {
 	struct thp_record *r = &s->rec[idx];
-	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, false);
+	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, 0);
 	/* restores count regions brought back from eviction, not first
 	 * touches of memory never evicted (EMPTY, or zapped while resident). */
 	bool evicted = back_state == THP_ST_RAM || back_state == THP_ST_ZERO;

@@ -382,15 +382,35 @@ static void free_reused(struct thpswap_session *s, const struct h_daemon *d, int
 
 /*
  * MADV_NOHUGEPAGE regions evicted again and again while a thread writes
- * them: evictions cancelled by its faults move the pages back (copies, for
- * this kind), and no write is lost.  The writer checks each page it writes
+ * them: evictions cancelled by its faults move the pages back (4 KiB pages
+ * and holes, as they left), and no write is lost.  The writer checks each page it writes
  * and owns the shadow; the evictions are counted, not timed.
  */
 struct writer {
 	struct h_mem *m;
 	atomic_bool stop;
-	unsigned writes;
+	unsigned writes, forks;
 };
+
+/* Forks while the evictions race the writer: a FORK read while a cancelled
+ * eviction puts its pages back waits for that record (the put-back must
+ * never wait for the fault thread in turn).  The child only exits. */
+static void *fork_on(void *arg)
+{
+	struct writer *w = arg;
+
+	while (!atomic_load(&w->stop)) {
+		pid_t pid = fork();
+
+		H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+		if (pid == 0)
+			_exit(0);
+		h_track(pid);
+		H_CHECK(h_wait(pid) == 0, "a fork child failed");
+		w->forks++;
+	}
+	return NULL;
+}
 
 static void *write_on(void *arg)
 {
@@ -415,7 +435,7 @@ static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int
 {
 	struct writer w = { 0 };
 	struct seen a, b;
-	pthread_t t;
+	pthread_t t, f;
 	struct h_mem m;
 	int evicted = 0;
 
@@ -425,21 +445,29 @@ static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int
 	a = look(&m);
 	w.m = &m;
 	H_CHECK(pthread_create(&t, NULL, write_on, &w) == 0, "pthread_create");
+	if (variant)
+		H_CHECK(pthread_create(&f, NULL, fork_on, &w) == 0, "pthread_create");
 	for (int i = 0; i < 200; i++) {
 		h_at("nohuge-race: eviction %d", i);
 		evicted += h_evict(s, m.base, m.len);
 	}
 	atomic_store(&w.stop, true);
 	pthread_join(t, NULL);
+	if (variant)
+		pthread_join(f, NULL);
 	b = look(&m);
-	printf("nohuge-race: %u writes, %d evictions of 400 asked, evict_4k +%lld, "
-	       "evict_cancelled +%lld, fallback_4k +%lld, %ld PMD-mapped\n", w.writes, evicted,
+	printf("nohuge-race: %u writes, %u forks, %d evictions of 400 asked, evict_4k +%lld, "
+	       "evict_cancelled +%lld, fallback_4k +%lld, %ld PMD-mapped\n", w.writes, w.forks, evicted,
 	       DELTA(a, b, THP_C_EVICT_4K), DELTA(a, b, THP_C_EVICT_CANCELLED),
 	       DELTA(a, b, THP_C_FALLBACK_4K), b.pmd);
 	/* Every eviction may lose to the writer: moved out and back is a race too. */
 	H_CHECK(w.writes > 0 && DELTA(a, b, THP_C_EVICT_4K) + DELTA(a, b, THP_C_EVICT_CANCELLED) > 0,
 		"nohuge-race: nothing raced");
 	h_mem_check(&m, "nohuge-race, after the race");
+	/* 4 KiB pages a fork shared stay shared until written (MOVE says
+	 * EBUSY, counted refused): written, each is ours alone again. */
+	if (variant)
+		h_mem_write(&m, 0, m.len, 3);
 	H_CHECK(h_mem_evict(s, &m, "nohuge-race") == 2, "nohuge-race: not both evicted at the end");
 	h_mem_check(&m, "nohuge-race, after a last round trip");
 	H_CHECK(h_pmd_mapped(m.base, m.len) == 0, "nohuge-race: a THP in a MADV_NOHUGEPAGE range");
@@ -484,6 +512,7 @@ static const struct h_case cases[] = {
 	{ "nohuge", nohuge, 0, 20 },
 	{ "nohuge-partial", nohuge, 1, 20 },
 	{ "nohuge-race", nohuge_race, 0, 60 },
+	{ "nohuge-race-fork", nohuge_race, 1, 60 },
 	{ "nohuge-fork", nohuge_fork, 0, 30 },
 	{ "split", split, 0, 20 },
 	{ "free-reused", free_reused, 0, 20 },
