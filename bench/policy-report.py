@@ -23,6 +23,10 @@ def fnum(v, fmt="{:.1f}"):
     return "–" if v is None else fmt.format(v)
 
 
+def mib(v):
+    return str(round(v / MIB))  # round(), not a format: no "-0" for a few KiB less
+
+
 def ratio(v, base, fmt="{:.2f}x"):
     return "–" if v is None or not base else fmt.format(v / base)
 
@@ -48,8 +52,8 @@ def row(r, base):
     return [r["config"], str(r["loaded_bytes"] // MIB),
             fnum(r.get("limit_bytes") and r["limit_bytes"] / MIB, "{:.0f}"),
             str(r.get("balloon_bytes", 0) // MIB),
-            fnum(s["freed_mean_bytes"] / MIB, "{:.0f}"), fnum(s["freed_end_bytes"] / MIB, "{:.0f}"),
-            fnum(s["in_ram_mean_bytes"] / MIB, "{:.0f}"), fnum(s["stored_end_bytes"] / MIB, "{:.0f}"),
+            mib(s["freed_mean_bytes"]), mib(s["freed_end_bytes"]),
+            mib(s["in_ram_mean_bytes"]), mib(s["stored_end_bytes"]),
             fnum(s["ops_per_s"], "{:.0f}"), ratio(s["ops_per_s"], bs and bs["ops_per_s"]),
             fnum(s["p50_us"], "{:.1f}"), fnum(s["p99_us"], "{:.1f}"),
             ratio(s["p99_us"], bs and bs["p99_us"]), fnum(s["p999_us"], "{:.0f}"),

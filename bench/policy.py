@@ -27,8 +27,10 @@ saving).  thpswapd (--pressure yes, --pressure-interval 500,
 --cgroup-high-pct 90, its default, and --resident-target SIZE - saving)
 evicts a client whose cgroup is above 90 % of its limit back to 80 %: its
 balloon is 15 % of the limit smaller (the middle of that band), so that both
-hold the client at about the same size.  thpswap's stored bytes are charged
-to the cgroup; zram's are not (both count in "in RAM").
+hold the client at about the same size.  thpswap's cgroup may not swap
+(v1 memory.swappiness 0, v2 memory.swap.max 0), so only thpswap evicts
+there even if other swap is on.  thpswap's stored bytes are charged to the
+cgroup; zram's are not (both count in "in RAM").
 
 Every second: the client's operations, p50/p99 (its own line), its RssAnon,
 the bytes stored for it (thpswap stored_bytes; zram's mem_used_total and
@@ -81,6 +83,14 @@ def memstat(cg):
             return {k: int(v) for k, v in (line.split() for line in f)}
     except OSError:
         return {}
+
+
+def no_swap(cg):
+    """The kernel may not swap this cgroup's memory (v1: swappiness 0,
+    v2: memory.swap.max 0)."""
+    f, v = ("memory.swap.max", "0") if cg.v2 else ("memory.swappiness", "0")
+    with open(f"{cg.path}/{f}", "w") as fh:
+        fh.write(v)
 
 
 def cg_usage(cg):
@@ -193,9 +203,10 @@ class Run:
         return 0
 
     def counters(self, line):
-        """Cumulative promotions and traffic: thpswap's in 2 MiB regions,
-        the kernel's in 4 KiB pages (its cgroup's refaults and major faults;
-        pswpin/out are the machine's)."""
+        """Cumulative promotions and traffic: thpswap's in 2 MiB regions
+        (promotions, restores, evictions), the kernel's in 4 KiB pages (the
+        cgroup's workingset_refault_anon and pgmajfault; pages out are the
+        machine's pswpout: v1 has no count of its own)."""
         if self.a.mode == "thpswap":
             t = line.get("thpswap", {})
             j = self.ctl("stats", "--pid", str(self.client.pid)) or {}
@@ -206,7 +217,7 @@ class Run:
         v = R.vmstat()
         s = memstat(self.cg) if self.cg else {}
         return {"promotions": s.get("workingset_refault_anon", 0),
-                "in": s.get("pgmajfault", 0), "out": None,
+                "in": s.get("pgmajfault", 0), "out": v.get("pswpout", 0),
                 "pswpin": v.get("pswpin", 0), "pswpout": v.get("pswpout", 0),
                 "unit_bytes": 4096}
 
@@ -250,6 +261,9 @@ def run(a, tmp, res):
         if a.mode != "baseline":
             ru.cg = R.Cgroup(f"thpswap-bench-policy.{os.getpid()}")
             res["cgroup"] = "v2 memory.max" if ru.cg.v2 else "v1 memory.limit_in_bytes"
+            if a.mode == "thpswap":
+                # Only thpswap evicts here, whatever swap someone else has on.
+                no_swap(ru.cg)
         base = ru.stored_base()
         res["client_argv"] = ru.start_client()
         ready = json.loads(ru.lines.get(300) or "null")
@@ -308,6 +322,7 @@ def run(a, tmp, res):
                  "freed_bytes": loaded - anon - st, "balloon_bytes": ru.balloon_bytes}
             if ru.cg:
                 s["cgroup_bytes"] = cg_usage(ru.cg)
+                s["cgroup_swap_bytes"] = memstat(ru.cg).get("swap", 0)
             s.update(ru.counters(j))
             if "thpswap" in j:
                 s["thpswap"] = j["thpswap"]
