@@ -38,7 +38,14 @@ COLS = ["config", "loaded MiB", "limit MiB", "balloon MiB", "freed MiB (mean, he
 
 
 def failed_row(r):
-    return [r["config"]] + ["–"] * (len(COLS) - 2) + [f'FAILED: {r.get("error", "no summary")}']
+    """What a configuration that failed half-way had measured: its setup,
+    when it failed and why."""
+    head = [r["config"], mib(r["loaded_bytes"]) if "loaded_bytes" in r else "–",
+            mib(r["limit_bytes"]) if "limit_bytes" in r else "–",
+            mib(r.get("balloon_bytes", 0))]
+    n = len(r.get("samples", []))
+    return head + ["–"] * (len(COLS) - len(head) - 1) + \
+        [f'FAILED after {n} s: {r.get("error", "no summary")}']
 
 
 def row(r, base):
