@@ -69,6 +69,13 @@ def row(r, base):
             io if r["mode"] != "baseline" else "–", str(s["wrong"])]
 
 
+def skew_text(r):
+    if r["skew"] == "rare":
+        return (f"rare: every operation to the hot set, each other region touched about once "
+                f"every {r.get('cold_touch_s', 60):g} s")
+    return f"{r['skew']}: {100 * r['ready']['hot_share']:.0f} % of operations to the hot set"
+
+
 def table(cols, rows):
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -146,8 +153,7 @@ def main():
           f"Command: `{meta['command']}` ({meta['args']})  ", f"Machine: {meta['uname']}", "",
           f"Client: {r0['size'] // MIB} MiB of THP memory ({r0['ready']['data']}), "
           f"{r0['threads']} thread(s), spans of 4–64 KiB read (checked) and written; hot set "
-          f"{r0['hot_pct']} % of the 2 MiB regions ({r0['skew']}: "
-          f"{100 * r0['ready']['hot_share']:.0f} % of operations); {r0['seconds']} s: "
+          f"{r0['hot_pct']} % of the 2 MiB regions ({skew_text(r0)}); {r0['seconds']} s: "
           f"pressure from {r0['pressure_from_s']} s, held from {r0['held_from_s']} s; "
           f"the pressure takes {r0['saving_pct']} % of the client.", "",
           table(COLS, [row(r, base) for r in runs]), ""]
