@@ -168,6 +168,10 @@ class Run:
         self.client.stdin.write((word + "\n").encode())
 
     def stop(self):
+        # A second signal (bench/run's trap after a Ctrl-C or a group-wide
+        # TERM) must not cut the cleanup short and leave a cgroup behind.
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         for p in (self.client, self.balloon):
             if p and p.poll() is None:
                 p.kill()
