@@ -11,6 +11,7 @@ freed, promotions and operations per second over time, per configuration.
 Throughput and p99 are compared with the baseline of the same run.
 """
 import glob
+import importlib.util
 import json
 import os
 import sys
@@ -164,9 +165,7 @@ def main():
         json.dump({"meta": meta, "runs": runs}, f, indent=2)
         f.write("\n")
     print(text)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print("policy-report.py: no plot: apt-get install python3-matplotlib", file=sys.stderr)
         return
     plot(out, [r for r in runs if r.get("samples")])

@@ -253,10 +253,11 @@ def run(a, tmp, res):
     """One configuration, its results into @res as they come (a failure
     half-way leaves what was measured)."""
     res.update({"scenario": "policy", "config": a.config, "mode": a.mode, "backend": a.backend,
-           "size": a.size, "seconds": a.seconds, "skew": a.skew, "hot_pct": a.hot_pct,
-           "threads": a.threads, "saving_pct": a.saving_pct, "cold_touch_s": a.cold_touch_s,
-           "pressure_from_s": round(a.seconds * PRESSURE_FROM, 1),
-           "held_from_s": round(a.seconds * HELD_FROM, 1)})
+                "size": a.size, "seconds": a.seconds, "skew": a.skew, "hot_pct": a.hot_pct,
+                "threads": a.threads, "saving_pct": a.saving_pct,
+                "cold_touch_s": a.cold_touch_s,
+                "pressure_from_s": round(a.seconds * PRESSURE_FROM, 1),
+                "held_from_s": round(a.seconds * HELD_FROM, 1)})
     saving = a.size * a.saving_pct // 100
     ru = Run(a, tmp)
     try:
