@@ -30,7 +30,7 @@
 #define RETRY_NS (10ull * 1000000000ull)
 
 struct cand {
-	uint64_t last_fault_ns;
+	uint64_t last_fault_ns;   /* the sort key: least first */
 	uint32_t idx;
 };
 
@@ -157,6 +157,7 @@ struct pol_client {
 	uint64_t *seen_evicted;
 	uint64_t *seen_addr;
 	uint8_t *mistakes;
+	uint64_t *away_ns;            /* how long its last eviction lasted (0: unknown) */
 	uint64_t *written_ns;         /* when coldness.c last saw it written (0: never) */
 	bool cold_failed;             /* coldness.c could not look: said once, not tried again */
 	uint64_t promotions;          /* since the session began */
@@ -187,6 +188,7 @@ static void client_free(struct pol_client *pc)
 	free(pc->seen_evicted);
 	free(pc->seen_addr);
 	free(pc->mistakes);
+	free(pc->away_ns);
 	free(pc->written_ns);
 	free(pc);
 }
@@ -224,9 +226,10 @@ static struct pol_client *client_get(struct thpd_policy *p, const struct thpd_se
 	pc->seen_evicted = calloc(nrec, sizeof(*pc->seen_evicted));
 	pc->seen_addr = calloc(nrec, sizeof(*pc->seen_addr));
 	pc->mistakes = calloc(nrec, sizeof(*pc->mistakes));
+	pc->away_ns = calloc(nrec, sizeof(*pc->away_ns));
 	pc->written_ns = calloc(nrec, sizeof(*pc->written_ns));
 	if (!pc->seen_restores || !pc->seen_evicted || !pc->seen_addr || !pc->mistakes ||
-	    !pc->written_ns) {
+	    !pc->away_ns || !pc->written_ns) {
 		client_free(pc);
 		return NULL;
 	}
@@ -263,12 +266,19 @@ static bool protected_now(const struct pol_client *pc, uint32_t i, const struct 
  * restored and evicted again since the last walk has evicted_ns past its
  * restore, so the eviction before it is the one that walk saw.
  */
-static bool promoted(const struct pol_client *pc, uint32_t i, const struct thp_record *r,
-		     uint64_t window_ns)
+static uint64_t away(const struct pol_client *pc, uint32_t i, const struct thp_record *r)
 {
 	uint64_t ev = r->evicted_ns > r->last_fault_ns ? pc->seen_evicted[i] : r->evicted_ns;
 
-	return ev && r->last_fault_ns >= ev && r->last_fault_ns - ev <= window_ns;
+	return ev && r->last_fault_ns >= ev ? r->last_fault_ns - ev + 1 : 0;
+}
+
+static bool promoted(const struct pol_client *pc, uint32_t i, const struct thp_record *r,
+		     uint64_t window_ns)
+{
+	uint64_t a = away(pc, i, r);
+
+	return a && a - 1 <= window_ns;
 }
 
 /*
@@ -292,7 +302,26 @@ struct walk {
 	size_t n, cap;
 	size_t cold;                  /* c[0..cold) are older than cold-age */
 	uint32_t promos;
+	/* The regions we were wrong about, longest away first: what a
+	 * cgroup's limit takes when nothing else is left (see below). */
+	struct cand *last;
+	size_t nlast, caplast;
 };
+
+static int cand_add(struct cand **c, size_t *n, size_t *cap, uint64_t key, uint32_t idx)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 256;
+		struct cand *nc = realloc(*c, ncap * sizeof(*nc));
+
+		if (!nc)
+			return -ENOMEM;
+		*c = nc;
+		*cap = ncap;
+	}
+	(*c)[(*n)++] = (struct cand){ .last_fault_ns = key, .idx = idx };
+	return 0;
+}
 
 static int walk_session(const struct thpd *d, const struct thpd_session *s,
 			struct pol_client *pc, uint64_t now, struct walk *w)
@@ -318,37 +347,34 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 			if (pc->mistakes[i] < UINT8_MAX)
 				pc->mistakes[i]++;
 		}
+		if (r.restores != pc->seen_restores[i] && away(pc, i, &r))
+			pc->away_ns[i] = away(pc, i, &r);
 		pc->seen_restores[i] = r.restores;
 		pc->seen_evicted[i] = r.evicted_ns;
 
 		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT ||
-		    (r.flags & (THP_RF_LEAVING | THP_RF_PINNED)) || backing_off(s, i, &r, now) ||
-		    protected_now(pc, i, &r, now, window_ns))
+		    (r.flags & (THP_RF_LEAVING | THP_RF_PINNED)) || backing_off(s, i, &r, now))
 			continue;
+		if (protected_now(pc, i, &r, now, window_ns)) {
+			if (cand_add(&w->last, &w->nlast, &w->caplast, UINT64_MAX - pc->away_ns[i], i))
+				return -ENOMEM;
+			continue;
+		}
 		/* Compressing it again costs the client as much as last time:
 		 * the loop tries once per cold-age, not every retry. */
 		if ((r.flags & THP_RF_INCOMPRESSIBLE) &&
 		    age(now, thpd_session_last_attempt(s, i)) < cold_ns)
 			continue;
-		if (w->n == w->cap) {
-			size_t ncap = w->cap ? w->cap * 2 : 256;
-			struct cand *nc = realloc(w->c, ncap * sizeof(*nc));
-
-			if (!nc)
-				return -ENOMEM;
-			w->c = nc;
-			w->cap = ncap;
-		}
 		/* Written since the last look counts as touched (coldness.c). */
-		w->c[w->n++] = (struct cand){
-			.last_fault_ns = pc->written_ns[i] > r.last_fault_ns ? pc->written_ns[i] :
-				r.last_fault_ns,
-			.idx = i,
-		};
+		if (cand_add(&w->c, &w->n, &w->cap,
+			     pc->written_ns[i] > r.last_fault_ns ? pc->written_ns[i] : r.last_fault_ns, i))
+			return -ENOMEM;
 	}
 	pc->walked_ns = now;
 	if (w->n > 1)
 		qsort(w->c, w->n, sizeof(*w->c), cmp_cand);
+	if (w->nlast > 1)
+		qsort(w->last, w->nlast, sizeof(*w->last), cmp_cand);
 	while (w->cold < w->n && age(now, w->c[w->cold].last_fault_ns) >= cold_ns)
 		w->cold++;
 	return 0;
@@ -508,6 +534,7 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 	r = walk_session(d, s, pc, now, &w);
 	if (r < 0) {
 		free(w.c);
+		free(w.last);
 		thpd_warn("pid %d: cannot pick regions to evict: out of memory",
 			  (int)thpd_session_pid(s));
 		return;
@@ -528,9 +555,13 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 		need = 0;
 	} else if (need) {
 		/* Over its cgroup's limit: what relieves it is eviction, so
-		 * neither stall nor promotions hold it back; regions we were
-		 * wrong about are still left alone. */
-		n = need < w.n ? need : w.n;
+		 * neither stall nor promotions hold it back.  Regions we were
+		 * wrong about go last, those that stayed away longest first:
+		 * without them the limit's OOM killer would end the client
+		 * (with no access bits, a hot region that never faults again
+		 * looks as old as a cold one; one restored at once after its
+		 * eviction was hot, one that stayed away a long time less so). */
+		n = need < w.n + w.nlast ? need : w.n + w.nlast;
 	} else if (!calm) {
 		if (pc->step > step_min)
 			pc->step = pc->step / 2 > step_min ? pc->step / 2 : step_min;
@@ -557,10 +588,11 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 			thpd_warn("pid %d: cannot queue an eviction: out of memory",
 				  (int)thpd_session_pid(s));
 			free(w.c);
+			free(w.last);
 			return;
 		}
 		for (uint64_t k = 0; k < n; k++)
-			idx[k] = w.c[k].idx;
+			idx[k] = k < w.n ? w.c[k].idx : w.last[k - w.n].idx;
 		r = thpd_session_evict(s, THP_EVICT_PRESSURE, idx, (uint32_t)n, NULL, 0);
 		if (r < 0)
 			thpd_warn("pid %d: cannot queue an eviction: %s", (int)thpd_session_pid(s),
@@ -570,6 +602,7 @@ static void pressure_client(struct thpd *d, struct thpd_session *s, uint64_t now
 		free(idx);
 	}
 	free(w.c);
+	free(w.last);
 }
 
 static void pressure_tick(struct thpd *d, uint64_t now)

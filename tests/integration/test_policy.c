@@ -17,6 +17,15 @@
  *          must evict the least recently faulted regions (the cold set was
  *          mapped first) until usage is under 80 % again (it aims at 70).
  *
+ *   limit-mistaken  as limit, but the client first evicts its cold set
+ *          itself and reads it all back (--promotion-window 600): every
+ *          cold region is a promotion the daemon now leaves alone, and the
+ *          hot ones were never evicted.  Over the limit the daemon must
+ *          still evict: the regions it was wrong about are taken last, the
+ *          longest away first (the cold set, not the hot one it evicts
+ *          first and that comes straight back), or the cgroup's OOM killer
+ *          ends the client.
+ *
  *   written --write-tracking yes, --cold-age 2: the hot set is written
  *          (every page, its own bytes back) instead of read, so the
  *          daemon's soft-dirty look sees it used although it never
@@ -56,7 +65,7 @@ extern char **environ;
 #define HIGH_PCT 80
 #define WATCH_S 3
 
-enum scenario { COLD, LIMIT, WRITTEN };
+enum scenario { COLD, LIMIT, LIMIT_MISTAKEN, WRITTEN };
 
 /* The cgroup made for the client: v1 memory and/or v2 directories ("" if
  * not made), and which one holds the limit. */
@@ -315,6 +324,44 @@ static struct tally tally(int afd, const struct h_mem *cold, const struct h_mem 
 	return t;
 }
 
+static const char *env(const char *name);
+
+/* The daemon's count of this client's promotions (thpswapctl stats). */
+static long long promotions(void)
+{
+	struct h_daemon d = { .pid = -1 };
+	char pid[16], out[16384];
+	const char *argv[] = { "--json", "stats", "--pid", pid, NULL };
+	const char *at;
+
+	snprintf(d.sock, sizeof(d.sock), "%s", env("THPSWAP_SOCKET"));
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	if (h_ctl(&d, out, sizeof(out), argv) != 0 || !(at = strstr(out, "\"promotions\": ")))
+		return -1;
+	return atoll(at + strlen("\"promotions\": "));
+}
+
+/* limit-mistaken: evict the cold set, read it back, and wait until the
+ * daemon's walk has counted each of those restores as a mistake. */
+static void make_mistakes(struct thpswap_session *s, int afd, const struct h_mem *cold,
+			  const struct h_mem *hot)
+{
+	struct tally t;
+	long long p;
+
+	h_at("evicting the cold set");
+	do {
+		thpswap_advise(s, cold->base, cold->len, THPSWAP_ADVICE_COLD);
+		t = tally(afd, cold, hot);
+	} while (t.cold_ram < NCOLD);
+	h_at("reading the cold set back");
+	h_mem_check(cold, "cold set, read back");
+	h_at("waiting for the daemon to count %d promotions", NCOLD);
+	while ((p = promotions()) < NCOLD)
+		pause_poll();
+	printf("cold set evicted and read back: the daemon counts %lld promotions\n", p);
+}
+
 static int run_client(enum scenario sc)
 {
 	struct thpswap_session *s;
@@ -362,9 +409,12 @@ static int run_client(enum scenario sc)
 			"%u of %u hot regions evicted although written every interval",
 			t.hot_evicted, NHOT);
 	} else {
-		long long usage = read_ll(cg.usage), limit, evicted;
+		long long usage, limit, evicted;
 		char buf[32];
 
+		if (sc == LIMIT_MISTAKEN)
+			make_mistakes(s, afd, &cold, &hot);
+		usage = read_ll(cg.usage);
 		H_CHECK(usage > 0, "cannot read %s", cg.usage);
 		limit = usage * 100 / 85;
 		snprintf(buf, sizeof(buf), "%lld", limit);
@@ -377,7 +427,7 @@ static int run_client(enum scenario sc)
 			pause_poll();
 			t = tally(afd, &cold, &hot);
 			usage = read_ll(cg.usage);
-		} while (!t.cold_evicted || usage > limit * HIGH_PCT / 100);
+		} while ((sc == LIMIT ? !t.cold_evicted : !t.cold_ram) || usage > limit * HIGH_PCT / 100);
 		t1 = now_ms();
 		evicted = t.cold_evicted;
 		printf("usage %lld MiB after %llu ms: %lld cold regions (%lld MiB) evicted, hot set "
@@ -420,6 +470,9 @@ int main(int argc, char **argv)
 	static const char *const limit_args[] = {
 		"-v", "--pressure-interval", "500", "--cold-age", "3600", "--cgroup-high-pct", "80",
 		NULL };
+	static const char *const mistaken_args[] = {
+		"-v", "--pressure-interval", "500", "--cold-age", "3600", "--cgroup-high-pct", "80",
+		"--promotion-window", "600", NULL };
 	static const char *const written_args[] = {
 		"-v", "--pressure-interval", "500", "--cold-age", "2", "--write-tracking", "yes", NULL };
 	const char *ca[] = { argv[0], "--client", NULL, NULL };
@@ -431,12 +484,13 @@ int main(int argc, char **argv)
 	is_client = argc == 3 && !strcmp(argv[1], "--client");
 	if (argc != 2 + is_client ||
 	    (strcmp(argv[1 + is_client], "cold") && strcmp(argv[1 + is_client], "limit") &&
-	     strcmp(argv[1 + is_client], "written"))) {
-		fprintf(stderr, "usage: %s cold|limit|written\n", argv[0]);
+	     strcmp(argv[1 + is_client], "limit-mistaken") && strcmp(argv[1 + is_client], "written"))) {
+		fprintf(stderr, "usage: %s cold|limit|limit-mistaken|written\n", argv[0]);
 		return H_FAIL;
 	}
-	sc = !strcmp(argv[1 + is_client], "cold") ? COLD :
-		!strcmp(argv[1 + is_client], "limit") ? LIMIT : WRITTEN;
+	sc = !strcmp(argv[1 + is_client], "cold")	      ? COLD :
+	     !strcmp(argv[1 + is_client], "limit")	      ? LIMIT :
+	     !strcmp(argv[1 + is_client], "limit-mistaken") ? LIMIT_MISTAKEN : WRITTEN;
 	if (is_client) {
 		/* The runner made the cgroups; it says where. */
 		snprintf(cg.v1, sizeof(cg.v1), "%s", env("POLICY_CG_V1"));
@@ -462,7 +516,8 @@ int main(int argc, char **argv)
 		}
 	}
 	cgroup_make();
-	r = h_daemon_start(&d, sc == COLD ? cold_args : sc == LIMIT ? limit_args : written_args);
+	r = h_daemon_start(&d, sc == COLD ? cold_args : sc == LIMIT ? limit_args :
+			   sc == LIMIT_MISTAKEN ? mistaken_args : written_args);
 	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
 	/* A process of its own (not a fork: that would inherit the
 	 * harness's exit handler, which stops the daemon). */
