@@ -242,7 +242,9 @@ static int make_whole(struct thpswap_session *s, struct thp_record *r)
 			events_release(s);
 			return 0;
 		}
-		if (thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0) {
+		/* Pages in the kernel's swap are data, not holes:
+		 * MADV_COLLAPSE below brings them back. */
+		if (thp_pagemap_count_there(s->pagemap, addr, addr + REGION) == 0) {
 			events_release(s);
 			return 1;
 		}
@@ -293,7 +295,7 @@ static uint8_t look_at(struct thpswap_session *s, struct thp_record *r)
 	else if (thp_procmap_query(s->procmap, addr, false, &v, NULL, 0) || v.start > addr ||
 		 v.end < addr + REGION)
 		kind = THP_KIND_SPLIT;
-	else if ((n = thp_pagemap_count_present(s->pagemap, addr, addr + REGION)) == 0)
+	else if ((n = thp_pagemap_count_there(s->pagemap, addr, addr + REGION)) == 0)
 		kind = THP_KIND_ZERO;
 	else
 		kind = n < (long)(REGION / THP_PAGE_SIZE) ? THP_KIND_PARTIAL : THP_KIND_PTE;
@@ -323,7 +325,7 @@ static int make_movable(struct thpswap_session *s, struct thp_record *r)
 	if (kind == THP_KIND_NOHUGE) {
 		if (is_pmd_mapped(s, addr))
 			return 0;
-		return thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0 ? 1 : WHOLE_PAGES;
+		return thp_pagemap_count_there(s->pagemap, addr, addr + REGION) == 0 ? 1 : WHOLE_PAGES;
 	}
 	rc = make_whole(s, r);
 	if (rc == -EFBIG && kind != THP_KIND_SPLIT && kind != THP_KIND_UNKNOWN)
@@ -351,7 +353,7 @@ static enum evict_result evict_empty(struct thpswap_session *s, struct thp_recor
 	/* No MOVE guards this: an mremap whose REMAP is not read yet has
 	 * taken the pages away from under the record's address already (a
 	 * MOVE would fail with EAGAIN then; ask the same way). */
-	empty = !events_pending(s) && thp_pagemap_count_present(s->pagemap, addr, addr + REGION) == 0 &&
+	empty = !events_pending(s) && thp_pagemap_count_there(s->pagemap, addr, addr + REGION) == 0 &&
 		!(rec_flags(r) & THP_RF_REMOVED);
 	if (empty) {
 		describe(r, NULL, 0, 0);

@@ -74,3 +74,11 @@ long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end)
 {
 	return thp_pagemap_count(fd, start, end, PAGE_IS_PRESENT, 0);
 }
+
+long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end)
+{
+	long present = thp_pagemap_count_present(fd, start, end);
+	long swapped = present < 0 ? 0 : thp_pagemap_count(fd, start, end, PAGE_IS_SWAPPED, 0);
+
+	return present < 0 ? present : swapped < 0 ? swapped : present + swapped;
+}

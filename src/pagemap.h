@@ -31,4 +31,8 @@ long thp_pagemap_count_pmd(int fd, uint64_t start, uint64_t end);
 /* Number of present 4 KiB pages in [start, end), or -errno. */
 long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end);
 
+/* Number of 4 KiB pages in [start, end) that hold data: present, or in the
+ * kernel's swap (a swap entry is not a hole), or -errno. */
+long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end);
+
 #endif
