@@ -427,10 +427,13 @@ struct thpswap_session {
 
 	/* kswap.c: the kernel tier.  @active: some record may carry
 	 * THP_RF_KSWAP (set by a pageout, cleared by a scan that found none);
-	 * @next_ns, when the background thread scans next (its own). */
+	 * @next_ns, when the background thread scans next (its own);
+	 * @mode, enum thp_kswap_mode as read at @mode_ns (kswap_mode). */
 	struct kswap {
 		atomic_bool active;
 		uint64_t next_ns;
+		atomic_int mode;
+		_Atomic uint64_t mode_ns;
 	} kswap;
 
 	/* Failure injection into thpswap_open (see open_fail_point). */

@@ -44,11 +44,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "probe.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
@@ -57,23 +59,68 @@
 #define KSWAP_SCAN_NS (100 * 1000000ull)
 #define PAGES (REGION / THP_PAGE_SIZE)
 
-/* Is a swap device on?  /proc/swaps: a header line, then one per device. */
-static bool swap_on(void)
+/* Up to @sz - 1 bytes of @path, NUL-terminated; the length or -errno.  No
+ * stdio: what an agent thread touches must not be the program's heap. */
+static ssize_t read_small(const char *path, char *buf, size_t sz)
 {
-	char buf[512];
-	ssize_t n;
-	int fd = open("/proc/swaps", O_RDONLY | O_CLOEXEC);
-	char *nl;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n, got = 0;
 
 	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return -errno;
+	while ((size_t)got < sz - 1 && (n = read(fd, buf + got, sz - 1 - (size_t)got)) > 0)
+		got += n;
 	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	nl = strchr(buf, '\n');
-	return nl && nl[1] != 0;
+	buf[got] = 0;
+	return got;
+}
+
+/* The number after "\n@key " in @text, or -1. */
+static long long stat_of(const char *text, const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = text; (p = strstr(p, key)); p += kl)
+		if ((p == text || p[-1] == '\n') && p[kl] == ' ')
+			return atoll(p + kl + 1);
+	return -1;
+}
+
+/*
+ * What the probe's selection (thp_probe_kswap_mode) says here now, from
+ * the few files it needs, read without stdio; cached for a second, since
+ * swap devices come and go.
+ */
+static enum thp_kswap_mode kswap_mode(struct thpswap_session *s)
+{
+	static const char zswap_enabled[] = "/sys/module/zswap/parameters/enabled";
+	uint64_t now = now_ns(), at = atomic_load(&s->kswap.mode_ns);
+	struct thp_caps c;
+	char buf[16384], *nl;
+	enum thp_kswap_mode m;
+	ssize_t n;
+
+	if (at && now - at < 1000000000ull)
+		return (enum thp_kswap_mode)atomic_load(&s->kswap.mode);
+	memset(&c, 0, sizeof(c));
+	n = read_small("/proc/swaps", buf, sizeof(buf));
+	c.swap.err = n < 0 ? (int)n : 0;
+	/* A header line, then one per device. */
+	for (nl = n > 0 ? strchr(buf, '\n') : NULL; nl && nl[1]; nl = strchr(nl + 1, '\n'))
+		c.swap.count++;
+	n = read_small("/proc/vmstat", buf, sizeof(buf));
+	c.pmd_swap.err = n < 0 ? (int)n : 0;
+	c.pmd_swap.present = n > 0 && stat_of(buf, "thp_swpout_pmd") >= 0;
+	/* Anything zswap ever stored proves it was enabled. */
+	c.zswap.latched = n > 0 && (stat_of(buf, "zswpout") > 0 || stat_of(buf, "zswpin") > 0);
+	n = read_small(zswap_enabled, buf, sizeof(buf));
+	c.zswap.err = n < 0 ? (int)n : 0;
+	if (n > 0 && buf[0] == 'Y')
+		c.zswap.latched = true;
+	m = thp_probe_kswap_mode(&c);
+	atomic_store(&s->kswap.mode, (int)m);
+	atomic_store(&s->kswap.mode_ns, now);
+	return m;
 }
 
 static long pages(struct thpswap_session *s, uint64_t a, uint64_t mask)
@@ -113,9 +160,10 @@ static int pageout_claimed(struct thpswap_session *s, struct thp_record *r)
 		return err;
 	}
 	/* The kernel skips what it may not reclaim (a THP shared with a fork
-	 * child, locked memory): nothing swapped, nothing to follow. */
+	 * child, locked memory): nothing swapped, nothing to follow.  A PMD
+	 * swap entry may not show as swapped; it leaves nothing present. */
 	swapped = pages(s, a, PAGE_IS_SWAPPED);
-	if (swapped <= 0) {
+	if (swapped <= 0 && pages(s, a, PAGE_IS_PRESENT) != 0) {
 		unmark(r);
 		return 0;
 	}
@@ -128,7 +176,7 @@ int kswap_pageout(struct thpswap_session *s, uint32_t idx)
 	struct thp_record *r = &s->rec[idx];
 	int res;
 
-	if (!swap_on()) {
+	if (kswap_mode(s) == THP_KSWAP_NONE) {
 		ctr_add(s, THP_C_KSWAP_NOSWAP, 1);
 		return -ENOSPC;
 	}
@@ -162,7 +210,19 @@ void kswap_swapin(struct thpswap_session *s, uint32_t idx)
 	uint64_t a = rec_addr(r);
 	long n;
 
-	if (rec_state(r) != THP_ST_RESIDENT || pages(s, a, PAGE_IS_SWAPPED) <= 0)
+	if (rec_state(r) != THP_ST_RESIDENT)
+		return;
+	/* A PMD swap entry (the patched kernel's; nothing else of a marked
+	 * region leaves it with no page present): one touch brings back the
+	 * whole PMD by the kernel's own fault, without a userfault.  Only
+	 * for a marked region: touching a really empty one would fault to the
+	 * fault thread for nothing. */
+	if ((rec_flags(r) & THP_RF_KSWAP) && atomic_load(&s->kswap.mode) == THP_KSWAP_PMD &&
+	    pages(s, a, PAGE_IS_PRESENT) == 0) {
+		madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_READ);
+		return;
+	}
+	if (pages(s, a, PAGE_IS_SWAPPED) <= 0)
 		return;
 	if (madvise((void *)(uintptr_t)a, REGION, MADV_COLLAPSE) == 0 &&
 	    pages(s, a, PAGE_IS_SWAPPED) == 0)

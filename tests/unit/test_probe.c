@@ -583,6 +583,7 @@ static void test_json_report(void **state)
 		       "\"zpool\":\"zsmalloc\",\"max_pool_percent\":20,\"accept_threshold_percent\":90,"
 		       "\"shrinker_enabled\":true,\"latched\":true,\"error\":null}");
 	expect_in(out, "\"pmd_swap_entries\":{\"present\":true,\"error\":null}");
+	expect_in(out, "\"kernel_tier\":{\"mode\":\"collapse\"}");
 	expect_in(out, "\"psi\":{\"memory\":true,\"some\":{\"avg10\":1.25,\"avg60\":0.5,"
 		       "\"avg300\":0.1,\"total_us\":123456},\"full\":{");
 	expect_in(out, "\"usable\":true,\"missing\":[]}\n");
