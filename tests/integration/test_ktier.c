@@ -221,13 +221,13 @@ static unsigned folio_pages(const void *a)
 	H_CHECK((e >> 63) & 1 && pfn, "page at %p not present (pagemap %llx)", a,
 		(unsigned long long)e);
 	H_CHECK(pread(kf, &fl, 8, (off_t)(pfn * 8)) == 8, "kpageflags read");
-	if (fl & (1ull << 15)) {	/* KPF_COMPOUND_HEAD */
-		n = 1;
+	/* Back to the head (KPF_COMPOUND_TAIL), then on over its tails. */
+	while ((fl & (1ull << 16)) && pfn > 0 && pread(kf, &fl, 8, (off_t)(--pfn * 8)) == 8)
+		;
+	n = 1;
+	if (fl & (1ull << 15))	/* KPF_COMPOUND_HEAD */
 		while (pread(kf, &fl, 8, (off_t)((pfn + n) * 8)) == 8 && (fl & (1ull << 16)))
-			n++;	/* KPF_COMPOUND_TAIL */
-	} else {
-		n = 1;
-	}
+			n++;
 	close(pm);
 	close(kf);
 	return n;
@@ -263,6 +263,99 @@ static void *fault_counter(void *arg)
 		atomic_fetch_add(&f->n, 1);
 		thp_uffd_zeropage(f->uffd, m.arg.pagefault.address & ~4095ull, 4096, 0, &done);
 	}
+}
+
+/* The 64 KiB mTHP size's setting, "always" for one measurement and put
+ * back (also on a failed check: atexit). */
+#define MTHP64 "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled"
+static char mthp_saved[16];
+
+static void mthp_restore(void)
+{
+	if (mthp_saved[0] && write_str(MTHP64, mthp_saved) == 0)
+		mthp_saved[0] = 0;
+}
+
+static bool mthp_on(void)
+{
+	char buf[128], *l, *r;
+	int fd = open(MTHP64, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	l = strchr(buf, '[');
+	r = l ? strchr(l, ']') : NULL;
+	if (!r || (size_t)(r - l - 1) >= sizeof(mthp_saved))
+		return false;
+	memcpy(mthp_saved, l + 1, (size_t)(r - l - 1));
+	mthp_saved[r - l - 1] = 0;
+	atexit(mthp_restore);
+	return write_str(MTHP64, "always") == 0;
+}
+
+/* Has zswap been enabled since boot (it turns large-folio swap-in off)? */
+static bool zswap_latched(void)
+{
+	char b[4] = "";
+	int fd = open("/sys/module/zswap/parameters/enabled", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (read(fd, b, 1) < 0)
+			b[0] = 0;
+		close(fd);
+	}
+	return b[0] == 'Y' || vmstat("zswpout") > 0 || vmstat("zswpin") > 0;
+}
+
+/* With the 64 KiB mTHP size on, a page of a swapped THP read back: the
+ * size of the folio it comes back in, outside a registered VMA and in one
+ * (registered MISSING on @uffd). */
+static void large_folio_swapin(int uffd, struct faults *f)
+{
+	char *a = thp_mmap_aligned(2 * REG, REG, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS);
+	unsigned plain, armed;
+	volatile char sink;
+	int r;
+
+	if (zswap_latched()) {
+		printf("fact: large-folio swap-in not measurable on this boot: zswap was enabled\n");
+		return;
+	}
+	H_CHECK(a, "mmap");
+	/* Two VMAs: the second registered (a VMA is registered whole). */
+	madvise(a, 2 * REG, MADV_HUGEPAGE);
+	h_fill(a, 2 * REG, 9000, 7);
+	r = thp_uffd_register(uffd, (uint64_t)(uintptr_t)(a + REG), REG,
+			      UFFDIO_REGISTER_MODE_MISSING);
+	H_CHECK(r == 0, "register: %s", strerror(-r));
+	H_CHECK(h_pmd_mapped(a, 2 * REG) == 2, "not PMD-mapped");
+	if (!mthp_on()) {
+		printf("fact: large-folio swap-in not measured: %s not writable\n", MTHP64);
+		munmap(a, 2 * REG);
+		return;
+	}
+	H_CHECK(madvise(a, 2 * REG, MADV_PAGEOUT) == 0, "MADV_PAGEOUT");
+	H_CHECK(SWAPPED(a, 2 * REG) == 1024, "not swapped out: %ld", SWAPPED(a, 2 * REG));
+	sink = a[5 * 4096];
+	sink = a[REG + 5 * 4096];
+	(void)sink;
+	plain = folio_pages(a + 5 * 4096);
+	armed = folio_pages(a + REG + 5 * 4096);
+	mthp_restore();
+	printf("fact: with 64 KiB mTHP on, one byte read back: folio of %u pages (%ld present) "
+	       "outside a registered VMA, %u pages (%ld present) in one; uffd faults %u\n",
+	       plain, PRESENT(a, REG), armed, PRESENT(a + REG, REG), atomic_load(&f->n));
+	H_CHECK(armed == 1, "a large folio swapped into a registered VMA");
+	H_CHECK(h_check(a, 2 * REG, 9000, 7, NULL, "large-folio regions") < 0, "bytes wrong");
+	thp_uffd_unregister(uffd, (uint64_t)(uintptr_t)(a + REG), REG);
+	munmap(a, 2 * REG);
 }
 
 static double ms_since(uint64_t t0)
@@ -370,6 +463,8 @@ static void kernel_facts(struct thpswap_session *s, const struct h_daemon *d, in
 		(long long)moved);
 	H_CHECK(h_check(dst, REG, 3 * 512, 7, NULL, "moved region 3") < 0, "moved region 3 reads wrong");
 	H_CHECK(atomic_load(&f.n) == 0, "%u uffd faults", atomic_load(&f.n));
+
+	large_folio_swapin(f.uffd, &f);
 
 	/* Every byte of regions 0..2. */
 	H_CHECK(h_check(p, 3 * REG, 0, 7, NULL, "regions 0..2") < 0, "regions 0..2 read wrong");
