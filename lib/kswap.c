@@ -255,16 +255,25 @@ static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 	swapped = pages(s, a, PAGE_IS_SWAPPED);
 	if (huge < 0 || present < 0 || swapped < 0)
 		return true;
-	if (huge == (long)PAGES || (present == 0 && swapped == 0) ||
-	    present + swapped < (long)PAGES) {
-		/* Whole by other means (a kernel with PMD swap entries, an
-		 * eviction and its restore), or emptied, or holes that no
-		 * collapse fills in registered memory. */
+	if (huge == (long)PAGES) {
+		/* Whole by other means: a PMD swap entry faulted back, or an
+		 * eviction and its restore. */
 		drop(s, r);
 		return false;
 	}
-	if (present == 0)
-		return true;	/* still out */
+	if (present == 0) {
+		/* Still out (a PMD swap entry may not show as swapped), or
+		 * emptied by a zap of the whole region. */
+		if (swapped > 0 || atomic_load(&s->kswap.mode) == THP_KSWAP_PMD)
+			return true;
+		drop(s, r);
+		return false;
+	}
+	if (present + swapped < (long)PAGES) {
+		/* Holes, which no collapse fills in registered memory. */
+		drop(s, r);
+		return false;
+	}
 	seen = __atomic_load_n(&r->kswap_ns, __ATOMIC_RELAXED);
 	if (!seen) {
 		seen = now_ns();
