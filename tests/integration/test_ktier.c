@@ -23,6 +23,10 @@
  *            rest in) and restored: every byte right, PMD-mapped.
  *   pinned   a pinned region is refused and stays resident.
  *   admin    thpswapctl evict --tier kernel pages a client's regions out.
+ *   race     two threads read random pages (each checked) while the regions
+ *            are paged out, evicted to RAM and restored over and over
+ *            (THPSWAP_TEST_SECONDS, default 3); then every byte, and every
+ *            region PMD-mapped again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -626,6 +630,79 @@ static void pinned(struct thpswap_session *s, const struct h_daemon *d, int vari
 	h_mem_free(&m);
 }
 
+/* ---- race: the tier against evictions, restores and readers ---- */
+
+struct reader {
+	const struct h_mem *m;
+	atomic_bool *stop;
+	unsigned seed;
+	unsigned long reads;
+	long bad;	/* first wrong page, or -1 */
+};
+
+static void *read_loop(void *arg)
+{
+	struct reader *r = arg;
+
+	while (!atomic_load(r->stop)) {
+		uint64_t pg;
+
+		r->seed = r->seed * 1103515245u + 12345u;
+		pg = (r->seed >> 8) % (N * 512);
+		if (h_page_check(r->m->base + pg * 4096, pg, 1) >= 0) {
+			r->bad = (long)pg;
+			return NULL;
+		}
+		r->reads++;
+	}
+	return NULL;
+}
+
+/* Readers touch random pages while the regions go to the kernel's swap, to
+ * the arena and back, the background scan collapsing what comes back. */
+static void race(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	unsigned secs = h_test_seconds(3), rounds = 0;
+	uint64_t end = thp_now_ns() + (uint64_t)secs * 1000000000ull;
+	int fd = h_arena_fd();
+	atomic_bool stop = false;
+	struct reader rd[2];
+	pthread_t t[2];
+	struct h_mem m;
+
+	(void)d, (void)variant;
+	h_mem_prepare(s, &m, N, 0);
+	for (int k = 0; k < 2; k++) {
+		rd[k] = (struct reader){ .m = &m, .stop = &stop, .seed = 7u + (unsigned)k, .bad = -1 };
+		H_CHECK(pthread_create(&t[k], NULL, read_loop, &rd[k]) == 0, "thread");
+	}
+	while (thp_now_ns() < end) {
+		size_t half = (rounds & 1) * (N / 2) * REG;
+
+		h_at("race round %u", rounds);
+		H_CHECK(thpswap_advise(s, m.base, N * REG, THPSWAP_ADVICE_PAGEOUT) >= 0, "pageout");
+		H_CHECK(thpswap_advise(s, m.base + half, N / 2 * REG, THPSWAP_ADVICE_COLD) >= 0,
+			"cold");
+		H_CHECK(thpswap_advise(s, m.base, N * REG, THPSWAP_ADVICE_PAGEOUT) >= 0, "pageout");
+		H_CHECK(thpswap_advise(s, m.base, N * REG, THPSWAP_ADVICE_WILLNEED) >= 0, "willneed");
+		rounds++;
+	}
+	atomic_store(&stop, true);
+	for (int k = 0; k < 2; k++) {
+		pthread_join(t[k], NULL);
+		H_CHECK(rd[k].bad < 0, "reader %d: page %ld read wrong", k, rd[k].bad);
+	}
+	printf("race: %u rounds, %lu + %lu reads, kswap_out %llu collapsed %llu dropped %llu\n",
+	       rounds, rd[0].reads, rd[1].reads,
+	       (unsigned long long)ctr(fd, THP_C_KSWAP_OUT),
+	       (unsigned long long)ctr(fd, THP_C_KSWAP_COLLAPSED),
+	       (unsigned long long)ctr(fd, THP_C_KSWAP_DROPPED));
+	h_mem_check(&m, "after the race");
+	expect_back(fd, &m, N, 0, "race");
+	h_mem_check(&m, "after the race, collapsed");
+	h_mem_free(&m);
+}
+
 /* No swap device: refused, counted, nothing moved. */
 static void noswap(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
@@ -653,6 +730,7 @@ static const struct h_case cases[] = {
 	{ "evict", then_evict, 0, 120 },
 	{ "pinned", pinned, 0, 60 },
 	{ "admin", tier, 1, 120 },
+	{ "race", race, 0, 120 },
 	{ "noswap", noswap, 0, 60 },
 };
 
