@@ -19,8 +19,9 @@
  *            swapped, nothing present; pswpout grew), every byte reads back
  *            right, and the agent makes each one PMD again within a bound
  *            (the counter and pagemap polled against a deadline).
- *   evict    paged out, then evicted by thpswap (its make_whole swaps the
- *            rest in) and restored: every byte right, PMD-mapped.
+ *   evict    paged out, then evicted by thpswap (the swapped pages brought
+ *            back first) and restored: every byte right, PMD-mapped; also
+ *            (evict-own-pageout) paged out by the client's own MADV_PAGEOUT.
  *   pinned   a pinned region is refused and stays resident.
  *   admin    thpswapctl evict --tier kernel pages a client's regions out.
  *   race     two threads read random pages (each checked) while the regions
@@ -588,17 +589,27 @@ static void tier(struct thpswap_session *s, const struct h_daemon *d, int varian
 	h_mem_free(&m);
 }
 
-/* Paged out, then evicted by thpswap: its make_whole swaps it in first. */
+/* Paged out, then evicted by thpswap: the pages in the swap are brought
+ * back first (kswap_swapin), or the evictor, finding no page present, would
+ * take the region for an empty one.  Variant 1: paged out by the client's
+ * own MADV_PAGEOUT (as kernel reclaim would), not through the tier. */
 static void then_evict(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
 	int fd = h_arena_fd(), n;
 	struct h_mem m;
 
-	(void)d, (void)variant;
+	(void)d;
 	h_mem_prepare(s, &m, 2, 0);
-	n = thpswap_advise(s, m.base, 2 * REG, THPSWAP_ADVICE_PAGEOUT);
-	H_CHECK(n == 2, "thpswap_advise(PAGEOUT): %d", n);
-	expect_out(fd, &m, 2, "after the pageout");
+	if (variant == 0) {
+		n = thpswap_advise(s, m.base, 2 * REG, THPSWAP_ADVICE_PAGEOUT);
+		H_CHECK(n == 2, "thpswap_advise(PAGEOUT): %d", n);
+		expect_out(fd, &m, 2, "after the pageout");
+	} else {
+		H_CHECK(madvise(m.base, 2 * REG, MADV_PAGEOUT) == 0, "MADV_PAGEOUT: %s",
+			strerror(errno));
+		H_CHECK(SWAPPED(m.base, 2 * REG) == 1024 && PRESENT(m.base, 2 * REG) == 0,
+			"the client's own MADV_PAGEOUT left %ld swapped", SWAPPED(m.base, 2 * REG));
+	}
 	n = h_mem_evict(s, &m, "evicting regions in the kernel's swap");
 	H_CHECK(n == 2, "evicted %d of 2", n);
 	h_mem_check(&m, "restored after the eviction");
@@ -728,6 +739,7 @@ static const struct h_case cases[] = {
 	{ "kernel", kernel_facts, 0, 120 },
 	{ "tier", tier, 0, 120 },
 	{ "evict", then_evict, 0, 120 },
+	{ "evict-own-pageout", then_evict, 1, 120 },
 	{ "pinned", pinned, 0, 60 },
 	{ "admin", tier, 1, 120 },
 	{ "race", race, 0, 120 },
