@@ -23,12 +23,13 @@
 
 /* ---- argument parsing shared by the commands ---- */
 
-enum { A_PID = 1 << 0, A_ALL = 1 << 1, A_ADDR = 1 << 2, A_LEN = 1 << 3 };
+enum { A_PID = 1 << 0, A_ALL = 1 << 1, A_ADDR = 1 << 2, A_LEN = 1 << 3, A_TIER = 1 << 4 };
 
 struct args {
 	unsigned seen;
 	int32_t pid;
 	uint64_t addr, len;
+	bool kernel;              /* --tier kernel */
 };
 
 
@@ -43,6 +44,7 @@ static int parse_args(const struct ctl_opts *co, int argc, char **argv, unsigned
 		{ "all", no_argument, NULL, 'a' },
 		{ "addr", required_argument, NULL, 'A' },
 		{ "len", required_argument, NULL, 'l' },
+		{ "tier", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -57,12 +59,13 @@ static int parse_args(const struct ctl_opts *co, int argc, char **argv, unsigned
 		const char *e;
 		uint64_t v;
 		unsigned bit = o == 'p' ? A_PID : o == 'a' ? A_ALL : o == 'A' ? A_ADDR :
-			       o == 'l' ? A_LEN : 0;
+			       o == 'l' ? A_LEN : o == 't' ? A_TIER : 0;
 
 		/* By its name: argv[optind - 1] may be its value. */
 		if (bit && !(allowed & bit))
 			return ctl_usage_error(co, usage, "%s: option '--%s' does not apply here", cmd,
-					   o == 'p' ? "pid" : o == 'a' ? "all" : o == 'A' ? "addr" : "len");
+					   o == 'p' ? "pid" : o == 'a' ? "all" : o == 'A' ? "addr" :
+					   o == 'l' ? "len" : "tier");
 		a->seen |= bit;
 		switch (o) {
 		case 'p':
@@ -82,6 +85,12 @@ static int parse_args(const struct ctl_opts *co, int argc, char **argv, unsigned
 			if (ctl_parse_len(optarg, &a->len) < 0 || a->len == 0)
 				return ctl_usage_error(co, NULL, "%s: --len: '%s' is not a length "
 						   "(like 2M, 64M, 1G)", cmd, optarg);
+			break;
+		case 't':
+			if (strcmp(optarg, "kernel") && strcmp(optarg, "ram"))
+				return ctl_usage_error(co, NULL, "%s: --tier: '%s' is not a tier "
+						   "(ram or kernel)", cmd, optarg);
+			a->kernel = !strcmp(optarg, "kernel");
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -358,11 +367,15 @@ static const char regions_usage[] =
 	"Usage: thpswapctl [--json] regions [--pid PID]\n"
 	"Address, state, kind, tier, stored size and last fault of each managed\n"
 	"region (of every client without --pid).  The kind is what the agent last\n"
-	"found it to be: pmd, pte, partial, zero, nohuge, split (- not yet).\n";
+	"found it to be: pmd, pte, partial, zero, nohuge, split (- not yet).  The\n"
+	"tier is where its bytes are: zero, ram (stored), kernel (handed to the\n"
+	"kernel's swap and not one PMD again yet), - (resident).\n";
 
-static const char *tier_name(uint32_t state)
+static const char *tier_name(const struct thp_region_info *ri)
 {
-	switch (state) {
+	if (ri->state == THP_ST_RESIDENT && ri->kswap)
+		return "kernel";
+	switch (ri->state) {
 	case THP_ST_ZERO: return "zero";
 	case THP_ST_RAM: return "ram";
 	default: return NULL;
@@ -372,7 +385,7 @@ static const char *tier_name(uint32_t state)
 static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t now,
 			 struct thp_json *j, bool *header)
 {
-	const char *tier = tier_name(ri->state);
+	const char *tier = tier_name(ri);
 	char addr[24], b1[32], b2[48];
 
 	snprintf(addr, sizeof(addr), "0x%" PRIx64, ri->addr);
@@ -386,7 +399,7 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 		else
 			thp_json_null(j, "kind");
 		thp_json_string(j, "tier", tier);
-		thp_json_u64(j, "stored_bytes", tier ? ri->stored_len : 0);
+		thp_json_u64(j, "stored_bytes", ri->state == THP_ST_RAM ? ri->stored_len : 0);
 		if (ri->state == THP_ST_RAM) {
 			thp_json_string(j, "codec", ri->codec == THP_CODEC_ZSTD ? "zstd" : "none");
 			thp_json_i64(j, "level", ri->level);
@@ -524,8 +537,11 @@ out:
 
 static const char evict_usage[] =
 	"Usage: thpswapctl [--json] evict --pid PID [--all | --addr ADDR [--len LEN]]\n"
+	"                                 [--tier ram|kernel]\n"
 	"Evict now: every resident region of PID (--all), or the regions in\n"
-	"[ADDR, ADDR+LEN) (ADDR hex 0x..., LEN with optional K/M/G suffix, default 2M).\n";
+	"[ADDR, ADDR+LEN) (ADDR hex 0x..., LEN with optional K/M/G suffix, default 2M).\n"
+	"--tier kernel hands them to the kernel's swap instead of storing them\n"
+	"(refused, and counted as kswap_noswap, where no swap device is on).\n";
 
 int cmd_evict(const struct ctl_opts *o, int argc, char **argv)
 {
@@ -537,12 +553,13 @@ int cmd_evict(const struct ctl_opts *o, int argc, char **argv)
 	char b1[32], b2[32];
 	int r;
 
-	PARSE_OR_RETURN(o, argc, argv, A_PID | A_ALL | A_ADDR | A_LEN, evict_usage, &a);
+	PARSE_OR_RETURN(o, argc, argv, A_PID | A_ALL | A_ADDR | A_LEN | A_TIER, evict_usage, &a);
 	if (!(a.seen & A_PID) || !!(a.seen & A_ALL) == !!(a.seen & A_ADDR) ||
 	    ((a.seen & A_LEN) && !(a.seen & A_ADDR))) {
 		return ctl_usage_error(o, evict_usage, "evict: give --pid and either --all or --addr");
 	}
 	q.pid = a.pid;
+	q.flags = a.kernel ? THP_EVICT_REQ_KERNEL : 0;
 	if (a.seen & A_ADDR) {
 		q.addr = a.addr;
 		q.len = (a.seen & A_LEN) ? a.len : THP_REGION_BYTES;

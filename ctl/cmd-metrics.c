@@ -80,6 +80,19 @@ static const struct {
 				"Memory the agent itself holds resident (pool, staging, tables)." },
 	[THP_C_RECONNECTS] = { "reconnects_total", true,
 			       "Sessions a restarted daemon adopted after the one before went away." },
+	[THP_C_KSWAP_OUT] = { "kswap_out_total", true,
+			      "Regions handed to the kernel's swap (the kernel tier)." },
+	[THP_C_KSWAP_COLLAPSED] = { "kswap_collapsed_total", true,
+				    "Regions back from the kernel's swap in 4 KiB pages, collapsed "
+				    "into one huge page." },
+	[THP_C_KSWAP_COLLAPSE_NS] = { "kswap_collapse_seconds_total", true,
+				      "Time from a first page seen back to one huge page, summed over "
+				      "the collapses." },
+	[THP_C_KSWAP_NOSWAP] = { "kswap_noswap_total", true,
+				 "Regions not handed to the kernel: no swap device." },
+	[THP_C_KSWAP_DROPPED] = { "kswap_dropped_total", true,
+				  "Regions of the kernel tier no longer followed without a collapse "
+				  "(whole again by other means, evicted, zapped, no huge page)." },
 };
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -90,7 +103,7 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 /* A counter's value in its metric's unit. */
 static void value(FILE *f, unsigned i, uint64_t v)
 {
-	if (i == THP_C_EVICT_NS)
+	if (i == THP_C_EVICT_NS || i == THP_C_KSWAP_COLLAPSE_NS)
 		fprintf(f, "%.9f\n", (double)v / 1e9);
 	else
 		fprintf(f, "%" PRIu64 "\n", v);

@@ -125,6 +125,11 @@ const char *const ctl_counter_names[THP_C__MAX] = {
 	[THP_C_EVICT_4K] = "evict_4k",
 	[THP_C_AGENT_BYTES] = "agent_bytes",
 	[THP_C_RECONNECTS] = "reconnects",
+	[THP_C_KSWAP_OUT] = "kswap_out",
+	[THP_C_KSWAP_COLLAPSED] = "kswap_collapsed",
+	[THP_C_KSWAP_COLLAPSE_NS] = "kswap_collapse_ns",
+	[THP_C_KSWAP_NOSWAP] = "kswap_noswap",
+	[THP_C_KSWAP_DROPPED] = "kswap_dropped",
 };
 _Static_assert(sizeof(ctl_counter_names) / sizeof(ctl_counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");

@@ -45,6 +45,9 @@
  *                           latched: enabled now or zswpout/zswpin > 0, so
  *                           large-folio swap-in is off until reboot
  *   pmd_swap_entries        {present, error}  thp_swpout_pmd in /proc/vmstat
+ *   kernel_tier             {mode}  "none" (no swap device), "collapse" (back in
+ *                           4 KiB pages, collapsed by the agent), "pmd" (PMD
+ *                           swap entries, zswap never enabled this boot)
  *   io_uring                {usable, disabled, features, error}
  *                           usable = io_uring_setup(2) worked; disabled =
  *                           kernel.io_uring_disabled; features = the ring's
@@ -268,6 +271,20 @@ void kernel_report_table(const struct thp_caps *c, FILE *f)
 	else
 		add_row(rows, &n, "PMD swap entries", "no", "kernel tier keeping THPs whole",
 			"absent (unpatched kernel): kernel tier swaps THPs as 512 small pages");
+	switch (thp_probe_kswap_mode(c)) {
+	case THP_KSWAP_NONE:
+		add_row(rows, &n, "kernel tier", "no", "evict --tier kernel, ADVICE_PAGEOUT",
+			"none: no swap device");
+		break;
+	case THP_KSWAP_COLLAPSE:
+		add_row(rows, &n, "kernel tier", "yes", "evict --tier kernel, ADVICE_PAGEOUT",
+			"collapse: back in 4 KiB pages, made one PMD again by the agent");
+		break;
+	case THP_KSWAP_PMD:
+		add_row(rows, &n, "kernel tier", "yes", "evict --tier kernel, ADVICE_PAGEOUT",
+			"pmd: leaves and comes back as one PMD swap entry");
+		break;
+	}
 	add_row(rows, &n, "io_uring", yesno(c->io_uring.setup_err == 0), "the file tier",
 		"%s (io_uring_disabled=%s)",
 		c->io_uring.setup_err ? errname(c->io_uring.setup_err, e) : "works",
@@ -461,6 +478,9 @@ void kernel_report_json(const struct thp_caps *c, struct thp_json *j)
 	thp_json_end_object(j);
 
 	json_flag(j, "pmd_swap_entries", "present", c->pmd_swap.present, c->pmd_swap.err);
+	thp_json_begin_object(j, "kernel_tier");
+	thp_json_string(j, "mode", thp_kswap_mode_name(thp_probe_kswap_mode(c)));
+	thp_json_end_object(j);
 
 	thp_json_begin_object(j, "io_uring");
 	thp_json_bool(j, "usable", c->io_uring.setup_err == 0);

@@ -146,6 +146,7 @@ static void regions(struct thpd_conn *c, uint32_t seq, const struct thp_msg_regi
 			.codec = rec.codec,
 			.level = rec.level,
 			.kind = rec.kind,
+			.kswap = !!(rec.flags & THP_RF_KSWAP),
 			.last_fault_ns = rec.last_fault_ns,
 		};
 	}
@@ -198,6 +199,10 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 
 	if (!s)
 		return;
+	if (q->flags & ~THP_EVICT_REQ_KERNEL) {
+		thpd_conn_error(c, seq, -EINVAL, "unknown eviction flags 0x%x", q->flags);
+		return;
+	}
 	if (!request_range(c, seq, q->addr, q->len, &start, &end))
 		return;
 	/* Refused before any work: a peer that asks again and again costs
@@ -217,7 +222,9 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 				(unsigned long long)(q->addr + q->len));
 	} else {
 		if (r == 0)
-			r = thpd_session_evict(s, THP_EVICT_ADMIN, idx, n, c, seq);
+			r = thpd_session_evict(s, THP_EVICT_ADMIN | (q->flags & THP_EVICT_REQ_KERNEL ?
+								     THP_EVICT_TO_KERNEL : 0),
+					       idx, n, c, seq);
 		if (r == -EBUSY)
 			thpd_conn_error(c, seq, r, "pid %d has %u eviction requests queued already "
 					"(evict-queue): try again when they are done", (int)q->pid,
@@ -230,8 +237,9 @@ static void evict(struct thpd_conn *c, uint32_t seq, const struct thp_msg_evict_
 		else if (r < 0)
 			thpd_conn_error(c, seq, r, "thpswapd is out of memory");
 		else
-			thpd_info(c->d, "pid %d: admin eviction of %u regions requested by pid %d",
-				  (int)q->pid, n, (int)c->pid);
+			thpd_info(c->d, "pid %d: admin eviction of %u regions%s requested by pid %d",
+				  (int)q->pid, n, q->flags & THP_EVICT_REQ_KERNEL ?
+				  " to the kernel's swap" : "", (int)c->pid);
 	}
 	free(idx);
 }

@@ -270,8 +270,8 @@ static void finish(struct thpd_session *s, struct evict_req *q)
 	dequeue(s, q);
 	thpd_info(d, "pid %d: evicted %u of %u regions (%s): skipped %u, failed %u, "
 		  "%llu -> %llu bytes", (int)s->pid, q->sum.evicted, q->n,
-		  q->reason == THP_EVICT_BUDGET ? "budget" :
-		  q->reason == THP_EVICT_ADMIN ? "admin" : "pressure",
+		  THP_EVICT_REASON(q->reason) == THP_EVICT_BUDGET ? "budget" :
+		  THP_EVICT_REASON(q->reason) == THP_EVICT_ADMIN ? "admin" : "pressure",
 		  q->sum.skipped, q->sum.failed, (unsigned long long)q->sum.bytes_in,
 		  (unsigned long long)q->sum.bytes_stored);
 	if (q->owner)

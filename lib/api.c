@@ -338,6 +338,7 @@ static int advise_cold(struct thpswap_session *s, uint32_t i, uint64_t a, void *
 
 	(void)a;
 	(void)arg;
+	kswap_swapin(s, i);
 	pthread_mutex_lock(&s->app_codec_lock);
 	res = evict_region(s, i, s->app_codec, s->app_buf, &in, &stored);
 	pthread_mutex_unlock(&s->app_codec_lock);
@@ -352,12 +353,24 @@ static int advise_willneed(struct thpswap_session *s, uint32_t i, uint64_t a, vo
 	return (st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(a, true) == 0;
 }
 
+/* The kernel tier: no swap device refuses the whole call. */
+static int advise_pageout(struct thpswap_session *s, uint32_t i, uint64_t a, void *arg)
+{
+	int r = kswap_pageout(s, i);
+
+	(void)a;
+	(void)arg;
+	return r == -ENOSPC ? -ENOSPC : r > 0;
+}
+
 _public_ int thpswap_advise(struct thpswap_session *s, void *addr, size_t len, enum thpswap_advice advice)
 {
 	if (advice == THPSWAP_ADVICE_COLD)
 		return each_region(s, addr, len, advise_cold, NULL);
 	if (advice == THPSWAP_ADVICE_WILLNEED)
 		return each_region(s, addr, len, advise_willneed, NULL);
+	if (advice == THPSWAP_ADVICE_PAGEOUT)
+		return each_region(s, addr, len, advise_pageout, NULL);
 	return -EINVAL;
 }
 

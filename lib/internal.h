@@ -194,6 +194,7 @@ struct evict_job {
 	struct evict_job *next;
 	atomic_bool busy;         /* set by the fault thread, cleared when answered */
 	uint32_t seq;             /* daemon's request, answered when done */
+	bool to_kernel;           /* THP_EVICT_TO_KERNEL: kswap_pageout instead */
 	unsigned gen;             /* s->conn_gen it came on (see conn_gen) */
 	uint32_t n;
 	uint64_t addr[THP_EVICT_MAX];
@@ -425,6 +426,17 @@ struct thpswap_session {
 	 * session_forked). */
 	pid_t pid;
 	unsigned long fork_gen;
+
+	/* kswap.c: the kernel tier.  @active: some record may carry
+	 * THP_RF_KSWAP (set by a pageout, cleared by a scan that found none);
+	 * @next_ns, when the background thread scans next (its own);
+	 * @mode, enum thp_kswap_mode as read at @mode_ns (kswap_mode). */
+	struct kswap {
+		atomic_bool active;
+		uint64_t next_ns;
+		atomic_int mode;
+		_Atomic uint64_t mode_ns;
+	} kswap;
 
 	/* Failure injection into thpswap_open (see open_fail_point). */
 	unsigned open_step, fail_at;
@@ -732,6 +744,19 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
 			       uint64_t *bytes_stored);
 
+/* ---- the kernel tier (kswap.c) ---- */
+/* Hand record @idx's region to the kernel's swap (MADV_PAGEOUT), marked
+ * THP_RF_KSWAP for the scan; it stays RESIDENT.  1 paged out, 0 left alone
+ * (not resident, pinned, being evicted or unregistered, nothing the kernel
+ * would take), -ENOSPC no swap device (counted kswap_noswap), or -errno. */
+int kswap_pageout(struct thpswap_session *s, uint32_t idx);
+/* Swap in what the kernel's swap holds of record @idx's region, before an
+ * eviction looks at it (evict_region's callers). */
+void kswap_swapin(struct thpswap_session *s, uint32_t idx);
+/* Background thread: if a scan is due, collapse the marked regions that
+ * came back in 4 KiB pages.  Returns ns until the next scan, 0 for none. */
+uint64_t kswap_scan(struct thpswap_session *s);
+
 /* ---- workers (workers.c) ---- */
 void *worker_main(void *arg);
 /* A job the daemon's next request can go into, or NULL. */
@@ -745,6 +770,8 @@ void on_daemon(struct thpswap_session *s, struct evict_job *j);
 int decompress_parallel(struct thpswap_session *s, struct thp_codec *codec,
 			const struct thp_blob_view *v, char *dst);
 void agent_kick_refill(struct thpswap_session *s);
+/* Wake the background thread for a kernel-tier scan (kswap_pageout). */
+void agent_kick_kswap(struct thpswap_session *s);
 
 /* ---- event intake (events.c) ---- */
 /* Read and handle pending region-uffd events (fault thread only; others

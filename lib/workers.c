@@ -154,6 +154,7 @@ void on_daemon(struct thpswap_session *s, struct evict_job *j)
 		 * malloc locks until we read its FORK event. */
 		atomic_store(&j->busy, true);
 		j->seq = m.hdr.seq;
+		j->to_kernel = !!(e->reason & THP_EVICT_TO_KERNEL);
 		j->gen = atomic_load(&s->conn_gen);
 		j->n = e->n;
 		memcpy(j->addr, e->addr, e->n * sizeof(uint64_t));
@@ -180,6 +181,18 @@ static void run_job(struct worker *w, struct evict_job *j)
 			d.skipped++;
 			continue;
 		}
+		if (j->to_kernel) {
+			int q = kswap_pageout(s, (uint32_t)idx);
+
+			if (q > 0)
+				d.evicted++;
+			else if (q == 0)
+				d.skipped++;
+			else
+				d.failed++;
+			continue;
+		}
+		kswap_swapin(s, (uint32_t)idx);
 		switch (evict_region(s, (uint32_t)idx, w->codec, w->buf, &d.bytes_in, &d.bytes_stored)) {
 		case EV_EVICTED:
 			d.evicted++;
@@ -264,6 +277,13 @@ void agent_kick_refill(struct thpswap_session *s)
 	pthread_mutex_unlock(&s->wlock);
 }
 
+void agent_kick_kswap(struct thpswap_session *s)
+{
+	pthread_mutex_lock(&s->wlock);
+	pthread_cond_broadcast(&s->wcond);
+	pthread_mutex_unlock(&s->wlock);
+}
+
 /* ---- the threads ---- */
 
 static void *helper_main(struct worker *w)
@@ -290,18 +310,25 @@ static void *helper_main(struct worker *w)
 	return NULL;
 }
 
-/* Nothing to do: give the pool back once the client is idle, and wait
- * for work until then (wlock held; work that came meanwhile is looked at
+/* Nothing to do: give the pool back once the client is idle, collapse
+ * regions back from the kernel's swap (kswap_scan), and wait for work until
+ * the next of them (wlock held; work that came meanwhile is looked at
  * first). */
 static void idle_wait(struct thpswap_session *s)
 {
 	struct timespec t;
-	uint64_t wait, due;
+	uint64_t wait, kwait, due;
 
 	pthread_mutex_unlock(&s->wlock);
 	wait = scratch_trim(s);
+	kwait = kswap_scan(s);
+	if (kwait && (!wait || kwait < wait))
+		wait = kwait;
 	pthread_mutex_lock(&s->wlock);
 	if (s->jobs || s->refill_wanted || s->stopping)
+		return;
+	/* A pageout after the scan looked (its kick found nobody waiting). */
+	if (!kwait && atomic_load(&s->kswap.active))
 		return;
 	if (!wait) {
 		pthread_cond_wait(&s->wcond, &s->wlock);

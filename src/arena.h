@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define THP_ARENA_MAGIC   0x4150535748544854ULL /* "THTHWSPA" */
-#define THP_ARENA_VERSION 1
+#define THP_ARENA_VERSION 2 /* 2: 40 counters */
 #define THP_REGION_BYTES  (2UL << 20)
 /* A raw region plus its blob header must fit. */
 #define THP_SLOT_SIZE     (THP_REGION_BYTES + 4096UL)
@@ -69,7 +69,9 @@ struct thp_record {
 	uint64_t evicted_ns;      /* CLOCK_MONOTONIC of the last eviction */
 	uint32_t evictions;       /* how often this region was evicted */
 	uint32_t restores;
-	uint64_t pad1;
+	/* CLOCK_MONOTONIC when the agent first saw a page of a region handed
+	 * to the kernel's swap (THP_RF_KSWAP) back in; 0 none yet. */
+	uint64_t kswap_ns;
 };
 _Static_assert(sizeof(struct thp_record) == 64, "record is one cache line");
 
@@ -106,6 +108,8 @@ enum thp_kind {
 #define THP_RF_ADOPTED        (1u << 7) /* made by a fault on unmanaged registered memory */
 #define THP_RF_PINNED         (1u << 8) /* never evict (thpswap_pin, or thpswapctl pin: the
 					 * daemon sets and clears only this bit, atomically) */
+#define THP_RF_KSWAP          (1u << 9) /* handed to the kernel's swap, not one PMD again yet
+					 * (lib/kswap.c); a hint: the region stays RESIDENT */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {
@@ -171,6 +175,13 @@ enum thp_counter {
 				   * (pool, staging, tables, codec workspaces) */
 	THP_C_RECONNECTS,         /* sessions a new daemon adopted after the one
 				   * before went away (RESUME, lib/session.c) */
+	/* The kernel tier (lib/kswap.c): */
+	THP_C_KSWAP_OUT,          /* regions handed to the kernel's swap (MADV_PAGEOUT) */
+	THP_C_KSWAP_COLLAPSED,    /* ... found back in 4 KiB pages and collapsed into one PMD */
+	THP_C_KSWAP_COLLAPSE_NS,  /* time from a first page seen back to PMD-mapped, summed */
+	THP_C_KSWAP_NOSWAP,       /* refused: no swap device in /proc/swaps */
+	THP_C_KSWAP_DROPPED,      /* flag dropped without a collapse of ours: back as one
+				   * PMD by other means, evicted, zapped, or no THP there */
 	THP_C__MAX
 };
 
@@ -185,7 +196,7 @@ enum thp_hist {
 /* Log-linear buckets: 4 per power of two, from 1 µs; bucket 0 is < 1 µs. */
 #define THP_HIST_BUCKETS 96
 
-#define THP_ARENA_COUNTERS 32
+#define THP_ARENA_COUNTERS 40
 _Static_assert(THP_C__MAX <= THP_ARENA_COUNTERS, "counter space");
 
 struct thp_arena_header {

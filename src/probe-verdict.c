@@ -102,3 +102,24 @@ int thp_probe_verdict_print(const struct thp_caps *c, FILE *f)
 		fprintf(f, "  %s\n", l);
 	return r;
 }
+
+enum thp_kswap_mode thp_probe_kswap_mode(const struct thp_caps *c)
+{
+	bool zswap_off = c->zswap.err == -ENOENT || (c->zswap.err == 0 && !c->zswap.latched);
+
+	if (c->swap.err || c->swap.count == 0)
+		return THP_KSWAP_NONE;
+	if (c->pmd_swap.err == 0 && c->pmd_swap.present && zswap_off)
+		return THP_KSWAP_PMD;
+	return THP_KSWAP_COLLAPSE;
+}
+
+const char *thp_kswap_mode_name(enum thp_kswap_mode m)
+{
+	switch (m) {
+	case THP_KSWAP_NONE: return "none";
+	case THP_KSWAP_COLLAPSE: return "collapse";
+	case THP_KSWAP_PMD: return "pmd";
+	}
+	return "?";
+}

@@ -146,6 +146,23 @@ const char *thp_uffd_feat_name(enum thp_uffd_feat f);
  * PAGE_IS_GUARD.  0 or -errno (PAGEMAP_SCAN itself fails). */
 int thp_probe_pagemap_categories(int pmfd, uint64_t *categories, int *soft_dirty);
 
+/*
+ * How the kernel tier (lib/kswap.c) works here, from what the probe found:
+ * NONE without a swap device; PMD where the kernel keeps a swapped THP as
+ * one PMD swap entry (thp_swpout_pmd in /proc/vmstat, a patch series not in
+ * any released kernel) and zswap was never enabled this boot (which turns
+ * that path off); else COLLAPSE: swapped as 512 PTEs, back in 4 KiB pages,
+ * collapsed by the agent.  An unreadable zswap state counts as latched.
+ */
+enum thp_kswap_mode {
+	THP_KSWAP_NONE = 0,
+	THP_KSWAP_COLLAPSE,
+	THP_KSWAP_PMD,
+};
+enum thp_kswap_mode thp_probe_kswap_mode(const struct thp_caps *c);
+/* "none", "collapse", "pmd". */
+const char *thp_kswap_mode_name(enum thp_kswap_mode m);
+
 /* The verdict.  0 if thpswapd can run; else -ENOTSUP and @msg holds one
  * '\n'-terminated line per missing item: what is missing, then ": " and what
  * to do (no program prefix).  @msg is always NUL-terminated (truncated to

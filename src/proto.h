@@ -121,11 +121,15 @@ struct thp_msg_resume {
 /* EVICT: fixed part then n addresses (2 MiB-aligned region starts). */
 #define THP_EVICT_MAX 2048
 struct thp_msg_evict {
-	uint32_t reason;        /* THP_EVICT_* */
+	uint32_t reason;        /* THP_EVICT_*, | THP_EVICT_TO_KERNEL */
 	uint32_t n;
 	uint64_t addr[];
 };
 enum { THP_EVICT_BUDGET = 1, THP_EVICT_ADMIN = 2, THP_EVICT_PRESSURE = 3 };
+/* A bit of reason: hand the regions to the kernel's swap (MADV_PAGEOUT,
+ * lib/kswap.c) instead of storing them.  An older agent ignores reason. */
+#define THP_EVICT_TO_KERNEL (1u << 16)
+#define THP_EVICT_REASON(r) ((r) & 0xffffu)
 
 struct thp_msg_evict_done {
 	uint32_t evicted;       /* now zero or ram */
@@ -195,7 +199,10 @@ struct thp_region_info {
 	/* enum thp_kind (arena.h), in what was padding: an older daemon sends
 	 * 0 (UNKNOWN), an older thpswapctl ignores it, and the size stays. */
 	uint8_t kind;
-	uint8_t pad[5];
+	/* 1: handed to the kernel's swap and not one PMD again yet (the
+	 * record's THP_RF_KSWAP); padding before, as kind was. */
+	uint8_t kswap;
+	uint8_t pad[4];
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
 };
 #define THP_REGIONS_MAX 1024
@@ -209,10 +216,11 @@ struct thp_msg_regions_reply {
  * len == 0 means every region of that client. */
 struct thp_msg_evict_req {
 	int32_t pid;
-	uint32_t pad;
+	uint32_t flags;         /* THP_EVICT_REQ_*; was padding (0) */
 	uint64_t addr;
 	uint64_t len;
 };
+#define THP_EVICT_REQ_KERNEL 1u /* to the kernel's swap (THP_EVICT_TO_KERNEL) */
 
 /* ctl: STATS{pid, 0 = all clients summed} -> STATS_REPLY */
 struct thp_msg_stats {
@@ -222,7 +230,7 @@ struct thp_msg_stats {
 struct thp_msg_stats_reply {
 	uint32_t n_counters;    /* THP_C__MAX of the daemon */
 	uint32_t n_hist;        /* THP_H__MAX */
-	uint64_t ctr[32];
+	uint64_t ctr[40];       /* THP_ARENA_COUNTERS */
 	uint64_t hist[4][96];
 };
 

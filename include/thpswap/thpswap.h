@@ -96,6 +96,7 @@ int thpswap_unregister(struct thpswap_session *s, void *addr, size_t len);
 enum thpswap_advice {
 	THPSWAP_ADVICE_COLD = 1,     /* evict these regions now */
 	THPSWAP_ADVICE_WILLNEED = 2, /* restore these regions now */
+	THPSWAP_ADVICE_PAGEOUT = 3,  /* hand these regions to the kernel's swap */
 };
 
 /**

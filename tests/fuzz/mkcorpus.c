@@ -88,6 +88,7 @@ static void proto_seeds(const char *dir)
 	struct thp_msg_status_reply st = { .daemon_pid = 1, .clients = 1, .regions = 3 };
 	struct thp_msg_regions rq = { .pid = 42 };
 	struct thp_msg_evict_req er = { .pid = 42, .addr = 0x7f0000000000, .len = 4 << 20 };
+	struct thp_msg_evict_req erk = { .pid = 42, .flags = THP_EVICT_REQ_KERNEL };
 	struct thp_msg_stats sq = { .pid = 42 };
 	static struct thp_msg_stats_reply sr = { .n_counters = THP_C__MAX, .n_hist = THP_H__MAX };
 	struct thp_msg_limits_reply lr = { .n_counters = THP_L__MAX, .max_conns_per_uid = 256 };
@@ -136,6 +137,7 @@ static void proto_seeds(const char *dir)
 	proto_seed(dir, "regions", 0, 0, THP_MSG_REGIONS, &rq, sizeof(rq));
 	proto_seed(dir, "regions-reply", 0, 0, THP_MSG_REGIONS_REPLY, r, sizeof(rr));
 	proto_seed(dir, "evict-req", 0, 0, THP_MSG_EVICT_REQ, &er, sizeof(er));
+	proto_seed(dir, "evict-req-kernel", 0, 0, THP_MSG_EVICT_REQ, &erk, sizeof(erk));
 	proto_seed(dir, "evict-reply", 0, 0, THP_MSG_EVICT_REPLY, &done, sizeof(done));
 	proto_seed(dir, "stats", 0, 0, THP_MSG_STATS, &sq, sizeof(sq));
 	proto_seed(dir, "stats-reply", 0, 0, THP_MSG_STATS_REPLY, &sr, sizeof(sr));
@@ -218,6 +220,7 @@ static void daemon_seeds(const char *dir)
 	struct thp_msg_regions rq = { .pid = 0 };
 	struct thp_msg_evict_req every = { .pid = 0 }, range = { .addr = 0x7f0000200000,
 							       .len = 4 << 20 };
+	struct thp_msg_evict_req kernel = { .flags = THP_EVICT_REQ_KERNEL };
 	struct thp_msg_error err = { .err = -5 };
 
 	/* A control peer's every request (no client). */
@@ -244,6 +247,14 @@ static void daemon_seeds(const char *dir)
 	d_send(&o, OP_SEND | PEER(1) | WITH_PID, THP_MSG_EVICT_REQ, 7, &range, sizeof(range));
 	d_done(&o, 0, 2);
 	save(dir, "client-evict", &o);
+
+	/* The same client's regions to the kernel's swap (--tier kernel). */
+	o.len = 0;
+	d_client(&o, 0, 3);
+	d_hello_ctl(&o, 1);
+	d_send(&o, OP_SEND | PEER(1) | WITH_PID, THP_MSG_EVICT_REQ, 2, &kernel, sizeof(kernel));
+	d_done(&o, 0, 3);
+	save(dir, "client-evict-kernel", &o);
 
 	/* The client refuses the EVICT with an ERROR (text with a newline and
 	 * an escape: logged escaped), then hangs up with a request queued. */

@@ -262,8 +262,8 @@ def metric_of(key, counter):
               "agent_bytes": "agent_bytes"}
     if key in gauges:
         return gauges[key], 1
-    if key == "evict_ns":
-        return "evict_seconds_total", 1e9
+    if key.endswith("_ns"):  # evict_ns, kswap_collapse_ns: seconds
+        return key[:-3] + "_seconds_total", 1e9
     return key + "_total", 1
 
 

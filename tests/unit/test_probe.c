@@ -332,6 +332,49 @@ static void test_probe_empty_sysroot(void **state)
 	free(c);
 }
 
+/* The kernel tier's selection, from fixture sysroots and variations. */
+static void test_kswap_mode(void **state)
+{
+	struct thp_caps *c = calloc(1, sizeof(*c));
+	char dir[] = "/tmp/thpswap-probe-XXXXXX";
+
+	assert_non_null(c);
+	/* Two swap devices, thp_swpout_pmd, zswap enabled now: latched. */
+	thp_probe_files(c, FX("sysroot-ok"));
+	assert_true(c->swap.count == 2 && c->pmd_swap.present && c->zswap.latched);
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_COLLAPSE);
+	c->zswap.latched = false;
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_PMD);
+	c->zswap.err = -ENOENT;		/* no zswap in this kernel */
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_PMD);
+	c->zswap.err = -EACCES;		/* unknown: as if latched */
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_COLLAPSE);
+	c->zswap.err = 0;
+	c->pmd_swap.present = false;
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_COLLAPSE);
+	c->pmd_swap.present = true;
+	c->pmd_swap.err = -EACCES;
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_COLLAPSE);
+	c->pmd_swap.err = 0;
+	c->swap.count = 0;
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_NONE);
+	c->swap.count = 1;
+	c->swap.err = -ENOENT;
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_NONE);
+
+	/* Nothing readable: no swap, no tier. */
+	memset(c, 0, sizeof(*c));
+	assert_non_null(mkdtemp(dir));
+	thp_probe_files(c, dir);
+	rmdir(dir);
+	assert_int_equal(thp_probe_kswap_mode(c), THP_KSWAP_NONE);
+
+	assert_string_equal(thp_kswap_mode_name(THP_KSWAP_NONE), "none");
+	assert_string_equal(thp_kswap_mode_name(THP_KSWAP_COLLAPSE), "collapse");
+	assert_string_equal(thp_kswap_mode_name(THP_KSWAP_PMD), "pmd");
+	free(c);
+}
+
 /* ------------------------------------------------------------- verdict */
 
 static int count_lines(const char *s)
@@ -540,6 +583,7 @@ static void test_json_report(void **state)
 		       "\"zpool\":\"zsmalloc\",\"max_pool_percent\":20,\"accept_threshold_percent\":90,"
 		       "\"shrinker_enabled\":true,\"latched\":true,\"error\":null}");
 	expect_in(out, "\"pmd_swap_entries\":{\"present\":true,\"error\":null}");
+	expect_in(out, "\"kernel_tier\":{\"mode\":\"collapse\"}");
 	expect_in(out, "\"psi\":{\"memory\":true,\"some\":{\"avg10\":1.25,\"avg60\":0.5,"
 		       "\"avg300\":0.1,\"total_us\":123456},\"full\":{");
 	expect_in(out, "\"usable\":true,\"missing\":[]}\n");
@@ -644,6 +688,7 @@ int main(void)
 		cmocka_unit_test(test_psi),
 		cmocka_unit_test(test_probe_sysroot),
 		cmocka_unit_test(test_probe_empty_sysroot),
+		cmocka_unit_test(test_kswap_mode),
 		cmocka_unit_test(test_required),
 		cmocka_unit_test(test_print),
 		cmocka_unit_test(test_json_report),

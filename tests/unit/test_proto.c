@@ -68,7 +68,7 @@ static const struct {
 	{ 12, 24 },	/* EVICT_REQ */
 	{ 13, 32 },	/* EVICT_REPLY: an EVICT_DONE */
 	{ 14, 8 },	/* STATS */
-	{ 15, 3336 },	/* STATS_REPLY */
+	{ 15, 3400 },	/* STATS_REPLY */
 	{ 16, 0 },	/* LIMITS */
 	{ 17, 152 },	/* LIMITS_REPLY */
 	{ 18, 8 },	/* CLIENTS_PAGE */
@@ -177,7 +177,8 @@ static void test_wire_layout(void **state)
 	FIELD(struct thp_region_info, codec, 16, 1);
 	FIELD(struct thp_region_info, level, 17, 1);
 	FIELD(struct thp_region_info, kind, 18, 1);
-	FIELD(struct thp_region_info, pad, 19, 5);
+	FIELD(struct thp_region_info, kswap, 19, 1);
+	FIELD(struct thp_region_info, pad, 20, 4);
 	FIELD(struct thp_region_info, last_fault_ns, 24, 8);
 	assert_int_equal(sizeof(struct thp_msg_regions_reply), 8);
 	FIELD(struct thp_msg_regions_reply, next, 0, 4);
@@ -186,18 +187,19 @@ static void test_wire_layout(void **state)
 
 	assert_int_equal(sizeof(struct thp_msg_evict_req), 24);
 	FIELD(struct thp_msg_evict_req, pid, 0, 4);
-	FIELD(struct thp_msg_evict_req, pad, 4, 4);
+	FIELD(struct thp_msg_evict_req, flags, 4, 4);
+	assert_int_equal(THP_EVICT_REQ_KERNEL, 1);
 	FIELD(struct thp_msg_evict_req, addr, 8, 8);
 	FIELD(struct thp_msg_evict_req, len, 16, 8);
 
 	assert_int_equal(sizeof(struct thp_msg_stats), 8);
 	FIELD(struct thp_msg_stats, pid, 0, 4);
 	FIELD(struct thp_msg_stats, pad, 4, 4);
-	assert_int_equal(sizeof(struct thp_msg_stats_reply), 3336);
+	assert_int_equal(sizeof(struct thp_msg_stats_reply), 3400);
 	FIELD(struct thp_msg_stats_reply, n_counters, 0, 4);
 	FIELD(struct thp_msg_stats_reply, n_hist, 4, 4);
-	FIELD(struct thp_msg_stats_reply, ctr, 8, 32 * 8);
-	FIELD(struct thp_msg_stats_reply, hist, 264, 4 * 96 * 8);
+	FIELD(struct thp_msg_stats_reply, ctr, 8, 40 * 8);
+	FIELD(struct thp_msg_stats_reply, hist, 328, 4 * 96 * 8);
 
 	assert_int_equal(sizeof(struct thp_msg_policy_page), 16);
 	FIELD(struct thp_msg_policy_page, after, 0, 8);
@@ -261,6 +263,8 @@ static void test_wire_numbers(void **state)
 	assert_int_equal(THP_EVICT_BUDGET, 1);
 	assert_int_equal(THP_EVICT_ADMIN, 2);
 	assert_int_equal(THP_EVICT_PRESSURE, 3);
+	assert_int_equal(THP_EVICT_TO_KERNEL, 0x10000);
+	assert_int_equal(THP_EVICT_REASON(THP_EVICT_ADMIN | THP_EVICT_TO_KERNEL), THP_EVICT_ADMIN);
 	assert_int_equal(THP_MSG_MAX, 65536);
 	assert_int_equal(THP_EVICT_MAX, 2048);
 	assert_int_equal(THP_CLIENTS_MAX, 256);
