@@ -192,44 +192,22 @@ int kswap_pageout(struct thpswap_session *s, uint32_t idx)
 }
 
 /*
- * Before an eviction: bring back what the kernel's swap holds of record
- * @idx's region.  The evictor looks for present pages; one whose pages are
- * all swap PTEs would look empty to it (and be recorded ZERO while its
- * bytes are still in the swap).  So: MADV_COLLAPSE (swaps every page in and
- * leaves one PMD, 3 ms here for 512 swapped pages), else MADV_POPULATE_READ
- * of the swapped runs (4 KiB swap-ins; a swap PTE is not missing, so no
- * userfault).  Any region, marked or not: reclaim under memory pressure
- * swaps managed regions out too, wherever a swap device is on.  Kernel
- * reclaim between this and the evictor's look can still swap it out again;
- * see docs/ARCHITECTURE.md, *The kernel tier*.
+ * Before an eviction of record @idx: on a kernel with PMD swap entries, a
+ * marked region with nothing present is one PMD swap entry, which a MOVE
+ * could take for a hole: one touch brings the whole PMD back by the
+ * kernel's own fault, without a userfault.  Only for a marked region:
+ * touching a really empty one would fault to the fault thread for nothing.
+ * Pages in the swap as 4 KiB entries need nothing here: the evictor counts
+ * them as data and its MADV_COLLAPSE swaps them in (lib/evict.c).
  */
 void kswap_swapin(struct thpswap_session *s, uint32_t idx)
 {
 	struct thp_record *r = &s->rec[idx];
-	struct page_region v[16];
 	uint64_t a = rec_addr(r);
-	long n;
 
-	if (rec_state(r) != THP_ST_RESIDENT)
-		return;
-	/* A PMD swap entry (the patched kernel's; nothing else of a marked
-	 * region leaves it with no page present): one touch brings back the
-	 * whole PMD by the kernel's own fault, without a userfault.  Only
-	 * for a marked region: touching a really empty one would fault to the
-	 * fault thread for nothing. */
-	if ((rec_flags(r) & THP_RF_KSWAP) && atomic_load(&s->kswap.mode) == THP_KSWAP_PMD &&
-	    pages(s, a, PAGE_IS_PRESENT) == 0) {
+	if (rec_state(r) == THP_ST_RESIDENT && (rec_flags(r) & THP_RF_KSWAP) &&
+	    atomic_load(&s->kswap.mode) == THP_KSWAP_PMD && pages(s, a, PAGE_IS_PRESENT) == 0)
 		madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_READ);
-		return;
-	}
-	if (pages(s, a, PAGE_IS_SWAPPED) <= 0)
-		return;
-	if (madvise((void *)(uintptr_t)a, REGION, MADV_COLLAPSE) == 0 &&
-	    pages(s, a, PAGE_IS_SWAPPED) == 0)
-		return;
-	n = thp_pagemap_scan(s->pagemap, a, a + REGION, PAGE_IS_SWAPPED, 0, v, 16, NULL);
-	for (long k = 0; k < n; k++)
-		madvise((void *)(uintptr_t)v[k].start, v[k].end - v[k].start, MADV_POPULATE_READ);
 }
 
 /* Drop the mark without a collapse of ours (counted). */
