@@ -368,8 +368,9 @@ static const char regions_usage[] =
 	"Address, state, kind, tier, stored size and last fault of each managed\n"
 	"region (of every client without --pid).  The kind is what the agent last\n"
 	"found it to be: pmd, pte, partial, zero, nohuge, split (- not yet).  The\n"
-	"tier is where its bytes are: zero, ram (stored), kernel (handed to the\n"
-	"kernel's swap and not one PMD again yet), - (resident).\n";
+	"tier is where its bytes are: zero, ram (stored), file (stored in the\n"
+	"file tier), kernel (handed to the kernel's swap and not one PMD again\n"
+	"yet), - (resident).\n";
 
 static const char *tier_name(const struct thp_region_info *ri)
 {
@@ -377,7 +378,7 @@ static const char *tier_name(const struct thp_region_info *ri)
 		return "kernel";
 	switch (ri->state) {
 	case THP_ST_ZERO: return "zero";
-	case THP_ST_RAM: return "ram";
+	case THP_ST_RAM: return ri->file ? "file" : "ram";
 	default: return NULL;
 	}
 }

@@ -93,6 +93,17 @@ static const struct {
 	[THP_C_KSWAP_DROPPED] = { "kswap_dropped_total", true,
 				  "Regions of the kernel tier no longer followed without a collapse "
 				  "(whole again by other means, evicted, zapped, no huge page)." },
+	[THP_C_FILE_DEMOTED] = { "file_demoted_total", true,
+				 "Stored regions moved from RAM to the file tier." },
+	[THP_C_FILE_RESTORED] = { "file_restored_total", true,
+				  "Regions restored from the file tier." },
+	[THP_C_FILE_BYTES] = { "file_bytes", false, "Stored bytes held in the file tier." },
+	[THP_C_FILE_FULL] = { "file_full_total", true,
+			      "Demotions refused: the file tier's cap or its file system full." },
+	[THP_C_FILE_ERRORS] = { "file_errors_total", true,
+				"Demotions that failed otherwise (I/O errors; the tier unavailable)." },
+	[THP_C_FILE_BAD_READS] = { "file_bad_reads_total", true,
+				   "Reads of the file tier that failed or did not verify (region poisoned)." },
 };
 
 static void family(FILE *f, const char *name, const char *type, const char *help)

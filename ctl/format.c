@@ -130,6 +130,12 @@ const char *const ctl_counter_names[THP_C__MAX] = {
 	[THP_C_KSWAP_COLLAPSE_NS] = "kswap_collapse_ns",
 	[THP_C_KSWAP_NOSWAP] = "kswap_noswap",
 	[THP_C_KSWAP_DROPPED] = "kswap_dropped",
+	[THP_C_FILE_DEMOTED] = "file_demoted",
+	[THP_C_FILE_RESTORED] = "file_restored",
+	[THP_C_FILE_BYTES] = "file_bytes",
+	[THP_C_FILE_FULL] = "file_full",
+	[THP_C_FILE_ERRORS] = "file_errors",
+	[THP_C_FILE_BAD_READS] = "file_bad_reads",
 };
 _Static_assert(sizeof(ctl_counter_names) / sizeof(ctl_counter_names[0]) == THP_C__MAX,
 	       "a name for every counter");

@@ -438,6 +438,10 @@ struct thpswap_session {
 		_Atomic uint64_t mode_ns;
 	} kswap;
 
+	/* ftier.c: the file tier, off unless THPSWAP_FILE_TIER names a
+	 * directory (see struct ftier). */
+	struct ftier *ft;
+
 	/* Failure injection into thpswap_open (see open_fail_point). */
 	unsigned open_step, fail_at;
 	int fail_err;
@@ -574,7 +578,8 @@ void rzap_landed(struct thpswap_session *s, uint32_t i, uint64_t region, uint64_
 bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr);
 void rzap_clear(struct thpswap_session *s, uint32_t i);
 /* Drop the stored bytes of record @i: forget them (counters, length), then
- * punch the arena slot; rec_drop_bytes does both. */
+ * punch the arena slot and free its file range (ftier_free); rec_drop_bytes
+ * does both. */
 uint32_t rec_forget_bytes(struct thpswap_session *s, uint32_t i);
 void slot_punch(struct thpswap_session *s, uint32_t i);
 void rec_drop_bytes(struct thpswap_session *s, uint32_t i);
@@ -756,6 +761,32 @@ void kswap_swapin(struct thpswap_session *s, uint32_t idx);
 /* Background thread: if a scan is due, collapse the marked regions that
  * came back in 4 KiB pages.  Returns ns until the next scan, 0 for none. */
 uint64_t kswap_scan(struct thpswap_session *s);
+
+/* ---- the file tier (ftier.c) ---- */
+/*
+ * Open the session's tier file if THPSWAP_FILE_TIER asks for one (session
+ * open, before the agent starts).  Never fails the session: a tier that
+ * cannot be had is said once on stderr, counted in file_errors, and off.
+ * ftier_close frees what it made (session_free; NULL-safe).
+ */
+void ftier_open(struct thpswap_session *s);
+void ftier_close(struct thpswap_session *s);
+/* Background thread: move RAM records old enough (or the oldest, while the
+ * RAM tier is over its budget) to the file.  ns until the next scan, 0 for
+ * none (the tier is off). */
+uint64_t ftier_scan(struct thpswap_session *s);
+/* Does record @i hold its stored bytes in the file? */
+bool ftier_holds(const struct thpswap_session *s, uint32_t i);
+/*
+ * The stored bytes of record @i, wherever they are: a pointer into the
+ * arena slot, or for a file record the file's bytes read into the fault
+ * thread's buffer and verified against r->checksum (fault thread only).
+ * NULL if they cannot be read or do not verify (counted file_bad_reads).
+ */
+const char *rec_stored_bytes(struct thpswap_session *s, uint32_t i, uint32_t len);
+/* Free record @i's range of the file, if it has one (whoever frees its
+ * stored bytes: slot_punch). */
+void ftier_free(struct thpswap_session *s, uint32_t i);
 
 /* ---- workers (workers.c) ---- */
 void *worker_main(void *arg);

@@ -109,7 +109,10 @@ uint32_t rec_forget_bytes(struct thpswap_session *s, uint32_t i)
 	uint32_t len = r->stored_len;
 
 	if (len) {
-		ctr_add(s, THP_C_STORED_BYTES, -(int64_t)len);
+		/* Bytes in the file tier left stored_bytes when they moved
+		 * there; ftier_free (from slot_punch) counts them out. */
+		if (!ftier_holds(s, i))
+			ctr_add(s, THP_C_STORED_BYTES, -(int64_t)len);
 		r->stored_len = 0;
 	}
 	return len;
@@ -120,6 +123,8 @@ void slot_punch(struct thpswap_session *s, uint32_t i)
 	/* Give the pages back; the slot stays addressable. */
 	fallocate(s->arena_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)thp_arena_slot_off(s->hdr, i), (off_t)THP_SLOT_SIZE);
+	/* Every place that frees stored bytes comes here: the file's too. */
+	ftier_free(s, i);
 }
 
 void rec_drop_bytes(struct thpswap_session *s, uint32_t i)

@@ -22,11 +22,12 @@
 bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 {
 	const struct thp_record *r = &s->rec[i];
-	const char *blob = (const char *)s->arena + thp_arena_slot_off(s->hdr, i);
+	uint32_t len = r->stored_len;
+	const char *blob = len <= THP_SLOT_SIZE ? rec_stored_bytes(s, i, len) : NULL;
 	struct thp_blob_view v;
 	uint64_t m[8];
 
-	if (r->stored_len > THP_SLOT_SIZE || thp_blob_view(blob, r->stored_len, &v))
+	if (!blob || thp_blob_view(blob, len, &v))
 		return false;
 	for (unsigned f = 0; f < v.nframes; f++)
 		if (thp_codec_decompress_frame(s->fault_codec, &v, f, buf))
@@ -116,6 +117,10 @@ static int finish(struct thpswap_session *s, uint32_t idx, char *slot, uint32_t 
 	became_resident(s, idx);
 	if (evicted)
 		ctr_add(s, THP_C_RESTORES, 1);
+	/* Before the wake, as every counter of the restore: the flag goes
+	 * with the file's range, after it (slot_punch). */
+	if (stored && (rec_flags(r) & THP_RF_FILE))
+		ctr_add(s, THP_C_FILE_RESTORED, 1);
 	samples_restore_done(s, rec_addr(r), back_state, pmd);
 	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 	hist_add(s, h, now_ns() - t0);
@@ -172,16 +177,18 @@ static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec
 		       uint64_t t0)
 {
 	struct thp_record *r = &s->rec[idx];
-	const char *blob = (const char *)s->arena + thp_arena_slot_off(s->hdr, idx);
 	struct thp_blob_view v;
 	uint32_t len = r->stored_len;
+	/* In the file: read whole and verified against the checksum already. */
+	bool file = (rec_flags(r) & THP_RF_FILE) != 0;
+	const char *blob = len <= THP_SLOT_SIZE ? rec_stored_bytes(s, idx, len) : NULL;
 	bool full;
 	char *slot;
 	int rc = 0;
 
-	if (len > THP_SLOT_SIZE || thp_blob_view(blob, len, &v))
+	if (!blob || thp_blob_view(blob, len, &v))
 		return poison(s, idx);
-	if (v.codec == THP_CODEC_NONE && thp_hash64(blob, len) != r->checksum)
+	if (v.codec == THP_CODEC_NONE && !file && thp_hash64(blob, len) != r->checksum)
 		return poison(s, idx);
 	slot = slot_get(s, true, &full);
 	if (!full) {

@@ -265,6 +265,7 @@ static void session_free(struct thpswap_session *s)
 	scratch_fini(s);
 	rt_fini(s, &s->rt);
 	rec_tables_fini(s);
+	ftier_close(s);
 	evict_forget_own(s);
 	if (s->arena)
 		munmap(s->arena, s->arena_size);
@@ -425,6 +426,8 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		goto fail;
 	if ((r = rec_tables_init(s, s->hdr->max_regions)))
 		goto fail;
+	/* Off unless asked for; never fails the session. */
+	ftier_open(s);
 	/* One background thread, and a decompression helper per spare CPU. */
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);

@@ -311,19 +311,23 @@ static void *helper_main(struct worker *w)
 }
 
 /* Nothing to do: give the pool back once the client is idle, collapse
- * regions back from the kernel's swap (kswap_scan), and wait for work until
+ * regions back from the kernel's swap (kswap_scan), move old RAM records
+ * to the file tier (ftier_scan), and wait for work until
  * the next of them (wlock held; work that came meanwhile is looked at
  * first). */
 static void idle_wait(struct thpswap_session *s)
 {
 	struct timespec t;
-	uint64_t wait, kwait, due;
+	uint64_t wait, kwait, fwait, due;
 
 	pthread_mutex_unlock(&s->wlock);
 	wait = scratch_trim(s);
 	kwait = kswap_scan(s);
 	if (kwait && (!wait || kwait < wait))
 		wait = kwait;
+	fwait = ftier_scan(s);
+	if (fwait && (!wait || fwait < wait))
+		wait = fwait;
 	pthread_mutex_lock(&s->wlock);
 	if (s->jobs || s->refill_wanted || s->stopping)
 		return;

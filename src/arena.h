@@ -110,6 +110,8 @@ enum thp_kind {
 					 * daemon sets and clears only this bit, atomically) */
 #define THP_RF_KSWAP          (1u << 9) /* handed to the kernel's swap, not one PMD again yet
 					 * (lib/kswap.c); a hint: the region stays RESIDENT */
+#define THP_RF_FILE           (1u << 10) /* RAM record whose stored bytes are in the file tier
+					  * (lib/ftier.c), not in its arena slot */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {
@@ -182,6 +184,15 @@ enum thp_counter {
 	THP_C_KSWAP_NOSWAP,       /* refused: no swap device in /proc/swaps */
 	THP_C_KSWAP_DROPPED,      /* flag dropped without a collapse of ours: back as one
 				   * PMD by other means, evicted, zapped, or no THP there */
+	/* The file tier (lib/ftier.c): */
+	THP_C_FILE_DEMOTED,       /* RAM records moved to the file */
+	THP_C_FILE_RESTORED,      /* regions restored from the file */
+	THP_C_FILE_BYTES,         /* gauge: stored bytes in the file (not in stored_bytes) */
+	THP_C_FILE_FULL,          /* demotions refused: the cap or the file system full */
+	THP_C_FILE_ERRORS,        /* demotions failed otherwise (I/O, no ring; the tier
+				   * asked for and not built or not opened) */
+	THP_C_FILE_BAD_READS,     /* reads of the file that failed or did not verify:
+				   * the region poisoned (also counted in corrupt) */
 	THP_C__MAX
 };
 

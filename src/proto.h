@@ -202,7 +202,10 @@ struct thp_region_info {
 	/* 1: handed to the kernel's swap and not one PMD again yet (the
 	 * record's THP_RF_KSWAP); padding before, as kind was. */
 	uint8_t kswap;
-	uint8_t pad[4];
+	/* 1: its stored bytes are in the file tier (THP_RF_FILE); padding
+	 * before, as kswap was. */
+	uint8_t file;
+	uint8_t pad[3];
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
 };
 #define THP_REGIONS_MAX 1024

@@ -259,7 +259,7 @@ def metric_of(key, counter):
     gauges = {"regions": "regions", "resident": "resident_regions",
               "evicted_zero": "evicted_zero_regions", "evicted_ram": "evicted_ram_regions",
               "stored_bytes": "stored_bytes", "adopt_left_out": "adopt_left_out",
-              "agent_bytes": "agent_bytes"}
+              "agent_bytes": "agent_bytes", "file_bytes": "file_bytes"}
     if key in gauges:
         return gauges[key], 1
     if key.endswith("_ns"):  # evict_ns, kswap_collapse_ns: seconds

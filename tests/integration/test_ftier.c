@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file tier (lib/ftier.c): RAM records moved to a file in a directory
+ * of the test's own under /var/tmp (removed on every way out), read back
+ * with io_uring.  Skips (77) where liburing was not built in, or the
+ * directory's file system takes no O_TMPFILE.
+ *
+ *   demote   N regions evicted, demoted by age (the counter polled against
+ *            a deadline): records flagged, the arena's slots punched (its
+ *            memfd's blocks shrink), the file holding them (its blocks),
+ *            thpswapctl regions says "file"; read back: every byte right,
+ *            PMD-mapped, the file punched again, the counters back to 0.
+ *   cap      a cap of 1 MiB: the records that do not fit stay in RAM,
+ *            counted file_full; every byte right.
+ *   corrupt  a byte of a demoted record changed in the file: a touch of
+ *            that region is SIGBUS (twice), never wrong bytes; counted
+ *            file_bad_reads and corrupt; the other region right.
+ *   fork     a fork child reads demoted regions: every byte right, in the
+ *            child and in the parent afterwards.
+ *   race     two threads read every region (each checked) while the
+ *            demoter takes them, over and over: every byte right, and both
+ *            RAM and file restores seen.
+ *   timing   p50 of a first touch restoring from RAM and from the file.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define REG THPSWAP_REGION_SIZE
+#define N 8
+#define NT 32
+
+static char tier_dir[64];
+
+static long long blocks(int fd);
+
+static uint64_t ctr(int fd, enum thp_counter c)
+{
+	return h_arena_header(fd).ctr[c];
+}
+
+/* Poll the arena until counter @c reaches @want; fails after @secs. */
+static void wait_ctr(int afd, enum thp_counter c, uint64_t want, unsigned secs, const char *what)
+{
+	struct timespec tick = { 0, 1000000 };
+	uint64_t end = thp_now_ns() + (uint64_t)secs * h_slowdown() * 1000000000ull;
+
+	while (ctr(afd, c) < want) {
+		H_CHECK(thp_now_ns() < end, "%s: counter %d is %llu after %u s, want %llu", what, c,
+			(unsigned long long)ctr(afd, c), secs, (unsigned long long)want);
+		nanosleep(&tick, NULL);
+	}
+}
+
+/* The file's ranges are punched after the restore's wake (off the
+ * faulter's path): poll until file_bytes is 0, then the file is empty. */
+static void wait_emptied(int afd, int fd, const char *what)
+{
+	struct timespec tick = { 0, 1000000 };
+	uint64_t end = thp_now_ns() + 10ull * h_slowdown() * 1000000000ull;
+
+	while (ctr(afd, THP_C_FILE_BYTES) != 0) {
+		H_CHECK(thp_now_ns() < end, "%s: file_bytes %llu after 10 s", what,
+			(unsigned long long)ctr(afd, THP_C_FILE_BYTES));
+		nanosleep(&tick, NULL);
+	}
+	H_CHECK(blocks(fd) == 0, "%s: the file still holds %lld blocks", what, blocks(fd));
+}
+
+/* This process's descriptor of the tier file (the agent's), or -1. */
+static int tier_fd(void)
+{
+	char path[300], link[256];
+	struct dirent *e;
+	DIR *dir = opendir("/proc/self/fd");
+	int found = -1;
+
+	H_CHECK(dir, "opendir /proc/self/fd: %s", strerror(errno));
+	while ((e = readdir(dir))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (!strncmp(link, tier_dir, strlen(tier_dir)) && link[strlen(tier_dir)] == '/')
+			found = atoi(e->d_name);
+	}
+	closedir(dir);
+	return found;
+}
+
+static long long blocks(int fd)
+{
+	struct stat st;
+
+	H_CHECK(fstat(fd, &st) == 0, "fstat: %s", strerror(errno));
+	return (long long)st.st_blocks;
+}
+
+/* The tier is on in this session: its file is open, nothing went wrong. */
+static int tier_up(int afd)
+{
+	int fd = tier_fd();
+
+	H_CHECK(ctr(afd, THP_C_FILE_ERRORS) == 0, "file_errors %llu at start",
+		(unsigned long long)ctr(afd, THP_C_FILE_ERRORS));
+	H_CHECK(fd >= 0, "no tier file open in %s", tier_dir);
+	return fd;
+}
+
+static void expect_flags(int afd, const struct h_mem *m, size_t nreg, bool file, const char *what)
+{
+	struct h_region_view v[NT];
+
+	h_arena_view(afd, m->base, nreg, v);
+	for (size_t i = 0; i < nreg; i++) {
+		H_CHECK(v[i].nrec == 1, "%s: region %zu has %u records", what, i, v[i].nrec);
+		H_CHECK(!!(v[i].flags & THP_RF_FILE) == file, "%s: region %zu state %u flags %#x", what,
+			i, v[i].state, v[i].flags);
+		if (file)
+			H_CHECK(v[i].state == THP_ST_RAM, "%s: region %zu state %u", what, i, v[i].state);
+	}
+}
+
+static void demote(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd(), fd = tier_up(afd);
+	uint64_t dem0 = ctr(afd, THP_C_FILE_DEMOTED), res0 = ctr(afd, THP_C_FILE_RESTORED);
+	long long ab0, ab1, fb;
+	char out[65536], pid[16];
+	const char *argv[] = { "--json", "regions", "--pid", pid, NULL };
+	struct h_mem m;
+	int st, k = 0;
+
+	(void)variant;
+	h_mem_prepare(s, &m, N, 0);
+	ab0 = blocks(afd);
+	H_CHECK(h_evict(s, m.base, m.len) == N, "not all evicted");
+	ab1 = blocks(afd);
+	wait_ctr(afd, THP_C_FILE_DEMOTED, dem0 + N, 10, "demotion");
+	expect_flags(afd, &m, N, true, "demoted");
+	fb = blocks(fd);
+	printf("arena blocks: %lld resident, %lld evicted, %lld demoted; file blocks %lld; "
+	       "file_bytes %llu, stored_bytes %llu\n", ab0, ab1, blocks(afd), fb,
+	       (unsigned long long)ctr(afd, THP_C_FILE_BYTES),
+	       (unsigned long long)ctr(afd, THP_C_STORED_BYTES));
+	H_CHECK(blocks(afd) < ab1 && blocks(afd) <= ab0,
+		"the arena's slots were not punched: %lld before the eviction, %lld after it, "
+		"%lld demoted", ab0, ab1, blocks(afd));
+	H_CHECK(fb * 512 >= (long long)ctr(afd, THP_C_FILE_BYTES) && fb > 0,
+		"the file holds %lld blocks for %llu bytes", fb,
+		(unsigned long long)ctr(afd, THP_C_FILE_BYTES));
+	H_CHECK(ctr(afd, THP_C_STORED_BYTES) == 0, "stored_bytes %llu with all in the file",
+		(unsigned long long)ctr(afd, THP_C_STORED_BYTES));
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	st = h_ctl(d, out, sizeof(out), argv);
+	H_CHECK(st == 0, "thpswapctl regions: exit %d", st);
+	for (const char *p = out; (p = strstr(p, "\"tier\": \"file\"")); p++)
+		k++;
+	H_CHECK(k == N, "thpswapctl regions shows %d regions in the file tier: %s", k, out);
+	h_mem_check(&m, "read back from the file");
+	H_CHECK(h_pmd_mapped(m.base, N * REG) == N, "%ld of %d PMD-mapped after the restore",
+		h_pmd_mapped(m.base, N * REG), N);
+	H_CHECK(ctr(afd, THP_C_FILE_RESTORED) - res0 == N, "file_restored grew by %llu",
+		(unsigned long long)(ctr(afd, THP_C_FILE_RESTORED) - res0));
+	wait_emptied(afd, fd, "after the restores");
+	expect_flags(afd, &m, N, false, "restored");
+	H_CHECK(ctr(afd, THP_C_FILE_BAD_READS) == 0 && ctr(afd, THP_C_CORRUPT) == 0, "bad reads");
+	h_mem_free(&m);
+}
+
+static void cap(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd(), fd = tier_up(afd);
+	struct h_region_view v[N];
+	struct h_mem m;
+	unsigned in_file = 0;
+
+	(void)d;
+	(void)variant;
+	h_mem_prepare(s, &m, N, N);
+	/* About 700 KiB each: one or two fit in 1 MiB, never all. */
+	wait_ctr(afd, THP_C_FILE_FULL, 1, 10, "cap reached");
+	h_arena_view(afd, m.base, N, v);
+	for (int i = 0; i < N; i++) {
+		H_CHECK(v[i].state == THP_ST_RAM, "region %d state %u", i, v[i].state);
+		in_file += !!(v[i].flags & THP_RF_FILE);
+	}
+	printf("cap 1 MiB: %u of %d regions in the file (%llu bytes), file_full %llu\n", in_file, N,
+	       (unsigned long long)ctr(afd, THP_C_FILE_BYTES),
+	       (unsigned long long)ctr(afd, THP_C_FILE_FULL));
+	H_CHECK(in_file < N, "all %d regions in a file capped at 1 MiB", N);
+	H_CHECK(ctr(afd, THP_C_FILE_BYTES) <= (1u << 20), "file_bytes %llu over the cap",
+		(unsigned long long)ctr(afd, THP_C_FILE_BYTES));
+	H_CHECK(in_file == ctr(afd, THP_C_FILE_DEMOTED), "%u flagged, file_demoted %llu", in_file,
+		(unsigned long long)ctr(afd, THP_C_FILE_DEMOTED));
+	H_CHECK(blocks(fd) * 512 <= (2 << 20), "the file holds %lld blocks", blocks(fd));
+	h_mem_check(&m, "read back, some from RAM, some from the file");
+	wait_emptied(afd, fd, "after the restores");
+	h_mem_free(&m);
+}
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_seen;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	bus_seen = 1;
+	siglongjmp(bus_jmp, 1);
+}
+
+struct find_rec {
+	uint64_t addr;
+	long idx;
+};
+
+static void find_rec(uint32_t idx, const struct thp_record *r, void *arg)
+{
+	struct find_rec *f = arg;
+
+	if (r->addr == f->addr)
+		f->idx = idx;
+}
+
+static void corrupt(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct sigaction sa = { .sa_handler = on_bus };
+	int afd = h_arena_fd(), fd = tier_up(afd), wfd;
+	struct find_rec f;
+	struct h_mem m;
+	char path[64], b;
+	off_t off;
+
+	(void)d;
+	(void)variant;
+	h_mem_prepare(s, &m, 2, 2);
+	wait_ctr(afd, THP_C_FILE_DEMOTED, 2, 10, "demotion");
+	expect_flags(afd, &m, 2, true, "demoted");
+	f = (struct find_rec){ .addr = (uint64_t)(uintptr_t)m.base, .idx = -1 };
+	h_arena_each(afd, find_rec, &f);
+	H_CHECK(f.idx >= 0, "no record for region 0");
+	/* Through a descriptor of our own, buffered (the agent's is O_DIRECT):
+	 * one byte in the middle of region 0's record flipped. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	wfd = open(path, O_RDWR);
+	H_CHECK(wfd >= 0, "open %s: %s", path, strerror(errno));
+	off = (off_t)((uint64_t)f.idx * THP_SLOT_SIZE + 1000);
+	H_CHECK(pread(wfd, &b, 1, off) == 1, "pread: %s", strerror(errno));
+	b ^= 0x55;
+	H_CHECK(pwrite(wfd, &b, 1, off) == 1, "pwrite: %s", strerror(errno));
+	H_CHECK(fsync(wfd) == 0, "fsync: %s", strerror(errno));
+	close(wfd);
+	sigaction(SIGBUS, &sa, NULL);
+	if (!sigsetjmp(bus_jmp, 1))
+		(void)*(volatile char *)m.base;
+	H_CHECK(bus_seen, "a read of a region whose file bytes are bad did not SIGBUS");
+	bus_seen = 0;
+	if (!sigsetjmp(bus_jmp, 1))
+		(void)*(volatile char *)(m.base + REG - 1);
+	H_CHECK(bus_seen, "a second read of the poisoned region did not SIGBUS");
+	signal(SIGBUS, SIG_DFL);
+	H_CHECK(ctr(afd, THP_C_FILE_BAD_READS) == 1 && ctr(afd, THP_C_CORRUPT) == 1,
+		"file_bad_reads %llu, corrupt %llu, want 1 and 1",
+		(unsigned long long)ctr(afd, THP_C_FILE_BAD_READS),
+		(unsigned long long)ctr(afd, THP_C_CORRUPT));
+	printf("SIGBUS on the changed record; file_bad_reads 1, corrupt 1\n");
+	H_CHECK(h_check(m.base + REG, REG, H_PAGES_PER_REGION, 0, m.gen + H_PAGES_PER_REGION,
+			"region 1") < 0, "region 1 differs");
+	wait_emptied(afd, fd, "after the restore and the poisoning");
+	h_mem_free(&m);
+}
+
+static void forked(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd(), st;
+	struct h_mem m;
+	pid_t pid;
+
+	(void)d;
+	(void)variant;
+	(void)tier_up(afd);
+	h_mem_prepare(s, &m, N, N);
+	wait_ctr(afd, THP_C_FILE_DEMOTED, N, 10, "demotion");
+	expect_flags(afd, &m, N, true, "demoted");
+	pid = fork();
+	H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid)
+		_exit(h_check(m.base, m.len, 0, 0, m.gen, "fork child") < 0 ? 0 : 1);
+	st = h_wait(pid);
+	H_CHECK(st == 0, "the fork child read wrong bytes (exit %d)", st);
+	printf("fork child read %d demoted regions right\n", N);
+	h_mem_check(&m, "parent after the fork");
+	h_mem_free(&m);
+}
+
+struct reader {
+	struct h_mem *m;
+	unsigned seed;
+	pthread_barrier_t *go;
+};
+
+static void *read_all(void *arg)
+{
+	struct reader *rd = arg;
+	unsigned order[N];
+
+	for (unsigned i = 0; i < N; i++)
+		order[i] = i;
+	for (unsigned i = N - 1; i > 0; i--) {
+		unsigned j = (unsigned)rand_r(&rd->seed) % (i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	pthread_barrier_wait(rd->go);
+	for (unsigned i = 0; i < N; i++) {
+		size_t o = (size_t)order[i] * REG;
+
+		H_CHECK(h_check(rd->m->base + o, REG, o / H_PAGE, 0, rd->m->gen + o / H_PAGE,
+				"reader") < 0, "region %u read wrong", order[i]);
+	}
+	return NULL;
+}
+
+static void race(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd();
+	unsigned rounds = 0;
+	uint64_t end = thp_now_ns() + h_test_seconds(3) * 1000000000ull;
+	struct h_mem m;
+
+	(void)d;
+	(void)variant;
+	(void)tier_up(afd);
+	h_mem_prepare(s, &m, N, 0);
+	while (thp_now_ns() < end || ctr(afd, THP_C_FILE_RESTORED) == 0 || rounds < 20) {
+		pthread_barrier_t go;
+		struct reader rd[2];
+		pthread_t t[2];
+		struct timespec wait = { 0, (long)(rounds % 20) * 1000000 };
+
+		H_CHECK(rounds < 2000, "no restore from the file in %u rounds", rounds);
+		H_CHECK(h_evict(s, m.base, m.len) == N, "not all evicted");
+		/* The demoter runs every 10 ms: readers come at every point of it. */
+		nanosleep(&wait, NULL);
+		pthread_barrier_init(&go, NULL, 2);
+		for (int k = 0; k < 2; k++) {
+			rd[k] = (struct reader){ .m = &m, .seed = rounds * 2 + (unsigned)k, .go = &go };
+			H_CHECK(pthread_create(&t[k], NULL, read_all, &rd[k]) == 0, "pthread_create");
+		}
+		for (int k = 0; k < 2; k++)
+			pthread_join(t[k], NULL);
+		pthread_barrier_destroy(&go);
+		rounds++;
+	}
+	printf("%u rounds: file_demoted %llu, file_restored %llu, restores %llu\n", rounds,
+	       (unsigned long long)ctr(afd, THP_C_FILE_DEMOTED),
+	       (unsigned long long)ctr(afd, THP_C_FILE_RESTORED),
+	       (unsigned long long)ctr(afd, THP_C_RESTORES));
+	H_CHECK(ctr(afd, THP_C_RESTORES) > ctr(afd, THP_C_FILE_RESTORED),
+		"no restore from RAM: the race was never run");
+	h_mem_check(&m, "after the race");
+	H_CHECK(ctr(afd, THP_C_FILE_BAD_READS) == 0 && ctr(afd, THP_C_CORRUPT) == 0, "bad reads");
+	h_mem_free(&m);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* First touch of each region, timed; the p50 in µs. */
+static double touch_p50(struct h_mem *m, unsigned nreg)
+{
+	uint64_t t[NT];
+
+	for (unsigned i = 0; i < nreg; i++) {
+		uint64_t t0 = thp_now_ns();
+
+		(void)*(volatile char *)(m->base + (size_t)i * REG);
+		t[i] = thp_now_ns() - t0;
+	}
+	qsort(t, nreg, sizeof(t[0]), cmp_u64);
+	return (double)t[nreg / 2] / 1e3;
+}
+
+static void timing(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd();
+	double ram, file;
+	struct h_mem m;
+
+	(void)d;
+	(void)variant;
+	(void)tier_up(afd);
+	h_mem_prepare(s, &m, NT, NT);
+	/* Age 5 s: these are still in RAM. */
+	H_CHECK(ctr(afd, THP_C_FILE_DEMOTED) == 0, "demoted already");
+	ram = touch_p50(&m, NT);
+	H_CHECK(ctr(afd, THP_C_FILE_RESTORED) == 0, "restored from the file already");
+	H_CHECK(h_evict(s, m.base, m.len) == NT, "not all evicted");
+	wait_ctr(afd, THP_C_FILE_DEMOTED, NT, 30, "demotion");
+	file = touch_p50(&m, NT);
+	H_CHECK(ctr(afd, THP_C_FILE_RESTORED) == NT, "file_restored %llu",
+		(unsigned long long)ctr(afd, THP_C_FILE_RESTORED));
+	printf("first touch p50 over %d regions (loaded machine): from RAM %.1f us, from the "
+	       "file %.1f us\n", NT, ram, file);
+	h_mem_check(&m, "after the timing");
+	h_mem_free(&m);
+}
+
+static const struct h_case cases[] = {
+	{ "demote", demote, 0, 60 },
+	{ "cap", cap, 0, 60 },
+	{ "corrupt", corrupt, 0, 60 },
+	{ "fork", forked, 0, 60 },
+	{ "race", race, 0, 120 },
+	{ "timing", timing, 0, 120 },
+};
+
+/* Each case's settings, in its own process before its session opens. */
+static void case_env(const char *name)
+{
+	setenv("THPSWAP_FILE_TIER_AGE_MS", !strcmp(name, "race") ? "0" :
+					   !strcmp(name, "timing") ? "5000" : "20", 1);
+	if (!strcmp(name, "cap"))
+		setenv("THPSWAP_FILE_TIER_MAX_MB", "1", 1);
+}
+
+static void remove_dir(void)
+{
+	if (tier_dir[0])
+		rmdir(tier_dir);
+}
+
+static void on_term(int sig)
+{
+	remove_dir();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_term };
+	const char *dir;
+	int fd, r;
+
+#ifndef THPSWAP_HAVE_URING
+	printf("skip: the file tier is not built in (no liburing)\n");
+	return H_SKIP;
+#endif
+	if (argc >= 3 && !strcmp(argv[1], "--case")) {
+		dir = getenv("THPSWAP_FILE_TIER");
+		H_CHECK(dir && strlen(dir) < sizeof(tier_dir), "THPSWAP_FILE_TIER not set");
+		strcpy(tier_dir, dir);
+		case_env(argv[2]);
+		return h_run_cases(argc, argv, cases, sizeof(cases) / sizeof(cases[0]), NULL);
+	}
+	h_require_root();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	strcpy(tier_dir, "/var/tmp/thpswap-ftier.XXXXXX");
+	if (!mkdtemp(tier_dir)) {
+		printf("skip: cannot make a directory in /var/tmp: %s\n", strerror(errno));
+		tier_dir[0] = 0;
+		return H_SKIP;
+	}
+	atexit(remove_dir);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	fd = open(tier_dir, O_TMPFILE | O_RDWR, 0600);
+	if (fd < 0) {
+		printf("skip: %s takes no O_TMPFILE: %s\n", tier_dir, strerror(errno));
+		return H_SKIP;
+	}
+	close(fd);
+	setenv("THPSWAP_FILE_TIER", tier_dir, 1);
+	r = h_run_cases(argc, argv, cases, sizeof(cases) / sizeof(cases[0]), NULL);
+	return r;
+}
