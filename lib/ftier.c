@@ -56,6 +56,10 @@ static inline uint64_t round_up(uint64_t n)
 struct ring {
 	struct io_uring ring;
 	bool ok;
+	/* A submission or a wait failed: requests may be left queued or in
+	 * flight, so the ring is never used again (the tier stops demoting, a
+	 * read of the file fails and poisons). */
+	bool broken;
 	bool fixed;               /* @buf is registered as buffer 0 */
 	char *buf;                /* THP_SLOT_SIZE, own_alloc'd (page-aligned) */
 };
@@ -172,22 +176,28 @@ static int ring_run(struct ring *rg, unsigned n, int *res)
 	unsigned got = 0;
 	int r = io_uring_submit(&rg->ring);
 
-	if (r < 0)
-		return r;
+	if (r < 0 || (unsigned)r < n) {
+		rg->broken = true;
+		if (r <= 0)
+			return r < 0 ? r : -EIO;
+		n = (unsigned)r; /* reap what went, then give up */
+	}
 	while (got < n) {
 		struct io_uring_cqe *cqe;
 
 		r = io_uring_wait_cqe(&rg->ring, &cqe);
 		if (r == -EINTR)
 			continue;
-		if (r < 0)
+		if (r < 0) {
+			rg->broken = true;
 			return r;
+		}
 		if (cqe->user_data < n)
 			res[cqe->user_data] = cqe->res;
 		io_uring_cqe_seen(&rg->ring, cqe);
 		got++;
 	}
-	return 0;
+	return rg->broken ? -EIO : 0;
 }
 #endif
 
@@ -272,7 +282,7 @@ const char *rec_stored_bytes(struct thpswap_session *s, uint32_t i, uint32_t len
 		int res = -EIO;
 
 		/* One read of the whole record; the caller waits for it only. */
-		if (n != len || len > THP_SLOT_SIZE || !sqe)
+		if (n != len || len > THP_SLOT_SIZE || ft->rd.broken || !sqe)
 			goto bad;
 		prep(&ft->rd, sqe, ft->fd, false, ft->rd.buf, (unsigned)round_up(n),
 		     (uint64_t)i * THP_SLOT_SIZE);
@@ -299,32 +309,46 @@ struct demote {
 	uint64_t hash;
 };
 
-/* May record @i be demoted now? */
+/* May record @i be demoted now?  Its state first: the fields an eviction
+ * writes are read only once it has made the record RAM. */
 static bool candidate(struct thpswap_session *s, uint32_t i, uint64_t now, uint64_t age)
 {
 	struct thp_record *r = &s->rec[i];
-	uint64_t ev = __atomic_load_n(&r->evicted_ns, __ATOMIC_RELAXED);
+	uint64_t ev;
 
-	return rec_state(r) == THP_ST_RAM &&
-	       !(rec_flags(r) & (THP_RF_FILE | THP_RF_PUNCHING | THP_RF_LEAVING | THP_RF_MOVING)) &&
-	       ev && now >= ev && now - ev >= age;
+	if (rec_state(r) != THP_ST_RAM ||
+	    (rec_flags(r) & (THP_RF_FILE | THP_RF_PUNCHING | THP_RF_LEAVING | THP_RF_MOVING)))
+		return false;
+	ev = __atomic_load_n(&r->evicted_ns, __ATOMIC_RELAXED);
+	return ev && now >= ev && now - ev >= age;
 }
 
-/* Own record @i and read its stored bytes into the batch at @d->off.
- * False (the record left as it was) if it is not ours to take. */
-static bool take(struct thpswap_session *s, uint32_t i, struct demote *d, uint64_t off)
+enum take { TAKEN, NOT_NOW, CAP, NO_ROOM };
+
+/* Own record @i and read its stored bytes into the batch at @off.  Its
+ * length is read only once it is ours; anything but TAKEN leaves it as it
+ * was (RAM, woken). */
+static enum take take(struct thpswap_session *s, uint32_t i, struct demote *d, uint64_t off)
 {
 	struct ftier *ft = s->ft;
 	struct thp_record *r = &s->rec[i];
+	enum take why = NOT_NOW;
 	uint32_t len;
 	ssize_t got;
 
 	if (!rec_cas(s, r, THP_ST_RAM, THP_ST_RESTORING))
-		return false;
+		return NOT_NOW;
 	len = r->stored_len;
-	if (!len || len > THP_SLOT_SIZE || off + round_up(len) > THP_SLOT_SIZE ||
-	    atomic_load(&ft->used) + round_up(len) > ft->cap)
+	if (!len || len > THP_SLOT_SIZE)
 		goto back;
+	if (atomic_load(&ft->used) + round_up(len) > ft->cap) {
+		why = CAP;
+		goto back;
+	}
+	if (off + round_up(len) > THP_SLOT_SIZE) {
+		why = NO_ROOM;
+		goto back;
+	}
 	got = pread(s->arena_fd, ft->wr.buf + off, len, (off_t)thp_arena_slot_off(s->hdr, i));
 	if (got != (ssize_t)len)
 		goto back;
@@ -338,11 +362,11 @@ static bool take(struct thpswap_session *s, uint32_t i, struct demote *d, uint64
 	d->idx = i;
 	d->len = len;
 	d->off = off;
-	return true;
+	return TAKEN;
 back:
 	rec_set(s, r, THP_ST_RAM);
 	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
-	return false;
+	return why;
 }
 
 /* The write of @d finished with @res: the record moves to the file, or stays. */
@@ -372,16 +396,19 @@ static void settle(struct thpswap_session *s, const struct demote *d, int res)
 	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 }
 
-/* The oldest candidate (those in the batch are RESTORING: not candidates), or -1. */
+/* The longest-evicted candidate (those in the batch are RESTORING, not
+ * candidates), or -1. */
 static long oldest(struct thpswap_session *s, uint64_t now)
 {
 	uint64_t best = UINT64_MAX;
 	long at = -1;
 
 	for (uint32_t i = 0; i < s->hdr->max_regions; i++) {
+		if (!candidate(s, i, now, 0))
+			continue;
 		uint64_t ev = __atomic_load_n(&s->rec[i].evicted_ns, __ATOMIC_RELAXED);
 
-		if (ev < best && candidate(s, i, now, 0)) {
+		if (ev < best) {
 			best = ev;
 			at = (long)i;
 		}
@@ -400,51 +427,40 @@ static unsigned demote_batch(struct thpswap_session *s, bool *more)
 	unsigned n = 0, ok = 0;
 	uint64_t off = 0, now = now_ns();
 	int64_t over = 0;
-	bool full = false;
+	enum take why = NOT_NOW;
 
 	*more = false;
+	if (ft->wr.broken)
+		return 0;
 	if (ft->ram_budget)
 		over = (int64_t)(atomic_load(&s->hdr->ctr[THP_C_STORED_BYTES]) - ft->ram_budget);
-	for (uint32_t i = 0; i < s->hdr->max_regions && n < FT_BATCH && !full; i++) {
+	for (uint32_t i = 0; i < s->hdr->max_regions && n < FT_BATCH; i++) {
 		if (!candidate(s, i, now, ft->age_ns))
 			continue;
-		if (atomic_load(&ft->used) + round_up(s->rec[i].stored_len) > ft->cap) {
-			ctr_add(s, THP_C_FILE_FULL, 1);
-			full = true;
+		why = take(s, i, &d[n], off);
+		if (why == CAP || why == NO_ROOM)
 			break;
-		}
-		if (off + round_up(s->rec[i].stored_len) > THP_SLOT_SIZE) {
-			*more = true;
-			break;
-		}
-		if (take(s, i, &d[n], off)) {
+		if (why == TAKEN) {
 			off += round_up(d[n].len);
 			over -= d[n].len;
 			n++;
 		}
 	}
-	while (over > 0 && n < FT_BATCH && !full) {
+	while (over > 0 && n < FT_BATCH && why != CAP && why != NO_ROOM) {
 		long i = oldest(s, now);
 
 		if (i < 0)
 			break;
-		if (atomic_load(&ft->used) + round_up(s->rec[i].stored_len) > ft->cap) {
-			ctr_add(s, THP_C_FILE_FULL, 1);
-			full = true;
-			break;
-		}
-		if (off + round_up(s->rec[i].stored_len) > THP_SLOT_SIZE) {
-			*more = true;
-			break;
-		}
-		if (!take(s, (uint32_t)i, &d[n], off))
-			break; /* raced with a fault: look again next time */
+		why = take(s, (uint32_t)i, &d[n], off);
+		if (why != TAKEN)
+			break; /* a fault took it meanwhile: look again next time */
 		off += round_up(d[n].len);
 		over -= d[n].len;
 		n++;
 	}
-	if (n == FT_BATCH)
-		*more = true;
+	if (why == CAP)
+		ctr_add(s, THP_C_FILE_FULL, 1);
+	*more = why == NO_ROOM || n == FT_BATCH;
 	if (!n)
 		return 0;
 	/* One submission for the batch. */
