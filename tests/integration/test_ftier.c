@@ -12,6 +12,9 @@
  *            PMD-mapped, the file punched again, the counters back to 0.
  *   cap      a cap of 1 MiB: the records that do not fit stay in RAM,
  *            counted file_full; every byte right.
+ *   budget   a RAM budget of 1 MiB and an age never reached: the
+ *            longest-evicted records move until the RAM tier is under it,
+ *            the rest stay; every byte right.
  *   corrupt  a byte of a demoted record changed in the file: a touch of
  *            that region is SIGBUS (twice), never wrong bytes; counted
  *            file_bad_reads and corrupt; the other region right.
@@ -211,6 +214,44 @@ static void cap(struct thpswap_session *s, const struct h_daemon *d, int variant
 		(unsigned long long)ctr(afd, THP_C_FILE_DEMOTED));
 	H_CHECK(blocks(fd) * 512 <= (2 << 20), "the file holds %lld blocks", blocks(fd));
 	h_mem_check(&m, "read back, some from RAM, some from the file");
+	wait_emptied(afd, fd, "after the restores");
+	h_mem_free(&m);
+}
+
+/* A RAM budget of 1 MiB and an age never reached: the longest-evicted
+ * records go to the file until the RAM tier is under budget, the rest stay. */
+static void budget(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct timespec tick = { 0, 1000000 };
+	int afd = h_arena_fd(), fd = tier_up(afd);
+	uint64_t end = thp_now_ns() + 10ull * h_slowdown() * 1000000000ull;
+	struct h_region_view v[N];
+	struct h_mem m;
+	unsigned in_file = 0;
+
+	(void)d;
+	(void)variant;
+	h_mem_prepare(s, &m, N, N);
+	while (ctr(afd, THP_C_STORED_BYTES) > (1u << 20)) {
+		H_CHECK(thp_now_ns() < end, "stored_bytes %llu after 10 s, budget 1 MiB",
+			(unsigned long long)ctr(afd, THP_C_STORED_BYTES));
+		nanosleep(&tick, NULL);
+	}
+	h_arena_view(afd, m.base, N, v);
+	/* h_evict evicts in address order: the first ones are the oldest. */
+	for (int i = 0; i < N; i++) {
+		H_CHECK(v[i].state == THP_ST_RAM, "region %d state %u", i, v[i].state);
+		if (v[i].flags & THP_RF_FILE) {
+			H_CHECK(in_file == (unsigned)i, "region %d in the file after one that is not", i);
+			in_file++;
+		}
+	}
+	printf("RAM budget 1 MiB: the %u longest-evicted of %d regions in the file; stored_bytes "
+	       "%llu, file_bytes %llu\n", in_file, N,
+	       (unsigned long long)ctr(afd, THP_C_STORED_BYTES),
+	       (unsigned long long)ctr(afd, THP_C_FILE_BYTES));
+	H_CHECK(in_file > 0 && in_file < N, "%u of %d regions in the file", in_file, N);
+	h_mem_check(&m, "read back, from RAM and from the file");
 	wait_emptied(afd, fd, "after the restores");
 	h_mem_free(&m);
 }
@@ -430,6 +471,7 @@ static void timing(struct thpswap_session *s, const struct h_daemon *d, int vari
 static const struct h_case cases[] = {
 	{ "demote", demote, 0, 60 },
 	{ "cap", cap, 0, 60 },
+	{ "budget", budget, 0, 60 },
 	{ "corrupt", corrupt, 0, 60 },
 	{ "fork", forked, 0, 60 },
 	{ "race", race, 0, 120 },
@@ -443,6 +485,10 @@ static void case_env(const char *name)
 					   !strcmp(name, "timing") ? "5000" : "20", 1);
 	if (!strcmp(name, "cap"))
 		setenv("THPSWAP_FILE_TIER_MAX_MB", "1", 1);
+	if (!strcmp(name, "budget")) {
+		setenv("THPSWAP_FILE_TIER_AGE_MS", "600000", 1);
+		setenv("THPSWAP_FILE_TIER_RAM_MB", "1", 1);
+	}
 }
 
 static void remove_dir(void)
