@@ -374,14 +374,14 @@ static void settle(struct thpswap_session *s, const struct demote *d, int res)
 {
 	struct ftier *ft = s->ft;
 	struct thp_record *r = &s->rec[d->idx];
+	bool ok = res == (int)round_up(d->len);
 
-	if (res == (int)round_up(d->len)) {
+	if (ok) {
 		r->checksum = d->hash;
 		atomic_store(&ft->len[d->idx], d->len);
 		__atomic_or_fetch(&r->flags, THP_RF_FILE, __ATOMIC_RELEASE);
 		ctr_add(s, THP_C_STORED_BYTES, -(int64_t)d->len);
 		ctr_add(s, THP_C_FILE_BYTES, d->len);
-		ctr_add(s, THP_C_FILE_DEMOTED, 1);
 		fallocate(s->arena_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			  (off_t)thp_arena_slot_off(s->hdr, d->idx), (off_t)THP_SLOT_SIZE);
 	} else {
@@ -393,6 +393,10 @@ static void settle(struct thpswap_session *s, const struct demote *d, int res)
 									: THP_C_FILE_ERRORS, 1);
 	}
 	rec_set(s, r, THP_ST_RAM);
+	/* Counted once the record is back in RAM: whoever sees the count sees
+	 * the record demoted and free for a restore. */
+	if (ok)
+		ctr_add(s, THP_C_FILE_DEMOTED, 1);
 	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 }
 

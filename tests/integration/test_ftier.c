@@ -126,6 +126,27 @@ static int tier_up(int afd)
 	return fd;
 }
 
+/* Poll until no region of @m is owned (RESTORING): the demoter takes a
+ * record for a moment even when it then finds no room for it, and moves
+ * the gauges before it gives the record back. */
+static void wait_settled(int afd, const struct h_mem *m, size_t nreg, struct h_region_view *v)
+{
+	struct timespec tick = { 0, 1000000 };
+	uint64_t end = thp_now_ns() + 10ull * h_slowdown() * 1000000000ull;
+
+	for (;;) {
+		bool owned = false;
+
+		h_arena_view(afd, m->base, nreg, v);
+		for (size_t i = 0; i < nreg; i++)
+			owned |= v[i].state == THP_ST_RESTORING;
+		if (!owned)
+			return;
+		H_CHECK(thp_now_ns() < end, "a region still RESTORING after 10 s");
+		nanosleep(&tick, NULL);
+	}
+}
+
 static void expect_flags(int afd, const struct h_mem *m, size_t nreg, bool file, const char *what)
 {
 	struct h_region_view v[NT];
@@ -199,7 +220,7 @@ static void cap(struct thpswap_session *s, const struct h_daemon *d, int variant
 	h_mem_prepare(s, &m, N, N);
 	/* About 700 KiB each: one or two fit in 1 MiB, never all. */
 	wait_ctr(afd, THP_C_FILE_FULL, 1, 10, "cap reached");
-	h_arena_view(afd, m.base, N, v);
+	wait_settled(afd, &m, N, v);
 	for (int i = 0; i < N; i++) {
 		H_CHECK(v[i].state == THP_ST_RAM, "region %d state %u", i, v[i].state);
 		in_file += !!(v[i].flags & THP_RF_FILE);
@@ -237,7 +258,7 @@ static void budget(struct thpswap_session *s, const struct h_daemon *d, int vari
 			(unsigned long long)ctr(afd, THP_C_STORED_BYTES));
 		nanosleep(&tick, NULL);
 	}
-	h_arena_view(afd, m.base, N, v);
+	wait_settled(afd, &m, N, v);
 	/* h_evict evicts in address order: the first ones are the oldest. */
 	for (int i = 0; i < N; i++) {
 		H_CHECK(v[i].state == THP_ST_RAM, "region %d state %u", i, v[i].state);
