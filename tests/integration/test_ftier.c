@@ -20,6 +20,9 @@
  *            file_bad_reads and corrupt; the other region right.
  *   fork     a fork child reads demoted regions: every byte right, in the
  *            child and in the parent afterwards.
+ *   mremap   demoted regions moved off alignment by mremap: their bytes
+ *            copied to the new place (read from the file), right; the file
+ *            emptied.
  *   race     two threads read every region (each checked) while the
  *            demoter takes them, over and over: every byte right, and both
  *            RAM and file restores seen.
@@ -36,6 +39,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -371,6 +375,31 @@ static void forked(struct thpswap_session *s, const struct h_daemon *d, int vari
 	h_mem_free(&m);
 }
 
+/* A misaligned mremap of demoted regions: the agent copies their bytes to
+ * the new place (remap.c, through the same reader of stored bytes), the
+ * memory stops being managed, the file is emptied. */
+static void moved(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd(), fd = tier_up(afd);
+	void *bar = h_barrier_map(s), *to;
+	struct h_mem m;
+
+	(void)d;
+	(void)variant;
+	h_mem_prepare(s, &m, 2, 2);
+	wait_ctr(afd, THP_C_FILE_DEMOTED, 2, 10, "demotion");
+	expect_flags(afd, &m, 2, true, "demoted");
+	to = mremap(m.base, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED, h_reserve(m.len, H_PAGE));
+	H_CHECK(to != MAP_FAILED, "mremap: %s", strerror(errno));
+	m.base = to;
+	h_agent_sync(bar);
+	wait_emptied(afd, fd, "after a misaligned move");
+	H_CHECK(ctr(afd, THP_C_FILE_BAD_READS) == 0 && ctr(afd, THP_C_CORRUPT) == 0, "bad reads");
+	h_mem_check(&m, "at the misaligned address");
+	printf("2 demoted regions moved off alignment: bytes right, the file emptied\n");
+	h_mem_free(&m);
+}
+
 struct reader {
 	struct h_mem *m;
 	unsigned seed;
@@ -495,6 +524,7 @@ static const struct h_case cases[] = {
 	{ "budget", budget, 0, 60 },
 	{ "corrupt", corrupt, 0, 60 },
 	{ "fork", forked, 0, 60 },
+	{ "mremap", moved, 0, 60 },
 	{ "race", race, 0, 120 },
 	{ "timing", timing, 0, 120 },
 };
