@@ -228,13 +228,20 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
  * another region at a record's old address).  POPULATE fails (EFAULT)
  * where an access would raise a signal.
  */
-static int fault_in(uint64_t a, bool write)
+static int fault_in(struct thpswap_session *s, uint64_t a, bool write)
 {
+	/* A page that holds nothing: a region evicted whole is empty, but one
+	 * an eviction could only partly put back is stored with the rest
+	 * still present (see move_in), and touching a present page restores
+	 * nothing. */
+	long hole = thp_pagemap_first_hole(s->pagemap, a, a + REGION);
+	uint64_t p = hole > 0 && (uint64_t)hole < a + REGION ? (uint64_t)hole : a;
+
 	/* A write brings a zero region back as a THP, not as the huge zero
 	 * page (whose first write would split it); read-only memory cannot. */
-	if (write && madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
+	if (write && madvise((void *)(uintptr_t)p, THP_PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
 		return 0;
-	return madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_READ) ? -errno : 0;
+	return madvise((void *)(uintptr_t)p, THP_PAGE_SIZE, MADV_POPULATE_READ) ? -errno : 0;
 }
 
 /* Bring record @i back for good: LEAVING makes every evictor back off (it
@@ -252,7 +259,7 @@ static int restore_for_good(struct thpswap_session *s, uint32_t i)
 		/* EMPTY: unpopulated, ordinary memory reads zeros too. */
 		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED || st == THP_ST_EMPTY)
 			return 0;
-		q = fault_in(rec_addr(r), false);
+		q = fault_in(s, rec_addr(r), false);
 		/* An access would raise a signal (PROT_NONE, say): POPULATE
 		 * says EINVAL or EFAULT; tell the caller it is the access. */
 		if (q && rec_state(r) != THP_ST_POISONED)
@@ -350,7 +357,7 @@ static int advise_willneed(struct thpswap_session *s, uint32_t i, uint64_t a, vo
 	uint32_t st = rec_state(&s->rec[i]);
 
 	(void)arg;
-	return (st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(a, true) == 0;
+	return (st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(s, a, true) == 0;
 }
 
 /* The kernel tier: no swap device refuses the whole call. */
@@ -391,7 +398,7 @@ static int pin_region(struct thpswap_session *s, uint32_t i, uint64_t a)
 		sched_yield();
 	st = rec_wait_stable(s, r);
 	if (st == THP_ST_RAM || st == THP_ST_ZERO)
-		q = fault_in(a, true);
+		q = fault_in(s, a, true);
 	if (q) {
 		/* Not pinned, then: it is evicted, and stays evictable. */
 		__atomic_and_fetch(&r->flags, ~THP_RF_PINNED, __ATOMIC_ACQ_REL);

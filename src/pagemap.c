@@ -75,6 +75,39 @@ long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end)
 	return thp_pagemap_count(fd, start, end, PAGE_IS_PRESENT, 0);
 }
 
+long thp_pagemap_first_hole(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t there = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+
+	while (start < end) {
+		struct page_region vec[64];
+		struct pm_scan_arg a = {
+			.size = sizeof(a),
+			.start = start,
+			.end = end,
+			.vec = (uint64_t)(uintptr_t)vec,
+			.vec_len = 64,
+			.category_anyof_mask = there,
+			.return_mask = there,
+		};
+		long n = ioctl(fd, PAGEMAP_SCAN, &a);
+
+		if (n < 0)
+			return -errno;
+		for (long i = 0; i < n; i++) {
+			if (vec[i].start > start)
+				return (long)start;
+			start = vec[i].end;
+		}
+		if (n < 64)
+			return (long)start;
+		if (a.walk_end <= start)
+			break;
+		start = a.walk_end;
+	}
+	return (long)end;
+}
+
 long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end)
 {
 	long present = thp_pagemap_count_present(fd, start, end);

@@ -35,4 +35,8 @@ long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end);
  * kernel's swap (a swap entry is not a hole), or -errno. */
 long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end);
 
+/* The first 4 KiB page of [start, end) that holds nothing (neither present
+ * nor swapped), @end if there is none, or -errno. */
+long thp_pagemap_first_hole(int fd, uint64_t start, uint64_t end);
+
 #endif
