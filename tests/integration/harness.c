@@ -534,7 +534,7 @@ static int zram_id = -1;
 static bool zram_on;
 static char zram_dev[32];
 
-static int swap_write_str(const char *path, const char *s)
+int h_write_str(const char *path, const char *s)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
 
@@ -556,9 +556,9 @@ void h_swap_down(void)
 	if (zram_on && swapoff(zram_dev) == 0)
 		zram_on = false;
 	snprintf(p, sizeof(p), "/sys/block/zram%d/reset", zram_id);
-	swap_write_str(p, "1");
+	h_write_str(p, "1");
 	snprintf(id, sizeof(id), "%d", zram_id);
-	if (swap_write_str("/sys/class/zram-control/hot_remove", id) == 0)
+	if (h_write_str("/sys/class/zram-control/hot_remove", id) == 0)
 		zram_id = -1;
 	else
 		fprintf(stderr, "zram%d could not be removed: echo %d >/sys/class/zram-control/"
@@ -618,7 +618,7 @@ int h_swap_up(unsigned mib, char *why, size_t whysz)
 	snprintf(zram_dev, sizeof(zram_dev), "/dev/zram%d", zram_id);
 	snprintf(p, sizeof(p), "/sys/block/zram%d/disksize", zram_id);
 	snprintf(buf, sizeof(buf), "%uM", mib);
-	r = swap_write_str(p, buf);
+	r = h_write_str(p, buf);
 	if (!r)
 		r = write_swap_header(zram_dev, (uint64_t)mib << 20);
 	if (!r && swapon(zram_dev, SWAP_FLAG_PREFER | (32767 & SWAP_FLAG_PRIO_MASK)))

@@ -128,6 +128,8 @@ void h_report_sigbus(struct thpswap_session *s, const void *base, size_t len);
 int h_swap_up(unsigned mib, char *why, size_t whysz);
 void h_swap_down(void);
 const char *h_swap_dev(void);
+/* Write @s to the file at @path (a /proc or /sys knob): 0 or -errno. */
+int h_write_str(const char *path, const char *s);
 /* /proc/vmstat's value of @key, or -1 if it has none. */
 long long h_vmstat(const char *key);
 

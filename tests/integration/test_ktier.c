@@ -63,18 +63,6 @@ static char out[1 << 16];
 #define MADV_PAGEOUT 21
 #endif
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, s, strlen(s)) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
 /* Devices in /proc/swaps. */
 static int swaps_count(void)
 {
@@ -176,7 +164,7 @@ static char mthp_saved[16];
 
 static void mthp_restore(void)
 {
-	if (mthp_saved[0] && write_str(MTHP64, mthp_saved) == 0)
+	if (mthp_saved[0] && h_write_str(MTHP64, mthp_saved) == 0)
 		mthp_saved[0] = 0;
 }
 
@@ -200,7 +188,7 @@ static bool mthp_on(void)
 	memcpy(mthp_saved, l + 1, (size_t)(r - l - 1));
 	mthp_saved[r - l - 1] = 0;
 	atexit(mthp_restore);
-	return write_str(MTHP64, "always") == 0;
+	return h_write_str(MTHP64, "always") == 0;
 }
 
 /* Has zswap been enabled since boot (it turns large-folio swap-in off)? */
