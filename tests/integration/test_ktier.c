@@ -393,6 +393,18 @@ static void expect_out(int fd, const struct h_mem *m, size_t nreg, const char *w
 			thp_state_name(v[i].state), v[i].flags);
 }
 
+/* Does a region of @m still carry the kernel tier's mark? */
+static bool any_marked(int fd, const struct h_mem *m, size_t nreg)
+{
+	struct h_region_view v[N];
+	bool marked = false;
+
+	h_arena_view(fd, m->base, nreg, v);
+	for (size_t i = 0; i < nreg; i++)
+		marked |= !!(v[i].flags & THP_RF_KSWAP);
+	return marked;
+}
+
 /* Poll (not a bare sleep: each look is the condition) until every region
  * of @m is PMD-mapped and unmarked, and the marks the scanner took off
  * (kswap_collapsed, or kswap_dropped for one khugepaged collapsed first,
@@ -401,15 +413,11 @@ static void expect_back(int fd, const struct h_mem *m, size_t nreg, uint64_t wan
 			const char *what)
 {
 	uint64_t t0 = thp_now_ns(), deadline = t0 + 10ull * 1000000000ull * h_slowdown();
-	struct h_region_view v[N];
 	struct timespec tick = { 0, 5 * 1000000 };
 
 	for (;;) {
-		bool marked = false;
+		bool marked = any_marked(fd, m, nreg);
 
-		h_arena_view(fd, m->base, nreg, v);
-		for (size_t i = 0; i < nreg; i++)
-			marked |= !!(v[i].flags & THP_RF_KSWAP);
 		if (!marked && h_pmd_mapped(m->base, nreg * REG) == (long)nreg &&
 		    ctr(fd, THP_C_KSWAP_COLLAPSED) + ctr(fd, THP_C_KSWAP_DROPPED) >= want)
 			break;
@@ -604,14 +612,9 @@ static void race(struct thpswap_session *s, const struct h_daemon *d, int varian
 	 * back in 4 KiB pages is collapsed by nothing but its next
 	 * eviction, so give those one. */
 	for (uint64_t deadline = thp_now_ns() + 10ull * 1000000000ull * h_slowdown();;) {
-		struct h_region_view v[N];
 		struct timespec tick = { 0, 5 * 1000000 };
-		bool marked = false;
 
-		h_arena_view(fd, m.base, N, v);
-		for (size_t i = 0; i < N; i++)
-			marked |= !!(v[i].flags & THP_RF_KSWAP);
-		if (!marked)
+		if (!any_marked(fd, &m, N))
 			break;
 		H_CHECK(thp_now_ns() < deadline, "race: regions still marked after 10 s");
 		nanosleep(&tick, NULL);
