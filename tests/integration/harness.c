@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -686,17 +688,68 @@ static void say(const char *m)
 	}
 }
 
+/*
+ * A hung test's every thread prints its own stack (static functions as
+ * object+offset: addr2line -f -e OBJECT OFFSET names them). Only
+ * async-signal-safe calls: backtrace() was called once before, so it has
+ * nothing left to load; the lock keeps the stacks from interleaving.
+ */
+#define H_STACK_SIG SIGURG
+static atomic_int h_stacks_done;
+static atomic_flag h_stack_lock = ATOMIC_FLAG_INIT;
+
+static void stack_hit(int sig)
+{
+	void *pc[48];
+	char m[64];
+	int n = backtrace(pc, 48);
+
+	(void)sig;
+	while (atomic_flag_test_and_set(&h_stack_lock))
+		;
+	snprintf(m, sizeof(m), "thread %ld:\n", (long)syscall(SYS_gettid));
+	say(m);
+	backtrace_symbols_fd(pc, n, 2);
+	atomic_flag_clear(&h_stack_lock);
+	atomic_fetch_add(&h_stacks_done, 1);
+}
+
+static void all_stacks(void)
+{
+	char buf[4096];
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC), asked = 0;
+	pid_t self = (pid_t)syscall(SYS_gettid);
+	long n;
+
+	if (fd < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0)
+		for (long off = 0; off < n;) {
+			struct dirent64 *d = (struct dirent64 *)(buf + off);
+			pid_t tid = (pid_t)atoi(d->d_name);
+
+			off += d->d_reclen;
+			if (tid > 0 && tid != self && syscall(SYS_tgkill, getpid(), tid, H_STACK_SIG) == 0)
+				asked++;
+		}
+	close(fd);
+	stack_hit(0);
+	for (int i = 0; i < 100 && atomic_load(&h_stacks_done) < asked + 1; i++)
+		usleep(10000);
+}
+
 static void deadline_hit(int sig)
 {
 	int n = atomic_load(&h_nslots);
 
-	(void)sig;
 	say(sig ? "\nDEADLINE: the test hung; its threads were at:\n" : "its threads were at:\n");
 	for (int k = 0; k < n && k < H_SLOTS; k++) {
 		say("  ");
 		say(h_where[k]);
 		say("\n");
 	}
+	if (sig)
+		all_stacks();
 	if (getpid() == h_track_owner)
 		for (unsigned k = 0; k < sizeof(h_tracked) / sizeof(h_tracked[0]); k++)
 			if (h_tracked[k] > 0)
@@ -749,9 +802,14 @@ void h_deadline(unsigned seconds)
 {
 	struct sigaction sa = { .sa_handler = deadline_hit };
 	struct sigaction fa = { .sa_sigaction = fatal_hit, .sa_flags = SA_SIGINFO };
+	struct sigaction ta = { .sa_handler = stack_hit, .sa_flags = SA_RESTART };
+	void *warm[1];
 
+	backtrace(warm, 1); /* loads the unwinder now, not in a signal handler */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
+	sigemptyset(&ta.sa_mask);
+	sigaction(H_STACK_SIG, &ta, NULL);
 	sigemptyset(&fa.sa_mask);
 	sigaction(SIGSEGV, &fa, NULL);
 	sigaction(SIGBUS, &fa, NULL);
