@@ -547,6 +547,7 @@ struct reader {
 	unsigned seed;
 	unsigned long reads;
 	long bad;	/* first wrong page, or -1 */
+	char found[96], again[96]; /* what it held then, and read once more */
 };
 
 static void *read_loop(void *arg)
@@ -559,6 +560,10 @@ static void *read_loop(void *arg)
 		r->seed = r->seed * 1103515245u + 12345u;
 		pg = (r->seed >> 8) % (N * 512);
 		if (h_page_check(r->m->base + pg * 4096, pg, 1) >= 0) {
+			const char *p = r->m->base + pg * 4096;
+
+			h_page_what(p, r->found, sizeof(r->found));
+			h_page_what(p, r->again, sizeof(r->again));
 			r->bad = (long)pg;
 			return NULL;
 		}
@@ -599,7 +604,8 @@ static void race(struct thpswap_session *s, const struct h_daemon *d, int varian
 	atomic_store(&stop, true);
 	for (int k = 0; k < 2; k++) {
 		pthread_join(t[k], NULL);
-		H_CHECK(rd[k].bad < 0, "reader %d: page %ld read wrong", k, rd[k].bad);
+		H_CHECK(rd[k].bad < 0, "reader %d: page %ld read wrong: found %s, then %s", k,
+			rd[k].bad, rd[k].found, rd[k].again);
 	}
 	printf("race: %u rounds, %lu + %lu reads, kswap_out %llu collapsed %llu dropped %llu\n",
 	       rounds, rd[0].reads, rd[1].reads,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * src/pagemap.c's counts and first hole, on this process's own memory
+ * src/pagemap.c's counts, first hole and data end, on this process's own memory
  * (PAGEMAP_SCAN needs no privilege for it).  Skipped where the kernel has
  * no PAGEMAP_SCAN (before 6.7).
  */
@@ -78,10 +78,40 @@ static void first_hole(void **state)
 	assert_int_equal(hole(w), 511);
 }
 
+static long end_of_data(const struct world *w)
+{
+	uint64_t a = (uint64_t)(uintptr_t)w->p;
+	long e = thp_pagemap_there_end(w->fd, a, a + LEN);
+
+	return e < 0 ? e : (long)((uint64_t)e - a) / (long)PG;
+}
+
+/* Where the data ends (what a failed MOVE out left in its slot): nothing,
+ * the start; pages 0..9 and a page at 200: 201; holes before it change
+ * nothing; 200 zapped: 10; all zapped: the start again. */
+static void there_end(void **state)
+{
+	struct world *w = *state;
+
+	/* 4 KiB pages: a first touch must not fault in a whole THP. */
+	assert_int_equal(madvise(w->p, LEN, MADV_NOHUGEPAGE), 0);
+	assert_int_equal(end_of_data(w), 0);
+	memset(w->p, 1, 10 * PG);
+	w->p[200 * PG] = 1;
+	assert_int_equal(end_of_data(w), 201);
+	assert_int_equal(madvise(w->p + 3 * PG, 2 * PG, MADV_DONTNEED), 0);
+	assert_int_equal(end_of_data(w), 201);
+	assert_int_equal(madvise(w->p + 200 * PG, PG, MADV_DONTNEED), 0);
+	assert_int_equal(end_of_data(w), 10);
+	assert_int_equal(madvise(w->p, LEN, MADV_DONTNEED), 0);
+	assert_int_equal(end_of_data(w), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(first_hole, setup, teardown),
+		cmocka_unit_test_setup_teardown(there_end, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
