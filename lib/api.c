@@ -132,7 +132,7 @@ static void settle_empty(struct thpswap_session *s, uint64_t a)
 	long idx = rt_lookup(s, a);
 
 	if (idx < 0 || rec_state(&s->rec[idx]) != THP_ST_EMPTY ||
-	    thp_pagemap_count_present(s->pagemap, a, a + REGION) <= 0)
+	    thp_pagemap_count_there(s->pagemap, a, a + REGION) <= 0)
 		return;
 	if (rec_cas(s, &s->rec[idx], THP_ST_EMPTY, THP_ST_RESIDENT) &&
 	    thp_pagemap_count_pmd(s->pagemap, a, a + REGION) != 1)
@@ -161,14 +161,16 @@ long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64
 	 * handled: let its records go before new ones are made here. */
 	new_mapping_sync(s);
 	for (off = 0; off < len; off += REGION) {
-		long present = thp_pagemap_count_present(s->pagemap, a + off, a + off + REGION);
+		/* Pages in the kernel's swap are data: such a block is
+		 * resident, for the evictor to make whole. */
+		long there = thp_pagemap_count_there(s->pagemap, a + off, a + off + REGION);
 		uint32_t st = THP_ST_RESIDENT;
 
-		if (present < 0) {
-			r = (int)present;
+		if (there < 0) {
+			r = (int)there;
 			goto undo;
 		}
-		if (present == 0) {
+		if (there == 0) {
 			st = THP_ST_EMPTY;
 		} else if (thp_pagemap_count_pmd(s->pagemap, a + off, a + off + REGION) != 1) {
 			/* Before registering, collapse fills holes with zeros. */
