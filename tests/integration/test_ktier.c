@@ -22,6 +22,8 @@
  *   evict    paged out, then evicted by thpswap (the swapped pages brought
  *            back first) and restored: every byte right, PMD-mapped; also
  *            (evict-own-pageout) paged out by the client's own MADV_PAGEOUT.
+ *   register-swapped  memory the kernel swapped out before thpswap_register
+ *            is registered RESIDENT, evicted and restored whole.
  *   pinned   a pinned region is refused and stays resident.
  *   admin    thpswapctl evict --tier kernel pages a client's regions out.
  *   race     two threads read random pages (each checked) while the regions
@@ -516,6 +518,42 @@ static void then_evict(struct thpswap_session *s, const struct h_daemon *d, int 
 	h_mem_free(&m);
 }
 
+/* Memory the kernel swapped out before it was registered holds data: its
+ * blocks are registered RESIDENT, not EMPTY (which no eviction takes, and
+ * whose bytes a fault would take for a hole), then evicted and restored
+ * whole. */
+static void register_swapped(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int fd = h_arena_fd(), n;
+	struct h_region_view v[2];
+	struct h_mem m = { .len = 2 * REG };
+
+	(void)d, (void)variant;
+	m.base = thp_mmap_aligned(m.len, REG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+	H_CHECK(m.base != MAP_FAILED, "mmap of 2 regions: %s", strerror(errno));
+	m.gen = calloc(m.len / 4096, sizeof(*m.gen));
+	H_CHECK(m.gen, "out of memory");
+	h_mem_write(&m, 0, m.len, 1);
+	H_CHECK(madvise(m.base, m.len, MADV_PAGEOUT) == 0, "MADV_PAGEOUT: %s", strerror(errno));
+	H_CHECK(SWAPPED(m.base, m.len) == 1024 && PRESENT(m.base, m.len) == 0,
+		"MADV_PAGEOUT left %ld pages swapped, %ld present", SWAPPED(m.base, m.len),
+		PRESENT(m.base, m.len));
+	n = thpswap_register(s, m.base, m.len);
+	H_CHECK(n == 0, "thpswap_register of memory in the swap: %s", strerror(-n));
+	h_arena_view(fd, m.base, 2, v);
+	for (int i = 0; i < 2; i++)
+		H_CHECK(v[i].nrec == 1 && v[i].state == THP_ST_RESIDENT,
+			"region %d of memory in the swap registered %s", i, thp_state_name(v[i].state));
+	n = h_mem_evict(s, &m, "registered from the swap");
+	H_CHECK(n == 2, "evicted %d of 2", n);
+	h_mem_check(&m, "registered from the swap, evicted and restored");
+	H_CHECK(h_pmd_mapped(m.base, m.len) == 2, "restored regions not PMD-mapped: %ld of 2",
+		h_pmd_mapped(m.base, m.len));
+	H_CHECK(thpswap_unregister(s, m.base, m.len) == 0, "thpswap_unregister");
+	munmap(m.base, m.len);
+	h_mem_free(&m);
+}
+
 /* A pinned region is never paged out; the other one is. */
 static void pinned(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
@@ -663,6 +701,7 @@ static const struct h_case cases[] = {
 	{ "tier", tier, 0, 120 },
 	{ "evict", then_evict, 0, 120 },
 	{ "evict-own-pageout", then_evict, 1, 120 },
+	{ "register-swapped", register_swapped, 0, 120 },
 	{ "pinned", pinned, 0, 60 },
 	{ "admin", tier, 1, 120 },
 	{ "race", race, 0, 120 },
