@@ -90,47 +90,56 @@ long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end)
 	return thp_pagemap_count(fd, start, end, PAGE_IS_PRESENT, 0);
 }
 
-long thp_pagemap_first_hole(int fd, uint64_t start, uint64_t end)
+/*
+ * The runs of pages that hold data in [start, end): *hole gets the first
+ * page that holds nothing (@end if none), *last the end of the last page
+ * that holds data (@start if none).  Coverage is carried across the scans
+ * a full vector cuts the walk into: a gap between one scan's last run and
+ * the next scan's first is a hole too.  0 or -errno.
+ */
+static int there_runs(int fd, uint64_t start, uint64_t end, uint64_t *hole, uint64_t *last)
 {
+	uint64_t covered = start;
+
+	*hole = end;
+	*last = start;
 	while (start < end) {
 		struct page_region vec[64];
 		uint64_t walk_end = 0;
 		long n = scan(fd, start, end, 0, 0, THP_PAGE_THERE, vec, 64, &walk_end);
 
 		if (n < 0)
-			return n;
+			return (int)n;
 		for (long i = 0; i < n; i++) {
-			if (vec[i].start > start)
-				return (long)start;
-			start = vec[i].end;
+			if (vec[i].start > covered && *hole == end)
+				*hole = covered;
+			covered = vec[i].end;
 		}
-		if (n < 64)
-			return (long)start;
-		if (walk_end <= start)
-			break;
-		start = walk_end;
-	}
-	return (long)end;
-}
-
-long thp_pagemap_there_end(int fd, uint64_t start, uint64_t end)
-{
-	uint64_t last = start;
-
-	while (start < end) {
-		struct page_region vec[64];
-		uint64_t walk_end = 0;
-		long n = scan(fd, start, end, 0, 0, THP_PAGE_THERE, vec, 64, &walk_end);
-
-		if (n < 0)
-			return n;
 		if (n > 0)
-			last = vec[n - 1].end;
+			*last = vec[n - 1].end;
 		if (n < 64 || walk_end <= start)
 			break;
 		start = walk_end;
 	}
-	return (long)last;
+	if (covered < end && *hole == end)
+		*hole = covered;
+	return 0;
+}
+
+long thp_pagemap_first_hole(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t hole, last;
+	int r = there_runs(fd, start, end, &hole, &last);
+
+	return r ? r : (long)hole;
+}
+
+long thp_pagemap_there_end(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t hole, last;
+	int r = there_runs(fd, start, end, &hole, &last);
+
+	return r ? r : (long)last;
 }
 
 /* One scan, not a count of present pages and then one of swapped pages:
