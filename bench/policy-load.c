@@ -53,6 +53,7 @@
 
 #include "datagen.h"
 #include "hash.h"
+#include "lathist.h"
 #include "util.h"
 
 #define REGION ((size_t)2 << 20)
@@ -62,11 +63,7 @@
 #define SPAN_PAGES_MAX 16u
 #define MAX_THREADS 16u
 #define WRONG_PRINT_MAX 20u
-/* Latency histogram in ns: 1 ns steps below 1024 ns, then 512 steps per
- * power of two (0.2 % wide) up to 2^40 ns. */
-#define H_LINEAR 1024u
-#define H_SUB 512u
-#define H_BUCKETS (H_LINEAR + 31u * H_SUB)
+/* Latency histograms count ns (lathist.h). */
 
 enum skew { SKEW_RARE, SKEW_95_5, SKEW_ZIPF };
 
@@ -111,28 +108,6 @@ static uint64_t xs(uint64_t *x)
 	*x ^= *x >> 7;
 	*x ^= *x << 17;
 	return *x;
-}
-
-static unsigned hist_bucket(uint64_t ns)
-{
-	unsigned e;
-
-	if (ns < H_LINEAR)
-		return (unsigned)ns;
-	e = 63u - (unsigned)__builtin_clzll(ns); /* >= 10 */
-	if (e > 40)
-		return H_BUCKETS - 1;
-	return H_LINEAR + (e - 10) * H_SUB + (unsigned)((ns >> (e - 9)) - H_SUB);
-}
-
-static double hist_value(unsigned b)
-{
-	unsigned e;
-
-	if (b < H_LINEAR)
-		return b;
-	e = 10 + (b - H_LINEAR) / H_SUB;
-	return (double)(((uint64_t)H_SUB + (b - H_LINEAR) % H_SUB) << (e - 9));
 }
 
 static uint64_t hist_count(const uint64_t *h)

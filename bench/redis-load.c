@@ -31,16 +31,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lathist.h"
 #include "util.h"
 
 #define VAL_LEN 1000u
 #define KEY_FMT "key:%012u"
 #define MAX_CONNS 64
-/* Latency histogram: 1 us steps below 1024 us, then 512 steps per power
- * of two (0.2 % wide) up to 2^40 us. */
-#define H_LINEAR 1024u
-#define H_SUB 512u
-#define H_BUCKETS (H_LINEAR + 31u * H_SUB)
+/* Latency histograms count us (lathist.h). */
 
 struct opts {
 	const char *sock;
@@ -216,28 +213,6 @@ static int fill(const struct opts *o)
 }
 
 /* ---- get ---- */
-
-static unsigned hist_bucket(uint64_t us)
-{
-	unsigned e;
-
-	if (us < H_LINEAR)
-		return (unsigned)us;
-	e = 63u - (unsigned)__builtin_clzll(us);  /* >= 10 */
-	if (e > 40)
-		return H_BUCKETS - 1;
-	return H_LINEAR + (e - 10) * H_SUB + (unsigned)((us >> (e - 9)) - H_SUB);
-}
-
-static double hist_value(unsigned b)
-{
-	unsigned e;
-
-	if (b < H_LINEAR)
-		return b;
-	e = 10 + (b - H_LINEAR) / H_SUB;
-	return (double)(((uint64_t)H_SUB + (b - H_LINEAR) % H_SUB) << (e - 9));
-}
 
 static double hist_pct(const uint32_t *h, uint64_t n, double p)
 {

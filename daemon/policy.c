@@ -327,7 +327,7 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 			struct pol_client *pc, uint64_t now, struct walk *w)
 {
 	uint64_t window_ns = (uint64_t)d->cfg.promotion_window_s * NS_PER_S;
-	uint64_t cold_ns = (uint64_t)d->cfg.cold_age_s * NS_PER_S;
+	uint64_t cold_ns = (uint64_t)d->cfg.cold_age_s * NS_PER_S, gone;
 	struct thpd_rec_iter it;
 	struct thp_record r;
 	uint32_t i;
@@ -347,8 +347,8 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 			if (pc->mistakes[i] < UINT8_MAX)
 				pc->mistakes[i]++;
 		}
-		if (r.restores != pc->seen_restores[i] && away(pc, i, &r))
-			pc->away_ns[i] = away(pc, i, &r);
+		if (r.restores != pc->seen_restores[i] && (gone = away(pc, i, &r)))
+			pc->away_ns[i] = gone;
 		pc->seen_restores[i] = r.restores;
 		pc->seen_evicted[i] = r.evicted_ns;
 

@@ -48,7 +48,7 @@ static int adopt_block(struct thpswap_session *s, uint64_t addr)
 {
 	uint64_t b = addr & ~(REGION - 1);
 	struct thp_vma v;
-	long present;
+	long there;
 	int rc;
 
 	if (s->procmap < 0 || thp_procmap_query(s->procmap, addr, false, &v, NULL, 0))
@@ -58,10 +58,11 @@ static int adopt_block(struct thpswap_session *s, uint64_t addr)
 	rc = registered_here(s, addr);
 	if (rc)
 		return rc;
-	present = thp_pagemap_count_present(s->pagemap, b, b + REGION);
-	if (present < 0)
-		return (int)present;
-	return rt_adopt(s, b, present ? THP_ST_RESIDENT : THP_ST_EMPTY);
+	/* Pages in the kernel's swap are data, as present ones are. */
+	there = thp_pagemap_count_there(s->pagemap, b, b + REGION);
+	if (there < 0)
+		return (int)there;
+	return rt_adopt(s, b, there ? THP_ST_RESIDENT : THP_ST_EMPTY);
 }
 
 /* A page fault, in queue order: look the region up, restore it. */

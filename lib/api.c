@@ -132,7 +132,7 @@ static void settle_empty(struct thpswap_session *s, uint64_t a)
 	long idx = rt_lookup(s, a);
 
 	if (idx < 0 || rec_state(&s->rec[idx]) != THP_ST_EMPTY ||
-	    thp_pagemap_count_present(s->pagemap, a, a + REGION) <= 0)
+	    thp_pagemap_count_there(s->pagemap, a, a + REGION) <= 0)
 		return;
 	if (rec_cas(s, &s->rec[idx], THP_ST_EMPTY, THP_ST_RESIDENT) &&
 	    thp_pagemap_count_pmd(s->pagemap, a, a + REGION) != 1)
@@ -161,14 +161,16 @@ long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64
 	 * handled: let its records go before new ones are made here. */
 	new_mapping_sync(s);
 	for (off = 0; off < len; off += REGION) {
-		long present = thp_pagemap_count_present(s->pagemap, a + off, a + off + REGION);
+		/* Pages in the kernel's swap are data: such a block is
+		 * resident, for the evictor to make whole. */
+		long there = thp_pagemap_count_there(s->pagemap, a + off, a + off + REGION);
 		uint32_t st = THP_ST_RESIDENT;
 
-		if (present < 0) {
-			r = (int)present;
+		if (there < 0) {
+			r = (int)there;
 			goto undo;
 		}
-		if (present == 0) {
+		if (there == 0) {
 			st = THP_ST_EMPTY;
 		} else if (thp_pagemap_count_pmd(s->pagemap, a + off, a + off + REGION) != 1) {
 			/* Before registering, collapse fills holes with zeros. */
@@ -228,13 +230,20 @@ _public_ int thpswap_register(struct thpswap_session *s, void *addr, size_t len)
  * another region at a record's old address).  POPULATE fails (EFAULT)
  * where an access would raise a signal.
  */
-static int fault_in(uint64_t a, bool write)
+static int fault_in(struct thpswap_session *s, uint64_t a, bool write)
 {
+	/* A page that holds nothing: a region evicted whole is empty, but one
+	 * an eviction could only partly put back is stored with the rest
+	 * still present (see move_in), and touching a present page restores
+	 * nothing. */
+	long hole = thp_pagemap_first_hole(s->pagemap, a, a + REGION);
+	uint64_t p = hole > 0 && (uint64_t)hole < a + REGION ? (uint64_t)hole : a;
+
 	/* A write brings a zero region back as a THP, not as the huge zero
 	 * page (whose first write would split it); read-only memory cannot. */
-	if (write && madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
+	if (write && madvise((void *)(uintptr_t)p, THP_PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
 		return 0;
-	return madvise((void *)(uintptr_t)a, THP_PAGE_SIZE, MADV_POPULATE_READ) ? -errno : 0;
+	return madvise((void *)(uintptr_t)p, THP_PAGE_SIZE, MADV_POPULATE_READ) ? -errno : 0;
 }
 
 /* Bring record @i back for good: LEAVING makes every evictor back off (it
@@ -252,7 +261,7 @@ static int restore_for_good(struct thpswap_session *s, uint32_t i)
 		/* EMPTY: unpopulated, ordinary memory reads zeros too. */
 		if (st == THP_ST_RESIDENT || st == THP_ST_POISONED || st == THP_ST_EMPTY)
 			return 0;
-		q = fault_in(rec_addr(r), false);
+		q = fault_in(s, rec_addr(r), false);
 		/* An access would raise a signal (PROT_NONE, say): POPULATE
 		 * says EINVAL or EFAULT; tell the caller it is the access. */
 		if (q && rec_state(r) != THP_ST_POISONED)
@@ -350,7 +359,7 @@ static int advise_willneed(struct thpswap_session *s, uint32_t i, uint64_t a, vo
 	uint32_t st = rec_state(&s->rec[i]);
 
 	(void)arg;
-	return (st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(a, true) == 0;
+	return (st == THP_ST_RAM || st == THP_ST_ZERO) && fault_in(s, a, true) == 0;
 }
 
 /* The kernel tier: no swap device refuses the whole call. */
@@ -391,7 +400,7 @@ static int pin_region(struct thpswap_session *s, uint32_t i, uint64_t a)
 		sched_yield();
 	st = rec_wait_stable(s, r);
 	if (st == THP_ST_RAM || st == THP_ST_ZERO)
-		q = fault_in(a, true);
+		q = fault_in(s, a, true);
 	if (q) {
 		/* Not pinned, then: it is evicted, and stays evictable. */
 		__atomic_and_fetch(&r->flags, ~THP_RF_PINNED, __ATOMIC_ACQ_REL);

@@ -119,7 +119,10 @@ static void move_back(struct thpswap_session *s, struct thp_record *r, char *slo
 	uint32_t idx = (uint32_t)(r - s->rec);
 	int rc = move_in(s, idx, (uint64_t)(uintptr_t)slot, MOVE_IN_STAGED);
 
-	if (rc == -EDEADLK && keep_instead(s, r, slot, buf)) {
+	/* Not all back, and the region is still ours (-ESTALE: an event
+	 * took it): what the slot holds is the only copy, kept as the
+	 * record; the restore completes what is present. */
+	if (rc && rc != -ESTALE && keep_instead(s, r, slot, buf)) {
 		stage_put(s, slot, true);
 		return;
 	}

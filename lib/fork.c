@@ -110,17 +110,20 @@ static uint32_t fork_in_flight(struct thpswap_session *s, int cfd, uint32_t i, s
 		if (st != THP_ST_RESIDENT)
 			return st;
 		if (rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING)) {
-			/* Only present pages: touching a missing one would fault
-			 * to this very thread.  Missing ones were zapped: zeros.
-			 * Read through process_vm_readv, not memcpy: another
-			 * thread may munmap the region meanwhile (its UNMAP comes
-			 * after), which must give EFAULT here, not SIGSEGV. */
+			/* Only pages that hold data, present or in the kernel's
+			 * swap (the put-back moves swap entries back as they
+			 * left; reading one swaps it in): touching a missing one
+			 * would fault to this very thread.  Missing ones were
+			 * zapped: zeros.  Read through process_vm_readv, not
+			 * memcpy: another thread may munmap the region meanwhile
+			 * (its UNMAP comes after), which must give EFAULT here,
+			 * not SIGSEGV. */
 			for (uint64_t off = 0; off < REGION; off += THP_PAGE_SIZE) {
 				uint64_t a = rec_addr(r) + off;
 				struct iovec to = { s->fault_buf + off, THP_PAGE_SIZE };
 				struct iovec from = { (void *)(uintptr_t)a, THP_PAGE_SIZE };
 
-				if (thp_pagemap_count_present(s->pagemap, a, a + THP_PAGE_SIZE) != 1 ||
+				if (thp_pagemap_count_there(s->pagemap, a, a + THP_PAGE_SIZE) != 1 ||
 				    process_vm_readv(getpid(), &to, 1, &from, 1, 0) != THP_PAGE_SIZE)
 					memset(s->fault_buf + off, 0, THP_PAGE_SIZE);
 			}

@@ -755,8 +755,9 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
  * (not resident, pinned, being evicted or unregistered, nothing the kernel
  * would take), -ENOSPC no swap device (counted kswap_noswap), or -errno. */
 int kswap_pageout(struct thpswap_session *s, uint32_t idx);
-/* Swap in what the kernel's swap holds of record @idx's region, before an
- * eviction looks at it (evict_region's callers). */
+/* Before an eviction of record @idx (evict_region's callers): on a kernel
+ * with PMD swap entries, bring a marked region's PMD back by one touch;
+ * 4 KiB swap entries are the evictor's (it counts them as data). */
 void kswap_swapin(struct thpswap_session *s, uint32_t idx);
 /* Background thread: if a scan is due, collapse the marked regions that
  * came back in 4 KiB pages.  Returns ns until the next scan, 0 for none. */

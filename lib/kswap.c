@@ -221,7 +221,7 @@ static void drop(struct thpswap_session *s, struct thp_record *r)
 static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 {
 	uint64_t a = rec_addr(r), seen, t;
-	long huge, present, swapped;
+	long huge, present, there;
 	int rc;
 
 	if (rec_state(r) != THP_ST_RESIDENT) {
@@ -230,8 +230,11 @@ static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 	}
 	huge = pages(s, a, PAGE_IS_PRESENT | PAGE_IS_HUGE);
 	present = pages(s, a, PAGE_IS_PRESENT);
-	swapped = pages(s, a, PAGE_IS_SWAPPED);
-	if (huge < 0 || present < 0 || swapped < 0)
+	/* One scan: present and swapped counted apart would miss the pages
+	 * that moved from one to the other between the two (a swap-in), and
+	 * call them holes. */
+	there = thp_pagemap_count_there(s->pagemap, a, a + REGION);
+	if (huge < 0 || present < 0 || there < 0)
 		return true;
 	if (huge == (long)PAGES) {
 		/* Whole by other means: a PMD swap entry faulted back, or an
@@ -242,12 +245,12 @@ static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 	if (present == 0) {
 		/* Still out (a PMD swap entry may not show as swapped), or
 		 * emptied by a zap of the whole region. */
-		if (swapped > 0 || atomic_load(&s->kswap.mode) == THP_KSWAP_PMD)
+		if (there > 0 || atomic_load(&s->kswap.mode) == THP_KSWAP_PMD)
 			return true;
 		drop(s, r);
 		return false;
 	}
-	if (present + swapped < (long)PAGES) {
+	if (there < (long)PAGES) {
 		/* Holes, which no collapse fills in registered memory. */
 		drop(s, r);
 		return false;

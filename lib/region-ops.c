@@ -141,7 +141,9 @@ static int copy_in(struct thpswap_session *s, uint32_t idx, uint64_t src, bool w
 			return rc;
 		off += THP_PAGE_SIZE;
 	}
-	return copied ? 0 : -ENOENT;
+	/* A put-back with nothing to copy is done: every page was back
+	 * already, or the region is gone. */
+	return copied || staged ? 0 : -ENOENT;
 }
 
 bool restores_in_pages(const struct thp_record *r)
@@ -222,8 +224,10 @@ int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, unsigned how)
 		/* EINVAL: prot or VMA differ (mprotect, part unmapped); EEXIST or
 		 * ENOENT: something is already at the destination, or nothing at
 		 * the source (a bug, unless staged).  Page by page fills what is
-		 * missing. */
-		if (rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
+		 * missing.  A put-back copies whatever MOVE refused (EBUSY: a
+		 * page in the kernel's swap cache as part of a large folio):
+		 * its slot holds the only copy. */
+		if (staged || rc == -EINVAL || rc == -ENOENT || rc == -EEXIST)
 			return copy_in(s, idx, src, wait, staged);
 		zap_put_back(s, idx, m); /* the record keeps its pending zaps */
 		return rc;
@@ -265,6 +269,24 @@ bool unshare_after_fork(struct thpswap_session *s, uint64_t addr)
 }
 
 /*
+ * How much of the region a MOVE out that failed took to @slot: what the
+ * slot holds, not what the kernel said (@said).  A MOVE cut short can
+ * report less than it moved (docs/KERNEL.md, *MOVE's count*), and a page
+ * put back by that count alone would be left in the slot, a hole in the
+ * region that reads as zeros.  The slot was empty: all it holds is the
+ * region's, from its start.
+ */
+static int64_t slot_holds(struct thpswap_session *s, const char *slot, int64_t said)
+{
+	uint64_t a = (uint64_t)(uintptr_t)slot;
+	long end = thp_pagemap_there_end(s->pagemap, a, a + REGION);
+
+	if (end > 0 && (int64_t)((uint64_t)end - a) > said)
+		return (int64_t)((uint64_t)end - a);
+	return said;
+}
+
+/*
  * One MOVE of the region at its address now out to staging @slot, on the
  * region uffd with its events held: the MOVE takes the region where it is,
  * and fails with EAGAIN while an mremap or munmap of it is unread (waited
@@ -296,6 +318,8 @@ static int move_out_once(struct thpswap_session *s, struct thp_record *r, char *
 		}
 		rc = thp_uffd_move(s->uffd, (uint64_t)(uintptr_t)slot, addr, REGION, mode, moved);
 		events_release(s);
+		if (rc)
+			*moved = slot_holds(s, slot, *moved);
 		if (rc == -EAGAIN && *moved <= 0) {
 			sched_yield(); /* the fault thread reads the pending event */
 			continue;
@@ -385,12 +409,13 @@ int put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, u
 			rc = thp_uffd_move(s->uffd, rec_addr(r) + off, src, len - off,
 					   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &done);
 		} else {
-			/* Present in the slot (not a hole that moved out) and
-			 * not present at the region: copied.  EEXIST (present
-			 * there) or ENOENT (unmapped meanwhile) pass it over. */
+			/* Data in the slot (present, or a swap entry that moved
+			 * out: not a hole) and not present at the region:
+			 * copied.  EEXIST (present there) or ENOENT (unmapped
+			 * meanwhile) pass it over. */
 			rc = 0;
 			done = THP_PAGE_SIZE;
-			if (thp_pagemap_count_present(s->pagemap, src, src + THP_PAGE_SIZE) == 1) {
+			if (thp_pagemap_count_there(s->pagemap, src, src + THP_PAGE_SIZE) == 1) {
 				rc = thp_uffd_copy(s->uffd, rec_addr(r) + off, src, THP_PAGE_SIZE,
 						   UFFDIO_COPY_MODE_DONTWAKE, NULL);
 				if (rc == -EEXIST || rc == -ENOENT)

@@ -70,7 +70,7 @@ static void slot_done(struct thpswap_session *s, char *slot)
 	uint64_t a = (uint64_t)(uintptr_t)slot;
 	bool thp = false;
 
-	if (thp_pagemap_count_present(s->pagemap, a, a + REGION) != 0) {
+	if (thp_pagemap_count_there(s->pagemap, a, a + REGION) != 0) {
 		thp = is_pmd_mapped(s, a);
 		if (!thp)
 			slot_zap(s, slot);
@@ -250,12 +250,14 @@ static int fault_on_resident(struct thpswap_session *s, uint32_t idx, uint64_t f
 	uint64_t page = fault_addr & ~(THP_PAGE_SIZE - 1);
 	int rc;
 
-	if (thp_pagemap_count_present(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
-		return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE); /* raced: it is there */
+	/* Raced: it is there (a swap entry too: a fault read late, and the
+	 * faulter's next touch is the kernel's swap-in). */
+	if (thp_pagemap_count_there(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
+		return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_RESTORING))
 		return 1;
 	rzap_landed(s, idx, rec_addr(r), page);
-	if (thp_pagemap_count_present(s->pagemap, rec_addr(r), rec_addr(r) + REGION) == 0) {
+	if (thp_pagemap_count_there(s->pagemap, rec_addr(r), rec_addr(r) + REGION) == 0) {
 		/* Wholly empty: a zap of it has landed, none is in flight. */
 		rzap_clear(s, idx);
 		return restore_owned(s, idx, THP_ST_RESIDENT, write, NULL, t0);
@@ -310,7 +312,7 @@ int restore_region(struct thpswap_session *s, uint32_t idx, uint64_t fault_addr,
 			 * a page that is there: an eviction that has not moved
 			 * the region out yet need not back off.  A real faulter
 			 * woken early faults again. */
-			if (thp_pagemap_count_present(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
+			if (thp_pagemap_count_there(s->pagemap, page, page + THP_PAGE_SIZE) > 0)
 				return thp_uffd_wake(s->uffd, page, THP_PAGE_SIZE);
 			/* The evictor moves it back (or stores it) and wakes us. */
 			if (rec_cas(s, r, st, THP_ST_CANCEL))

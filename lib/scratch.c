@@ -287,10 +287,10 @@ void stage_put(struct thpswap_session *s, char *stage, bool keep)
 			slot_zap(s, p);
 		slot_put(s, p, full);
 	}
-	/* 4 KiB pages (a partial put back) are dropped with their page
-	 * table.  Never MOVE an empty range with holes allowed: the kernel
-	 * gives both sides a page table first. */
-	if (thp_pagemap_count_present(s->pagemap, a, a + REGION) != 0)
+	/* 4 KiB pages (a partial put back), swap entries among them, are
+	 * dropped with their page table.  Never MOVE an empty range with
+	 * holes allowed: the kernel gives both sides a page table first. */
+	if (thp_pagemap_count_there(s->pagemap, a, a + REGION) != 0)
 		slot_zap(s, stage);
 	pthread_mutex_lock(&sc->lock);
 	sc->st[slot_index(sc, stage)] = SLOT_EMPTY;

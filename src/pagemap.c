@@ -21,8 +21,10 @@ int thp_pagemap_open(int pid)
 	return fd < 0 ? -errno : fd;
 }
 
-long thp_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted,
-		      struct page_region *vec, size_t nvec, uint64_t *walk_end)
+/* PAGEMAP_SCAN for pages with every category of @mask (@inverted counting
+ * as absent) and, if @anyof, at least one of @anyof. */
+static long scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted,
+		 uint64_t anyof, struct page_region *vec, size_t nvec, uint64_t *walk_end)
 {
 	struct pm_scan_arg a = {
 		.size = sizeof(a),
@@ -32,7 +34,8 @@ long thp_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint6
 		.vec_len = nvec,
 		.category_inverted = inverted,
 		.category_mask = mask,
-		.return_mask = mask & ~inverted,
+		.category_anyof_mask = anyof,
+		.return_mask = (mask | anyof) & ~inverted,
 	};
 	long n = ioctl(fd, PAGEMAP_SCAN, &a);
 
@@ -43,14 +46,21 @@ long thp_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint6
 	return n;
 }
 
-long thp_pagemap_count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted)
+long thp_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted,
+		      struct page_region *vec, size_t nvec, uint64_t *walk_end)
+{
+	return scan(fd, start, end, mask, inverted, 0, vec, nvec, walk_end);
+}
+
+static long count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted,
+		  uint64_t anyof)
 {
 	struct page_region vec[64];
 	long pages = 0;
 
 	while (start < end) {
 		uint64_t walk_end = 0;
-		long n = thp_pagemap_scan(fd, start, end, mask, inverted, vec, 64, &walk_end);
+		long n = scan(fd, start, end, mask, inverted, anyof, vec, 64, &walk_end);
 
 		if (n < 0)
 			return n;
@@ -61,6 +71,11 @@ long thp_pagemap_count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint
 		start = walk_end;
 	}
 	return pages;
+}
+
+long thp_pagemap_count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted)
+{
+	return count(fd, start, end, mask, inverted, 0);
 }
 
 long thp_pagemap_count_pmd(int fd, uint64_t start, uint64_t end)
@@ -75,10 +90,63 @@ long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end)
 	return thp_pagemap_count(fd, start, end, PAGE_IS_PRESENT, 0);
 }
 
+/*
+ * The runs of pages that hold data in [start, end): *hole gets the first
+ * page that holds nothing (@end if none), *last the end of the last page
+ * that holds data (@start if none).  Coverage is carried across the scans
+ * a full vector cuts the walk into: a gap between one scan's last run and
+ * the next scan's first is a hole too.  0 or -errno.
+ */
+static int there_runs(int fd, uint64_t start, uint64_t end, uint64_t *hole, uint64_t *last)
+{
+	uint64_t covered = start;
+
+	*hole = end;
+	*last = start;
+	while (start < end) {
+		struct page_region vec[64];
+		uint64_t walk_end = 0;
+		long n = scan(fd, start, end, 0, 0, THP_PAGE_THERE, vec, 64, &walk_end);
+
+		if (n < 0)
+			return (int)n;
+		for (long i = 0; i < n; i++) {
+			if (vec[i].start > covered && *hole == end)
+				*hole = covered;
+			covered = vec[i].end;
+		}
+		if (n > 0)
+			*last = vec[n - 1].end;
+		if (n < 64 || walk_end <= start)
+			break;
+		start = walk_end;
+	}
+	if (covered < end && *hole == end)
+		*hole = covered;
+	return 0;
+}
+
+long thp_pagemap_first_hole(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t hole, last;
+	int r = there_runs(fd, start, end, &hole, &last);
+
+	return r ? r : (long)hole;
+}
+
+long thp_pagemap_there_end(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t hole, last;
+	int r = there_runs(fd, start, end, &hole, &last);
+
+	return r ? r : (long)last;
+}
+
+/* One scan, not a count of present pages and then one of swapped pages:
+ * between two scans a page can move from one to the other (a swap-in, or
+ * the migration entries of a THP being split read as swapped) and be
+ * counted in neither.  One scan walks a page table under its lock. */
 long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end)
 {
-	long present = thp_pagemap_count_present(fd, start, end);
-	long swapped = present < 0 ? 0 : thp_pagemap_count(fd, start, end, PAGE_IS_SWAPPED, 0);
-
-	return present < 0 ? present : swapped < 0 ? swapped : present + swapped;
+	return count(fd, start, end, 0, 0, THP_PAGE_THERE);
 }

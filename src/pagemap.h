@@ -31,8 +31,20 @@ long thp_pagemap_count_pmd(int fd, uint64_t start, uint64_t end);
 /* Number of present 4 KiB pages in [start, end), or -errno. */
 long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end);
 
-/* Number of 4 KiB pages in [start, end) that hold data: present, or in the
- * kernel's swap (a swap entry is not a hole), or -errno. */
+/* Pages that hold data: present, or in the kernel's swap (a swap entry is
+ * not a hole; nor is a migration entry, which PAGEMAP_SCAN calls swapped). */
+#define THP_PAGE_THERE (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
+
+/* Number of 4 KiB pages in [start, end) that hold data (THP_PAGE_THERE),
+ * counted in one scan, or -errno. */
 long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end);
+
+/* The end of the last 4 KiB page of [start, end) that holds data
+ * (THP_PAGE_THERE), @start if none does, or -errno. */
+long thp_pagemap_there_end(int fd, uint64_t start, uint64_t end);
+
+/* The first 4 KiB page of [start, end) that holds nothing (neither present
+ * nor swapped), @end if there is none, or -errno. */
+long thp_pagemap_first_hole(int fd, uint64_t start, uint64_t end);
 
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -16,6 +17,8 @@
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -527,6 +530,134 @@ int h_json_i64(const char *json, const char *key, long long *out)
 	return 0;
 }
 
+/* ---- a swap device of the test's own ---- */
+
+static int zram_id = -1;
+static bool zram_on;
+static char zram_dev[32];
+
+int h_write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, s, strlen(s)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Only what swapdev_up made: safe from a signal handler (syscalls only). */
+void h_swap_down(void)
+{
+	char p[96], id[16];
+
+	if (zram_id < 0)
+		return;
+	if (zram_on && swapoff(zram_dev) == 0)
+		zram_on = false;
+	snprintf(p, sizeof(p), "/sys/block/zram%d/reset", zram_id);
+	h_write_str(p, "1");
+	snprintf(id, sizeof(id), "%d", zram_id);
+	if (h_write_str("/sys/class/zram-control/hot_remove", id) == 0)
+		zram_id = -1;
+	else
+		fprintf(stderr, "zram%d could not be removed: echo %d >/sys/class/zram-control/"
+			"hot_remove\n", zram_id, zram_id);
+}
+
+static void swap_on_term(int sig)
+{
+	h_swap_down();
+	_exit(128 + sig);
+}
+
+/* A version-1 swap header (what mkswap writes): "SWAPSPACE2" at the end of
+ * the first page, the last usable page at byte 1028. */
+static int write_swap_header(const char *dev, uint64_t bytes)
+{
+	static char page[4096];
+	uint32_t v[3] = { 1, (uint32_t)(bytes / 4096 - 1), 0 };
+	int fd = open(dev, O_WRONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	memset(page, 0, sizeof(page));
+	memcpy(page + 1024, v, sizeof(v));
+	memcpy(page + 4096 - 10, "SWAPSPACE2", 10);
+	if (pwrite(fd, page, sizeof(page), 0) != (ssize_t)sizeof(page) || fsync(fd))
+		r = errno ? -errno : -EIO;
+	close(fd);
+	return r;
+}
+
+int h_swap_up(unsigned mib, char *why, size_t whysz)
+{
+	struct sigaction sa = { .sa_handler = swap_on_term };
+	char p[96], buf[32];
+	int fd, r;
+	ssize_t n;
+
+	/* Loaded with no device of its own (num_devices=0): ours is hot-added. */
+	if (access("/sys/class/zram-control/hot_add", F_OK) != 0 &&
+	    system("modprobe zram num_devices=0 2>/dev/null") != 0)
+		fprintf(stderr, "modprobe zram failed\n");
+	fd = open("/sys/class/zram-control/hot_add", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, whysz, "no zram here (/sys/class/zram-control/hot_add: %s; "
+			 "modprobe zram)", strerror(errno));
+		return -errno;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0) {
+		snprintf(why, whysz, "zram hot_add: %s", n < 0 ? strerror(errno) : "empty");
+		return -EIO;
+	}
+	buf[n] = 0;
+	zram_id = atoi(buf);
+	snprintf(zram_dev, sizeof(zram_dev), "/dev/zram%d", zram_id);
+	snprintf(p, sizeof(p), "/sys/block/zram%d/disksize", zram_id);
+	snprintf(buf, sizeof(buf), "%uM", mib);
+	r = h_write_str(p, buf);
+	if (!r)
+		r = write_swap_header(zram_dev, (uint64_t)mib << 20);
+	if (!r && swapon(zram_dev, SWAP_FLAG_PREFER | (32767 & SWAP_FLAG_PRIO_MASK)))
+		r = -errno;
+	if (r) {
+		snprintf(why, whysz, "%s as swap: %s", zram_dev, strerror(-r));
+		h_swap_down();
+		return r;
+	}
+	zram_on = true;
+	atexit(h_swap_down);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	return 0;
+}
+
+long long h_vmstat(const char *key)
+{
+	FILE *f = fopen("/proc/vmstat", "re");
+	char k[64];
+	long long v, r = -1;
+
+	H_CHECK(f, "/proc/vmstat: %s", strerror(errno));
+	while (fscanf(f, "%63s %lld", k, &v) == 2)
+		if (!strcmp(k, key))
+			r = v;
+	fclose(f);
+	return r;
+}
+
+const char *h_swap_dev(void)
+{
+	return zram_dev;
+}
+
 /* ---- cases, deadlines, data ---- */
 
 #define H_SLOTS 24
@@ -557,17 +688,68 @@ static void say(const char *m)
 	}
 }
 
+/*
+ * A hung test's every thread prints its own stack (static functions as
+ * object+offset: addr2line -f -e OBJECT OFFSET names them). Only
+ * async-signal-safe calls: backtrace() was called once before, so it has
+ * nothing left to load; the lock keeps the stacks from interleaving.
+ */
+#define H_STACK_SIG SIGURG
+static atomic_int h_stacks_done;
+static atomic_flag h_stack_lock = ATOMIC_FLAG_INIT;
+
+static void stack_hit(int sig)
+{
+	void *pc[48];
+	char m[64];
+	int n = backtrace(pc, 48);
+
+	(void)sig;
+	while (atomic_flag_test_and_set(&h_stack_lock))
+		;
+	snprintf(m, sizeof(m), "thread %ld:\n", (long)syscall(SYS_gettid));
+	say(m);
+	backtrace_symbols_fd(pc, n, 2);
+	atomic_flag_clear(&h_stack_lock);
+	atomic_fetch_add(&h_stacks_done, 1);
+}
+
+static void all_stacks(void)
+{
+	char buf[4096];
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC), asked = 0;
+	pid_t self = (pid_t)syscall(SYS_gettid);
+	long n;
+
+	if (fd < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0)
+		for (long off = 0; off < n;) {
+			struct dirent64 *d = (struct dirent64 *)(buf + off);
+			pid_t tid = (pid_t)atoi(d->d_name);
+
+			off += d->d_reclen;
+			if (tid > 0 && tid != self && syscall(SYS_tgkill, getpid(), tid, H_STACK_SIG) == 0)
+				asked++;
+		}
+	close(fd);
+	stack_hit(0);
+	for (int i = 0; i < 100 && atomic_load(&h_stacks_done) < asked + 1; i++)
+		usleep(10000);
+}
+
 static void deadline_hit(int sig)
 {
 	int n = atomic_load(&h_nslots);
 
-	(void)sig;
 	say(sig ? "\nDEADLINE: the test hung; its threads were at:\n" : "its threads were at:\n");
 	for (int k = 0; k < n && k < H_SLOTS; k++) {
 		say("  ");
 		say(h_where[k]);
 		say("\n");
 	}
+	if (sig)
+		all_stacks();
 	if (getpid() == h_track_owner)
 		for (unsigned k = 0; k < sizeof(h_tracked) / sizeof(h_tracked[0]); k++)
 			if (h_tracked[k] > 0)
@@ -620,9 +802,14 @@ void h_deadline(unsigned seconds)
 {
 	struct sigaction sa = { .sa_handler = deadline_hit };
 	struct sigaction fa = { .sa_sigaction = fatal_hit, .sa_flags = SA_SIGINFO };
+	struct sigaction ta = { .sa_handler = stack_hit, .sa_flags = SA_RESTART };
+	void *warm[1];
 
+	backtrace(warm, 1); /* loads the unwinder now, not in a signal handler */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
+	sigemptyset(&ta.sa_mask);
+	sigaction(H_STACK_SIG, &ta, NULL);
 	sigemptyset(&fa.sa_mask);
 	sigaction(SIGSEGV, &fa, NULL);
 	sigaction(SIGBUS, &fa, NULL);

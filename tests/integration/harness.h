@@ -119,6 +119,20 @@ void h_report_sigbus(struct thpswap_session *s, const void *base, size_t len);
 #define H_PAGE 4096u
 #define H_PAGES_PER_REGION (THPSWAP_REGION_SIZE / H_PAGE)
 
+/*
+ * A zram swap device of the test's own, @mib MiB at the top priority, made
+ * by the runner before its cases (never a device it did not make); removed
+ * by h_swap_down, at exit and on SIGINT/TERM/HUP.  0, or -errno with the
+ * reason in @why (no zram here, say: skip).
+ */
+int h_swap_up(unsigned mib, char *why, size_t whysz);
+void h_swap_down(void);
+const char *h_swap_dev(void);
+/* Write @s to the file at @path (a /proc or /sys knob): 0 or -errno. */
+int h_write_str(const char *path, const char *s);
+/* /proc/vmstat's value of @key, or -1 if it has none. */
+long long h_vmstat(const char *key);
+
 struct h_case {
 	const char *name;
 	/* Fails with H_CHECK; passes by returning. */

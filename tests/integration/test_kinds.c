@@ -13,7 +13,9 @@
  * (registering makes it MADV_HUGEPAGE), as the adoption of an allocator's
  * arena finds it.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -389,18 +391,28 @@ static void free_reused(struct thpswap_session *s, const struct h_daemon *d, int
 struct writer {
 	struct h_mem *m;
 	atomic_bool stop;
+	sem_t go;	/* one fork per eviction round */
 	unsigned writes, forks;
 };
 
 /* Forks while the evictions race the writer: a FORK read while a cancelled
  * eviction puts its pages back waits for that record (the put-back must
- * never wait for the fault thread in turn).  The child only exits. */
+ * never wait for the fault thread in turn).  The child only exits.  One
+ * fork per eviction round, as it starts: back to back, forks would starve
+ * the evictions (each copies the evicted records into the child, and under
+ * ThreadSanitizer each copies its shadow memory too). */
 static void *fork_on(void *arg)
 {
 	struct writer *w = arg;
 
-	while (!atomic_load(&w->stop)) {
-		pid_t pid = fork();
+	for (;;) {
+		pid_t pid;
+
+		while (sem_wait(&w->go) && errno == EINTR)
+			;
+		if (atomic_load(&w->stop))
+			break;
+		pid = fork();
 
 		H_CHECK(pid >= 0, "fork: %s", strerror(errno));
 		if (pid == 0)
@@ -444,14 +456,18 @@ static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int
 	H_CHECK(madvise(m.base, m.len, MADV_NOHUGEPAGE) == 0, "MADV_NOHUGEPAGE: %s", strerror(errno));
 	a = look(&m);
 	w.m = &m;
+	H_CHECK(sem_init(&w.go, 0, 0) == 0, "sem_init: %s", strerror(errno));
 	H_CHECK(pthread_create(&t, NULL, write_on, &w) == 0, "pthread_create");
 	if (variant)
 		H_CHECK(pthread_create(&f, NULL, fork_on, &w) == 0, "pthread_create");
 	for (int i = 0; i < 200; i++) {
 		h_at("nohuge-race: eviction %d", i);
+		if (variant)
+			sem_post(&w.go);
 		evicted += h_evict(s, m.base, m.len);
 	}
 	atomic_store(&w.stop, true);
+	sem_post(&w.go);
 	pthread_join(t, NULL);
 	if (variant)
 		pthread_join(f, NULL);
@@ -474,6 +490,7 @@ static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int
 	h_report(s, d, "nohuge-race");
 	thpswap_unmap(s, m.base, m.len);
 	h_mem_free(&m);
+	sem_destroy(&w.go);
 }
 
 /* A fork child of a process whose MADV_NOHUGEPAGE region is evicted (in

@@ -22,6 +22,8 @@
  *   evict    paged out, then evicted by thpswap (the swapped pages brought
  *            back first) and restored: every byte right, PMD-mapped; also
  *            (evict-own-pageout) paged out by the client's own MADV_PAGEOUT.
+ *   register-swapped  memory the kernel swapped out before thpswap_register
+ *            is registered RESIDENT, evicted and restored whole.
  *   pinned   a pinned region is refused and stays resident.
  *   admin    thpswapctl evict --tier kernel pages a client's regions out.
  *   race     two threads read random pages (each checked) while the regions
@@ -63,105 +65,6 @@ static char out[1 << 16];
 #define MADV_PAGEOUT 21
 #endif
 
-/* ---- a swap device of our own ---- */
-
-static int zram_id = -1;
-static bool zram_on;
-static char zram_dev[32];
-
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, s, strlen(s)) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Only what swapdev_up made: safe from a signal handler (syscalls only). */
-static void swapdev_down(void)
-{
-	char p[96], id[16];
-
-	if (zram_id < 0)
-		return;
-	if (zram_on && swapoff(zram_dev) == 0)
-		zram_on = false;
-	snprintf(p, sizeof(p), "/sys/block/zram%d/reset", zram_id);
-	write_str(p, "1");
-	snprintf(id, sizeof(id), "%d", zram_id);
-	if (write_str("/sys/class/zram-control/hot_remove", id) == 0)
-		zram_id = -1;
-	else
-		fprintf(stderr, "zram%d could not be removed: echo %d >/sys/class/zram-control/"
-			"hot_remove\n", zram_id, zram_id);
-}
-
-static void on_term(int sig)
-{
-	swapdev_down();
-	_exit(128 + sig);
-}
-
-/* A version-1 swap header (what mkswap writes): "SWAPSPACE2" at the end of
- * the first page, the last usable page at byte 1028. */
-static int write_swap_header(const char *dev, uint64_t bytes)
-{
-	static char page[4096];
-	uint32_t v[3] = { 1, (uint32_t)(bytes / 4096 - 1), 0 };
-	int fd = open(dev, O_WRONLY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	memset(page, 0, sizeof(page));
-	memcpy(page + 1024, v, sizeof(v));
-	memcpy(page + 4096 - 10, "SWAPSPACE2", 10);
-	if (pwrite(fd, page, sizeof(page), 0) != (ssize_t)sizeof(page) || fsync(fd))
-		r = errno ? -errno : -EIO;
-	close(fd);
-	return r;
-}
-
-static int swapdev_up(char *why, size_t whysz)
-{
-	char p[96], buf[32];
-	int fd, r;
-	ssize_t n;
-
-	fd = open("/sys/class/zram-control/hot_add", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(why, whysz, "no zram here (/sys/class/zram-control/hot_add: %s; "
-			 "modprobe zram)", strerror(errno));
-		return -errno;
-	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0) {
-		snprintf(why, whysz, "zram hot_add: %s", n < 0 ? strerror(errno) : "empty");
-		return -EIO;
-	}
-	buf[n] = 0;
-	zram_id = atoi(buf);
-	snprintf(zram_dev, sizeof(zram_dev), "/dev/zram%d", zram_id);
-	snprintf(p, sizeof(p), "/sys/block/zram%d/disksize", zram_id);
-	snprintf(buf, sizeof(buf), "%uM", ZRAM_MIB);
-	r = write_str(p, buf);
-	if (!r)
-		r = write_swap_header(zram_dev, (uint64_t)ZRAM_MIB << 20);
-	if (!r && swapon(zram_dev, SWAP_FLAG_PREFER | (32767 & SWAP_FLAG_PRIO_MASK)))
-		r = -errno;
-	if (r) {
-		snprintf(why, whysz, "%s as swap: %s", zram_dev, strerror(-r));
-		swapdev_down();
-		return r;
-	}
-	zram_on = true;
-	return 0;
-}
-
 /* Devices in /proc/swaps. */
 static int swaps_count(void)
 {
@@ -178,20 +81,6 @@ static int swaps_count(void)
 }
 
 /* ---- the kernel's counters and page tables ---- */
-
-static long long vmstat(const char *key)
-{
-	FILE *f = fopen("/proc/vmstat", "re");
-	char k[64];
-	long long v, r = -1;
-
-	H_CHECK(f, "/proc/vmstat: %s", strerror(errno));
-	while (fscanf(f, "%63s %lld", k, &v) == 2)
-		if (!strcmp(k, key))
-			r = v;
-	fclose(f);
-	return r;
-}
 
 static long count(const void *a, size_t len, uint64_t mask, uint64_t inverted)
 {
@@ -277,7 +166,7 @@ static char mthp_saved[16];
 
 static void mthp_restore(void)
 {
-	if (mthp_saved[0] && write_str(MTHP64, mthp_saved) == 0)
+	if (mthp_saved[0] && h_write_str(MTHP64, mthp_saved) == 0)
 		mthp_saved[0] = 0;
 }
 
@@ -301,7 +190,7 @@ static bool mthp_on(void)
 	memcpy(mthp_saved, l + 1, (size_t)(r - l - 1));
 	mthp_saved[r - l - 1] = 0;
 	atexit(mthp_restore);
-	return write_str(MTHP64, "always") == 0;
+	return h_write_str(MTHP64, "always") == 0;
 }
 
 /* Has zswap been enabled since boot (it turns large-folio swap-in off)? */
@@ -315,7 +204,7 @@ static bool zswap_latched(void)
 			b[0] = 0;
 		close(fd);
 	}
-	return b[0] == 'Y' || vmstat("zswpout") > 0 || vmstat("zswpin") > 0;
+	return b[0] == 'Y' || h_vmstat("zswpout") > 0 || h_vmstat("zswpin") > 0;
 }
 
 /* With the 64 KiB mTHP size on, a page of a swapped THP read back: the
@@ -403,12 +292,12 @@ static void kernel_facts(struct thpswap_session *s, const struct h_daemon *d, in
 	H_CHECK(pthread_create(&f.t, NULL, fault_counter, &f) == 0, "thread");
 
 	/* Out. */
-	o0 = vmstat("pswpout"), t0 = vmstat("thp_swpout"), f0 = vmstat("thp_swpout_fallback");
+	o0 = h_vmstat("pswpout"), t0 = h_vmstat("thp_swpout"), f0 = h_vmstat("thp_swpout_fallback");
 	c0 = thp_now_ns();
 	H_CHECK(madvise(p, len, MADV_PAGEOUT) == 0, "MADV_PAGEOUT: %s", strerror(errno));
 	printf("fact: MADV_PAGEOUT of %zu PMD-mapped regions (uffd MISSING): %.2f ms\n", n,
 	       ms_since(c0));
-	o1 = vmstat("pswpout"), t1 = vmstat("thp_swpout"), f1 = vmstat("thp_swpout_fallback");
+	o1 = h_vmstat("pswpout"), t1 = h_vmstat("thp_swpout"), f1 = h_vmstat("thp_swpout_fallback");
 	sw = SWAPPED(p, len), pr = PRESENT(p, len);
 	printf("fact: after: swapped %ld present %ld of %zu pages; vmstat pswpout +%lld "
 	       "thp_swpout +%lld thp_swpout_fallback +%lld\n", sw, pr, n * 512, o1 - o0, t1 - t0,
@@ -418,22 +307,22 @@ static void kernel_facts(struct thpswap_session *s, const struct h_daemon *d, in
 	H_CHECK(o1 - o0 >= (long long)(n * 512), "pswpout grew by %lld only", o1 - o0);
 
 	/* One byte back: a swap PTE is not missing, so no uffd fault. */
-	i0 = vmstat("pswpin");
+	i0 = h_vmstat("pswpin");
 	c0 = thp_now_ns();
 	sink = p[100];
 	printf("fact: read of one byte of region 0: %.3f ms, uffd faults %u, present now %ld "
 	       "(PTE %ld), folio of %u pages, pswpin +%lld\n", ms_since(c0), atomic_load(&f.n),
-	       PRESENT(p, REG), PTE_PRESENT(p, REG), folio_pages(p), vmstat("pswpin") - i0);
+	       PRESENT(p, REG), PTE_PRESENT(p, REG), folio_pages(p), h_vmstat("pswpin") - i0);
 	H_CHECK(atomic_load(&f.n) == 0, "a read of a swapped page raised a uffd fault");
 
 	/* Collapse region 0 with one page in; region 1 with none in. */
 	for (int k = 0; k < 2; k++) {
 		char *a = p + (size_t)k * REG;
 
-		i0 = vmstat("pswpin");
+		i0 = h_vmstat("pswpin");
 		c0 = thp_now_ns();
 		r = madvise(a, REG, MADV_COLLAPSE) ? -errno : 0;
-		i1 = vmstat("pswpin");
+		i1 = h_vmstat("pswpin");
 		printf("fact: MADV_COLLAPSE of region %d (%s): %s, %.3f ms, PMD-mapped %ld, pswpin "
 		       "+%lld, uffd faults %u\n", k, k ? "all swapped" : "one page in",
 		       r ? strerror(-r) : "ok", ms_since(c0), h_pmd_mapped(a, REG), i1 - i0,
@@ -506,6 +395,18 @@ static void expect_out(int fd, const struct h_mem *m, size_t nreg, const char *w
 			thp_state_name(v[i].state), v[i].flags);
 }
 
+/* Does a region of @m still carry the kernel tier's mark? */
+static bool any_marked(int fd, const struct h_mem *m, size_t nreg)
+{
+	struct h_region_view v[N];
+	bool marked = false;
+
+	h_arena_view(fd, m->base, nreg, v);
+	for (size_t i = 0; i < nreg; i++)
+		marked |= !!(v[i].flags & THP_RF_KSWAP);
+	return marked;
+}
+
 /* Poll (not a bare sleep: each look is the condition) until every region
  * of @m is PMD-mapped and unmarked, and the marks the scanner took off
  * (kswap_collapsed, or kswap_dropped for one khugepaged collapsed first,
@@ -514,15 +415,11 @@ static void expect_back(int fd, const struct h_mem *m, size_t nreg, uint64_t wan
 			const char *what)
 {
 	uint64_t t0 = thp_now_ns(), deadline = t0 + 10ull * 1000000000ull * h_slowdown();
-	struct h_region_view v[N];
 	struct timespec tick = { 0, 5 * 1000000 };
 
 	for (;;) {
-		bool marked = false;
+		bool marked = any_marked(fd, m, nreg);
 
-		h_arena_view(fd, m->base, nreg, v);
-		for (size_t i = 0; i < nreg; i++)
-			marked |= !!(v[i].flags & THP_RF_KSWAP);
 		if (!marked && h_pmd_mapped(m->base, nreg * REG) == (long)nreg &&
 		    ctr(fd, THP_C_KSWAP_COLLAPSED) + ctr(fd, THP_C_KSWAP_DROPPED) >= want)
 			break;
@@ -543,7 +440,7 @@ static void tier(struct thpswap_session *s, const struct h_daemon *d, int varian
 	uint64_t out0 = ctr(fd, THP_C_KSWAP_OUT), col0 = ctr(fd, THP_C_KSWAP_COLLAPSED);
 	uint64_t drop0 = ctr(fd, THP_C_KSWAP_DROPPED);
 	uint64_t ns0 = ctr(fd, THP_C_KSWAP_COLLAPSE_NS), t0;
-	long long o0 = vmstat("pswpout");
+	long long o0 = h_vmstat("pswpout");
 	struct h_mem m;
 	char pid[16];
 	int n;
@@ -567,9 +464,9 @@ static void tier(struct thpswap_session *s, const struct h_daemon *d, int varian
 		H_CHECK(n == N, "thpswapctl evict --tier kernel paged out %d of %d: %s", n, N, out);
 	}
 	printf("paged out %d regions in %.2f ms; pswpout +%lld\n", N, ms_since(t0),
-	       vmstat("pswpout") - o0);
-	H_CHECK(vmstat("pswpout") - o0 >= N * 512, "pswpout grew by %lld only",
-		vmstat("pswpout") - o0);
+	       h_vmstat("pswpout") - o0);
+	H_CHECK(h_vmstat("pswpout") - o0 >= N * 512, "pswpout grew by %lld only",
+		h_vmstat("pswpout") - o0);
 	expect_out(fd, &m, N, "after the pageout");
 	H_CHECK(ctr(fd, THP_C_KSWAP_OUT) - out0 == N, "kswap_out grew by %llu",
 		(unsigned long long)(ctr(fd, THP_C_KSWAP_OUT) - out0));
@@ -621,6 +518,42 @@ static void then_evict(struct thpswap_session *s, const struct h_daemon *d, int 
 	h_mem_free(&m);
 }
 
+/* Memory the kernel swapped out before it was registered holds data: its
+ * blocks are registered RESIDENT, not EMPTY (which no eviction takes, and
+ * whose bytes a fault would take for a hole), then evicted and restored
+ * whole. */
+static void register_swapped(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int fd = h_arena_fd(), n;
+	struct h_region_view v[2];
+	struct h_mem m = { .len = 2 * REG };
+
+	(void)d, (void)variant;
+	m.base = thp_mmap_aligned(m.len, REG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+	H_CHECK(m.base != MAP_FAILED, "mmap of 2 regions: %s", strerror(errno));
+	m.gen = calloc(m.len / 4096, sizeof(*m.gen));
+	H_CHECK(m.gen, "out of memory");
+	h_mem_write(&m, 0, m.len, 1);
+	H_CHECK(madvise(m.base, m.len, MADV_PAGEOUT) == 0, "MADV_PAGEOUT: %s", strerror(errno));
+	H_CHECK(SWAPPED(m.base, m.len) == 1024 && PRESENT(m.base, m.len) == 0,
+		"MADV_PAGEOUT left %ld pages swapped, %ld present", SWAPPED(m.base, m.len),
+		PRESENT(m.base, m.len));
+	n = thpswap_register(s, m.base, m.len);
+	H_CHECK(n == 0, "thpswap_register of memory in the swap: %s", strerror(-n));
+	h_arena_view(fd, m.base, 2, v);
+	for (int i = 0; i < 2; i++)
+		H_CHECK(v[i].nrec == 1 && v[i].state == THP_ST_RESIDENT,
+			"region %d of memory in the swap registered %s", i, thp_state_name(v[i].state));
+	n = h_mem_evict(s, &m, "registered from the swap");
+	H_CHECK(n == 2, "evicted %d of 2", n);
+	h_mem_check(&m, "registered from the swap, evicted and restored");
+	H_CHECK(h_pmd_mapped(m.base, m.len) == 2, "restored regions not PMD-mapped: %ld of 2",
+		h_pmd_mapped(m.base, m.len));
+	H_CHECK(thpswap_unregister(s, m.base, m.len) == 0, "thpswap_unregister");
+	munmap(m.base, m.len);
+	h_mem_free(&m);
+}
+
 /* A pinned region is never paged out; the other one is. */
 static void pinned(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
@@ -652,6 +585,7 @@ struct reader {
 	unsigned seed;
 	unsigned long reads;
 	long bad;	/* first wrong page, or -1 */
+	char found[96], again[96]; /* what it held then, and read once more */
 };
 
 static void *read_loop(void *arg)
@@ -664,6 +598,10 @@ static void *read_loop(void *arg)
 		r->seed = r->seed * 1103515245u + 12345u;
 		pg = (r->seed >> 8) % (N * 512);
 		if (h_page_check(r->m->base + pg * 4096, pg, 1) >= 0) {
+			const char *p = r->m->base + pg * 4096;
+
+			h_page_what(p, r->found, sizeof(r->found));
+			h_page_what(p, r->again, sizeof(r->again));
 			r->bad = (long)pg;
 			return NULL;
 		}
@@ -704,7 +642,8 @@ static void race(struct thpswap_session *s, const struct h_daemon *d, int varian
 	atomic_store(&stop, true);
 	for (int k = 0; k < 2; k++) {
 		pthread_join(t[k], NULL);
-		H_CHECK(rd[k].bad < 0, "reader %d: page %ld read wrong", k, rd[k].bad);
+		H_CHECK(rd[k].bad < 0, "reader %d: page %ld read wrong: found %s, then %s", k,
+			rd[k].bad, rd[k].found, rd[k].again);
 	}
 	printf("race: %u rounds, %lu + %lu reads, kswap_out %llu collapsed %llu dropped %llu\n",
 	       rounds, rd[0].reads, rd[1].reads,
@@ -717,14 +656,9 @@ static void race(struct thpswap_session *s, const struct h_daemon *d, int varian
 	 * back in 4 KiB pages is collapsed by nothing but its next
 	 * eviction, so give those one. */
 	for (uint64_t deadline = thp_now_ns() + 10ull * 1000000000ull * h_slowdown();;) {
-		struct h_region_view v[N];
 		struct timespec tick = { 0, 5 * 1000000 };
-		bool marked = false;
 
-		h_arena_view(fd, m.base, N, v);
-		for (size_t i = 0; i < N; i++)
-			marked |= !!(v[i].flags & THP_RF_KSWAP);
-		if (!marked)
+		if (!any_marked(fd, &m, N))
 			break;
 		H_CHECK(thp_now_ns() < deadline, "race: regions still marked after 10 s");
 		nanosleep(&tick, NULL);
@@ -767,6 +701,7 @@ static const struct h_case cases[] = {
 	{ "tier", tier, 0, 120 },
 	{ "evict", then_evict, 0, 120 },
 	{ "evict-own-pageout", then_evict, 1, 120 },
+	{ "register-swapped", register_swapped, 0, 120 },
 	{ "pinned", pinned, 0, 60 },
 	{ "admin", tier, 1, 120 },
 	{ "race", race, 0, 120 },
@@ -775,7 +710,6 @@ static const struct h_case cases[] = {
 
 int main(int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_term };
 	char why[256], exe[16] = "itest-ktier";
 	char *only[] = { exe, (char *)"noswap", NULL };
 	const char *skip_noswap = NULL;
@@ -798,17 +732,12 @@ int main(int argc, char **argv)
 	} else if (skip_noswap) {
 		printf("case noswap: skipped: %s\n", skip_noswap);
 	}
-	atexit(swapdev_down);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	r = swapdev_up(why, sizeof(why));
+	r = h_swap_up(ZRAM_MIB, why, sizeof(why));
 	if (r) {
 		printf("skip: no swap device can be made here: %s\n", why);
 		return H_SKIP;
 	}
-	printf("swap device %s (%u MiB) on; %d device(s) in /proc/swaps\n", zram_dev, ZRAM_MIB,
+	printf("swap device %s (%u MiB) on; %d device(s) in /proc/swaps\n", h_swap_dev(), ZRAM_MIB,
 	       swaps_count());
 	/* Every case but noswap, unless some are named. */
 	names = calloc((size_t)argc + 8, sizeof(*names));

@@ -16,8 +16,12 @@
  * every region that was evicted.  At the end, each kind of activity must
  * reach a floor (a tenth of a healthy run), or the run proved nothing.
  *
- *   itest-stress [--seed N] [--seconds S]   (or $THPSWAP_STRESS_SEED,
- *                                            $THPSWAP_STRESS_SECONDS)
+ *   itest-stress [--seed N] [--seconds S] [--swap]
+ *                   (or $THPSWAP_STRESS_SEED, $THPSWAP_STRESS_SECONDS,
+ *                    $THPSWAP_STRESS_SWAP=1)
+ * --swap runs it with a zram swap device of its own (removed at the end),
+ * so that MADV_PAGEOUT and reclaim put managed pages in the kernel's swap,
+ * where evictions, restores, moves and forks meet swap entries.
  * $THPSWAP_STRESS_SKIP=fork,mremap,... leaves operations out (to bisect a
  * failure; the names are those of the summary line, and "daemon" for the
  * thread that runs thpswapctl evict --all).
@@ -686,16 +690,41 @@ int main(int argc, char **argv)
 {
 	struct h_case c = cases[0];
 	char *rest[8] = { argv[0] };
-	int n = 1;
+	long long out0 = -1, in0 = -1;
+	int n = 1, r;
 
 	for (int k = 1; k < argc; k++) {
 		if (!strcmp(argv[k], "--seed") && k + 1 < argc)
 			setenv("THPSWAP_STRESS_SEED", argv[++k], 1);
 		else if (!strcmp(argv[k], "--seconds") && k + 1 < argc)
 			setenv("THPSWAP_STRESS_SECONDS", argv[++k], 1);
+		else if (!strcmp(argv[k], "--swap"))
+			setenv("THPSWAP_STRESS_SWAP", "1", 1);
 		else if (n < 7)
 			rest[n++] = argv[k];
 	}
 	c.deadline = (unsigned)env_ul("THPSWAP_STRESS_SECONDS", 60) + 120;
-	return h_run_cases(n, rest, &c, 1, NULL);
+	/* The runner makes the device; the case (a child) runs on it. */
+	if (env_ul("THPSWAP_STRESS_SWAP", 0) && !(n > 1 && !strcmp(rest[1], "--case"))) {
+		char why[256];
+
+		h_require_root();
+		if (h_swap_up(512, why, sizeof(why))) {
+			printf("skip: no swap device can be made here: %s\n", why);
+			return H_SKIP;
+		}
+		printf("stress: on swap device %s (512 MiB, ours)\n", h_swap_dev());
+		out0 = h_vmstat("pswpout");
+		in0 = h_vmstat("pswpin");
+	}
+	r = h_run_cases(n, rest, &c, 1, NULL);
+	if (out0 >= 0) {
+		long long out = h_vmstat("pswpout") - out0, in = h_vmstat("pswpin") - in0;
+
+		printf("stress: pages swapped out %lld, in %lld (the whole machine's, over the run)\n",
+		       out, in);
+		/* Or the run proved nothing about swap entries. */
+		H_CHECK(r != H_PASS || (out > 0 && in > 0), "no page went to the swap and back");
+	}
+	return r;
 }

@@ -445,6 +445,34 @@ static void test_cgroup_limit(void **state)
 	assert_int_equal(tick(w), 0);
 }
 
+/* Over the limit with every resident region one the loop was wrong about:
+ * still evicted (or the limit's OOM killer ends the client), the one that
+ * stayed away longest first. */
+static void test_cgroup_limit_mistaken(void **state)
+{
+	struct world *w = *state;
+	uint32_t n;
+
+	w->d.cfg.evict_step = w->d.cfg.evict_step_max = 64;
+	for (uint32_t i = 0; i < 3; i++)
+		resident(w, i, 1000);
+	set_stall(w, 0);
+	assert_int_equal(tick(w), 3);
+	restore(w, 0);                       /* at once: hot */
+	clock_now += S(10);
+	restore(w, 1);                       /* 10 s away */
+	clock_now += S(20);
+	restore(w, 2);                       /* 30 s away */
+	assert_int_equal(tick(w), 0);        /* three promotions: all protected */
+	assert_int_equal(pc_of(w)->promotions, 3);
+	set_cgroup(w, 95ull << 20, "104857600");
+	n = tick(w);
+	assert_int_equal(n, 3);
+	assert_int_equal(w->s.evicted[w->s.nevicted - 3], 2);
+	assert_int_equal(w->s.evicted[w->s.nevicted - 2], 1);
+	assert_int_equal(w->s.evicted[w->s.nevicted - 1], 0);
+}
+
 /* All clients together stop at resident-target. */
 static void test_resident_target(void **state)
 {
@@ -567,6 +595,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_incompressible_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cgroup_limit_mistaken, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);

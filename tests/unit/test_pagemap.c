@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * src/pagemap.c's counts, first hole and data end, on this process's own memory
+ * (PAGEMAP_SCAN needs no privilege for it).  Skipped where the kernel has
+ * no PAGEMAP_SCAN (before 6.7).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "pagemap.h"
+
+#define PG 4096ul
+#define LEN (512 * PG)
+
+struct world {
+	int fd;
+	char *p;
+};
+
+static int setup(void **state)
+{
+	static struct world w;
+
+	w.fd = thp_pagemap_open(0);
+	assert_true(w.fd >= 0);
+	w.p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(w.p != MAP_FAILED);
+	if (thp_pagemap_count_present(w.fd, (uint64_t)(uintptr_t)w.p,
+				      (uint64_t)(uintptr_t)w.p + LEN) == -ENOTTY)
+		skip();
+	*state = &w;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct world *w = *state;
+
+	munmap(w->p, LEN);
+	close(w->fd);
+	return 0;
+}
+
+static long hole(const struct world *w)
+{
+	uint64_t a = (uint64_t)(uintptr_t)w->p;
+	long h = thp_pagemap_first_hole(w->fd, a, a + LEN);
+
+	return h < 0 ? h : (long)((uint64_t)h - a) / (long)PG;
+}
+
+/* Untouched: the first page; touched all: none (the end); a page zapped in
+ * the middle: that page; written again: none. */
+static void first_hole(void **state)
+{
+	struct world *w = *state;
+	uint64_t a = (uint64_t)(uintptr_t)w->p;
+
+	assert_int_equal(hole(w), 0);
+	memset(w->p, 1, LEN);
+	assert_int_equal(hole(w), 512);
+	assert_int_equal(thp_pagemap_count_there(w->fd, a, a + LEN), 512);
+	assert_int_equal(madvise(w->p + 5 * PG, 3 * PG, MADV_DONTNEED), 0);
+	assert_int_equal(hole(w), 5);
+	assert_int_equal(thp_pagemap_count_there(w->fd, a, a + LEN), 509);
+	w->p[5 * PG] = 2;
+	assert_int_equal(hole(w), 6);
+	memset(w->p + 6 * PG, 3, 2 * PG);
+	assert_int_equal(hole(w), 512);
+	assert_int_equal(madvise(w->p + 511 * PG, PG, MADV_DONTNEED), 0);
+	assert_int_equal(hole(w), 511);
+}
+
+static long end_of_data(const struct world *w)
+{
+	uint64_t a = (uint64_t)(uintptr_t)w->p;
+	long e = thp_pagemap_there_end(w->fd, a, a + LEN);
+
+	return e < 0 ? e : (long)((uint64_t)e - a) / (long)PG;
+}
+
+/* Where the data ends (what a failed MOVE out left in its slot): nothing,
+ * the start; pages 0..9 and a page at 200: 201; holes before it change
+ * nothing; 200 zapped: 10; all zapped: the start again. */
+static void there_end(void **state)
+{
+	struct world *w = *state;
+
+	/* 4 KiB pages: a first touch must not fault in a whole THP. */
+	assert_int_equal(madvise(w->p, LEN, MADV_NOHUGEPAGE), 0);
+	assert_int_equal(end_of_data(w), 0);
+	memset(w->p, 1, 10 * PG);
+	w->p[200 * PG] = 1;
+	assert_int_equal(end_of_data(w), 201);
+	assert_int_equal(madvise(w->p + 3 * PG, 2 * PG, MADV_DONTNEED), 0);
+	assert_int_equal(end_of_data(w), 201);
+	assert_int_equal(madvise(w->p + 200 * PG, PG, MADV_DONTNEED), 0);
+	assert_int_equal(end_of_data(w), 10);
+	assert_int_equal(madvise(w->p, LEN, MADV_DONTNEED), 0);
+	assert_int_equal(end_of_data(w), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(first_hole, setup, teardown),
+		cmocka_unit_test_setup_teardown(there_end, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
