@@ -81,18 +81,6 @@ struct ftier {
 #endif
 };
 
-static unsigned env_num(const char *name, unsigned dflt, unsigned lo, unsigned hi)
-{
-	const char *v = getenv(name);
-	char *end;
-	unsigned long n;
-
-	if (!v || !*v)
-		return dflt;
-	n = strtoul(v, &end, 10);
-	return (*end || n < lo || n > hi) ? dflt : (unsigned)n;
-}
-
 /* The library prints nothing else; the tier was asked for by name and a
  * silent "off" would look like a tier that never demotes. */
 static void say_off(struct thpswap_session *s, const char *why, int err)
@@ -230,9 +218,9 @@ void ftier_open(struct thpswap_session *s)
 	}
 	ft->fd = fd;
 	ft->direct = (fcntl(fd, F_GETFL) & O_DIRECT) != 0;
-	ft->cap = (uint64_t)env_num("THPSWAP_FILE_TIER_MAX_MB", DEFAULT_MAX_MB, 0, 1u << 30) << 20;
-	ft->age_ns = env_num("THPSWAP_FILE_TIER_AGE_MS", DEFAULT_AGE_MS, 0, 86400000) * 1000000ull;
-	ft->ram_budget = (uint64_t)env_num("THPSWAP_FILE_TIER_RAM_MB", 0, 0, 1u << 30) << 20;
+	ft->cap = (uint64_t)env_uint("THPSWAP_FILE_TIER_MAX_MB", DEFAULT_MAX_MB, 0, 1u << 30) << 20;
+	ft->age_ns = env_uint("THPSWAP_FILE_TIER_AGE_MS", DEFAULT_AGE_MS, 0, 86400000) * 1000000ull;
+	ft->ram_budget = (uint64_t)env_uint("THPSWAP_FILE_TIER_RAM_MB", 0, 0, 1u << 30) << 20;
 	/* Often enough that a record is demoted within half its age of it;
 	 * not busier than every 10 ms nor lazier than every second. */
 	ft->scan_ns = ft->age_ns / 2;

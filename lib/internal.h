@@ -465,6 +465,9 @@ int open_fail_point(struct thpswap_session *s);
  * of the agent's threads, and the arena and scratch are not mapped there
  * (MADV_DONTFORK): every call on it fails with -ECHILD and frees nothing. */
 bool session_forked(const struct thpswap_session *s);
+/* The number in environment variable @name, @dflt if it is unset, not a
+ * number, or outside [@lo, @hi]. */
+unsigned env_uint(const char *name, unsigned dflt, unsigned lo, unsigned hi);
 /* The daemon went away: connect again and ask the one listening now to
  * adopt this session (RESUME with the arena).  Background thread only;
  * faults are served meanwhile, and the fault thread reads the new socket

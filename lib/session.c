@@ -26,7 +26,7 @@
 #define NEED_FEATURES (UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
 		       UFFD_FEATURE_EVENT_REMAP)
 
-static unsigned env_uint(const char *name, unsigned dflt, unsigned lo, unsigned hi)
+unsigned env_uint(const char *name, unsigned dflt, unsigned lo, unsigned hi)
 {
 	const char *v = getenv(name);
 	char *end;

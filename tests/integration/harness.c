@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -1141,6 +1142,27 @@ void h_arena_each(int fd, void (*fn)(uint32_t idx, const struct thp_record *r, v
 	}
 }
 
+struct find_arg {
+	uint64_t addr;
+	long idx;
+};
+
+static void find_one(uint32_t idx, const struct thp_record *r, void *arg)
+{
+	struct find_arg *f = arg;
+
+	if (r->addr == f->addr)
+		f->idx = idx;
+}
+
+long h_arena_find(int fd, const void *addr)
+{
+	struct find_arg f = { .addr = (uint64_t)(uintptr_t)addr, .idx = -1 };
+
+	h_arena_each(fd, find_one, &f);
+	return f.idx;
+}
+
 struct view_arg {
 	uint64_t lo;
 	size_t nreg;
@@ -1555,4 +1577,27 @@ void h_report_sigbus(struct thpswap_session *s, const void *base, size_t len)
 	sigbus_base = base;
 	sigbus_len = len;
 	sigaction(SIGBUS, &sa, NULL);
+}
+
+static __thread sigjmp_buf read_jmp;
+
+static void on_read_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(read_jmp, 1);
+}
+
+bool h_read_sigbus(const volatile char *p)
+{
+	struct sigaction sa = { .sa_handler = on_read_sigbus }, old;
+	/* volatile: set between sigsetjmp and the siglongjmp back to it. */
+	volatile bool bus = false;
+
+	H_CHECK(sigaction(SIGBUS, &sa, &old) == 0, "sigaction: %s", strerror(errno));
+	if (!sigsetjmp(read_jmp, 1))
+		(void)*p;
+	else
+		bus = true;
+	sigaction(SIGBUS, &old, NULL);
+	return bus;
 }

@@ -8,6 +8,7 @@
 #ifndef THPSWAP_HARNESS_H
 #define THPSWAP_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -104,6 +105,10 @@ int h_json_i64(const char *json, const char *key, long long *out);
  * signal.  @s and @base are remembered; call again to change them. */
 struct thpswap_session;
 void h_report_sigbus(struct thpswap_session *s, const void *base, size_t len);
+/* Read the byte at @p: true if that raised SIGBUS (a poisoned region), false
+ * if it read.  SIGBUS is caught for the read only, the handler before it put
+ * back; the calling thread's, one caller at a time. */
+bool h_read_sigbus(const volatile char *p);
 
 /* ---- cases, deadlines, data ----
  * Each case runs in its own process (posix_spawn of this executable with
@@ -270,6 +275,9 @@ void h_arena_view(int fd, const void *addr, size_t nreg, struct h_region_view *v
 /* Every live record of the arena on @fd, read a chunk at a time, to @fn. */
 void h_arena_each(int fd, void (*fn)(uint32_t idx, const struct thp_record *r, void *arg),
 		  void *arg);
+/* The index of the live record of the region at @addr in the arena on
+ * @fd, or -1 if it has none. */
+long h_arena_find(int fd, const void *addr);
 /* One line about the region at @addr for a failure report: its record,
  * how much of it is present and whether it is PMD-mapped. */
 void h_region_describe(int fd, const void *addr, char *buf, size_t sz);

@@ -32,7 +32,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,34 +280,10 @@ static void budget(struct thpswap_session *s, const struct h_daemon *d, int vari
 	h_mem_free(&m);
 }
 
-static sigjmp_buf bus_jmp;
-static volatile sig_atomic_t bus_seen;
-
-static void on_bus(int sig)
-{
-	(void)sig;
-	bus_seen = 1;
-	siglongjmp(bus_jmp, 1);
-}
-
-struct find_rec {
-	uint64_t addr;
-	long idx;
-};
-
-static void find_rec(uint32_t idx, const struct thp_record *r, void *arg)
-{
-	struct find_rec *f = arg;
-
-	if (r->addr == f->addr)
-		f->idx = idx;
-}
-
 static void corrupt(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
-	struct sigaction sa = { .sa_handler = on_bus };
 	int afd = h_arena_fd(), fd = tier_up(afd), wfd;
-	struct find_rec f;
+	long idx;
 	struct h_mem m;
 	char path[64], b;
 	off_t off;
@@ -318,29 +293,21 @@ static void corrupt(struct thpswap_session *s, const struct h_daemon *d, int var
 	h_mem_prepare(s, &m, 2, 2);
 	wait_ctr(afd, THP_C_FILE_DEMOTED, 2, 10, "demotion");
 	expect_flags(afd, &m, 2, true, "demoted");
-	f = (struct find_rec){ .addr = (uint64_t)(uintptr_t)m.base, .idx = -1 };
-	h_arena_each(afd, find_rec, &f);
-	H_CHECK(f.idx >= 0, "no record for region 0");
+	idx = h_arena_find(afd, m.base);
+	H_CHECK(idx >= 0, "no record for region 0");
 	/* Through a descriptor of our own, buffered (the agent's is O_DIRECT):
 	 * one byte in the middle of region 0's record flipped. */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	wfd = open(path, O_RDWR);
 	H_CHECK(wfd >= 0, "open %s: %s", path, strerror(errno));
-	off = (off_t)((uint64_t)f.idx * THP_SLOT_SIZE + 1000);
+	off = (off_t)((uint64_t)idx * THP_SLOT_SIZE + 1000);
 	H_CHECK(pread(wfd, &b, 1, off) == 1, "pread: %s", strerror(errno));
 	b ^= 0x55;
 	H_CHECK(pwrite(wfd, &b, 1, off) == 1, "pwrite: %s", strerror(errno));
 	H_CHECK(fsync(wfd) == 0, "fsync: %s", strerror(errno));
 	close(wfd);
-	sigaction(SIGBUS, &sa, NULL);
-	if (!sigsetjmp(bus_jmp, 1))
-		(void)*(volatile char *)m.base;
-	H_CHECK(bus_seen, "a read of a region whose file bytes are bad did not SIGBUS");
-	bus_seen = 0;
-	if (!sigsetjmp(bus_jmp, 1))
-		(void)*(volatile char *)(m.base + REG - 1);
-	H_CHECK(bus_seen, "a second read of the poisoned region did not SIGBUS");
-	signal(SIGBUS, SIG_DFL);
+	H_CHECK(h_read_sigbus(m.base), "a read of a region whose file bytes are bad did not SIGBUS");
+	H_CHECK(h_read_sigbus(m.base + REG - 1), "a second read of the poisoned region did not SIGBUS");
 	H_CHECK(ctr(afd, THP_C_FILE_BAD_READS) == 1 && ctr(afd, THP_C_CORRUPT) == 1,
 		"file_bad_reads %llu, corrupt %llu, want 1 and 1",
 		(unsigned long long)ctr(afd, THP_C_FILE_BAD_READS),

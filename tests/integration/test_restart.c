@@ -33,7 +33,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -851,35 +850,12 @@ static void run_refuse(void)
 
 /* ---- sigbus ---- */
 
-static sigjmp_buf bus_jmp;
-static volatile sig_atomic_t bus_seen;
-
-static void on_bus(int sig)
-{
-	(void)sig;
-	bus_seen = 1;
-	siglongjmp(bus_jmp, 1);
-}
-
-struct find_rec {
-	uint64_t addr;
-	long idx;
-};
-
-static void find_rec(uint32_t idx, const struct thp_record *r, void *arg)
-{
-	struct find_rec *f = arg;
-
-	if (r->addr == f->addr)
-		f->idx = idx;
-}
-
 static void run_sigbus(void)
 {
-	struct sigaction sa = { .sa_handler = on_bus };
 	struct thpswap_session *s;
 	struct thp_arena_header h;
-	struct find_rec f;
+	bool bus;
+	long idx;
 	struct h_daemon d;
 	struct h_mem m;
 	char junk[64];
@@ -894,33 +870,26 @@ static void run_sigbus(void)
 	afd = h_arena_fd();
 	h_mem_prepare(s, &m, 2, 2);
 	/* Region 0's stored bytes become unreadable: its blob header is junk. */
-	f = (struct find_rec){ .addr = (uint64_t)(uintptr_t)m.base, .idx = -1 };
-	h_arena_each(afd, find_rec, &f);
-	H_CHECK(f.idx >= 0, "no record for region 0");
+	idx = h_arena_find(afd, m.base);
+	H_CHECK(idx >= 0, "no record for region 0");
 	h = h_arena_header(afd);
 	memset(junk, 0xa5, sizeof(junk));
-	H_CHECK(pwrite(afd, junk, sizeof(junk), (off_t)thp_arena_slot_off(&h, (uint32_t)f.idx)) ==
+	H_CHECK(pwrite(afd, junk, sizeof(junk), (off_t)thp_arena_slot_off(&h, (uint32_t)idx)) ==
 		(ssize_t)sizeof(junk), "pwrite into the arena: %s", strerror(errno));
 
-	sigaction(SIGBUS, &sa, NULL);
 	t0 = thp_now_ns();
-	if (!sigsetjmp(bus_jmp, 1))
-		(void)*(volatile char *)m.base;
+	bus = h_read_sigbus(m.base);
 	t = thp_now_ns() - t0;
-	H_CHECK(bus_seen, "a read of a region whose bytes cannot be read back did not SIGBUS");
+	H_CHECK(bus, "a read of a region whose bytes cannot be read back did not SIGBUS");
 	H_CHECK(t < SEC, "the SIGBUS took %.3f s", (double)t / 1e9);
 	/* Again: still SIGBUS, never zeros. */
-	bus_seen = 0;
-	if (!sigsetjmp(bus_jmp, 1))
-		(void)*(volatile char *)(m.base + REG - 1);
-	H_CHECK(bus_seen, "a second read of the poisoned region did not SIGBUS");
+	H_CHECK(h_read_sigbus(m.base + REG - 1), "a second read of the poisoned region did not SIGBUS");
 	H_CHECK(arena_ctr(afd, THP_C_CORRUPT) == 1, "corrupt %llu, want 1",
 		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
 	printf("SIGBUS %.3f ms after the touch; corrupt 1\n", (double)t / 1e6);
 	/* The other region is whole. */
 	H_CHECK(h_check(m.base + REG, REG, NPG, 0, m.gen + NPG, "region 1") < 0,
 		"region 1 differs");
-	signal(SIGBUS, SIG_DFL);
 	/* A poisoned region goes like any other. */
 	h_mem_free(&m);
 	r = thpswap_close(s);
