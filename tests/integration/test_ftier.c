@@ -407,13 +407,19 @@ static void race(struct thpswap_session *s, const struct h_daemon *d, int varian
 	(void)variant;
 	(void)tier_up(afd);
 	h_mem_prepare(s, &m, N, 0);
-	while (thp_now_ns() < end || ctr(afd, THP_C_FILE_RESTORED) == 0 || rounds < 20) {
+	/* Until both kinds of restore were seen, not for a fixed time: on a
+	 * loaded machine the demoter can win every round of a few seconds. */
+	while (thp_now_ns() < end || rounds < 20 || ctr(afd, THP_C_FILE_RESTORED) == 0 ||
+	       ctr(afd, THP_C_RESTORES) == ctr(afd, THP_C_FILE_RESTORED)) {
 		pthread_barrier_t go;
 		struct reader rd[2];
 		pthread_t t[2];
 		struct timespec wait = { 0, (long)(rounds % 20) * 1000000 };
 
-		H_CHECK(rounds < 2000, "no restore from the file in %u rounds", rounds);
+		H_CHECK(rounds < 2000, "%u rounds: %llu restores, %llu of them from the file: "
+			"never both from RAM and from the file", rounds,
+			(unsigned long long)ctr(afd, THP_C_RESTORES),
+			(unsigned long long)ctr(afd, THP_C_FILE_RESTORED));
 		H_CHECK(h_evict(s, m.base, m.len) == N, "not all evicted");
 		/* The demoter runs every 10 ms: readers come at every point of it. */
 		nanosleep(&wait, NULL);
@@ -431,8 +437,6 @@ static void race(struct thpswap_session *s, const struct h_daemon *d, int varian
 	       (unsigned long long)ctr(afd, THP_C_FILE_DEMOTED),
 	       (unsigned long long)ctr(afd, THP_C_FILE_RESTORED),
 	       (unsigned long long)ctr(afd, THP_C_RESTORES));
-	H_CHECK(ctr(afd, THP_C_RESTORES) > ctr(afd, THP_C_FILE_RESTORED),
-		"no restore from RAM: the race was never run");
 	h_mem_check(&m, "after the race");
 	H_CHECK(ctr(afd, THP_C_FILE_BAD_READS) == 0 && ctr(afd, THP_C_CORRUPT) == 0, "bad reads");
 	h_mem_free(&m);
