@@ -57,8 +57,8 @@ struct ring {
 	struct io_uring ring;
 	bool ok;
 	/* A submission or a wait failed: requests may be left queued or in
-	 * flight, so the ring is never used again (the tier stops demoting, a
-	 * read of the file fails and poisons). */
+	 * flight, so the ring is never used again (the tier stops demoting;
+	 * the fault thread reads the file by pread). */
 	bool broken;
 	bool fixed;               /* @buf is registered as buffer 0 */
 	char *buf;                /* THP_SLOT_SIZE, own_alloc'd (page-aligned) */
@@ -78,6 +78,10 @@ struct ftier {
 #ifdef THPSWAP_HAVE_URING
 	struct ring rd;           /* the fault thread's */
 	struct ring wr;           /* the background thread's */
+	/* Where the fault thread reads by pread once its ring broke: a
+	 * request the broken ring left in flight may still land in rd.buf.
+	 * Mapped at open, touched only then. */
+	char *sync_buf;
 #endif
 };
 
@@ -229,7 +233,8 @@ void ftier_open(struct thpswap_session *s)
 	if (ft->scan_ns > 1000000000ull)
 		ft->scan_ns = 1000000000ull;
 	ft->len = own_alloc(s, n * sizeof(*ft->len));
-	if (!ft->len || ring_init(s, &ft->rd) || ring_init(s, &ft->wr)) {
+	ft->sync_buf = own_alloc(s, THP_SLOT_SIZE);
+	if (!ft->len || !ft->sync_buf || ring_init(s, &ft->rd) || ring_init(s, &ft->wr)) {
 		s->ft = ft;
 		ftier_close(s);
 		say_off(s, "cannot set up io_uring", ENOMEM);
@@ -248,12 +253,48 @@ void ftier_close(struct thpswap_session *s)
 #ifdef THPSWAP_HAVE_URING
 	ring_fini(s, &ft->rd);
 	ring_fini(s, &ft->wr);
+	own_free(s, ft->sync_buf);
 #endif
 	own_free(s, (void *)ft->len);
 	close(ft->fd);
 	s->ft = NULL;
 	own_free(s, ft);
 }
+
+#ifdef THPSWAP_HAVE_URING
+/*
+ * Read @n bytes of record @i from the file (fault thread): one request on
+ * its ring, which it waits for and nothing else.  A read the device failed
+ * is a bad read (NULL).  A ring that failed itself (a submission or a wait)
+ * is broken for good, and this read and every later one go by pread into
+ * a buffer of their own: the bytes are still on the file, and a restore
+ * must not lose them to a fault of the ring.
+ */
+static const char *read_record(struct thpswap_session *s, uint32_t i, uint32_t n)
+{
+	struct ftier *ft = s->ft;
+	uint64_t off = (uint64_t)i * THP_SLOT_SIZE;
+	ssize_t got;
+
+	if (!ft->rd.broken) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ft->rd.ring);
+		int res = -EIO;
+
+		if (sqe) {
+			prep(&ft->rd, sqe, ft->fd, false, ft->rd.buf, (unsigned)round_up(n), off);
+			sqe->user_data = 0;
+			if (ring_run(&ft->rd, 1, &res) == 0)
+				return res >= (int)n ? ft->rd.buf : NULL;
+		}
+		ft->rd.broken = true;
+		ctr_add(s, THP_C_FILE_ERRORS, 1);
+	}
+	do
+		got = pread(ft->fd, ft->sync_buf, round_up(n), (off_t)off);
+	while (got < 0 && errno == EINTR);
+	return got >= (ssize_t)n ? ft->sync_buf : NULL;
+}
+#endif
 
 const char *rec_stored_bytes(struct thpswap_session *s, uint32_t i, uint32_t len)
 {
@@ -266,21 +307,15 @@ const char *rec_stored_bytes(struct thpswap_session *s, uint32_t i, uint32_t len
 		return slot;
 #ifdef THPSWAP_HAVE_URING
 	{
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&ft->rd.ring);
-		int res = -EIO;
+		const char *buf;
 
-		/* One read of the whole record; the caller waits for it only. */
-		if (n != len || len > THP_SLOT_SIZE || ft->rd.broken || !sqe)
-			goto bad;
-		prep(&ft->rd, sqe, ft->fd, false, ft->rd.buf, (unsigned)round_up(n),
-		     (uint64_t)i * THP_SLOT_SIZE);
-		sqe->user_data = 0;
-		if (ring_run(&ft->rd, 1, &res) || res < (int)n)
+		/* One read of the whole record. */
+		if (n != len || len > THP_SLOT_SIZE || !(buf = read_record(s, i, n)))
 			goto bad;
 		/* A torn write or a bad sector reads back as other bytes. */
-		if (thp_hash64(ft->rd.buf, n) != r->checksum)
+		if (thp_hash64(buf, n) != r->checksum)
 			goto bad;
-		return ft->rd.buf;
+		return buf;
 	}
 bad:
 #endif
@@ -388,24 +423,33 @@ static void settle(struct thpswap_session *s, const struct demote *d, int res)
 	thp_uffd_wake(s->uffd, rec_addr(r), REGION);
 }
 
-/* The longest-evicted candidate (those in the batch are RESTORING, not
- * candidates), or -1. */
-static long oldest(struct thpswap_session *s, uint64_t now)
+/* The @max longest-evicted candidates into @out, oldest first, in one walk
+ * of the records (those in the batch are RESTORING, not candidates).
+ * Returns how many. */
+static unsigned oldest(struct thpswap_session *s, uint64_t now, uint32_t *out, unsigned max)
 {
-	uint64_t best = UINT64_MAX;
-	long at = -1;
+	uint64_t ev[FT_BATCH];
+	unsigned n = 0;
 
-	for (uint32_t i = 0; i < s->hdr->max_regions; i++) {
+	for (uint32_t i = 0; i < s->hdr->max_regions && max; i++) {
+		uint64_t e;
+		unsigned k;
+
 		if (!candidate(s, i, now, 0))
 			continue;
-		uint64_t ev = __atomic_load_n(&s->rec[i].evicted_ns, __ATOMIC_RELAXED);
-
-		if (ev < best) {
-			best = ev;
-			at = (long)i;
+		e = __atomic_load_n(&s->rec[i].evicted_ns, __ATOMIC_RELAXED);
+		if (n == max && e >= ev[n - 1])
+			continue;
+		/* Insert in order; the youngest falls off a full list. */
+		k = n < max ? n++ : n - 1;
+		for (; k > 0 && ev[k - 1] > e; k--) {
+			ev[k] = ev[k - 1];
+			out[k] = out[k - 1];
 		}
+		ev[k] = e;
+		out[k] = i;
 	}
-	return at;
+	return n;
 }
 
 /* Write one batch: aged records first, then the oldest while the RAM tier
@@ -438,17 +482,20 @@ static unsigned demote_batch(struct thpswap_session *s, bool *more)
 			n++;
 		}
 	}
-	while (over > 0 && n < FT_BATCH && why != CAP && why != NO_ROOM) {
-		long i = oldest(s, now);
+	if (over > 0 && n < FT_BATCH && why != CAP && why != NO_ROOM) {
+		uint32_t pick[FT_BATCH];
+		unsigned np = oldest(s, now, pick, FT_BATCH - n);
 
-		if (i < 0)
-			break;
-		why = take(s, (uint32_t)i, &d[n], off);
-		if (why != TAKEN)
-			break; /* a fault took it meanwhile: look again next time */
-		off += round_up(d[n].len);
-		over -= d[n].len;
-		n++;
+		for (unsigned k = 0; k < np && over > 0; k++) {
+			why = take(s, pick[k], &d[n], off);
+			if (why == CAP || why == NO_ROOM)
+				break;
+			if (why != TAKEN)
+				continue; /* a fault took it meanwhile */
+			off += round_up(d[n].len);
+			over -= d[n].len;
+			n++;
+		}
 	}
 	if (why == CAP)
 		ctr_add(s, THP_C_FILE_FULL, 1);

@@ -1320,11 +1320,14 @@ struct stored_arg {
 static void stored_one(uint32_t idx, const struct thp_record *r, void *arg)
 {
 	struct stored_arg *a = arg;
+	/* A record in the file tier keeps its length, not its slot: the
+	 * slot is punched, and its bytes are counted as file bytes. */
+	uint32_t len = (r->flags & THP_RF_FILE) ? 0 : r->stored_len;
 
-	a->len[idx] = r->stored_len;
-	a->sum += r->stored_len;
-	a->pages += (r->stored_len + 4095ull) & ~4095ull;
-	a->slots += r->stored_len > 0;
+	a->len[idx] = len;
+	a->sum += len;
+	a->pages += (len + 4095ull) & ~4095ull;
+	a->slots += len > 0;
 }
 
 /* Data (SEEK_DATA) in a slot beyond its record's stored bytes, or in the

@@ -15,6 +15,11 @@
  *   budget   a RAM budget of 1 MiB and an age never reached: the
  *            longest-evicted records move until the RAM tier is under it,
  *            the rest stay; every byte right.
+ *   ring-broken
+ *            the rings themselves fail (every thread refused io_uring_enter
+ *            by a seccomp filter): demoted regions still read back right
+ *            (by pread), counted file_errors once; the demoter stops and
+ *            what it could not move stays in RAM, right.
  *   corrupt  a byte of a demoted record changed in the file: a touch of
  *            that region is SIGBUS (twice), never wrong bytes; counted
  *            file_bad_reads and corrupt; the other region right.
@@ -38,8 +43,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -319,6 +330,74 @@ static void corrupt(struct thpswap_session *s, const struct h_daemon *d, int var
 	h_mem_free(&m);
 }
 
+/* From now on io_uring_enter fails with EIO in every thread of this
+ * process (the agent's too): a ring that breaks under its user. */
+#if defined(__x86_64__)
+#define FILTER_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define FILTER_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+static void refuse_io_uring(void)
+{
+#ifdef FILTER_ARCH
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FILTER_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EIO),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	H_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "no_new_privs: %s", strerror(errno));
+	H_CHECK(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0,
+		"seccomp: %s", strerror(errno));
+#else
+	H_CHECK(0, "ring-broken: no seccomp filter for this architecture in the test");
+#endif
+}
+
+static void ring_broken(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd(), fd = tier_up(afd);
+	uint64_t err;
+	struct h_mem m;
+
+	(void)d;
+	(void)variant;
+	h_mem_prepare(s, &m, N, N);
+	wait_ctr(afd, THP_C_FILE_DEMOTED, N, 10, "demotion");
+	expect_flags(afd, &m, N, true, "demoted");
+	refuse_io_uring();
+	h_mem_check(&m, "read back with io_uring refused");
+	err = ctr(afd, THP_C_FILE_ERRORS);
+	H_CHECK(ctr(afd, THP_C_FILE_RESTORED) == N && err == 1 &&
+		ctr(afd, THP_C_FILE_BAD_READS) == 0 && ctr(afd, THP_C_CORRUPT) == 0,
+		"file_restored %llu (want %d), file_errors %llu (want 1), file_bad_reads %llu, "
+		"corrupt %llu (want 0)", (unsigned long long)ctr(afd, THP_C_FILE_RESTORED), N,
+		(unsigned long long)err, (unsigned long long)ctr(afd, THP_C_FILE_BAD_READS),
+		(unsigned long long)ctr(afd, THP_C_CORRUPT));
+	wait_emptied(afd, fd, "after the restores");
+	printf("%d regions read back by pread after the read ring failed\n", N);
+	/* The demoter's next batch fails to submit: nothing moves again. */
+	H_CHECK(h_evict(s, m.base, m.len) == N, "not all evicted again");
+	wait_ctr(afd, THP_C_FILE_ERRORS, err + 1, 10, "the demoter's failure");
+	{
+		struct h_region_view v[NT];
+
+		wait_settled(afd, &m, N, v);
+	}
+	expect_flags(afd, &m, N, false, "after the write ring failed");
+	H_CHECK(ctr(afd, THP_C_FILE_BYTES) == 0 && blocks(fd) == 0,
+		"file_bytes %llu, %lld blocks in the file after failed writes",
+		(unsigned long long)ctr(afd, THP_C_FILE_BYTES), blocks(fd));
+	h_mem_check(&m, "read back from RAM");
+	h_mem_free(&m);
+}
+
 static void forked(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
 	int afd = h_arena_fd(), st;
@@ -494,6 +573,7 @@ static const struct h_case cases[] = {
 	{ "cap", cap, 0, 60 },
 	{ "budget", budget, 0, 60 },
 	{ "corrupt", corrupt, 0, 60 },
+	{ "ring-broken", ring_broken, 0, 60 },
 	{ "fork", forked, 0, 60 },
 	{ "mremap", moved, 0, 60 },
 	{ "race", race, 0, 120 },
