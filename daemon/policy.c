@@ -5,7 +5,8 @@
  *
  * The resident budget: every --interval ms, a client above --budget gets one
  * EVICT of enough of its resident regions to bring it back to 90 % of the
- * budget: the least recently faulted first, the ones it was wrong about last.
+ * budget, least recently faulted first, never one that came back soon
+ * after its last eviction while it is marked for that.
  *
  * The pressure loop: every --pressure-interval, each client's records are
  * walked once, to count promotions (regions restored within
@@ -78,6 +79,7 @@ struct pol_client {
 	bool cold_failed;             /* coldness.c could not look: said once, not tried again */
 	uint64_t promotions;          /* since the session began */
 	uint32_t promos_new;          /* found by walks since the pressure loop's last interval */
+	bool budget_short;            /* the budget could not be held: said, until it can */
 	double promo_rate;            /* promoted per minute, a fraction of the working set */
 	uint64_t working_set;         /* resident + evicted regions, at the last walk */
 	uint64_t stall_us;            /* the stall over the last interval */
@@ -274,8 +276,8 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 			pc->seen_addr[i] = r.addr;
 			pc->seen_restores[i] = r.restores;
 			pc->mistakes[i] = 0;
-		} else if (r.restores != pc->seen_restores[i] ? promoted(pc, i, &r, window_ns) :
-			   cancelled(s, pc, i, &r)) {
+		} else if (window_ns && (r.restores != pc->seen_restores[i] ?
+					 promoted(pc, i, &r, window_ns) : cancelled(s, pc, i, &r))) {
 			w->promos++;
 			if (pc->mistakes[i] < UINT8_MAX)
 				pc->mistakes[i]++;
@@ -340,16 +342,20 @@ static int evict_picked(struct thpd_session *s, const struct walk *w, uint64_t n
 /* ---- the resident budget ---- */
 
 /*
- * A client above --budget is brought back to 90 % of it: the resident
- * regions faulted least recently first, then the ones the policy was wrong
- * about, longest away first, as for a cgroup's limit (a budget is a
- * limit the admin set).  The order matters because the daemon sees faults,
- * not accesses: a hot region that stays resident is never faulted again and
- * ages like a cold one.  Picked by age alone, it went first, came straight
- * back, and the cold regions stayed: Redis held at half its memory spent
- * its time moving its hot regions out and in.  Picked this way, it goes
- * once, its quick return marks it, and it waits promotion-window x 2^(k-1)
- * before it may go again while anything else can.
+ * A client above --budget is brought back to 90 % of it, least recently
+ * faulted regions first.  The daemon sees faults, not accesses: a hot
+ * region that stays resident is never faulted again and ages like a cold
+ * one.  Picked by age alone it went first and came straight back, and the
+ * cold ones stayed.  So a region that came back within promotion-window of
+ * its eviction is marked, and the budget leaves it alone for
+ * promotion-window x 2^(k-1) after its last fault (k: times marked), even
+ * if the budget is not held meanwhile.  Evicting it anyway would not hold
+ * the budget either: it is back within the window, and each round trip
+ * costs the client a restore.  (A cgroup's limit does take marked regions,
+ * last: there the alternative is the OOM killer.)  Redis held at half its
+ * memory under a load that touches every 2 MiB region several times a
+ * second moved 50 regions a second each way and saved nothing; now it
+ * saves nothing at its full speed, and says so.
  */
 static void budget_client(struct thpd *d, struct thpd_session *s, uint64_t now)
 {
@@ -371,12 +377,16 @@ static void budget_client(struct thpd *d, struct thpd_session *s, uint64_t now)
 			  (int)thpd_session_pid(s));
 		return;
 	}
-	n = need < w.n + w.nlast ? need : w.n + w.nlast;
+	n = need < w.n ? need : w.n;
+	if (n < need && w.nlast && !pc->budget_short)
+		thpd_warn("pid %d: budget %llu MiB not held: %zu of its resident regions came back "
+			  "within --promotion-window of their eviction and are left resident a while",
+			  (int)thpd_session_pid(s), (unsigned long long)(budget >> 20), w.nlast);
+	pc->budget_short = n < need && w.nlast;
 	if (n) {
-		thpd_info(d, "pid %d: resident %llu MiB over budget %llu MiB: evicting %llu regions "
-			  "(%llu it came back for soon)", (int)thpd_session_pid(s),
-			  (unsigned long long)(resident >> 20), (unsigned long long)(budget >> 20),
-			  (unsigned long long)n, (unsigned long long)(n > w.n ? n - w.n : 0));
+		thpd_info(d, "pid %d: resident %llu MiB over budget %llu MiB: evicting %llu regions",
+			  (int)thpd_session_pid(s), (unsigned long long)(resident >> 20),
+			  (unsigned long long)(budget >> 20), (unsigned long long)n);
 		/* Busy sessions were skipped: nothing queued, so no -EBUSY. */
 		r = evict_picked(s, &w, n, THP_EVICT_BUDGET);
 		if (r < 0)

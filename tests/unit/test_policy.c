@@ -608,8 +608,7 @@ static void test_budget(void **state)
  * The budget and a hot region that stays resident: never faulted again, it
  * looks older than the cold ones.  It goes once; back at once, it is
  * marked, and the next evictions take the cold regions, even those faulted
- * after it, while its mark lasts (the limit rule's test has the order once
- * nothing else is left: the same code).
+ * after it, while its mark lasts; with nothing else left, none.
  */
 static void test_budget_mistakes(void **state)
 {
@@ -647,6 +646,51 @@ static void test_budget_mistakes(void **state)
 	/* the budget's walks counted the promotion; the pressure loop (off
 	 * here) would take it from promos_new */
 	assert_int_equal(pc_of(w)->promos_new, 1);
+	assert_false(pc_of(w)->budget_short);
+	/* everything else gone: 0 and the new 14 over the budget of... one
+	 * region; 0 is marked, so only 14 goes, and the budget is short */
+	w->d.cfg.budget_bytes = THP_REGION_BYTES;
+	for (uint32_t i = 1; i < 14; i++)
+		if (atomic_load(&w->s.rec[i].state) == THP_ST_RESIDENT)
+			atomic_store(&w->s.rec[i].state, THP_ST_RAM);
+	resident(w, 14, 0);
+	w->s.rec[14].last_fault_ns = clock_now;
+	assert_int_equal(tick(w), 1);
+	assert_int_equal(w->s.evicted[6], 14);
+	assert_true(pc_of(w)->budget_short);
+	assert_int_equal(tick(w), 0);
+	/* its mark lasts a window after its last fault: then it goes, the
+	 * older of the two over the budget */
+	clock_now += S(60);
+	resident(w, 15, 0);
+	w->s.rec[15].last_fault_ns = clock_now;
+	assert_int_equal(tick(w), 2);
+	assert_int_equal(w->s.evicted[7], 0);
+	assert_int_equal(w->s.evicted[8], 15);
+	assert_false(pc_of(w)->budget_short);
+}
+
+/* promotion-window 0: nothing is a mistake; the budget takes the region
+ * that came straight back as it took it the first time. */
+static void test_window_zero(void **state)
+{
+	struct world *w = *state;
+
+	w->d.cfg.pressure = false;
+	w->d.cfg.promotion_window_s = 0;
+	w->d.cfg.budget_bytes = 2 * THP_REGION_BYTES;
+	resident(w, 0, 1000);
+	resident(w, 1, 10);
+	resident(w, 2, 10);
+	assert_int_equal(tick(w), 2);
+	clock_now += S(1) / 2;
+	restore(w, 0);
+	restore(w, 1);
+	assert_int_equal(tick(w), 2);
+	assert_int_equal(w->s.evicted[2], 2);     /* faulted least recently */
+	assert_int_equal(w->s.evicted[3], 0);
+	assert_int_equal(pc_of(w)->promotions, 0);
+	assert_int_equal(pc_of(w)->mistakes[0], 0);
 }
 
 int main(void)
@@ -667,6 +711,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cgroup_limit_mistaken, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_mistakes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_zero, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
