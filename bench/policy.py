@@ -5,7 +5,7 @@
 usage: bench/policy.py --config NAME --mode thpswap|kernel|baseline --out DIR
                        --build DIR --size BYTES [--seconds S] [--thpswapd PATH]
                        [--backend B --swap-dev DEV] [--skew 95-5|zipf]
-                       [--hot-pct P] [--threads N] [--saving-pct P]
+                       [--hot-pct P] [--threads N] [--saving-pct P] [--match-freed BYTES]
 
 bench/run sets up the kernel's swap (zram, zswap) around it.  This runs
 thpswap-policy-load's client (SIZE of THP memory, skewed operations, every
@@ -27,7 +27,13 @@ saving).  thpswapd (--pressure yes, --pressure-interval 500,
 --cgroup-high-pct 90, its default, and --resident-target SIZE - saving)
 evicts a client whose cgroup is above 90 % of its limit back to 80 %: its
 balloon is 15 % of the limit smaller (the middle of that band), so that both
-hold the client at about the same size.  thpswap's cgroup may not swap
+hold the client at about the same size.  With --match-freed M (bench/run
+passes the freed memory, mean over the held phase, of the kernel
+configuration that ran before), thpswap is pressed to free M instead of
+--saving-pct: its stored bytes are charged to its cgroup and zram's are
+not, so the same balloon would make thpswap free more than the kernel
+does, and the comparison would not be at the same memory saved.
+thpswap's cgroup may not swap
 (v1 memory.swappiness 0, v2 memory.swap.max 0), so only thpswap evicts
 there even if other swap is on.  thpswap's stored bytes are charged to the
 cgroup; zram's are not (both count in "in RAM").
@@ -259,6 +265,9 @@ def run(a, tmp, res):
                 "pressure_from_s": round(a.seconds * PRESSURE_FROM, 1),
                 "held_from_s": round(a.seconds * HELD_FROM, 1)})
     saving = a.size * a.saving_pct // 100
+    if a.mode == "thpswap" and a.match_freed is not None:
+        saving = min(a.match_freed, a.size) // REGION * REGION
+        res["matched_freed_bytes"] = saving
     ru = Run(a, tmp)
     try:
         if a.mode == "thpswap":
@@ -410,6 +419,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--saving-pct", type=int, default=50,
                     help="what the pressure takes from the client, %% of --size")
+    ap.add_argument("--match-freed", type=int,
+                    help="thpswap: press it to free this many bytes (the kernel's freed memory "
+                         "of an earlier run), not --saving-pct")
     ap.add_argument("--pressure-interval", type=int, default=500,
                     help="thpswapd --pressure-interval, ms")
     a = ap.parse_args()

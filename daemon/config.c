@@ -299,7 +299,7 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		c->cold_age_s = (uint32_t)v;
 		break;
 	case K_PROMOTION_WINDOW:
-		r = parse_ll(val, 1, 24 * 3600, &v, err, errsz);
+		r = parse_ll(val, 0, 24 * 3600, &v, err, errsz);
 		c->promotion_window_s = (uint32_t)v;
 		break;
 	case K_PROMOTION_TARGET:
@@ -512,7 +512,7 @@ static void usage(FILE *f)
 "      --pressure-interval MS  its interval (default 6000)\n"
 "      --pressure-target US  memory stall per interval that stops it (default 10000: 10 ms per 6 s)\n"
 "      --cold-age S          a region not faulted for S seconds may go (default 60)\n"
-"      --promotion-window S  restored within S seconds of its eviction: a mistake (default 60)\n"
+"      --promotion-window S  restored within S seconds of its eviction: a mistake (default 60; 0: none)\n"
 "      --promotion-target P  back off above P % of the working set promoted per minute (default 0.2)\n"
 "      --evict-step N        regions per interval to start with, and at least (default 4)\n"
 "      --evict-step-max N    regions per interval at most (default 256)\n"

@@ -250,14 +250,10 @@ int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *
 void thpd_ctl_handle(struct thpd_conn *c, const struct thp_msg *m);
 
 /* ---- policy.c ---- */
+/* The budget and the pressure loop, every --interval. */
 void thpd_policy_tick(struct thpd *d);
-/* Free the pressure loop's state (at exit). */
+/* Free the policy's state (at exit). */
 void thpd_policy_free(struct thpd *d);
-/* Pick up to @max records of @s to evict to get its resident bytes from
- * @resident down to @target, least recently faulted first.  Returns how
- * many were written to @out, or -ENOMEM. */
-long thpd_policy_pick(const struct thpd_session *s, uint64_t now, uint64_t resident,
-		      uint64_t target, uint32_t *out, uint32_t max);
 
 /* What the pressure loop knows of @s (ids, pid filled in any case); false
  * if it has not walked @s yet (all zero then).  @out->pinned is not its. */

@@ -90,6 +90,34 @@ static void child_fill(struct thpswap_session *s, int cfd, uint64_t dst, char *s
 	ctr_add(s, THP_C_COPY_CHILD, 1);
 }
 
+/* Did the child zap @p since the fork (a REMOVE read, see child_events)? */
+static bool child_zapped(const struct forks *f, uint64_t p)
+{
+	for (unsigned k = 0; k < f->nzap; k++)
+		if (p >= f->zap[k].lo && p < f->zap[k].hi)
+			return true;
+	return false;
+}
+
+/* POISON the child's empty pages of the region at @dst: its record does not
+ * decode, and the child must get SIGBUS there as we would, never zeros.  What
+ * it zapped meanwhile it dropped itself: zeros.  Page by page (a rare path):
+ * EEXIST is a page present already, left alone. */
+static void child_poison(struct thpswap_session *s, int cfd, uint64_t dst, struct forks *f)
+{
+	for (uint64_t p = dst; p < dst + REGION;) {
+		int rc = child_zapped(f, p) ? thp_uffd_zeropage(cfd, p, THP_PAGE_SIZE, 0, NULL)
+					    : thp_uffd_poison(cfd, p, THP_PAGE_SIZE);
+
+		if (rc == -EAGAIN) {
+			child_events(cfd, f);
+			continue;
+		}
+		p += THP_PAGE_SIZE;
+	}
+	ctr_add(s, THP_C_CORRUPT, 1);
+}
+
 /*
  * A region being evicted when the fork happened: its THP was in staging
  * (had it still been mapped, the fork would have shared it and the MOVE out
@@ -166,6 +194,8 @@ void on_fork(struct thpswap_session *s, int cfd)
 			st = rec_wait_stable(s, r);
 		if (st == THP_ST_RAM && decode_record(s, i, s->fault_buf))
 			child_fill(s, cfd, rec_addr(r), s->fault_buf, &f);
+		else if (st == THP_ST_RAM)
+			child_poison(s, cfd, rec_addr(r), &f);
 		else if (st != THP_ST_POISONED && st != THP_ST_FREE)
 			child_fill(s, cfd, rec_addr(r), NULL, &f);
 	}
@@ -177,13 +207,13 @@ void on_fork(struct thpswap_session *s, int cfd)
 		on_fork(s, f.fd[k]);
 }
 
-/* Fill fork child @e with the pages of fault_buf from @k on that were still
- * to be copied when it forked, minus what it zapped since. */
+/* Fill fork child @e with the pages of @buf (NULL: poison them) from @k on
+ * that were still to be copied when it forked, minus what it zapped since. */
 void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k,
-		       unsigned born)
+		       unsigned born, const char *buf)
 {
 	for (; k < REGION / THP_PAGE_SIZE; k++)
-		while (place_copy(s, e->cfd, &e->pg[k], (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
+		while (place_copy(s, e->cfd, &e->pg[k], buf ? (uint64_t)(uintptr_t)buf + k * THP_PAGE_SIZE : 0,
 				  born, &e->f) == -EAGAIN)
 			child_events(e->cfd, &e->f); /* on_fork gets what it read */
 }

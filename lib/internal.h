@@ -838,9 +838,10 @@ void on_remove(struct thpswap_session *s);
 /* ---- fork children (fork.c) ---- */
 /* Fill the fork child whose uffd is @cfd, then close it. */
 void on_fork(struct thpswap_session *s, int cfd);
-/* Fill child @e with the pages of fault_buf from @k on (see copy_region);
- * @born as for place_copy. */
-void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k, unsigned born);
+/* Fill child @e with the pages of @buf (NULL: poison them) from @k on (see
+ * copy_region); @born as for place_copy. */
+void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k, unsigned born,
+		const char *buf);
 
 /* ---- munmap and mremap (remap.c) ---- */
 void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
@@ -852,7 +853,8 @@ void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t le
 void copy_follow(struct thpswap_session *s, const struct uffd_msg *m);
 /* Copy one page of a misaligned copy to where it is now (see struct
  * page_places), on uffd @fd (ours, or a fork child's with what it zapped in
- * @f); @born: messages read just after that copy's REMAP.  0 or -EAGAIN. */
+ * @f), from @src (0: poison it); @born: messages read just after that copy's
+ * REMAP.  0 or -EAGAIN. */
 int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
 	       uint64_t src, unsigned born, const struct forks *f);
 

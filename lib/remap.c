@@ -194,7 +194,9 @@ static bool in_child_zaps(const struct forks *f, uint64_t p)
  * before the copy ends), so a COPY succeeds at the first place that holds
  * it; ENOENT (nothing registered there) or EEXIST (present: not ours) say
  * look further.  A place zapped since is probed with a zero page, which is
- * what the page must read if it is there.  0 when placed or nowhere to go;
+ * what the page must read if it is there.  @src 0: the bytes do not decode,
+ * so the page is poisoned (SIGBUS on access, as a restore would give; the
+ * kernel answers POISON as it does COPY).  0 when placed or nowhere to go;
  * -EAGAIN when an event is pending (the COPY would fail anyway, and the
  * event may change the verdict): read it, then call again.
  */
@@ -212,21 +214,27 @@ int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
 
 		if (foreign(s, pp, i, born))
 			continue;
-		rc = zapped ? thp_uffd_zeropage(fd, d, THP_PAGE_SIZE, 0, NULL)
-			    : thp_uffd_copy(fd, d, src, THP_PAGE_SIZE, 0, NULL);
+		if (zapped)
+			rc = thp_uffd_zeropage(fd, d, THP_PAGE_SIZE, 0, NULL);
+		else if (src)
+			rc = thp_uffd_copy(fd, d, src, THP_PAGE_SIZE, 0, NULL);
+		else
+			rc = thp_uffd_poison(fd, d, THP_PAGE_SIZE);
 		if (rc == 0 || rc == -EAGAIN)
 			return rc;
 	}
 	return 0;
 }
 
-/* Copy pages [lo, hi) of the region at @a, decoded in fault_buf, to where
- * the mremap whose REMAP is u[@seq] put them (@shift on), and wherever
- * events read since put them next. */
+/* Copy pages [lo, hi) of the region at @a, decoded in fault_buf (or poison
+ * them there, @poison: its bytes do not decode), to where the mremap whose
+ * REMAP is u[@seq] put them (@shift on), and wherever events read since put
+ * them next. */
 static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint64_t hi,
-			uint64_t shift, unsigned seq)
+			uint64_t shift, unsigned seq, bool poison)
 {
 	static const struct remap_copy none;
+	const char *buf = poison ? NULL : s->fault_buf;
 	struct remap_copy c = none;
 	unsigned forked = s->nearly;
 
@@ -240,17 +248,17 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
 	for (unsigned i = seq + 1; i != s->utail; i++)
 		copy_follow(s, &s->u[i & (QCAP - 1)]);
 	for (; forked < s->nearly; forked++)
-		early_fill(s, &s->early[forked], 0, c.born);
+		early_fill(s, &s->early[forked], 0, c.born, buf);
 	for (unsigned k = 0; k < REGION / THP_PAGE_SIZE; k++)
-		while (place_copy(s, s->uffd, &c.pg[k], (uint64_t)(uintptr_t)s->fault_buf + k * THP_PAGE_SIZE,
+		while (place_copy(s, s->uffd, &c.pg[k], buf ? (uint64_t)(uintptr_t)buf + k * THP_PAGE_SIZE : 0,
 				  c.born, NULL) == -EAGAIN) {
 			agent_drain(s); /* reads only: we are in a handler */
 			/* Pages from k on were not copied at any fork read. */
 			for (; forked < s->nearly; forked++)
-				early_fill(s, &s->early[forked], k, c.born);
+				early_fill(s, &s->early[forked], k, c.born, buf);
 		}
 	s->copying = NULL;
-	ctr_add(s, THP_C_FALLBACK_4K, 1);
+	ctr_add(s, poison ? THP_C_CORRUPT : THP_C_FALLBACK_4K, 1);
 }
 
 /*
@@ -317,8 +325,9 @@ void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t le
 		/* Our own restore's record still holds its bytes: no waiting. */
 		st = fault_owned(s, (uint32_t)idx) ? (s->rec[idx].stored_len ? THP_ST_RAM : THP_ST_ZERO)
 						   : rec_wait_stable(s, &s->rec[idx]);
-		if (st == THP_ST_RAM && decode_record(s, (uint32_t)idx, s->fault_buf))
-			copy_region(s, a, lo, hi, to - from, seq);
+		if (st == THP_ST_RAM)
+			copy_region(s, a, lo, hi, to - from, seq,
+				    !decode_record(s, (uint32_t)idx, s->fault_buf));
 		/* Evicted zeros need nothing: the new place faults to zero. */
 		if (lo == a && hi == a + REGION) {
 			__atomic_and_fetch(&s->rec[idx].flags, ~THP_RF_MOVING, __ATOMIC_RELEASE);

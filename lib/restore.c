@@ -18,7 +18,8 @@
 #include "uffd.h"
 
 /* Decompress record @i into @buf with its pending zaps applied (fork.c and
- * remap.c copy evicted regions to where the kernel wants them). */
+ * remap.c copy evicted regions to where the kernel wants them); false when
+ * its bytes fail the checks restore_ram makes, and must be poisoned. */
 bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 {
 	const struct thp_record *r = &s->rec[i];
@@ -28,6 +29,8 @@ bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 	uint64_t m[8];
 
 	if (!blob || thp_blob_view(blob, len, &v))
+		return false;
+	if (v.codec == THP_CODEC_NONE && thp_hash64(blob, r->stored_len) != r->checksum)
 		return false;
 	for (unsigned f = 0; f < v.nframes; f++)
 		if (thp_codec_decompress_frame(s->fault_codec, &v, f, buf))

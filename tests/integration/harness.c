@@ -1315,15 +1315,21 @@ static bool shmem_large_folios(void)
 struct stored_arg {
 	uint32_t *len;		/* stored bytes per record index */
 	uint64_t sum, pages, slots;
+	unsigned busy;		/* records whose slot may be written or freed now */
 };
 
 static void stored_one(uint32_t idx, const struct thp_record *r, void *arg)
 {
 	struct stored_arg *a = arg;
+	uint32_t st = atomic_load(&r->state);
 	/* A record in the file tier keeps its length, not its slot: the
 	 * slot is punched, and its bytes are counted as file bytes. */
 	uint32_t len = (r->flags & THP_RF_FILE) ? 0 : r->stored_len;
 
+	/* An eviction stores before its record says so and punches after a
+	 * cancel; a restore punches the old bytes after its wake. */
+	a->busy += st == THP_ST_EVICTING || st == THP_ST_CANCEL || st == THP_ST_RESTORING ||
+		   (r->flags & THP_RF_PUNCHING);
 	a->len[idx] = len;
 	a->sum += len;
 	a->pages += (len + 4095ull) & ~4095ull;
@@ -1384,24 +1390,31 @@ void h_check_stored(struct thpswap_session *s, void *barrier, const char *what)
 	a.len = calloc(h.max_regions, sizeof(*a.len));
 	H_CHECK(a.len, "out of memory");
 	/* An eviction the daemon asked for may be committing meanwhile (its
-	 * record is written before its counter): take a snapshot in which the
-	 * records and the counter agree, or the last of 200 tries, 5 ms
-	 * apart.  A real difference stays. */
+	 * record is written before its counter), and its slot written before
+	 * its record or freed after: take the arena between two snapshots in
+	 * which the records and the counter agree, no record's slot is being
+	 * written or freed, and no eviction or restore happened in between;
+	 * or the last of 200 tries, 5 ms apart.  A real difference stays. */
 	for (unsigned tries = 0;; tries++) {
-		uint64_t before = h_stats(s).stored_bytes;
+		struct thpswap_stats before = h_stats(s);
+		bool quiet;
 
 		a.sum = a.pages = a.slots = 0;
+		a.busy = 0;
 		memset(a.len, 0, h.max_regions * sizeof(*a.len));
 		h_arena_each(fd, stored_one, &a);
+		H_CHECK(fstat(fd, &sb) == 0, "fstat the arena: %s", strerror(errno));
+		alloc = (uint64_t)sb.st_blocks * 512;
+		at[0] = 0;
+		stray = large ? 0 : stray_data(fd, &h, a.len, at, sizeof(at));
 		st = h_stats(s);
-		if ((a.sum == st.stored_bytes && st.stored_bytes == before) || tries == 200)
+		quiet = !a.busy && st.evictions == before.evictions &&
+			st.evict_cancelled == before.evict_cancelled && st.restores == before.restores;
+		if ((a.sum == st.stored_bytes && st.stored_bytes == before.stored_bytes && quiet) ||
+		    tries == 200)
 			break;
 		usleep(5000);
 	}
-	H_CHECK(fstat(fd, &sb) == 0, "fstat the arena: %s", strerror(errno));
-	alloc = (uint64_t)sb.st_blocks * 512;
-	if (!large)
-		stray = stray_data(fd, &h, a.len, at, sizeof(at));
 	free(a.len);
 	printf("%s: %llu bytes stored in %llu slots; the arena memfd holds %llu bytes (header and "
 	       "records area: %llu)%s\n", what, (unsigned long long)a.sum, (unsigned long long)a.slots,

@@ -25,6 +25,11 @@
  *                          is adopted.
  *   itest-restart sigbus   a fault whose stored bytes cannot be read back
  *                          ends in SIGBUS for the faulting thread, at once.
+ *   itest-restart sigbus-fork    such a region SIGBUSes in a fork child too
+ *                          (filled by the agent), corrupt counted.
+ *   itest-restart sigbus-mremap  and at its new place after a misaligned
+ *                          mremap, every page, never zeros; of half a
+ *                          region moved, that half (the rest stays put).
  *
  * Nothing waits blind: the test polls the arena's counters (pread of the
  * memfd) against a deadline.  THPSWAP_TEST_VERBOSE=1 runs the daemon with -v.
@@ -850,15 +855,27 @@ static void run_refuse(void)
 
 /* ---- sigbus ---- */
 
+/* The stored bytes of the evicted region at @base become unreadable: its
+ * blob header is junk. */
+static void corrupt_record(int afd, const void *base)
+{
+	long idx = h_arena_find(afd, base);
+	struct thp_arena_header h;
+	char junk[64];
+
+	H_CHECK(idx >= 0, "no record for region 0");
+	h = h_arena_header(afd);
+	memset(junk, 0xa5, sizeof(junk));
+	H_CHECK(pwrite(afd, junk, sizeof(junk), (off_t)thp_arena_slot_off(&h, (uint32_t)idx)) ==
+		(ssize_t)sizeof(junk), "pwrite into the arena: %s", strerror(errno));
+}
+
 static void run_sigbus(void)
 {
 	struct thpswap_session *s;
-	struct thp_arena_header h;
 	bool bus;
-	long idx;
 	struct h_daemon d;
 	struct h_mem m;
-	char junk[64];
 	uint64_t t0, t;
 	int afd, r;
 
@@ -869,13 +886,7 @@ static void run_sigbus(void)
 	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
 	afd = h_arena_fd();
 	h_mem_prepare(s, &m, 2, 2);
-	/* Region 0's stored bytes become unreadable: its blob header is junk. */
-	idx = h_arena_find(afd, m.base);
-	H_CHECK(idx >= 0, "no record for region 0");
-	h = h_arena_header(afd);
-	memset(junk, 0xa5, sizeof(junk));
-	H_CHECK(pwrite(afd, junk, sizeof(junk), (off_t)thp_arena_slot_off(&h, (uint32_t)idx)) ==
-		(ssize_t)sizeof(junk), "pwrite into the arena: %s", strerror(errno));
+	corrupt_record(afd, m.base);
 
 	t0 = thp_now_ns();
 	bus = h_read_sigbus(m.base);
@@ -898,10 +909,135 @@ static void run_sigbus(void)
 	H_CHECK(r == 0, "thpswapd exited %d", r);
 }
 
+/*
+ * A fork child gets the evicted regions filled from their records by the
+ * agent, not by a restore of its own: one that does not decode must reach
+ * it poisoned too.  The child reports by its exit status: 0 both ends of
+ * region 0 SIGBUS and region 1 is whole, 1 region 0 read without SIGBUS,
+ * 2 region 1 differs.
+ */
+static void run_sigbus_fork(void)
+{
+	struct thpswap_session *s;
+	struct h_daemon d;
+	struct h_mem m;
+	void *bar;
+	pid_t pid;
+	int afd, r, st;
+
+	h_deadline(60);
+	r = h_daemon_start(&d, daemon_args());
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	r = thpswap_open(&s, d.sock);
+	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
+	afd = h_arena_fd();
+	bar = h_barrier_map(s);
+	h_mem_prepare(s, &m, 2, 2);
+	corrupt_record(afd, m.base);
+
+	pid = fork();
+	H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		if (!h_read_sigbus(m.base) || !h_read_sigbus(m.base + REG - 1))
+			_exit(1);
+		_exit(h_check(m.base + REG, REG, NPG, 0, m.gen + NPG, "child's region 1") < 0 ? 0 : 2);
+	}
+	H_CHECK(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+	H_CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 1,
+		"the fork child read region 0, whose stored bytes do not decode, without SIGBUS");
+	H_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the fork child: status %#x", st);
+	/* The fork's event is handled once the agent serves the barrier. */
+	h_agent_sync(bar);
+	H_CHECK(arena_ctr(afd, THP_C_CORRUPT) == 1, "corrupt %llu after the fork, want 1",
+		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
+	printf("the fork child: SIGBUS at both ends of region 0, region 1 whole; corrupt 1\n");
+	/* Our own record is as corrupt: a restore here poisons it too. */
+	H_CHECK(h_read_sigbus(m.base), "the parent read region 0 without SIGBUS");
+	H_CHECK(arena_ctr(afd, THP_C_CORRUPT) == 2, "corrupt %llu after the parent's touch, want 2",
+		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
+	H_CHECK(h_check(m.base + REG, REG, NPG, 0, m.gen + NPG, "region 1") < 0, "region 1 differs");
+	signal(SIGBUS, SIG_DFL);
+	h_mem_free(&m);
+	r = thpswap_close(s);
+	H_CHECK(r == 0, "thpswap_close: %s", strerror(-r));
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited %d", r);
+}
+
+/*
+ * A misaligned mremap writes stored bytes to their new place at once (no
+ * PMD fits there): bytes that do not decode must be poisoned there, every
+ * page of the region, while the region beside it arrives whole.
+ */
+static void run_sigbus_mremap(void)
+{
+	struct thpswap_session *s;
+	struct h_daemon d;
+	struct h_mem m;
+	void *bar, *to;
+	unsigned bus = 0;
+	int afd, r;
+
+	h_deadline(60);
+	r = h_daemon_start(&d, daemon_args());
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	r = thpswap_open(&s, d.sock);
+	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
+	afd = h_arena_fd();
+	bar = h_barrier_map(s);
+	h_mem_prepare(s, &m, 2, 2);
+	corrupt_record(afd, m.base);
+
+	to = mremap(m.base, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED, h_reserve(m.len, H_PAGE));
+	H_CHECK(to != MAP_FAILED, "mremap to a misaligned place: %s", strerror(errno));
+	m.base = to;
+	h_agent_sync(bar);
+	for (size_t off = 0; off < REG; off += H_PAGE)
+		bus += h_read_sigbus(m.base + off);
+	H_CHECK(bus == NPG, "%u of %u pages of region 0 SIGBUS at the misaligned place (the rest "
+		"read as memory)", bus, (unsigned)NPG);
+	H_CHECK(arena_ctr(afd, THP_C_CORRUPT) == 1, "corrupt %llu after the move, want 1",
+		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
+	H_CHECK(h_check(m.base + REG, REG, NPG, 0, m.gen + NPG, "region 1") < 0, "region 1 differs");
+	printf("misaligned mremap: all %u pages of region 0 SIGBUS, region 1 whole; corrupt 1\n", bus);
+	h_mem_free(&m);
+
+	/* Only the second half of region 0 moves: that half is poisoned at its
+	 * new place, and the first half stays with the record, which a touch
+	 * restores (and poisons) as ever. */
+	h_mem_prepare(s, &m, 2, 2);
+	corrupt_record(afd, m.base);
+	to = mremap(m.base + REG / 2, REG + REG / 2, REG + REG / 2, MREMAP_MAYMOVE | MREMAP_FIXED,
+		    h_reserve(REG + REG / 2, H_PAGE));
+	H_CHECK(to != MAP_FAILED, "mremap of 1.5 regions to a misaligned place: %s", strerror(errno));
+	h_agent_sync(bar);
+	bus = 0;
+	for (size_t off = 0; off < REG / 2; off += H_PAGE)
+		bus += h_read_sigbus((char *)to + off);
+	H_CHECK(bus == NPG / 2, "%u of %u pages of region 0's moved half SIGBUS at the misaligned place",
+		bus, (unsigned)NPG / 2);
+	H_CHECK(arena_ctr(afd, THP_C_CORRUPT) == 2, "corrupt %llu after the half move, want 2",
+		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
+	H_CHECK(h_check((char *)to + REG / 2, REG, NPG, 0, m.gen + NPG, "region 1, moved") < 0,
+		"region 1 differs after the half move");
+	H_CHECK(h_read_sigbus(m.base) && h_read_sigbus(m.base + REG / 2 - 1),
+		"the half of region 0 left in place read without SIGBUS");
+	H_CHECK(arena_ctr(afd, THP_C_CORRUPT) == 3, "corrupt %llu after touching the half left, want 3",
+		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
+	printf("half moved: all %u pages SIGBUS there, the half left SIGBUS too, region 1 whole; "
+	       "corrupt 3\n", bus);
+	signal(SIGBUS, SIG_DFL);
+	h_mem_free(&m);
+	r = thpswap_close(s);
+	H_CHECK(r == 0, "thpswap_close: %s", strerror(-r));
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited %d", r);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s basic|stress|refuse|sigbus\n", argv[0]);
+		fprintf(stderr, "usage: %s basic|stress|refuse|sigbus|sigbus-fork|sigbus-mremap\n", argv[0]);
 		return H_FAIL;
 	}
 	h_require_root();
@@ -915,6 +1051,10 @@ int main(int argc, char **argv)
 		run_refuse();
 	else if (!strcmp(argv[1], "sigbus"))
 		run_sigbus();
+	else if (!strcmp(argv[1], "sigbus-fork"))
+		run_sigbus_fork();
+	else if (!strcmp(argv[1], "sigbus-mremap"))
+		run_sigbus_mremap();
 	else if (!strcmp(argv[1], "idle"))
 		return run_idle();
 	else

@@ -48,12 +48,18 @@ static int teardown(void **state)
 	return 0;
 }
 
-static long hole(const struct world *w)
+/* @where's answer for the mapping, as a page number in it (or -errno). */
+static long page_of(const struct world *w, long (*where)(int, uint64_t, uint64_t))
 {
 	uint64_t a = (uint64_t)(uintptr_t)w->p;
-	long h = thp_pagemap_first_hole(w->fd, a, a + LEN);
+	long at = where(w->fd, a, a + LEN);
 
-	return h < 0 ? h : (long)((uint64_t)h - a) / (long)PG;
+	return at < 0 ? at : (long)((uint64_t)at - a) / (long)PG;
+}
+
+static long hole(const struct world *w)
+{
+	return page_of(w, thp_pagemap_first_hole);
 }
 
 /* Untouched: the first page; touched all: none (the end); a page zapped in
@@ -80,10 +86,7 @@ static void first_hole(void **state)
 
 static long end_of_data(const struct world *w)
 {
-	uint64_t a = (uint64_t)(uintptr_t)w->p;
-	long e = thp_pagemap_there_end(w->fd, a, a + LEN);
-
-	return e < 0 ? e : (long)((uint64_t)e - a) / (long)PG;
+	return page_of(w, thp_pagemap_there_end);
 }
 
 /* Where the data ends (what a failed MOVE out left in its slot): nothing,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The pressure loop's decisions (daemon/policy.c), interval by interval on
+ * The policy's decisions (daemon/policy.c: the budget and the pressure
+ * loop), interval by interval on
  * a clock of the test's own: fake sessions (records the test writes as the
  * agent would), and PSI and cgroup files in a temporary sysroot.  The
  * session accessors policy.c calls are stubs here; the parsers are the real
@@ -39,6 +40,7 @@ struct thpd_session {
 	uint64_t last_attempt[NREC];
 	uint32_t evicted[4096];       /* indices asked for, over all calls */
 	uint32_t nevicted;
+	uint32_t reason;              /* of the last call */
 };
 
 uint32_t thpd_session_nrec(const struct thpd_session *s) { (void)s; return NREC; }
@@ -96,7 +98,8 @@ int thpd_session_evict(struct thpd_session *s, uint32_t reason, const uint32_t *
 {
 	(void)owner;
 	(void)owner_seq;
-	assert_int_equal(reason, THP_EVICT_PRESSURE);
+	assert_true(reason == THP_EVICT_PRESSURE || reason == THP_EVICT_BUDGET);
+	s->reason = reason;
 	for (uint32_t k = 0; k < n; k++) {
 		struct thp_record *r = &s->rec[idx[k]];
 
@@ -257,7 +260,7 @@ static uint32_t tick(struct world *w)
 	uint32_t before = w->s.nevicted;
 
 	clock_now += S(1);
-	pressure_tick(&w->d, clock_now);
+	policy_tick_at(&w->d, clock_now);
 	return w->s.nevicted - before;
 }
 
@@ -580,6 +583,116 @@ static void test_off(void **state)
 	assert_null(w->d.policy);
 }
 
+/* The budget alone (pressure = no): above it, back to 90 % of it, least
+ * recently faulted first; at or under it, nothing. */
+static void test_budget(void **state)
+{
+	struct world *w = *state;
+
+	w->d.cfg.pressure = false;
+	w->d.cfg.budget_bytes = 20 * THP_REGION_BYTES;
+	for (uint32_t i = 0; i < 20; i++)
+		resident(w, i, 100 - i);      /* 0 is the oldest */
+	assert_int_equal(tick(w), 0);
+	for (uint32_t i = 20; i < 24; i++)
+		resident(w, i, 1);
+	/* 24 regions, 48 MiB; 90 % of 40 MiB is 36: 6 go */
+	assert_int_equal(tick(w), 6);
+	assert_int_equal(w->s.reason, THP_EVICT_BUDGET);
+	for (uint32_t k = 0; k < 6; k++)
+		assert_int_equal(w->s.evicted[k], k);
+	assert_int_equal(tick(w), 0);
+}
+
+/*
+ * The budget and a hot region that stays resident: never faulted again, it
+ * looks older than the cold ones.  It goes once; back at once, it is
+ * marked, and the next evictions take the cold regions, even those faulted
+ * after it, while its mark lasts; with nothing else left, none.
+ */
+static void test_budget_mistakes(void **state)
+{
+	struct world *w = *state;
+
+	w->d.cfg.pressure = false;
+	w->d.cfg.budget_bytes = 10 * THP_REGION_BYTES;
+	resident(w, 0, 1000);                /* hot, faulted once long ago */
+	for (uint32_t i = 1; i < 11; i++)
+		resident(w, i, 10);           /* cold, faulted 10 s ago */
+	/* 11 regions, 22 MiB over 20; back to 18: 2 go, the hot one first */
+	assert_int_equal(tick(w), 2);
+	assert_int_equal(w->s.evicted[0], 0);
+	assert_int_equal(w->s.evicted[1], 1);
+	restore(w, 0);                       /* touched at once */
+	resident(w, 11, 0);
+	/* 0, 2..11 resident: 22 MiB again; 0 is marked, 2 and 3 go */
+	assert_int_equal(tick(w), 2);
+	assert_int_equal(pc_of(w)->mistakes[0], 1);
+	assert_int_equal(pc_of(w)->promotions, 1);
+	assert_int_equal(w->s.evicted[2], 2);
+	assert_int_equal(w->s.evicted[3], 3);
+	/* the cold ones faulted after region 0's restore, 30 s later: 0 is
+	 * the least recently faulted, and still left for them */
+	for (uint32_t i = 4; i < 12; i++)
+		w->s.rec[i].last_fault_ns = clock_now;
+	clock_now += S(30);
+	resident(w, 12, 0);
+	resident(w, 13, 0);
+	for (uint32_t i = 12; i < 14; i++)
+		w->s.rec[i].last_fault_ns = clock_now;
+	assert_int_equal(tick(w), 2);
+	assert_int_equal(w->s.evicted[4], 4);
+	assert_int_equal(w->s.evicted[5], 5);
+	/* the budget's walks counted the promotion; the pressure loop (off
+	 * here) would take it from promos_new */
+	assert_int_equal(pc_of(w)->promos_new, 1);
+	assert_false(pc_of(w)->budget_short);
+	/* everything else gone: 0 and the new 14 over the budget of... one
+	 * region; 0 is marked, so only 14 goes, and the budget is short */
+	w->d.cfg.budget_bytes = THP_REGION_BYTES;
+	for (uint32_t i = 1; i < 14; i++)
+		if (atomic_load(&w->s.rec[i].state) == THP_ST_RESIDENT)
+			atomic_store(&w->s.rec[i].state, THP_ST_RAM);
+	resident(w, 14, 0);
+	w->s.rec[14].last_fault_ns = clock_now;
+	assert_int_equal(tick(w), 1);
+	assert_int_equal(w->s.evicted[6], 14);
+	assert_true(pc_of(w)->budget_short);
+	assert_int_equal(tick(w), 0);
+	/* its mark lasts a window after its last fault: then it goes, the
+	 * older of the two over the budget */
+	clock_now += S(60);
+	resident(w, 15, 0);
+	w->s.rec[15].last_fault_ns = clock_now;
+	assert_int_equal(tick(w), 2);
+	assert_int_equal(w->s.evicted[7], 0);
+	assert_int_equal(w->s.evicted[8], 15);
+	assert_false(pc_of(w)->budget_short);
+}
+
+/* promotion-window 0: nothing is a mistake; the budget takes the region
+ * that came straight back as it took it the first time. */
+static void test_window_zero(void **state)
+{
+	struct world *w = *state;
+
+	w->d.cfg.pressure = false;
+	w->d.cfg.promotion_window_s = 0;
+	w->d.cfg.budget_bytes = 2 * THP_REGION_BYTES;
+	resident(w, 0, 1000);
+	resident(w, 1, 10);
+	resident(w, 2, 10);
+	assert_int_equal(tick(w), 2);
+	clock_now += S(1) / 2;
+	restore(w, 0);
+	restore(w, 1);
+	assert_int_equal(tick(w), 2);
+	assert_int_equal(w->s.evicted[2], 2);     /* faulted least recently */
+	assert_int_equal(w->s.evicted[3], 0);
+	assert_int_equal(pc_of(w)->promotions, 0);
+	assert_int_equal(pc_of(w)->mistakes[0], 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -596,6 +709,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_limit_mistaken, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_mistakes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_zero, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
