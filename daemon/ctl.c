@@ -147,6 +147,7 @@ static void regions(struct thpd_conn *c, uint32_t seq, const struct thp_msg_regi
 			.level = rec.level,
 			.kind = rec.kind,
 			.kswap = !!(rec.flags & THP_RF_KSWAP),
+			.evictions = rec.evictions,
 			.last_fault_ns = rec.last_fault_ns,
 		};
 	}
