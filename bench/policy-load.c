@@ -614,6 +614,11 @@ static int client(const struct opts *o)
 	       o->skew == SKEW_ZIPF ? "zipf" : o->skew == SKEW_95_5 ? "95-5" : "rare",
 	       thp_datagen_name(o->data),
 	       (double)(thp_now_ns() - t) / 1e9);
+	/* Where the hot set is, for the driver's count of its evictions. */
+	printf(",\"base\":\"%p\",\"hot\":[", (void *)l.mem);
+	for (size_t i = 0; i < l.hot_regions; i++)
+		printf("%s%u", i ? "," : "", l.perm[i]);
+	printf("]");
 	stats_json(s);
 	printf("}\n");
 	fflush(stdout);

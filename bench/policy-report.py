@@ -70,6 +70,17 @@ def row(r, base):
             io if r["mode"] != "baseline" else "–", str(s["wrong"])]
 
 
+def evictions_text(r):
+    """How often thpswap evicted the hot set and the rest, whole run."""
+    e = r.get("region_evictions")
+    if not e:
+        return None
+    return (f"- {r['config']}, evictions over the whole run (thpswapctl regions): the hot set "
+            f"({e['hot_regions']} regions) {e['hot_total']} in all, at most {e['hot_max']} of one "
+            f"region, {e['hot_over_once']} regions more than once; the rest ({e['cold_regions']} "
+            f"regions) {e['cold_total']}, {e['cold_evicted']} regions at least once.")
+
+
 def skew_text(r):
     if r["skew"] == "rare":
         return (f"rare: every operation to the hot set, each other region touched about once "
@@ -158,6 +169,9 @@ def main():
           f"pressure from {r0['pressure_from_s']} s, held from {r0['held_from_s']} s; "
           f"the pressure takes {r0['saving_pct']} % of the client.", "",
           table(COLS, [row(r, base) for r in runs]), ""]
+    ev = [t for t in (evictions_text(r) for r in runs) if t]
+    if ev:
+        md += ev + [""]
     text = "\n".join(md)
     with open(os.path.join(out, "policy.md"), "w") as f:
         f.write(text)

@@ -343,6 +343,9 @@ def run(a, tmp, res):
             samples.append(s)
         res["balloon_bytes"] = ru.balloon_bytes
         res["balloon_locked"] = ru.balloon_locked
+        if a.mode == "thpswap":
+            res["region_evictions"] = hot_cold_evictions(
+                ru.ctl("regions", "--pid", str(pid)), ready)
 
         # The pressure off before the client reads every page back.
         if ru.balloon:
@@ -364,6 +367,24 @@ def run(a, tmp, res):
     finally:
         res["balloon_bytes"] = ru.balloon_bytes
         ru.stop()
+
+
+def hot_cold_evictions(regions, ready):
+    """How often thpswap evicted each region of the hot set and of the rest
+    over the run (thpswapctl regions' per-region count), from the client's
+    base address and its hot region numbers."""
+    if not regions or "base" not in ready:
+        return None
+    base = int(ready["base"], 16)
+    hot = set(ready["hot"])
+    ev = {(int(r["addr"], 16) - base) // REGION: r.get("evictions", 0)
+          for r in regions.get("regions", [])}
+    hot_ev = [ev.get(i, 0) for i in hot]
+    cold_ev = [n for i, n in ev.items() if i not in hot]
+    return {"hot_regions": len(hot_ev), "hot_max": max(hot_ev, default=0),
+            "hot_total": sum(hot_ev), "hot_over_once": sum(1 for n in hot_ev if n > 1),
+            "cold_regions": len(cold_ev), "cold_total": sum(cold_ev),
+            "cold_evicted": sum(1 for n in cold_ev if n > 0)}
 
 
 def summarize(res):

@@ -409,6 +409,7 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 			thp_json_u64(j, "last_fault_age_ns", now - ri->last_fault_ns);
 		else
 			thp_json_null(j, "last_fault_age_ns");
+		thp_json_u64(j, "evictions", ri->evictions);
 		thp_json_end_object(j);
 		return;
 	}

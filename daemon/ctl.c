@@ -148,6 +148,7 @@ static void regions(struct thpd_conn *c, uint32_t seq, const struct thp_msg_regi
 			.kind = rec.kind,
 			.kswap = !!(rec.flags & THP_RF_KSWAP),
 			.file = !!(rec.flags & THP_RF_FILE),
+			.evictions = rec.evictions > UINT16_MAX ? UINT16_MAX : (uint16_t)rec.evictions,
 			.last_fault_ns = rec.last_fault_ns,
 		};
 	}

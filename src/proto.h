@@ -205,7 +205,10 @@ struct thp_region_info {
 	/* 1: its stored bytes are in the file tier (THP_RF_FILE); padding
 	 * before, as kswap was. */
 	uint8_t file;
-	uint8_t pad[3];
+	uint8_t pad;
+	/* Times the region was evicted since it was registered, at most
+	 * 65535; padding before (an older daemon sends 0). */
+	uint16_t evictions;
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
 };
 #define THP_REGIONS_MAX 1024

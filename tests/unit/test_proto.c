@@ -179,7 +179,8 @@ static void test_wire_layout(void **state)
 	FIELD(struct thp_region_info, kind, 18, 1);
 	FIELD(struct thp_region_info, kswap, 19, 1);
 	FIELD(struct thp_region_info, file, 20, 1);
-	FIELD(struct thp_region_info, pad, 21, 3);
+	FIELD(struct thp_region_info, pad, 21, 1);
+	FIELD(struct thp_region_info, evictions, 22, 2);
 	FIELD(struct thp_region_info, last_fault_ns, 24, 8);
 	assert_int_equal(sizeof(struct thp_msg_regions_reply), 8);
 	FIELD(struct thp_msg_regions_reply, next, 0, 4);
