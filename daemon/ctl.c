@@ -147,7 +147,7 @@ static void regions(struct thpd_conn *c, uint32_t seq, const struct thp_msg_regi
 			.level = rec.level,
 			.kind = rec.kind,
 			.kswap = !!(rec.flags & THP_RF_KSWAP),
-			.evictions = rec.evictions,
+			.evictions = rec.evictions > UINT16_MAX ? UINT16_MAX : (uint16_t)rec.evictions,
 			.last_fault_ns = rec.last_fault_ns,
 		};
 	}

@@ -202,9 +202,10 @@ struct thp_region_info {
 	/* 1: handed to the kernel's swap and not one PMD again yet (the
 	 * record's THP_RF_KSWAP); padding before, as kind was. */
 	uint8_t kswap;
-	/* Times the region was evicted since it was registered; padding
-	 * before (an older daemon sends 0). */
-	uint32_t evictions;
+	uint8_t pad[2];
+	/* Times the region was evicted since it was registered, at most
+	 * 65535; padding before (an older daemon sends 0). */
+	uint16_t evictions;
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
 };
 #define THP_REGIONS_MAX 1024

@@ -178,7 +178,8 @@ static void test_wire_layout(void **state)
 	FIELD(struct thp_region_info, level, 17, 1);
 	FIELD(struct thp_region_info, kind, 18, 1);
 	FIELD(struct thp_region_info, kswap, 19, 1);
-	FIELD(struct thp_region_info, evictions, 20, 4);
+	FIELD(struct thp_region_info, pad, 20, 2);
+	FIELD(struct thp_region_info, evictions, 22, 2);
 	FIELD(struct thp_region_info, last_fault_ns, 24, 8);
 	assert_int_equal(sizeof(struct thp_msg_regions_reply), 8);
 	FIELD(struct thp_msg_regions_reply, next, 0, 4);
