@@ -197,9 +197,12 @@ static void demote(struct thpswap_session *s, const struct h_daemon *d, int vari
 	       "file_bytes %llu, stored_bytes %llu\n", ab0, ab1, blocks(afd), fb,
 	       (unsigned long long)ctr(afd, THP_C_FILE_BYTES),
 	       (unsigned long long)ctr(afd, THP_C_STORED_BYTES));
-	H_CHECK(blocks(afd) < ab1 && blocks(afd) <= ab0,
-		"the arena's slots were not punched: %lld before the eviction, %lld after it, "
-		"%lld demoted", ab0, ab1, blocks(afd));
+	/* Every slot punched: nothing allocated past the header and records
+	 * (whose pages the eviction may have touched for the first time). */
+	H_CHECK(blocks(afd) < ab1 && (uint64_t)blocks(afd) * 512 <= h_arena_header(afd).data_off,
+		"the arena's slots were not punched: %lld blocks before the eviction, %lld after it, "
+		"%lld demoted; header and records take %llu bytes", ab0, ab1, blocks(afd),
+		(unsigned long long)h_arena_header(afd).data_off);
 	H_CHECK(fb * 512 >= (long long)ctr(afd, THP_C_FILE_BYTES) && fb > 0,
 		"the file holds %lld blocks for %llu bytes", fb,
 		(unsigned long long)ctr(afd, THP_C_FILE_BYTES));
