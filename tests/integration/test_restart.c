@@ -870,23 +870,43 @@ static void corrupt_record(int afd, const void *base)
 		(ssize_t)sizeof(junk), "pwrite into the arena: %s", strerror(errno));
 }
 
-static void run_sigbus(void)
+/* A daemon, a session, two evicted regions, region 0's record made
+ * unreadable; the arena's descriptor. */
+static int sigbus_start(struct h_daemon *d, struct thpswap_session **s, struct h_mem *m)
 {
-	struct thpswap_session *s;
-	bool bus;
-	struct h_daemon d;
-	struct h_mem m;
-	uint64_t t0, t;
 	int afd, r;
 
 	h_deadline(60);
-	r = h_daemon_start(&d, daemon_args());
+	r = h_daemon_start(d, daemon_args());
 	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
-	r = thpswap_open(&s, d.sock);
+	r = thpswap_open(s, d->sock);
 	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
 	afd = h_arena_fd();
-	h_mem_prepare(s, &m, 2, 2);
-	corrupt_record(afd, m.base);
+	h_mem_prepare(*s, m, 2, 2);
+	corrupt_record(afd, m->base);
+	return afd;
+}
+
+/* A poisoned region goes like any other: freed, closed, the daemon stops. */
+static void sigbus_end(struct h_daemon *d, struct thpswap_session *s, struct h_mem *m)
+{
+	int r;
+
+	h_mem_free(m);
+	r = thpswap_close(s);
+	H_CHECK(r == 0, "thpswap_close: %s", strerror(-r));
+	r = h_daemon_stop(d);
+	H_CHECK(r == 0, "thpswapd exited %d", r);
+}
+
+static void run_sigbus(void)
+{
+	struct thpswap_session *s;
+	struct h_daemon d;
+	struct h_mem m;
+	int afd = sigbus_start(&d, &s, &m);
+	uint64_t t0, t;
+	bool bus;
 
 	t0 = thp_now_ns();
 	bus = h_read_sigbus(m.base);
@@ -901,12 +921,7 @@ static void run_sigbus(void)
 	/* The other region is whole. */
 	H_CHECK(h_check(m.base + REG, REG, NPG, 0, m.gen + NPG, "region 1") < 0,
 		"region 1 differs");
-	/* A poisoned region goes like any other. */
-	h_mem_free(&m);
-	r = thpswap_close(s);
-	H_CHECK(r == 0, "thpswap_close: %s", strerror(-r));
-	r = h_daemon_stop(&d);
-	H_CHECK(r == 0, "thpswapd exited %d", r);
+	sigbus_end(&d, s, &m);
 }
 
 /*
@@ -921,19 +936,9 @@ static void run_sigbus_fork(void)
 	struct thpswap_session *s;
 	struct h_daemon d;
 	struct h_mem m;
-	void *bar;
+	int afd = sigbus_start(&d, &s, &m), st;
+	void *bar = h_barrier_map(s);
 	pid_t pid;
-	int afd, r, st;
-
-	h_deadline(60);
-	r = h_daemon_start(&d, daemon_args());
-	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
-	r = thpswap_open(&s, d.sock);
-	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
-	afd = h_arena_fd();
-	bar = h_barrier_map(s);
-	h_mem_prepare(s, &m, 2, 2);
-	corrupt_record(afd, m.base);
 
 	pid = fork();
 	H_CHECK(pid >= 0, "fork: %s", strerror(errno));
@@ -956,12 +961,7 @@ static void run_sigbus_fork(void)
 	H_CHECK(arena_ctr(afd, THP_C_CORRUPT) == 2, "corrupt %llu after the parent's touch, want 2",
 		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
 	H_CHECK(h_check(m.base + REG, REG, NPG, 0, m.gen + NPG, "region 1") < 0, "region 1 differs");
-	signal(SIGBUS, SIG_DFL);
-	h_mem_free(&m);
-	r = thpswap_close(s);
-	H_CHECK(r == 0, "thpswap_close: %s", strerror(-r));
-	r = h_daemon_stop(&d);
-	H_CHECK(r == 0, "thpswapd exited %d", r);
+	sigbus_end(&d, s, &m);
 }
 
 /*
@@ -974,19 +974,9 @@ static void run_sigbus_mremap(void)
 	struct thpswap_session *s;
 	struct h_daemon d;
 	struct h_mem m;
-	void *bar, *to;
+	int afd = sigbus_start(&d, &s, &m);
+	void *bar = h_barrier_map(s), *to;
 	unsigned bus = 0;
-	int afd, r;
-
-	h_deadline(60);
-	r = h_daemon_start(&d, daemon_args());
-	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
-	r = thpswap_open(&s, d.sock);
-	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
-	afd = h_arena_fd();
-	bar = h_barrier_map(s);
-	h_mem_prepare(s, &m, 2, 2);
-	corrupt_record(afd, m.base);
 
 	to = mremap(m.base, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED, h_reserve(m.len, H_PAGE));
 	H_CHECK(to != MAP_FAILED, "mremap to a misaligned place: %s", strerror(errno));
@@ -1026,12 +1016,7 @@ static void run_sigbus_mremap(void)
 		(unsigned long long)arena_ctr(afd, THP_C_CORRUPT));
 	printf("half moved: all %u pages SIGBUS there, the half left SIGBUS too, region 1 whole; "
 	       "corrupt 3\n", bus);
-	signal(SIGBUS, SIG_DFL);
-	h_mem_free(&m);
-	r = thpswap_close(s);
-	H_CHECK(r == 0, "thpswap_close: %s", strerror(-r));
-	r = h_daemon_stop(&d);
-	H_CHECK(r == 0, "thpswapd exited %d", r);
+	sigbus_end(&d, s, &m);
 }
 
 int main(int argc, char **argv)
