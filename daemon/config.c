@@ -478,7 +478,7 @@ static void usage(FILE *f)
 "      --zstd-level N        override the profile's level (ZSTD_minCLevel..22, checked with ZSTD_cParam_getBounds)\n"
 "      --frames N            frames per 2 MiB region, 1..8 (independently decompressible, restored in parallel)\n"
 "      --budget MIB          per-client resident budget in MiB; above it the daemon evicts the least-recently-faulted\n"
-"                            resident regions (0 = no budget; default 0)\n"
+"                            resident regions, not those it evicted by mistake lately (0 = no budget; default 0)\n"
 "      --incompressible keep|raw   what to do with regions zstd cannot shrink below --max-stored-pct (default keep:\n"
 "                            stay resident, counted; raw: stored raw, never expanded)\n"
 "      --max-stored-pct P    store compressed only if <= P % of 2 MiB (default 90)\n"
