@@ -17,20 +17,35 @@
 #include "samples.h"
 #include "uffd.h"
 
+/*
+ * Record @i's stored bytes, checked as every reader of them checks: a blob
+ * that parses into @v, and a raw blob that matches its checksum (bytes read
+ * from the file tier were checked against it there).  NULL: they fail, and
+ * the region must be poisoned.
+ */
+static const char *stored_blob(struct thpswap_session *s, uint32_t i, struct thp_blob_view *v)
+{
+	const struct thp_record *r = &s->rec[i];
+	uint32_t len = r->stored_len;
+	const char *blob = len <= THP_SLOT_SIZE ? rec_stored_bytes(s, i, len) : NULL;
+
+	if (!blob || thp_blob_view(blob, len, v))
+		return NULL;
+	if (v->codec == THP_CODEC_NONE && !(rec_flags(r) & THP_RF_FILE) &&
+	    thp_hash64(blob, len) != r->checksum)
+		return NULL;
+	return blob;
+}
+
 /* Decompress record @i into @buf with its pending zaps applied (fork.c and
  * remap.c copy evicted regions to where the kernel wants them); false when
  * its bytes fail the checks restore_ram makes, and must be poisoned. */
 bool decode_record(struct thpswap_session *s, uint32_t i, char *buf)
 {
-	const struct thp_record *r = &s->rec[i];
-	uint32_t len = r->stored_len;
-	const char *blob = len <= THP_SLOT_SIZE ? rec_stored_bytes(s, i, len) : NULL;
 	struct thp_blob_view v;
 	uint64_t m[8];
 
-	if (!blob || thp_blob_view(blob, len, &v))
-		return false;
-	if (v.codec == THP_CODEC_NONE && thp_hash64(blob, r->stored_len) != r->checksum)
+	if (!stored_blob(s, i, &v))
 		return false;
 	for (unsigned f = 0; f < v.nframes; f++)
 		if (thp_codec_decompress_frame(s->fault_codec, &v, f, buf))
@@ -179,19 +194,12 @@ static int poison(struct thpswap_session *s, uint32_t idx)
 static int restore_ram(struct thpswap_session *s, uint32_t idx, struct thp_codec *codec,
 		       uint64_t t0)
 {
-	struct thp_record *r = &s->rec[idx];
 	struct thp_blob_view v;
-	uint32_t len = r->stored_len;
-	/* In the file: read whole and verified against the checksum already. */
-	bool file = (rec_flags(r) & THP_RF_FILE) != 0;
-	const char *blob = len <= THP_SLOT_SIZE ? rec_stored_bytes(s, idx, len) : NULL;
 	bool full;
 	char *slot;
 	int rc = 0;
 
-	if (!blob || thp_blob_view(blob, len, &v))
-		return poison(s, idx);
-	if (v.codec == THP_CODEC_NONE && !file && thp_hash64(blob, len) != r->checksum)
+	if (!stored_blob(s, idx, &v))
 		return poison(s, idx);
 	slot = slot_get(s, true, &full);
 	if (!full) {
