@@ -217,6 +217,21 @@ static bool promoted(const struct pol_client *pc, uint32_t i, const struct thp_r
 }
 
 /*
+ * A region seen for the first time that was already evicted and restored:
+ * a client that evicts and touches again faster than the walks come (or an
+ * arena adopted from a daemon before).  Its last restore is judged from the
+ * record alone, and only if it is recent: how far back the record's history
+ * goes is not known.  Returns how long it was away + 1, or 0.
+ */
+static uint64_t first_promoted(const struct thp_record *r, uint64_t now, uint64_t window_ns)
+{
+	if (!r->restores || !r->evicted_ns || r->last_fault_ns < r->evicted_ns ||
+	    r->last_fault_ns - r->evicted_ns > window_ns || age(now, r->last_fault_ns) > window_ns)
+		return 0;
+	return r->last_fault_ns - r->evicted_ns + 1;
+}
+
+/*
  * A region we asked to evict that is resident, not restored, and faulted
  * after we asked was touched while it was being evicted: the agent moved it
  * back (or never got it out).  That is the same mistake, caught earlier.
@@ -275,7 +290,13 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 		if (r.addr != pc->seen_addr[i]) {
 			pc->seen_addr[i] = r.addr;
 			pc->seen_restores[i] = r.restores;
+			pc->seen_evicted[i] = 0;
 			pc->mistakes[i] = 0;
+			if (window_ns && (gone = first_promoted(&r, now, window_ns))) {
+				w->promos++;
+				pc->mistakes[i] = 1;
+				pc->away_ns[i] = gone;
+			}
 		} else if (window_ns && (r.restores != pc->seen_restores[i] ?
 					 promoted(pc, i, &r, window_ns) : cancelled(s, pc, i, &r))) {
 			w->promos++;

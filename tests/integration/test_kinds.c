@@ -392,7 +392,8 @@ struct writer {
 	struct h_mem *m;
 	atomic_bool stop;
 	sem_t go;	/* one fork per eviction round */
-	unsigned writes, forks;
+	atomic_uint writes;	/* read by the evicting thread while it runs */
+	unsigned forks;
 };
 
 /* Forks while the evictions race the writer: a FORK read while a cancelled
@@ -435,10 +436,10 @@ static void *write_on(void *arg)
 
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		pg = x % (m->len / P);
-		h_mem_write(m, pg * P, P, 2 + w->writes % 1000);
+		h_mem_write(m, pg * P, P, 2 + atomic_load(&w->writes) % 1000);
 		H_CHECK(h_page_check(m->base + pg * P, m->pg0 + pg, m->gen[pg]) < 0,
 			"page %zu reads other than just written", pg);
-		w->writes++;
+		atomic_fetch_add(&w->writes, 1);
 	}
 	return NULL;
 }
@@ -449,7 +450,8 @@ static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int
 	struct seen a, b;
 	pthread_t t, f;
 	struct h_mem m;
-	int evicted = 0;
+	int evicted = 0, asked;
+	uint64_t end;
 
 	h_mem_map(s, &m, 2, 0);
 	h_mem_write(&m, 0, m.len / 2, 1);	/* region 1 written only by the writer */
@@ -460,8 +462,20 @@ static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int
 	H_CHECK(pthread_create(&t, NULL, write_on, &w) == 0, "pthread_create");
 	if (variant)
 		H_CHECK(pthread_create(&f, NULL, fork_on, &w) == 0, "pthread_create");
-	for (int i = 0; i < 200; i++) {
-		h_at("nohuge-race: eviction %d", i);
+	/* At least 200 rounds, then on until the race was seen (a write and
+	 * an eviction in 4 KiB pages or a cancelled one) or for 20 s: an
+	 * eviction of a region whose fault is not served yet finds nothing to
+	 * evict, and 200 of those can pass before the writer runs at all. */
+	end = thp_now_ns() + 20000000000ull * h_slowdown();
+	for (asked = 0;; asked++) {
+		if (asked >= 200 && asked % 10 == 0) {
+			b = look(&m);
+			if ((atomic_load(&w.writes) > 0 &&
+			     DELTA(a, b, THP_C_EVICT_4K) + DELTA(a, b, THP_C_EVICT_CANCELLED) > 0) ||
+			    thp_now_ns() > end)
+				break;
+		}
+		h_at("nohuge-race: eviction %d", asked);
 		if (variant)
 			sem_post(&w.go);
 		evicted += h_evict(s, m.base, m.len);
@@ -472,12 +486,13 @@ static void nohuge_race(struct thpswap_session *s, const struct h_daemon *d, int
 	if (variant)
 		pthread_join(f, NULL);
 	b = look(&m);
-	printf("nohuge-race: %u writes, %u forks, %d evictions of 400 asked, evict_4k +%lld, "
-	       "evict_cancelled +%lld, fallback_4k +%lld, %ld PMD-mapped\n", w.writes, w.forks, evicted,
+	printf("nohuge-race: %u writes, %u forks, %d evictions of %d asked, evict_4k +%lld, "
+	       "evict_cancelled +%lld, fallback_4k +%lld, %ld PMD-mapped\n", atomic_load(&w.writes),
+	       w.forks, evicted, asked,
 	       DELTA(a, b, THP_C_EVICT_4K), DELTA(a, b, THP_C_EVICT_CANCELLED),
 	       DELTA(a, b, THP_C_FALLBACK_4K), b.pmd);
 	/* Every eviction may lose to the writer: moved out and back is a race too. */
-	H_CHECK(w.writes > 0 && DELTA(a, b, THP_C_EVICT_4K) + DELTA(a, b, THP_C_EVICT_CANCELLED) > 0,
+	H_CHECK(atomic_load(&w.writes) > 0 && DELTA(a, b, THP_C_EVICT_4K) + DELTA(a, b, THP_C_EVICT_CANCELLED) > 0,
 		"nohuge-race: nothing raced");
 	h_mem_check(&m, "nohuge-race, after the race");
 	/* 4 KiB pages a fork shared stay shared until written (MOVE says

@@ -343,6 +343,33 @@ static void test_promotion(void **state)
 	assert_int_equal(pc->promotions, 1);
 }
 
+/* Evicted and back before the first walk saw the region: its record alone
+ * says it was a mistake, if recent; an old one from before (an adopted
+ * arena's history) is not counted. */
+static void test_promotion_before_first_walk(void **state)
+{
+	struct world *w = *state;
+	struct pol_client *pc;
+
+	for (uint32_t i = 0; i < 3; i++)
+		resident(w, i, 1000);
+	w->s.rec[0].evicted_ns = clock_now - S(2);
+	restore(w, 0);                       /* back 2 s after, just now */
+	w->s.rec[1].evicted_ns = clock_now - S(500);
+	w->s.rec[1].last_fault_ns = clock_now - S(499);
+	w->s.rec[1].restores = 1;            /* back long ago */
+	w->s.rec[2].evicted_ns = clock_now - S(100);
+	restore(w, 2);                       /* away longer than the window */
+	tick(w);
+	pc = pc_of(w);
+	assert_int_equal(pc->promotions, 1);
+	assert_int_equal(pc->mistakes[0], 1);
+	assert_int_equal(pc->mistakes[1], 0);
+	assert_int_equal(pc->mistakes[2], 0);
+	tick(w);                             /* not counted twice */
+	assert_int_equal(pc->promotions, 1);
+}
+
 static void test_promoted_region_waits(void **state)
 {
 	struct world *w = *state;
@@ -712,6 +739,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_mistakes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_promotion_before_first_walk, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
