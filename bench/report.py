@@ -86,8 +86,8 @@ def profile_of(r):
             prof = args[i + 1]
         elif a.startswith("--profile="):
             prof = a.split("=", 1)[1]
-    if any(a.startswith("--zstd-level") for a in args):
-        return None  # a level override is neither profile as specified
+    if any(a.startswith(("--zstd-level", "--codec")) for a in args):
+        return None  # a codec or level override is neither profile as specified
     return prof
 
 

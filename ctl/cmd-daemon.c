@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "codec.h"
 #include "conn.h"
 #include "ctl.h"
 #include "format.h"
@@ -231,6 +232,7 @@ int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 		thp_json_u64(&j, "evicted_ram", s->evicted_ram);
 		thp_json_u64(&j, "stored_bytes", s->stored_bytes);
 		thp_json_u64(&j, "budget_bytes", s->budget_bytes);
+		thp_json_string(&j, "codec", thp_codec_name(s->codec));
 		thp_json_i64(&j, "zstd_level", s->zstd_level);
 		json_policy(&j, have_pol == 0, pol.promotions, pol.promo_rate_ppb, pol.working_set,
 			    pol.pinned);
@@ -258,7 +260,10 @@ int cmd_status(const struct ctl_opts *o, int argc, char **argv)
 		printf("  budget         %s per client\n", fmt_bytes(b1, sizeof(b1), s->budget_bytes));
 	else
 		printf("  budget         none\n");
-	printf("  zstd level     %d\n", s->zstd_level);
+	if (s->codec == THP_CODEC_ZSTD)
+		printf("  codec          zstd, level %d\n", s->zstd_level);
+	else
+		printf("  codec          %s\n", thp_codec_name(s->codec));
 	if (have_pol == 0) {
 		printf("  promotions     %" PRIu64 " (%s of %" PRIu64 " regions in use)\n",
 		       pol.promotions, fmt_rate(b1, sizeof(b1), pol.promo_rate_ppb), pol.working_set);
@@ -402,7 +407,7 @@ static void print_region(const struct thp_region_info *ri, int32_t pid, uint64_t
 		thp_json_string(j, "tier", tier);
 		thp_json_u64(j, "stored_bytes", ri->state == THP_ST_RAM ? ri->stored_len : 0);
 		if (ri->state == THP_ST_RAM) {
-			thp_json_string(j, "codec", ri->codec == THP_CODEC_ZSTD ? "zstd" : "none");
+			thp_json_string(j, "codec", thp_codec_name(ri->codec));
 			thp_json_i64(j, "level", ri->level);
 		}
 		if (ri->last_fault_ns && ri->last_fault_ns <= now)

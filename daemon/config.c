@@ -4,7 +4,9 @@
  * command line.  The file takes the long option names as "key = value".
  * Each source is parsed into a layer (values plus which were set) so that
  * a later layer's --profile can still be refined by an explicit
- * --zstd-level/--frames of the same layer, and a later layer wins.
+ * --codec/--zstd-level/--frames of the same layer, and a later layer wins.
+ * A --zstd-level asks for zstd: it sets the codec too, unless its layer
+ * names a codec of its own.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +16,7 @@
 #include <strings.h>
 #include <zstd.h>
 
+#include "arena.h"
 #include "config.h"
 #include "thpswapd.h"
 #include "thpswap/thpswap.h"
@@ -41,6 +44,7 @@ enum key {
 	K_PRESSURE, K_PRESSURE_INTERVAL, K_PRESSURE_TARGET, K_COLD_AGE, K_PROMOTION_WINDOW,
 	K_PROMOTION_TARGET, K_EVICT_STEP, K_EVICT_STEP_MAX, K_CGROUP_HIGH_PCT, K_RESIDENT_TARGET,
 	K_WRITE_TRACKING,
+	K_CODEC,
 	K__MAX
 };
 
@@ -75,6 +79,7 @@ static const char *const key_names[K__MAX] = {
 	[K_CGROUP_HIGH_PCT] = "cgroup-high-pct",
 	[K_RESIDENT_TARGET] = "resident-target",
 	[K_WRITE_TRACKING] = "write-tracking",
+	[K_CODEC] = "codec",
 };
 
 struct layer {
@@ -84,17 +89,21 @@ struct layer {
 
 static const struct {
 	const char *name;
+	uint32_t codec;
 	int level;
 	uint32_t frames;
 } profiles[] = {
-	[THPD_PROFILE_FAST] = { "fast", -5, 4 },
-	[THPD_PROFILE_DENSE] = { "dense", 6, 2 },
+	/* LZ4 decodes twice as fast as zstd -5 and stores heap-like data
+	 * as densely (docs/BENCHMARKS.md) */
+	[THPD_PROFILE_FAST] = { "fast", THP_CODEC_LZ4, -5, 4 },
+	[THPD_PROFILE_DENSE] = { "dense", THP_CODEC_ZSTD, 6, 2 },
 };
 
 static void defaults(struct thpd_config *c)
 {
 	*c = (struct thpd_config){
 		.profile = THPD_PROFILE_FAST,
+		.codec = profiles[THPD_PROFILE_FAST].codec,
 		.zstd_level = profiles[THPD_PROFILE_FAST].level,
 		.frames = profiles[THPD_PROFILE_FAST].frames,
 		.budget_bytes = 0,
@@ -225,6 +234,16 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		c->zstd_level = (int)v;
 		break;
 	}
+	case K_CODEC:
+		if (!strcmp(val, "lz4")) {
+			c->codec = THP_CODEC_LZ4;
+		} else if (!strcmp(val, "zstd")) {
+			c->codec = THP_CODEC_ZSTD;
+		} else {
+			snprintf(err, errsz, "'%s' is not a codec (lz4 or zstd)", val);
+			r = -EINVAL;
+		}
+		break;
 	case K_FRAMES:
 		r = parse_ll(val, 1, THP_MAX_FRAMES, &v, err, errsz);
 		c->frames = (uint32_t)v;
@@ -345,10 +364,14 @@ static void apply(struct thpd_config *c, const struct layer *l)
 
 	if (l->set & (1u << K_PROFILE)) {
 		c->profile = v->profile;
+		c->codec = profiles[v->profile].codec;
 		c->zstd_level = profiles[v->profile].level;
 		c->frames = profiles[v->profile].frames;
 	}
+	if ((l->set & (1u << K_ZSTD_LEVEL)) && !(l->set & (1u << K_CODEC)))
+		c->codec = THP_CODEC_ZSTD;
 #define TAKE(k, field) do { if (l->set & (1u << (k))) c->field = v->field; } while (0)
+	TAKE(K_CODEC, codec);
 	TAKE(K_ZSTD_LEVEL, zstd_level);
 	TAKE(K_FRAMES, frames);
 	TAKE(K_BUDGET, budget_bytes);
@@ -474,8 +497,10 @@ static void usage(FILE *f)
 "  -s, --socket PATH         listen on PATH (default " THPSWAP_DEFAULT_SOCKET ", its directory created 0755);\n"
 "                            ignored when socket-activated (LISTEN_FDS, name \"control\")\n"
 "  -c, --config FILE         settings file (default " DEFAULT_CONFIG " if it exists, else the embedded defaults)\n"
-"      --profile fast|dense  fast: zstd level -5, 4 frames per region (default); dense: zstd level 6, 2 frames\n"
-"      --zstd-level N        override the profile's level (ZSTD_minCLevel..22, checked with ZSTD_cParam_getBounds)\n"
+"      --profile fast|dense  fast: LZ4, 4 frames per region (default); dense: zstd level 6, 2 frames\n"
+"      --codec lz4|zstd      override the profile's codec (zstd at --zstd-level)\n"
+"      --zstd-level N        compress with zstd at level N (ZSTD_minCLevel..22, checked with ZSTD_cParam_getBounds;\n"
+"                            default -5 for the fast profile, 6 for dense)\n"
 "      --frames N            frames per 2 MiB region, 1..8 (independently decompressible, restored in parallel)\n"
 "      --budget MIB          per-client resident budget in MiB; above it the daemon evicts the least-recently-faulted\n"
 "                            resident regions, not those it evicted by mistake lately (0 = no budget; default 0)\n"
@@ -523,7 +548,7 @@ static void usage(FILE *f)
 	      f);
 }
 
-enum { O_PROFILE = 256, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
+enum { O_PROFILE = 256, O_CODEC, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
        O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK,
        O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT, O_ADMIN_GROUP,
        O_PRESSURE_FIRST };
@@ -534,6 +559,7 @@ static int opt_key(int o)
 	switch (o) {
 	case 's': return K_SOCKET;
 	case O_PROFILE: return K_PROFILE;
+	case O_CODEC: return K_CODEC;
 	case O_ZSTD_LEVEL: return K_ZSTD_LEVEL;
 	case O_FRAMES: return K_FRAMES;
 	case O_BUDGET: return K_BUDGET;
@@ -562,6 +588,7 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "profile", required_argument, NULL, O_PROFILE },
+		{ "codec", required_argument, NULL, O_CODEC },
 		{ "zstd-level", required_argument, NULL, O_ZSTD_LEVEL },
 		{ "frames", required_argument, NULL, O_FRAMES },
 		{ "budget", required_argument, NULL, O_BUDGET },

@@ -76,6 +76,7 @@ static void status(struct thpd_conn *c, uint32_t seq)
 		.uptime_ns = thp_now_ns() - d->start_ns,
 		.budget_bytes = d->cfg.budget_bytes,
 		.zstd_level = d->cfg.zstd_level,
+		.codec = d->cfg.codec,
 	};
 
 	snprintf(r.version, sizeof(r.version), "%s", THPSWAP_VERSION);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
+#include "codec.h"
 #include "probe.h"
 #include "thpswapd.h"
 
@@ -185,8 +186,12 @@ static int run(struct thpd *d)
 	} else {
 		sd_notify(0, "READY=1");
 		thpd_notify_status(d);
-		thpd_info(d, "listening (pid %d, zstd level %d, %u frames, budget %llu MiB)",
-			  (int)getpid(), d->cfg.zstd_level, d->cfg.frames,
+		char codec[32];
+
+		snprintf(codec, sizeof(codec), d->cfg.codec == THP_CODEC_ZSTD ? "%s level %d" : "%s",
+			 thp_codec_name(d->cfg.codec), d->cfg.zstd_level);
+		thpd_info(d, "listening (pid %d, %s, %u frames, budget %llu MiB)",
+			  (int)getpid(), codec, d->cfg.frames,
 			  (unsigned long long)(d->cfg.budget_bytes >> 20));
 		uv_run(&d->loop, UV_RUN_DEFAULT);
 	}

@@ -581,6 +581,7 @@ static int arena_create(struct thpd_session *s, uint32_t nrec)
 	h.client_pid = s->pid;
 	h.cfg = (struct thp_arena_config){
 		.zstd_level = cfg->zstd_level,
+		.codec = cfg->codec,
 		.frames = cfg->frames,
 		.incompressible = cfg->incompressible,
 		.max_stored_pct = cfg->max_stored_pct,

@@ -43,6 +43,7 @@ struct thpd_config {
 	char socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char sysroot[PATH_MAX];     /* "" = the real /proc and /sys */
 	int profile;                /* enum thpd_profile */
+	uint32_t codec;             /* enum thp_codec_id evictions compress with */
 	int zstd_level;
 	uint32_t frames;
 	uint64_t budget_bytes;      /* 0 = no budget */

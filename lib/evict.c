@@ -57,7 +57,7 @@ static void describe(struct thp_record *r, const char *buf, long len, int level)
 		r->stored_len = (uint32_t)len;
 		r->codec = b->codec;
 		r->nframes = (uint8_t)b->nframes;
-		r->level = (int8_t)level;
+		r->level = (int8_t)(r->codec == THP_CODEC_ZSTD ? level : 0);
 		r->checksum = r->codec == THP_CODEC_NONE ? thp_hash64(buf, (size_t)len) : 0;
 	}
 	r->evicted_ns = now_ns();

@@ -325,7 +325,8 @@ static int make_codec(struct thpswap_session *s, struct thp_codec **c, char **bu
 	struct thp_alloc mem = own_codec_alloc(s);
 
 	if (!r)
-		r = thp_codec_new(c, s->hdr->cfg.zstd_level, &mem);
+		r = thp_codec_new(c, s->hdr->cfg.codec ? s->hdr->cfg.codec : THP_CODEC_ZSTD,
+				  s->hdr->cfg.zstd_level, &mem);
 	if (!r)
 		r = open_fail_point(s);
 	if (r)

@@ -2,7 +2,7 @@
 # Shared by scripts/demo and scripts/test: install what is needed (Debian 12),
 # idempotently, and build.
 
-PKGS=(gcc libc6-dev meson ninja-build pkg-config libzstd-dev libuv1-dev liburing-dev
+PKGS=(gcc libc6-dev meson ninja-build pkg-config libzstd-dev liblz4-dev libuv1-dev liburing-dev
       libcmocka-dev libsystemd-dev systemd python3 python3-numpy redis-server redis-tools
       default-jre-headless groff-base clang libclang-rt-14-dev)
 

@@ -53,6 +53,7 @@ enum thp_state {
 enum thp_codec_id {
 	THP_CODEC_NONE = 0, /* raw 2 MiB */
 	THP_CODEC_ZSTD = 1,
+	THP_CODEC_LZ4 = 2,  /* each frame: thp_hash64 of its block, the block */
 };
 
 struct thp_record {
@@ -61,7 +62,7 @@ struct thp_record {
 	uint64_t addr;            /* region start in the client */
 	uint32_t stored_len;      /* bytes used in the slot, blob header incl. */
 	uint8_t codec;            /* enum thp_codec_id */
-	int8_t level;             /* zstd level used */
+	int8_t level;             /* zstd level used (0 for other codecs) */
 	uint8_t nframes;
 	uint8_t kind;             /* enum thp_kind: what the agent last found */
 	uint64_t checksum;        /* of the stored bytes (thp_hash64) */
@@ -134,7 +135,8 @@ struct thp_arena_config {
 	uint32_t incompressible;  /* enum thp_incompressible_policy */
 	uint32_t max_stored_pct;  /* store only if compressed <= this % of 2 MiB */
 	uint32_t pool_slots;      /* pre-faulted THPs the agent keeps */
-	uint32_t pad;
+	uint32_t codec;           /* enum thp_codec_id evictions compress with;
+				   * 0 (a daemon before LZ4): zstd */
 };
 
 /* Counters, in thpswap_stats order so the public struct maps 1:1. */

@@ -2,8 +2,11 @@
 /*
  * Region codec: one 2 MiB region <-> one blob (struct thp_blob, then frames).
  * A region is cut into nframes equal frames compressed independently, each
- * with zstd's content checksum, so that restore can decompress them on
- * several threads and eviction can be cancelled between frames.
+ * checked on its own (zstd's content checksum; an LZ4 frame carries the hash
+ * of its block), so that restore can decompress them on several threads and
+ * eviction can be cancelled between frames.  LZ4 decodes about twice as fast
+ * as zstd's fastest levels and stores heap-like data as densely; zstd's
+ * higher levels store denser still.
  */
 #ifndef THPSWAP_CODEC_H
 #define THPSWAP_CODEC_H
@@ -26,11 +29,13 @@ struct thp_alloc {
 	void *opaque;
 };
 
-/* A per-thread context for @level; allocates everything up front so that
- * compress/decompress never allocate (an agent must not call malloc on a
- * fault path: the faulting thread may hold malloc's lock).  @mem: where
- * all of its memory comes from (copied), or NULL for malloc. */
-int thp_codec_new(struct thp_codec **ret, int level, const struct thp_alloc *mem);
+/* A per-thread context that compresses with @codec (THP_CODEC_ZSTD at
+ * @level, or THP_CODEC_LZ4, @level unused) and decompresses any codec's
+ * blobs; allocates everything up front so that compress/decompress never
+ * allocate (an agent must not call malloc on a fault path: the faulting
+ * thread may hold malloc's lock).  @mem: where all of its memory comes from
+ * (copied), or NULL for malloc.  0, -EINVAL (codec or level) or -ENOMEM. */
+int thp_codec_new(struct thp_codec **ret, unsigned codec, int level, const struct thp_alloc *mem);
 struct thp_codec *thp_codec_free(struct thp_codec *c);
 
 /*
@@ -62,6 +67,10 @@ int thp_blob_view(const void *blob, size_t len, struct thp_blob_view *v);
  * 0, or -EBADMSG when the frame is corrupt (checksum, size). */
 int thp_codec_decompress_frame(struct thp_codec *c, const struct thp_blob_view *v,
 			       unsigned i, void *dst);
+
+/* "none", "zstd", "lz4", or "unknown": a codec id (enum thp_codec_id) for
+ * people. */
+const char *thp_codec_name(unsigned codec);
 
 /* True if @len bytes (a multiple of 256) at @p are all zero. */
 bool thp_is_zero(const void *p, size_t len);

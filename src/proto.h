@@ -151,8 +151,8 @@ struct thp_msg_status_reply {
 	uint64_t evicted_ram;
 	uint64_t stored_bytes;
 	uint64_t budget_bytes;  /* per-client resident budget, 0 = none */
-	int32_t zstd_level;
-	uint32_t pad;
+	int32_t zstd_level;     /* with codec zstd */
+	uint32_t codec;         /* enum thp_codec_id evictions compress with */
 	char version[16];
 };
 

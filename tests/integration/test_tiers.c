@@ -7,10 +7,11 @@
  *                      as the huge zero page on a read fault (a write then
  *                      works) and as a zeroed THP on a write fault.  Random
  *                      regions stay resident (--incompressible keep).
- *                      Heap-like regions -> zstd at the fast profile's level.
+ *                      Heap-like regions -> LZ4 (the fast profile's codec).
  *   --incompressible raw   random regions stored raw, <= 2 MiB + 4 KiB each,
  *                      byte-exact back.
- *   --profile dense / fast heap-like regions round-trip at each level.
+ *   --profile dense / fast, --codec zstd, --zstd-level 1
+ *                      heap-like regions round-trip with each codec and level.
  *
  * What the daemon reports (thpswapctl regions --json) is checked per region
  * against what the client knows.
@@ -234,7 +235,7 @@ static void phase_default(void)
 		H_CHECK(stored == 0, "zero region %zu: %lld bytes stored", i, stored);
 		stored = region_is(rnd, i, "resident", "null", NULL, 0);
 		H_CHECK(stored == 0, "random region %zu: %lld bytes stored", i, stored);
-		stored = region_is(heap, i, "ram", "ram", "zstd", -5);
+		stored = region_is(heap, i, "ram", "ram", "lz4", 0);
 		H_CHECK(stored > 0 && stored < (long long)REG * 9 / 10,
 			"heap region %zu: %lld bytes stored", i, stored);
 		total += stored;
@@ -302,31 +303,31 @@ static void phase_raw(void)
 	stop(&c);
 }
 
-/* --profile P: heap-like regions round-trip at the profile's level; returns
- * the bytes stored. */
-static long long phase_profile(const char *profile, long long level)
+/* Daemon arguments @opt @val: heap-like regions round-trip with @codec at
+ * @level (0 for LZ4); returns the bytes stored. */
+static long long phase_profile(const char *opt, const char *val, const char *codec, long long level)
 {
-	const char *args[] = { "--profile", profile, NULL };
+	const char *args[] = { opt, val, NULL };
 	struct thpswap_stats st;
 	struct client c;
 	long long total = 0;
-	char *heap, what[32];
+	char *heap, what[48];
 
-	snprintf(what, sizeof(what), "--profile %s", profile);
+	snprintf(what, sizeof(what), "%s %s", opt, val);
 	start(&c, args, what);
 	heap = map_filled(&c, THP_DATA_HEAPMIX, SEED + 2);
 	H_CHECK(evict_all(&c) == N, "not all heap regions evicted");
 	regions_json(&c);
 	for (size_t i = 0; i < N; i++)
-		total += region_is(heap, i, "ram", "ram", "zstd", level);
+		total += region_is(heap, i, "ram", "ram", codec, level);
 	stats(&c, &st);
 	H_CHECK(total == (long long)st.stored_bytes && total < (long long)(N * REG / 2),
 		"stored %lld bytes (stats: %llu)", total, (unsigned long long)st.stored_bytes);
 	h_check_stored(c.s, NULL, what);
-	check_bytes(heap, THP_DATA_HEAPMIX, SEED + 2, profile);
-	H_CHECK(h_pmd_mapped(heap, N * REG) == N, "%s: restored regions not all PMD-mapped", profile);
-	printf("--profile %s: level %lld, %.2f MiB stored for %d MiB (ratio %.2f), restored\n",
-	       profile, level, total / 1048576.0, N * 2, (double)N * REG / (double)total);
+	check_bytes(heap, THP_DATA_HEAPMIX, SEED + 2, what);
+	H_CHECK(h_pmd_mapped(heap, N * REG) == N, "%s: restored regions not all PMD-mapped", what);
+	printf("%s: %s level %lld, %.2f MiB stored for %d MiB (ratio %.2f), restored\n",
+	       what, codec, level, total / 1048576.0, N * 2, (double)N * REG / (double)total);
 	H_CHECK(thpswap_unmap(c.s, heap, N * REG) == 0, "thpswap_unmap");
 	stop(&c);
 	return total;
@@ -334,14 +335,17 @@ static long long phase_profile(const char *profile, long long level)
 
 int main(void)
 {
-	long long dense, fast;
+	long long dense, fast, zstd;
 
 	h_require_root();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	phase_default();
 	phase_raw();
-	dense = phase_profile("dense", 6);
-	fast = phase_profile("fast", -5);
-	H_CHECK(dense < fast, "dense stored %lld bytes, not less than fast's %lld", dense, fast);
+	dense = phase_profile("--profile", "dense", "zstd", 6);
+	fast = phase_profile("--profile", "fast", "lz4", 0);
+	zstd = phase_profile("--codec", "zstd", "zstd", -5);
+	phase_profile("--zstd-level", "1", "zstd", 1);
+	H_CHECK(dense < fast && dense < zstd, "dense stored %lld bytes, not less than fast's %lld and "
+		"zstd -5's %lld", dense, fast, zstd);
 	return H_PASS;
 }

@@ -146,7 +146,7 @@ static void test_wire_layout(void **state)
 	FIELD(struct thp_msg_status_reply, stored_bytes, 48, 8);
 	FIELD(struct thp_msg_status_reply, budget_bytes, 56, 8);
 	FIELD(struct thp_msg_status_reply, zstd_level, 64, 4);
-	FIELD(struct thp_msg_status_reply, pad, 68, 4);
+	FIELD(struct thp_msg_status_reply, codec, 68, 4);
 	FIELD(struct thp_msg_status_reply, version, 72, 16);
 
 	assert_int_equal(sizeof(struct thp_client_info), 80);
