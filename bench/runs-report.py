@@ -16,15 +16,8 @@ import re
 import statistics
 import sys
 
-MIB = 1 << 20
-
-
-def g(d, *path):
-    for p in path:
-        if not isinstance(d, dict) or d.get(p) is None:
-            return None
-        d = d[p]
-    return d
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import g  # noqa: E402  (bench/report.py, beside this file)
 
 
 # (column, getter, worst is the highest?)
