@@ -419,3 +419,12 @@ int b_parse_size(const char *s, uint64_t *out)
 	*out = v;
 	return 0;
 }
+
+int b_arena_header(int fd, struct thp_arena_header *h)
+{
+	ssize_t n = pread(fd, h, sizeof(*h), 0);
+
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)sizeof(*h) && h->magic == THP_ARENA_MAGIC ? 0 : -EBADMSG;
+}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "arena.h"
 #include "util.h"
 
 #define MIB ((size_t)1 << 20)
@@ -46,6 +47,10 @@ int b_wait_writeback(uint64_t base, double timeout_s);
 /* 4 KiB pages in [start, end) mapped to real memory: present and not the
  * shared zero page (a split THP maps its zero subpages there). */
 long b_resident_pages(int pagemap_fd, uintptr_t start, uintptr_t end);
+/* The header of the arena @fd (thp_arena_self_fd), read (pread) as the
+ * agent last wrote it: 0 or -errno. */
+int b_arena_header(int fd, struct thp_arena_header *h);
+
 /* Used bytes of the swap device @path in /proc/swaps, or -ENOENT. */
 int64_t b_swap_used(const char *path);
 /* Memory a zram device (/dev/zramN) uses for what it stores, with its

@@ -29,7 +29,9 @@ dense profile: stored ratio >= 1.3x zswap's
 dense profile: restore p50 <= 0.6x the kernel's (read, write, all faults)
 every thpswap configuration: >= 99 % of 2 MiB units PMD-mapped after restore
 every thpswap configuration: random reads after restore <= 1.03x before
-every thpswap configuration: all-zero region back <= 0.1 ms on read, <= 0.25 ms on write (p50)"""
+every thpswap configuration: all-zero region back <= 0.1 ms on read, <= 0.25 ms on write (p50)
+file tier: restore p50 <= 0.5x the kernel's swap-in from the same disk (the swap file), read and write
+file tier: RAM freed >= 0.98 of what was evicted"""
 
 COMPRESSED = ("zswap", "zram")
 
@@ -250,6 +252,9 @@ def targets(runs, data):
     ks_all = [k for k in ks if all_evicted(k)]
     ts = [r for r in on if r["mode"] == "thpswap"]
     fast = [r for r in ts if profile_of(r) == "fast"]
+    files = [r for r in ts if any(a.startswith("--tiers") and "file" in a
+                                  for a in r.get("daemon_args") or [])]
+    sw = [r for r in on if r["backend"] == "swapfile" and all_evicted(r)]
     dense = [r for r in ts if profile_of(r) == "dense"]
 
     def add(name, r, v, ok):
@@ -276,6 +281,18 @@ def targets(runs, data):
         c = compare(r, z) if r and z else {}
         v = c.get("stored_ratio")
         add("stored ratio >= 1.0x zswap's", r, fnum(v, "{:.2f}x"), ge(v, 1.0))
+    for r in files:
+        ok = all_evicted(r)
+        for kind in ("read", "write"):
+            vs_best(r if ok else None, f"file tier: restore p50 ({kind}) <= 0.5x the swap file's",
+                    sw, lat_of(kind, "p50"), True, 0.5, le)
+        ev = g(r, "result", "evict", "evicted_units")
+        # Net of what the arena still holds in RAM (its shared memory).
+        rel = g(r, "result", "memory", "released")
+        sh = max(g(r, "result", "memory", "shmem_delta", default=0),
+                 g(r, "result", "memory", "stored", default=0))
+        v = (rel - sh) / (ev * MIB * 2) if ev and rel is not None else None
+        add("file tier: RAM freed >= 0.98 of what was evicted", r, fnum(v, "{:.3f}"), ge(v, 0.98))
     for r in dense or [None]:
         c = compare(r, z) if r and z else {}
         v = c.get("stored_ratio")

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <thpswap/thpswap.h>
@@ -233,6 +234,34 @@ static long map_back_swapcache(struct bench *b, unsigned char *u)
  * now frees them at once.  zswap stores synchronously and frees at once:
  * nothing is left in the swap cache.
  */
+/*
+ * The file tier (thpswapd --tiers=ram,file): wait until the agent moved
+ * every RAM record to the file (stored_bytes, RAM's, back to 0), so that
+ * the restores read the file and the memory measured is what is left.
+ * 0 without a file tier; its time in *@s; -ETIMEDOUT after 120 s.
+ */
+static int wait_file_tier(double *s)
+{
+	struct thp_arena_header h;
+	uint64_t t0 = thp_now_ns();
+	int n, fd = thp_arena_self_fd(&n);
+
+	*s = 0;
+	if (fd < 0 || b_arena_header(fd, &h) || !(h.cfg.tiers & THP_TIER_FILE))
+		return 0;
+	while (!b_arena_header(fd, &h) && h.ctr[THP_C_STORED_BYTES]) {
+		struct timespec tick = { 0, 2000000 };
+
+		if (thp_now_ns() - t0 > 120 * 1000000000ull)
+			return -ETIMEDOUT;
+		nanosleep(&tick, NULL);
+	}
+	*s = (double)(thp_now_ns() - t0) / 1e9;
+	fprintf(stderr, "file tier: %.0f MiB moved to the file in %.2f s after the evictions\n",
+		(double)h.ctr[THP_C_FILE_BYTES] / (double)MIB, *s);
+	return 0;
+}
+
 static int drain_swapcache(struct bench *b, unsigned char *p, size_t len,
 			   uint64_t writeback_base, double *wb_s, double *drain_s)
 {
@@ -502,7 +531,13 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 		}
 	}
 	r->evict_s = (double)(thp_now_ns() - r->s0.t) / 1e9;
-	if (b->o.mode == MODE_KERNEL) {
+	if (b->o.mode == MODE_THPSWAP) {
+		/* The file tier's writes count as the kernel's swap writes do. */
+		err = wait_file_tier(&r->writeback_s);
+		if (err < 0)
+			fprintf(stderr, "[%s %s] the file tier did not take every record in 120 s\n",
+				b->o.label, tag);
+	} else if (b->o.mode == MODE_KERNEL) {
 		struct b_meminfo m;
 
 		b_meminfo(&m);

@@ -45,10 +45,12 @@ enum key {
 	K_PROMOTION_TARGET, K_EVICT_STEP, K_EVICT_STEP_MAX, K_CGROUP_HIGH_PCT, K_RESIDENT_TARGET,
 	K_WRITE_TRACKING,
 	K_CODEC,
+	K_TIERS, K_FILE_DIR, K_FILE_MAX, K_FILE_AGE, K_FILE_RAM,
 	K__MAX
 };
 
-_Static_assert(K__MAX <= 32, "a settings file's keys are a 32-bit mask");
+_Static_assert(K__MAX <= 64, "a settings file's keys are a 64-bit mask");
+#define BIT(k) (1ull << (k))
 
 static const char *const key_names[K__MAX] = {
 	[K_SOCKET] = "socket",
@@ -80,11 +82,16 @@ static const char *const key_names[K__MAX] = {
 	[K_RESIDENT_TARGET] = "resident-target",
 	[K_WRITE_TRACKING] = "write-tracking",
 	[K_CODEC] = "codec",
+	[K_TIERS] = "tiers",
+	[K_FILE_DIR] = "file-dir",
+	[K_FILE_MAX] = "file-max",
+	[K_FILE_AGE] = "file-age",
+	[K_FILE_RAM] = "file-ram",
 };
 
 struct layer {
 	struct thpd_config v;
-	uint32_t set; /* 1 << enum key */
+	uint64_t set; /* BIT(enum key) */
 };
 
 static const struct {
@@ -108,6 +115,10 @@ static void defaults(struct thpd_config *c)
 		.frames = profiles[THPD_PROFILE_FAST].frames,
 		.budget_bytes = 0,
 		.incompressible = THP_INCOMP_KEEP,
+		.tiers = 0,
+		.file_max_mb = 1024,
+		.file_age_ms = 30000,
+		.file_ram_mb = 0,
 		.max_stored_pct = 90,
 		.pool_slots = 8,
 		.max_regions = 65536,
@@ -197,6 +208,34 @@ static int copy_str(char *dst, size_t dstsz, const char *s, char *err, size_t er
 	return 0;
 }
 
+/* "ram" or "ram,file" (any order, each once): the tiers besides the zero
+ * tier.  RAM cannot be left out: the file tier takes records from it. */
+static int parse_tiers(const char *val, uint32_t *tiers, char *err, size_t errsz)
+{
+	char buf[64], *save = NULL, *t;
+	bool ram = false;
+
+	*tiers = 0;
+	if (copy_str(buf, sizeof(buf), val, err, errsz))
+		return -EINVAL;
+	for (t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(t, "ram") && !ram) {
+			ram = true;
+		} else if (!strcmp(t, "file") && !(*tiers & THP_TIER_FILE)) {
+			*tiers |= THP_TIER_FILE;
+		} else {
+			snprintf(err, errsz, "'%s' in '%s' is not a tier (ram, file), or is there twice",
+				 t, val);
+			return -EINVAL;
+		}
+	}
+	if (!ram) {
+		snprintf(err, errsz, "'%s' leaves out ram, which every other tier takes from", val);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Check @val for key @k and store it in @l.  0, or -errno with @err set. */
 static int set_key(struct layer *l, enum key k, const char *val, char *err, size_t errsz)
 {
@@ -262,6 +301,30 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 			snprintf(err, errsz, "'%s' is neither keep nor raw", val);
 			r = -EINVAL;
 		}
+		break;
+	case K_TIERS:
+		r = parse_tiers(val, &c->tiers, err, errsz);
+		break;
+	case K_FILE_DIR:
+		if (*val != '/') {
+			snprintf(err, errsz, "'%s' is not an absolute path", val);
+			r = -EINVAL;
+			break;
+		}
+		r = copy_str(c->file_dir, sizeof(c->file_dir), val, err, errsz);
+		break;
+	case K_FILE_MAX:
+		r = parse_ll(val, 1, 1 << 30, &v, err, errsz);
+		c->file_max_mb = (uint32_t)v;
+		break;
+	case K_FILE_AGE:
+		/* seconds, kept as ms: the agent's unit */
+		r = parse_ll(val, 0, 86400, &v, err, errsz);
+		c->file_age_ms = (uint32_t)v * 1000;
+		break;
+	case K_FILE_RAM:
+		r = parse_ll(val, 0, 1 << 30, &v, err, errsz);
+		c->file_ram_mb = (uint32_t)v;
 		break;
 	case K_MAX_STORED_PCT:
 		r = parse_ll(val, 1, 100, &v, err, errsz);
@@ -354,7 +417,7 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		return -EINVAL;
 	}
 	if (r == 0)
-		l->set |= 1u << k;
+		l->set |= BIT(k);
 	return r;
 }
 
@@ -362,15 +425,15 @@ static void apply(struct thpd_config *c, const struct layer *l)
 {
 	const struct thpd_config *v = &l->v;
 
-	if (l->set & (1u << K_PROFILE)) {
+	if (l->set & BIT(K_PROFILE)) {
 		c->profile = v->profile;
 		c->codec = profiles[v->profile].codec;
 		c->zstd_level = profiles[v->profile].level;
 		c->frames = profiles[v->profile].frames;
 	}
-	if ((l->set & (1u << K_ZSTD_LEVEL)) && !(l->set & (1u << K_CODEC)))
+	if ((l->set & BIT(K_ZSTD_LEVEL)) && !(l->set & BIT(K_CODEC)))
 		c->codec = THP_CODEC_ZSTD;
-#define TAKE(k, field) do { if (l->set & (1u << (k))) c->field = v->field; } while (0)
+#define TAKE(k, field) do { if (l->set & BIT(k)) c->field = v->field; } while (0)
 	TAKE(K_CODEC, codec);
 	TAKE(K_ZSTD_LEVEL, zstd_level);
 	TAKE(K_FRAMES, frames);
@@ -396,12 +459,18 @@ static void apply(struct thpd_config *c, const struct layer *l)
 	TAKE(K_CGROUP_HIGH_PCT, cgroup_high_pct);
 	TAKE(K_RESIDENT_TARGET, resident_target_bytes);
 	TAKE(K_WRITE_TRACKING, write_tracking);
+	TAKE(K_TIERS, tiers);
+	TAKE(K_FILE_MAX, file_max_mb);
+	TAKE(K_FILE_AGE, file_age_ms);
+	TAKE(K_FILE_RAM, file_ram_mb);
 #undef TAKE
-	if (l->set & (1u << K_SOCKET))
+	if (l->set & BIT(K_SOCKET))
 		memcpy(c->socket, v->socket, sizeof(c->socket));
-	if (l->set & (1u << K_SYSROOT))
+	if (l->set & BIT(K_SYSROOT))
 		memcpy(c->sysroot, v->sysroot, sizeof(c->sysroot));
-	if (l->set & (1u << K_ADMIN_GROUP))
+	if (l->set & BIT(K_FILE_DIR))
+		memcpy(c->file_dir, v->file_dir, sizeof(c->file_dir));
+	if (l->set & BIT(K_ADMIN_GROUP))
 		memcpy(c->admin_group, v->admin_group, sizeof(c->admin_group));
 }
 
@@ -504,9 +573,15 @@ static void usage(FILE *f)
 "      --frames N            frames per 2 MiB region, 1..8 (independently decompressible, restored in parallel)\n"
 "      --budget MIB          per-client resident budget in MiB; above it the daemon evicts the least-recently-faulted\n"
 "                            resident regions, not those it evicted by mistake lately (0 = no budget; default 0)\n"
-"      --incompressible keep|raw   what to do with regions zstd cannot shrink below --max-stored-pct (default keep:\n"
+"      --incompressible keep|raw   what to do with regions the codec cannot shrink below --max-stored-pct (default keep:\n"
 "                            stay resident, counted; raw: stored raw, never expanded)\n"
 "      --max-stored-pct P    store compressed only if <= P % of 2 MiB (default 90)\n"
+"      --tiers ram[,file]    where evicted regions go besides the zero tier (default ram); file: RAM records move to\n"
+"                            a file per client in --file-dir, by age and over --file-ram\n"
+"      --file-dir DIR        the file tier's directory: each client's file is an O_TMPFILE there (O_DIRECT if taken)\n"
+"      --file-max MIB        the most one client's file may hold (default 1024)\n"
+"      --file-age S          a record in RAM this long moves to the file (default 30; 0: at once)\n"
+"      --file-ram MIB        over this much in one client's RAM tier the oldest records move too (default 0: none)\n"
 "      --pool N              pre-faulted huge pages each client keeps for restores (default 8)\n"
 "      --max-regions N       largest arena a client may ask for, in 2 MiB regions (default 65536 = 128 GiB)\n"
 "      --interval MS         policy tick (default 200)\n"
@@ -551,6 +626,7 @@ static void usage(FILE *f)
 enum { O_PROFILE = 256, O_CODEC, O_ZSTD_LEVEL, O_FRAMES, O_BUDGET, O_INCOMPRESSIBLE,
        O_MAX_STORED_PCT, O_POOL, O_MAX_REGIONS, O_INTERVAL, O_SYSROOT, O_CHECK,
        O_MAX_CONNS_PER_UID, O_HELLO_TIMEOUT, O_EVICT_QUEUE, O_EVICT_TIMEOUT, O_ADMIN_GROUP,
+       O_TIERS, O_FILE_DIR, O_FILE_MAX, O_FILE_AGE, O_FILE_RAM,
        O_PRESSURE_FIRST };
 
 /* getopt value -> settings key, for the options that are settings */
@@ -574,6 +650,11 @@ static int opt_key(int o)
 	case O_EVICT_QUEUE: return K_EVICT_QUEUE;
 	case O_EVICT_TIMEOUT: return K_EVICT_TIMEOUT;
 	case O_ADMIN_GROUP: return K_ADMIN_GROUP;
+	case O_TIERS: return K_TIERS;
+	case O_FILE_DIR: return K_FILE_DIR;
+	case O_FILE_MAX: return K_FILE_MAX;
+	case O_FILE_AGE: return K_FILE_AGE;
+	case O_FILE_RAM: return K_FILE_RAM;
 	default:
 		/* the pressure loop's keys, in enum key order from O_PRESSURE_FIRST */
 		if (o >= O_PRESSURE_FIRST && o <= O_PRESSURE_FIRST + (K_WRITE_TRACKING - K_PRESSURE))
@@ -603,6 +684,11 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "evict-queue", required_argument, NULL, O_EVICT_QUEUE },
 		{ "evict-timeout", required_argument, NULL, O_EVICT_TIMEOUT },
 		{ "admin-group", required_argument, NULL, O_ADMIN_GROUP },
+		{ "tiers", required_argument, NULL, O_TIERS },
+		{ "file-dir", required_argument, NULL, O_FILE_DIR },
+		{ "file-max", required_argument, NULL, O_FILE_MAX },
+		{ "file-age", required_argument, NULL, O_FILE_AGE },
+		{ "file-ram", required_argument, NULL, O_FILE_RAM },
 		{ "pressure", required_argument, NULL, O_PRESSURE_FIRST },
 		{ "pressure-interval", required_argument, NULL, O_PRESSURE_FIRST + 1 },
 		{ "pressure-target", required_argument, NULL, O_PRESSURE_FIRST + 2 },
@@ -689,5 +775,9 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		return r;
 	apply(c, &file);
 	apply(c, &cli);
+	if ((c->tiers & THP_TIER_FILE) && !c->file_dir[0]) {
+		fprintf(stderr, "thpswapd: --tiers has file but no --file-dir says where its files go\n");
+		return THPD_EXIT_USAGE;
+	}
 	return THPD_EXIT_RUN;
 }

@@ -563,7 +563,31 @@ static int uffd_api(struct thpd_session *s, int uffd, uint64_t want)
 	return 0;
 }
 
-static int arena_create(struct thpd_session *s, uint32_t nrec)
+/*
+ * The file tier's file for a new session: an O_TMPFILE in --file-dir (gone
+ * with its last descriptor, so a crash leaves nothing behind), O_DIRECT
+ * where the file system takes it.  The client gets the descriptor and
+ * writes and reads it itself; the daemon keeps none.  -1 when the tier is
+ * off or the file cannot be made (said, and the session goes on without).
+ */
+static int tier_file_open(const struct thpd_session *s)
+{
+	const struct thpd_config *cfg = &s->d->cfg;
+	int fd;
+
+	if (!(cfg->tiers & THP_TIER_FILE))
+		return -1;
+	fd = open(cfg->file_dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EINVAL)
+		/* No O_DIRECT on this file system: buffered. */
+		fd = open(cfg->file_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		thpd_warn("pid %d: no file tier for this session: cannot make a file in %s: %s",
+			  (int)s->pid, cfg->file_dir, strerror(errno));
+	return fd;
+}
+
+static int arena_create(struct thpd_session *s, uint32_t nrec, bool file_tier)
 {
 	const struct thpd_config *cfg = &s->d->cfg;
 	struct thp_arena_header h;
@@ -586,6 +610,10 @@ static int arena_create(struct thpd_session *s, uint32_t nrec)
 		.incompressible = cfg->incompressible,
 		.max_stored_pct = cfg->max_stored_pct,
 		.pool_slots = cfg->pool_slots,
+		.tiers = file_tier ? THP_TIER_FILE : 0,
+		.file_max_mb = cfg->file_max_mb,
+		.file_age_ms = cfg->file_age_ms,
+		.file_ram_mb = cfg->file_ram_mb,
 	};
 
 	snprintf(name, sizeof(name), "thpswap-arena:%d", (int)s->pid);
@@ -723,7 +751,7 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 	struct thpd_session *s;
 	struct thp_msg_welcome w;
 	uint32_t nrec;
-	int r;
+	int r, fds[2] = { -1, -1 };
 
 	if (refuse_second(c, seq)) {
 		close(uffd);
@@ -748,7 +776,8 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 		close(uffd);
 		return;
 	}
-	r = arena_create(s, nrec);
+	fds[1] = tier_file_open(s);
+	r = arena_create(s, nrec, fds[1] >= 0);
 	if (r < 0) {
 		thpd_conn_error(c, seq, r, "cannot create an arena of %u regions: %s", nrec,
 				strerror(-r));
@@ -779,12 +808,18 @@ void thpd_session_start(struct thpd_conn *c, uint32_t seq,
 		.arena_size = s->arena_size,
 		.daemon_pid = (uint32_t)getpid(),
 	};
-	/* On failure the connection closes and takes the session with it. */
-	thpd_conn_send(c, THP_MSG_WELCOME, seq, &w, sizeof(w), &s->arena_fd, 1);
+	/* On failure the connection closes and takes the session with it.
+	 * The tier file, if any, is the client's from here. */
+	fds[0] = s->arena_fd;
+	thpd_conn_send(c, THP_MSG_WELCOME, seq, &w, sizeof(w), fds, fds[1] >= 0 ? 2 : 1);
+	if (fds[1] >= 0)
+		close(fds[1]);
 	return;
 fail:
 	if (uffd >= 0)
 		close(uffd);
+	if (fds[1] >= 0)
+		close(fds[1]);
 	thpd_session_free(s);
 }
 

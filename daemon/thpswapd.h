@@ -48,6 +48,13 @@ struct thpd_config {
 	uint32_t frames;
 	uint64_t budget_bytes;      /* 0 = no budget */
 	uint32_t incompressible;    /* enum thp_incompressible_policy */
+	/* tiers beyond zero and RAM (THP_TIER_*), and the file tier's settings
+	 * (docs/ARCHITECTURE.md, "Tiers") */
+	uint32_t tiers;
+	char file_dir[PATH_MAX];     /* each client's file is an O_TMPFILE here */
+	uint32_t file_max_mb;        /* per client */
+	uint32_t file_age_ms;        /* a RAM record this old moves to the file */
+	uint32_t file_ram_mb;        /* per client: over this in RAM, the oldest move; 0 none */
 	uint32_t max_stored_pct;
 	uint32_t pool_slots;
 	uint32_t max_regions;

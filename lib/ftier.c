@@ -5,10 +5,14 @@
  *
  * The file mirrors the arena's data area: record i's bytes are at
  * i * THP_SLOT_SIZE, the file is sparse and a freed range is punched, so
- * there is no allocator and nothing to fragment.  It is an O_TMPFILE in the
- * directory THPSWAP_FILE_TIER names (a crash leaves nothing behind), opened
- * O_DIRECT where the file system takes it (4 KiB-aligned offsets, lengths
- * and buffers: slots are 2 MiB + 4 KiB, lengths are rounded up).
+ * there is no allocator and nothing to fragment.  It is an O_TMPFILE (a
+ * crash leaves nothing behind), opened O_DIRECT where the file system takes
+ * it (4 KiB-aligned offsets, lengths and buffers: slots are 2 MiB + 4 KiB,
+ * lengths are rounded up): the one the daemon made in its --file-dir and
+ * handed over with WELCOME, with its settings from the arena's config; else,
+ * where the daemon has no file tier, one in the directory THPSWAP_FILE_TIER
+ * names, with the THPSWAP_FILE_TIER_* settings.  The descriptor is the
+ * client's: a daemon restart changes nothing here.
  *
  * Demotion (ftier_scan, background thread) owns a record the way a restore
  * does: CAS RAM -> RESTORING, so that a fault on it waits for our wake and
@@ -195,24 +199,36 @@ static int ring_run(struct ring *rg, unsigned n, int *res)
 
 void ftier_open(struct thpswap_session *s)
 {
+	const struct thp_arena_config *cfg = &s->hdr->cfg;
 	const char *dir = getenv("THPSWAP_FILE_TIER");
+	bool daemon = s->tier_fd >= 0 && (cfg->tiers & THP_TIER_FILE);
 	struct ftier *ft;
 	uint32_t n = s->hdr->max_regions;
-	int fd;
+	int fd = -1;
 
-	if (!dir || !*dir)
+	if (s->tier_fd >= 0 && !daemon) {
+		close(s->tier_fd);  /* a file the config does not ask for */
+		s->tier_fd = -1;
+	}
+	if (!daemon && (!dir || !*dir))
 		return;
 #ifndef THPSWAP_HAVE_URING
-	say_off(s, "THPSWAP_FILE_TIER is set, but this build has no io_uring (liburing)", 0);
+	say_off(s, daemon ? "the daemon has a file tier, but this build has no io_uring (liburing)"
+			  : "THPSWAP_FILE_TIER is set, but this build has no io_uring (liburing)", 0);
 	return;
 #else
-	fd = open(dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == EINVAL)
-		/* No O_DIRECT on this file system: buffered. */
-		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		say_off(s, dir, errno);
-		return;
+	if (daemon) {
+		fd = s->tier_fd;
+		s->tier_fd = -1;
+	} else {
+		fd = open(dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EINVAL)
+			/* No O_DIRECT on this file system: buffered. */
+			fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			say_off(s, dir, errno);
+			return;
+		}
 	}
 	ft = own_alloc(s, sizeof(*ft));
 	if (!ft) {
@@ -222,9 +238,18 @@ void ftier_open(struct thpswap_session *s)
 	}
 	ft->fd = fd;
 	ft->direct = (fcntl(fd, F_GETFL) & O_DIRECT) != 0;
-	ft->cap = (uint64_t)env_uint("THPSWAP_FILE_TIER_MAX_MB", DEFAULT_MAX_MB, 0, 1u << 30) << 20;
-	ft->age_ns = env_uint("THPSWAP_FILE_TIER_AGE_MS", DEFAULT_AGE_MS, 0, 86400000) * 1000000ull;
-	ft->ram_budget = (uint64_t)env_uint("THPSWAP_FILE_TIER_RAM_MB", 0, 0, 1u << 30) << 20;
+	if (daemon) {
+		ft->cap = (uint64_t)cfg->file_max_mb << 20;
+		ft->age_ns = cfg->file_age_ms * 1000000ull;
+		ft->ram_budget = (uint64_t)cfg->file_ram_mb << 20;
+	} else {
+		ft->cap = (uint64_t)env_uint("THPSWAP_FILE_TIER_MAX_MB", DEFAULT_MAX_MB, 0,
+					     1u << 30) << 20;
+		ft->age_ns = env_uint("THPSWAP_FILE_TIER_AGE_MS", DEFAULT_AGE_MS, 0,
+				      86400000) * 1000000ull;
+		ft->ram_budget = (uint64_t)env_uint("THPSWAP_FILE_TIER_RAM_MB", 0, 0,
+						    1u << 30) << 20;
+	}
 	/* Often enough that a record is demoted within half its age of it;
 	 * not busier than every 10 ms nor lazier than every second. */
 	ft->scan_ns = ft->age_ns / 2;

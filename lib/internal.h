@@ -296,6 +296,8 @@ struct thpswap_session {
 	int procmap;              /* /proc/self/maps, for PROCMAP_QUERY, or -1 */
 	int evfd;                 /* wakes the fault thread to stop */
 	int arena_fd;
+	int tier_fd;              /* the daemon's file for the file tier (WELCOME), until
+				   * ftier_open takes it; -1 none */
 	uint64_t features;        /* granted on the region uffd */
 	pthread_mutex_t send_lock;
 	/* Bumped under send_lock when the connection goes and when a new
@@ -439,8 +441,8 @@ struct thpswap_session {
 		_Atomic uint64_t mode_ns;
 	} kswap;
 
-	/* ftier.c: the file tier, off unless THPSWAP_FILE_TIER names a
-	 * directory (see struct ftier). */
+	/* ftier.c: the file tier, off unless the daemon gave a file for it
+	 * or THPSWAP_FILE_TIER names a directory (see struct ftier). */
 	struct ftier *ft;
 
 	/* Failure injection into thpswap_open (see open_fail_point). */

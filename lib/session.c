@@ -88,7 +88,8 @@ static int connect_daemon(const char *path, unsigned ms)
 	return fd;
 }
 
-/* HELLO with the region uffd; WELCOME with the arena memfd. */
+/* HELLO with the region uffd; WELCOME with the arena memfd, and the file
+ * tier's file when the daemon's settings have one. */
 static int handshake(struct thpswap_session *s, uint32_t max_regions)
 {
 	struct thp_msg_hello h = {
@@ -99,7 +100,7 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 	char buf[THP_MSG_MAX];
 	struct thp_msg m;
 	const struct thp_msg_welcome *w;
-	int fds[1], r;
+	int fds[2], r;
 	unsigned nfds = 0;
 	long n;
 
@@ -112,23 +113,23 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 	 * has hung up, but its ERROR saying why is still there to read. */
 	if (r && r != -EPIPE && r != -ECONNRESET)
 		return r;
-	n = thp_msg_recv(s->sock, buf, sizeof(buf), fds, 1, &nfds);
+	n = thp_msg_recv(s->sock, buf, sizeof(buf), fds, 2, &nfds);
 	/* The daemon closed with our HELLO unread: the kernel reports that
 	 * reset first, once, and the ERROR it sent before is next. */
 	if (n == -ECONNRESET)
-		n = thp_msg_recv(s->sock, buf, sizeof(buf), fds, 1, &nfds);
+		n = thp_msg_recv(s->sock, buf, sizeof(buf), fds, 2, &nfds);
 	if (n <= 0)
 		return n == 0 ? -ECONNRESET : n == -EAGAIN ? -ETIMEDOUT : (int)n;
 	r = thp_msg_parse(buf, (size_t)n, &m);
 	if (r == 0 && m.hdr.type == THP_MSG_ERROR)
 		r = ((const struct thp_msg_error *)m.payload)->err;
-	else if (r == 0 && (m.hdr.type != THP_MSG_WELCOME || nfds != 1))
+	else if (r == 0 && (m.hdr.type != THP_MSG_WELCOME || nfds < 1))
 		r = -EPROTO;
 	if (!r)
 		r = open_fail_point(s); /* with the arena fd received */
 	if (r) {
-		if (nfds)
-			close(fds[0]);
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
 		/* Another protocol version, whoever noticed it. */
 		return (r == -EPROTONOSUPPORT || r > 0) ? -EPROTO : r;
 	}
@@ -136,6 +137,7 @@ static int handshake(struct thpswap_session *s, uint32_t max_regions)
 	/* The agent reads the socket non-blocking from now on. */
 	set_timeouts(s->sock, 0);
 	s->arena_fd = fds[0];
+	s->tier_fd = nfds > 1 ? fds[1] : -1;
 	s->features = w->uffd_features;
 	s->arena_size = w->arena_size;
 	s->session_id = w->session_id;
@@ -272,7 +274,7 @@ static void session_free(struct thpswap_session *s)
 		munmap(s->arena, s->arena_size);
 	/* Last: closing the region uffd makes evicted memory read as zeros;
 	 * by now nothing is evicted or nothing is registered any more. */
-	int fds[] = { s->sock, s->uffd, s->suffd, s->pagemap, s->procmap, s->arena_fd };
+	int fds[] = { s->sock, s->uffd, s->suffd, s->pagemap, s->procmap, s->arena_fd, s->tier_fd };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
@@ -367,6 +369,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	if (!s)
 		return -ENOMEM;
 	s->sock = s->uffd = s->suffd = s->pagemap = s->procmap = s->evfd = s->arena_fd = -1;
+	s->tier_fd = -1;
 	pthread_mutex_init(&s->send_lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
 	/* The background thread's reconnect deadlines are CLOCK_MONOTONIC. */

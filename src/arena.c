@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -165,4 +167,35 @@ const char *thp_kind_name(unsigned kind)
 		[THP_KIND_SPLIT] = "split",
 	};
 	return kind < THP_KIND__MAX ? names[kind] : "?";
+}
+
+int thp_arena_self_fd(int *count)
+{
+	char path[300], link[256], want[64];
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int fd = -ENOENT;
+
+	*count = 0;
+	if (!d)
+		return -errno;
+	snprintf(want, sizeof(want), "/memfd:thpswap-arena:%d ", (int)getpid());
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		/* "/memfd:NAME (deleted)" */
+		if (!strncmp(link, want, strlen(want))) {
+			fd = atoi(e->d_name);
+			(*count)++;
+		}
+	}
+	closedir(d);
+	return fd;
 }

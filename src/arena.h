@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define THP_ARENA_MAGIC   0x4150535748544854ULL /* "THTHWSPA" */
-#define THP_ARENA_VERSION 2 /* 2: 40 counters */
+#define THP_ARENA_VERSION 3 /* 2: 40 counters; 3: the tiers in the config */
 #define THP_REGION_BYTES  (2UL << 20)
 /* A raw region plus its blob header must fit. */
 #define THP_SLOT_SIZE     (THP_REGION_BYTES + 4096UL)
@@ -137,7 +137,14 @@ struct thp_arena_config {
 	uint32_t pool_slots;      /* pre-faulted THPs the agent keeps */
 	uint32_t codec;           /* enum thp_codec_id evictions compress with;
 				   * 0 (a daemon before LZ4): zstd */
+	uint32_t tiers;           /* THP_TIER_* the daemon chose */
+	uint32_t file_max_mb;     /* the file tier (THP_TIER_FILE; its file comes */
+	uint32_t file_age_ms;     /* with WELCOME): cap, age that moves a record, */
+	uint32_t file_ram_mb;     /* RAM over which the oldest move (0 none) */
 };
+
+/* Tiers beyond zero and RAM, which every session has. */
+#define THP_TIER_FILE (1u << 0) /* RAM records move to a file (lib/ftier.c) */
 
 /* Counters, in thpswap_stats order so the public struct maps 1:1. */
 enum thp_counter {
@@ -232,6 +239,11 @@ void thp_arena_layout(struct thp_arena_header *h, uint32_t max_regions);
 
 /* Check a header read from an untrusted mapping of @map_size bytes. */
 int thp_arena_validate(const struct thp_arena_header *h, size_t map_size);
+
+/* This process's arena memfd, as the daemon named it for this pid (bench
+ * and tests, which look at what the agent wrote): its descriptor (the last
+ * found, *@count of them) or -ENOENT. */
+int thp_arena_self_fd(int *count);
 
 /* The seals every arena carries: it never grows nor shrinks under a reader. */
 #define THP_ARENA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)

@@ -1084,32 +1084,10 @@ void *h_barrier_map(struct thpswap_session *s)
 
 int h_arena_fd(void)
 {
-	char path[300], link[256], want[64];
-	struct dirent *e;
-	int fd = -1, found = 0;
-	DIR *d = opendir("/proc/self/fd");
+	int found, fd = thp_arena_self_fd(&found);
 
-	H_CHECK(d, "opendir /proc/self/fd: %s", strerror(errno));
-	snprintf(want, sizeof(want), "/memfd:thpswap-arena:%d ", (int)getpid());
-	while ((e = readdir(d))) {
-		ssize_t n;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n < 0)
-			continue;
-		link[n] = 0;
-		/* "/memfd:NAME (deleted)" */
-		if (!strncmp(link, want, strlen(want))) {
-			fd = atoi(e->d_name);
-			found++;
-		}
-	}
-	closedir(d);
-	H_CHECK(found == 1, "%d descriptors of this process name its arena memfd (%s...), want 1",
-		found, want);
+	H_CHECK(found == 1, "%d descriptors of this process name its arena memfd (%s), want 1",
+		found, fd == -ENOENT ? "none" : fd < 0 ? strerror(-fd) : "several");
 	return fd;
 }
 

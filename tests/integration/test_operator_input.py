@@ -10,7 +10,8 @@ argv: CASE THPSWAPD THPSWAPCTL, CASE one of
   daemon-verbose  --verbose=yes|no are accepted and do what they say (a real
                   daemon logs its info lines, or none: --verbose=no wins over
                   -v and the file); --verbose=maybe and --check=1 are usage
-                  errors that say why
+                  errors that say why; so are --tiers and --file-dir that
+                  cannot work, and a --codec it does not have
   ctl-socket      --socket PATH: nothing there, a socket nobody listens on
                   (exit 3), a regular file, a directory, a stream socket
                   (exit 1), each said as such
@@ -129,7 +130,13 @@ def case_daemon_verbose(daemon_bin, ctl_bin, d):
     for args, msg in ((["--verbose=maybe"], "thpswapd: --verbose: 'maybe' is not yes or no"),
                       (["--check=1"], "thpswapd: option '--check' takes no value"),
                       (["--help=x"], "thpswapd: option '--help' takes no value"),
-                      (["--verbose", "yes"], "thpswapd: unexpected argument 'yes'")):
+                      (["--verbose", "yes"], "thpswapd: unexpected argument 'yes'"),
+                      (["--tiers=ram,file"], "thpswapd: --tiers has file but no --file-dir"),
+                      (["--tiers=file", "--file-dir=/var/tmp"], "leaves out ram"),
+                      (["--tiers=ram,disk"], "'disk' in 'ram,disk' is not a tier"),
+                      (["--tiers=ram,ram"], "is there twice"),
+                      (["--file-dir=tier"], "'tier' is not an absolute path"),
+                      (["--codec=lzma"], "'lzma' is not a codec (lz4 or zstd)")):
         p = run([daemon_bin, "-c", "/dev/null", *args])
         if p:
             check(f"thpswapd {' '.join(args)}: exit status 2", p.returncode == 2,
