@@ -134,33 +134,22 @@ static void *fault_main(void *arg)
 {
 	struct thpswap_session *s = arg;
 
-	uint64_t spin_until = 0;
-
 	fault_thread_of = s;
 	for (;;) {
-		int sock = s->sock, ready, timeout;
+		int sock = s->sock;
 		struct pollfd p[3] = {
 			{ .fd = s->uffd, .events = POLLIN },
 			{ .fd = s->evfd, .events = POLLIN },
 			{ .fd = sock, .events = POLLIN },
 		};
-		bool busy = events_queued(s), daemon = sock >= 0, spinning;
+		bool busy = events_queued(s), daemon = sock >= 0;
 		struct evict_job *j = daemon ? free_job(s) : NULL;
 
 		/* With every job taken (the daemon gave up waiting on one and
 		 * sent another), its requests wait in the socket: look again
-		 * soon.  Shortly after a fault, look without sleeping: in a
-		 * burst the next fault comes as soon as the last one's thread
-		 * runs, and waking a thread whose (virtual) CPU went idle costs
-		 * more than the wait (docs/KERNEL.md, *Wake-ups on a VM*). */
-		timeout = busy ? 0 : daemon && !j ? 10 : -1;
-		spinning = timeout && spin_until && thp_now_ns() < spin_until;
-		ready = poll(p, j ? 3 : 2, spinning ? 0 : timeout);
-		if (ready < 0 && errno != EINTR)
+		 * soon. */
+		if (poll(p, j ? 3 : 2, busy ? 0 : daemon && !j ? 10 : -1) < 0 && errno != EINTR)
 			break;
-		if (ready == 0 && spinning)
-			continue;
-		spin_until = 0;
 		if (p[1].revents & POLLIN) {
 			uint64_t n;
 
@@ -180,8 +169,6 @@ static void *fault_main(void *arg)
 		for (struct uffd_msg m; events_next(s, &m);) {
 			handle_msg(s, &m);
 			atomic_fetch_add(&s->q_done, 1); /* see agent_sync */
-			if (m.event == UFFD_EVENT_PAGEFAULT && s->spin_ns)
-				spin_until = thp_now_ns() + s->spin_ns;
 		}
 		if (j && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
 			on_daemon(s, j);

@@ -338,7 +338,6 @@ struct thpswap_session {
 	void *fault_stack;        /* own_alloc'd, guard page first */
 	struct thp_codec *fault_codec;
 	char *fault_buf;          /* a slot-sized buffer for the fault thread */
-	uint64_t spin_ns;         /* after a fault, poll this long before sleeping */
 
 	/* workers.c */
 	unsigned nworkers;        /* background + helpers */

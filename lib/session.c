@@ -43,7 +43,6 @@ unsigned env_uint(const char *name, unsigned dflt, unsigned lo, unsigned hi)
 #define DEFAULT_OPEN_TIMEOUT_MS 10000
 /* A client without a restore or an eviction for this long gives its pool back. */
 #define DEFAULT_POOL_IDLE_MS 5000
-#define DEFAULT_SPIN_US 200
 
 /* Bound the socket's blocking calls by @ms (0: no bound). */
 static int set_timeouts(int fd, unsigned ms)
@@ -440,7 +439,6 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 							      env_uint("THPSWAP_POOL_IDLE_MS", DEFAULT_POOL_IDLE_MS,
 								       0, 3600000) * 1000000ull)))
 		goto fail;
-	s->spin_ns = env_uint("THPSWAP_SPIN_US", DEFAULT_SPIN_US, 0, 100000) * 1000ull;
 	r = make_codec(s, &s->fault_codec, &s->fault_buf);
 	if (!r)
 		r = make_codec(s, &s->app_codec, &s->app_buf);
