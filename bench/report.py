@@ -31,7 +31,8 @@ every thpswap configuration: >= 99 % of 2 MiB units PMD-mapped after restore
 every thpswap configuration: random reads after restore <= 1.03x before
 every thpswap configuration: all-zero region back <= 0.1 ms on read, <= 0.25 ms on write (p50)
 file tier: restore p50 <= 0.5x the kernel's swap-in from the same disk (the swap file), read and write
-file tier: RAM freed >= 0.98 of what was evicted"""
+file tier: RAM freed >= 0.98 of what was evicted
+kernel tier: >= 99 % of units PMD-mapped within 10 s of their swap-in"""
 
 COMPRESSED = ("zswap", "zram")
 
@@ -293,6 +294,14 @@ def targets(runs, data):
                  g(r, "result", "memory", "stored", default=0))
         v = (rel - sh) / (ev * MIB * 2) if ev and rel is not None else None
         add("file tier: RAM freed >= 0.98 of what was evicted", r, fnum(v, "{:.3f}"), ge(v, 0.98))
+    for r in (x for x in ts if "--pageout" in (x.get("argv") or []) or
+              g(x, "result", "pmd", "collapsed") is not None):
+        units = g(r, "result", "units")
+        col = g(r, "result", "pmd", "collapsed")
+        v = 100.0 * col / units if units and col is not None else None
+        t = g(r, "result", "pmd", "collapse_s")
+        add("kernel tier: >= 99 % PMD-mapped within 10 s of swap-in", r,
+            fnum(v, "{:.1f} %") + (f" in {t:.2f} s" if t is not None else ""), ge(v, 99.0))
     for r in dense or [None]:
         c = compare(r, z) if r and z else {}
         v = c.get("stored_ratio")

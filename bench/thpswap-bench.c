@@ -51,6 +51,7 @@ struct opts {
 	unsigned zero_units;
 	uint64_t chase_steps;
 	uint64_t seed;
+	bool pageout;         /* thpswap mode: the kernel tier (THPSWAP_ADVICE_PAGEOUT) */
 };
 
 struct dataset {
@@ -154,7 +155,8 @@ static int evict_unit(struct bench *b, void *u, unsigned *retries, uint64_t *ns,
 
 	if (b->o.mode == MODE_THPSWAP) {
 		t0 = thp_now_ns();
-		r = thpswap_advise(b->s, u, UNIT, THPSWAP_ADVICE_COLD);
+		r = thpswap_advise(b->s, u, UNIT, b->o.pageout ? THPSWAP_ADVICE_PAGEOUT
+							      : THPSWAP_ADVICE_COLD);
 		*ns = thp_now_ns() - t0;
 		if (t_in)
 			*t_in = t0;
@@ -411,6 +413,10 @@ struct phase_result {
 	double evict_s, restore_s, fill_s, writeback_s, drain_s;
 	uint64_t swapcached_undrained;
 	long pmd_before, pmd_after;
+	/* the kernel tier: units PMD-mapped again after the restores, and
+	 * how long after them the last one was (-1: not within 10 s) */
+	long pmd_collapsed;
+	double collapse_s;
 	struct snap s0, s1, s2;
 	struct chase chase_before, chase_after;
 };
@@ -531,13 +537,14 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 		}
 	}
 	r->evict_s = (double)(thp_now_ns() - r->s0.t) / 1e9;
-	if (b->o.mode == MODE_THPSWAP) {
+	if (b->o.mode == MODE_THPSWAP && !b->o.pageout) {
 		/* The file tier's writes count as the kernel's swap writes do. */
 		err = wait_file_tier(&r->writeback_s);
 		if (err < 0)
 			fprintf(stderr, "[%s %s] the file tier did not take every record in 120 s\n",
 				b->o.label, tag);
-	} else if (b->o.mode == MODE_KERNEL) {
+	} else {
+		/* The kernel's swap, itself or as thpswap's kernel tier. */
 		struct b_meminfo m;
 
 		b_meminfo(&m);
@@ -545,7 +552,20 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 					  m.swap_cached - r->s0.mem.swap_cached : 0;
 		fprintf(stderr, "[%s %s] wait for swap writes, drop the swap cache (%.0f MiB)\n",
 			b->o.label, tag, (double)r->swapcached_undrained / (double)MIB);
-		err = drain_swapcache(b, p, len, r->s0.mem.writeback, &r->writeback_s, &r->drain_s);
+		/* The kernel tier's agent makes a region whole as soon as one
+		 * of its pages is back: mapping the swap cache back (to page
+		 * it out again) would bring every region in before the
+		 * restores.  Its swap cache stays, and some of its restores
+		 * are minor faults. */
+		if (b->o.pageout) {
+			uint64_t t0w = thp_now_ns();
+
+			err = b_wait_writeback(r->s0.mem.writeback, 120);
+			r->writeback_s = (double)(thp_now_ns() - t0w) / 1e9;
+		} else {
+			err = drain_swapcache(b, p, len, r->s0.mem.writeback, &r->writeback_s,
+					      &r->drain_s);
+		}
 		if (err < 0)
 			fprintf(stderr, "[%s %s] swap writes did not finish: %s\n", b->o.label, tag,
 				strerror(-err));
@@ -586,6 +606,24 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 		fprintf(stderr, "[%s %s] no breakdown: out of memory\n", b->o.label, tag);
 	r->restore_s = (double)(r->s2.t - r->s1.t) / 1e9;
 	r->pmd_after = pmd_units(b, p, len);
+	r->pmd_collapsed = r->pmd_after;
+	r->collapse_s = 0;
+	if (b->o.pageout) {
+		/* The agent's scan makes each region one PMD again: polled. */
+		uint64_t t3 = thp_now_ns();
+
+		while ((r->pmd_collapsed = pmd_units(b, p, len)) < (long)r->units &&
+		       thp_now_ns() - t3 < 10 * 1000000000ull) {
+			struct timespec tick = { 0, 5000000 };
+
+			nanosleep(&tick, NULL);
+		}
+		r->collapse_s = r->pmd_collapsed == (long)r->units ?
+				(double)(thp_now_ns() - t3) / 1e9 : -1;
+		fprintf(stderr, "[%s %s] %ld of %zu units PMD-mapped right after the restores, %ld "
+			"%.2f s later\n", b->o.label, tag, r->pmd_after, r->units, r->pmd_collapsed,
+			(double)(thp_now_ns() - t3) / 1e9);
+	}
 	summarise_restore(r);
 
 	for (size_t i = 0; i < r->units; i++)
@@ -755,6 +793,13 @@ static void json_phase(struct bench *b, struct thp_json *j, const char *key,
 	thp_json_begin_object(j, "pmd");
 	thp_json_i64(j, "before", r->pmd_before);
 	thp_json_i64(j, "after", r->pmd_after);
+	if (b->o.pageout) {
+		thp_json_i64(j, "collapsed", r->pmd_collapsed);
+		if (r->collapse_s >= 0)
+			thp_json_double(j, "collapse_s", r->collapse_s);
+		else
+			thp_json_null(j, "collapse_s");
+	}
 	thp_json_double(j, "fraction_after", r->units ? (double)r->pmd_after / (double)r->units : 0);
 	thp_json_end_object(j);
 
@@ -892,7 +937,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: thpswap-bench --mode kernel|thpswap --label NAME [options]\n"
 		"  --backend NAME        swapfile, loop, zram, zswap (kernel) or thpswap (default: by mode)\n"
-		"  --swap-dev PATH       the swap device as /proc/swaps names it (kernel mode)\n"
+		"  --swap-dev PATH       the swap device as /proc/swaps names it (kernel mode, --pageout)\n"
+		"  --pageout             thpswap mode: evict to the kernel tier (THPSWAP_ADVICE_PAGEOUT), then\n"
+		"                        wait up to 10 s for every unit to be one PMD again\n"
 		"  --thpswapd PATH       the daemon (thpswap mode; default $THPSWAPD)\n"
 		"  --daemon-arg ARG      passed to thpswapd (repeat)\n"
 		"  --data LIST           comma-separated: zero,random,text,code,ints,heapmix,pattern or files (default heapmix)\n"
@@ -918,6 +965,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "zero-units", required_argument, NULL, 'z' },
 		{ "chase-steps", required_argument, NULL, 'c' },
 		{ "seed", required_argument, NULL, 'r' },
+		{ "pageout", no_argument, NULL, 'P' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -971,6 +1019,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			}
 			break;
 		case 'o': o->out = optarg; break;
+		case 'P': o->pageout = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
 		}

@@ -208,8 +208,9 @@ static int copy_str(char *dst, size_t dstsz, const char *s, char *err, size_t er
 	return 0;
 }
 
-/* "ram" or "ram,file" (any order, each once): the tiers besides the zero
- * tier.  RAM cannot be left out: the file tier takes records from it. */
+/* "ram", "ram,file", "ram,kernel", "ram,file,kernel" (any order, each
+ * once): the tiers besides the zero tier.  RAM cannot be left out: the file
+ * tier takes records from it, and the kernel tier takes what it refused. */
 static int parse_tiers(const char *val, uint32_t *tiers, char *err, size_t errsz)
 {
 	char buf[64], *save = NULL, *t;
@@ -223,8 +224,10 @@ static int parse_tiers(const char *val, uint32_t *tiers, char *err, size_t errsz
 			ram = true;
 		} else if (!strcmp(t, "file") && !(*tiers & THP_TIER_FILE)) {
 			*tiers |= THP_TIER_FILE;
+		} else if (!strcmp(t, "kernel") && !(*tiers & THP_TIER_KERNEL)) {
+			*tiers |= THP_TIER_KERNEL;
 		} else {
-			snprintf(err, errsz, "'%s' in '%s' is not a tier (ram, file), or is there twice",
+			snprintf(err, errsz, "'%s' in '%s' is not a tier (ram, file, kernel), or is there twice",
 				 t, val);
 			return -EINVAL;
 		}
@@ -576,8 +579,10 @@ static void usage(FILE *f)
 "      --incompressible keep|raw   what to do with regions the codec cannot shrink below --max-stored-pct (default keep:\n"
 "                            stay resident, counted; raw: stored raw, never expanded)\n"
 "      --max-stored-pct P    store compressed only if <= P % of 2 MiB (default 90)\n"
-"      --tiers ram[,file]    where evicted regions go besides the zero tier (default ram); file: RAM records move to\n"
-"                            a file per client in --file-dir, by age and over --file-ram\n"
+"      --tiers ram[,file][,kernel]  where evicted regions go besides the zero tier (default ram); file: RAM records\n"
+"                            move to a file per client in --file-dir, by age and over --file-ram; kernel: regions\n"
+"                            the codec cannot shrink go to the kernel's swap (where a swap device is on), made one\n"
+"                            huge page again when they come back, instead of staying resident\n"
 "      --file-dir DIR        the file tier's directory: each client's file is an O_TMPFILE there (O_DIRECT if taken)\n"
 "      --file-max MIB        the most one client's file may hold (default 1024)\n"
 "      --file-age S          a record in RAM this long moves to the file (default 30; 0: at once)\n"

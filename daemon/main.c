@@ -190,10 +190,11 @@ static int run(struct thpd *d)
 
 		snprintf(codec, sizeof(codec), d->cfg.codec == THP_CODEC_ZSTD ? "%s level %d" : "%s",
 			 thp_codec_name(d->cfg.codec), d->cfg.zstd_level);
-		thpd_info(d, "listening (pid %d, %s, %u frames, budget %llu MiB, tiers %s%s)",
+		thpd_info(d, "listening (pid %d, %s, %u frames, budget %llu MiB, tiers ram%s%s%s)",
 			  (int)getpid(), codec, d->cfg.frames,
 			  (unsigned long long)(d->cfg.budget_bytes >> 20),
-			  (d->cfg.tiers & THP_TIER_FILE) ? "ram,file in " : "ram",
+			  (d->cfg.tiers & THP_TIER_KERNEL) ? ",kernel" : "",
+			  (d->cfg.tiers & THP_TIER_FILE) ? ",file in " : "",
 			  (d->cfg.tiers & THP_TIER_FILE) ? d->cfg.file_dir : "");
 		uv_run(&d->loop, UV_RUN_DEFAULT);
 	}

@@ -245,6 +245,25 @@ static bool cancelled(const struct thpd_session *s, const struct pol_client *pc,
 		r->last_fault_ns >= asked && r->last_fault_ns > pc->walked_ns;
 }
 
+/*
+ * What @s holds in RAM as far as its counters say: its RESIDENT regions but
+ * those handed to the kernel's swap and not back yet (paged out, less the
+ * marks the agent took off since).  Counters, not a walk: cheap, a moment
+ * late, and a mark lost with its record (unmapped, the record reused
+ * before the agent's scan saw it) stays counted: it errs towards evicting
+ * less.
+ */
+static uint64_t resident_bytes(const struct thpd_session *s)
+{
+	uint64_t res = thpd_session_ctr(s, THP_C_RESIDENT);
+	uint64_t out = thpd_session_ctr(s, THP_C_KSWAP_OUT);
+	uint64_t back = thpd_session_ctr(s, THP_C_KSWAP_COLLAPSED) +
+			thpd_session_ctr(s, THP_C_KSWAP_DROPPED);
+	uint64_t marked = out > back ? out - back : 0;
+
+	return (res > marked ? res - marked : 0) * THP_REGION_BYTES;
+}
+
 /* One walk of @s's records: count its promotions since the last walk, and
  * list the resident regions that may go, least recently faulted first. */
 struct walk {
@@ -308,8 +327,11 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 		pc->seen_restores[i] = r.restores;
 		pc->seen_evicted[i] = r.evicted_ns;
 
+		/* A region in the kernel's swap (KSWAP) is out of RAM already,
+		 * until it comes back and the agent drops the mark. */
 		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT ||
-		    (r.flags & (THP_RF_LEAVING | THP_RF_PINNED)) || backing_off(s, i, &r, now))
+		    (r.flags & (THP_RF_LEAVING | THP_RF_PINNED | THP_RF_KSWAP)) ||
+		    backing_off(s, i, &r, now))
 			continue;
 		if (protected_now(pc, i, &r, now, window_ns)) {
 			if (cand_add(&w->last, &w->nlast, &w->caplast, UINT64_MAX - pc->away_ns[i], i))
@@ -381,7 +403,7 @@ static int evict_picked(struct thpd_session *s, const struct walk *w, uint64_t n
 static void budget_client(struct thpd *d, struct thpd_session *s, uint64_t now)
 {
 	uint64_t budget = d->cfg.budget_bytes, target = budget - budget / 10;
-	uint64_t resident = thpd_session_ctr(s, THP_C_RESIDENT) * THP_REGION_BYTES, need, n;
+	uint64_t resident = resident_bytes(s), need, n;
 	struct pol_client *pc;
 	struct walk w;
 	int r;
@@ -668,7 +690,7 @@ static void pressure_tick(struct thpd *d, uint64_t now)
 
 		for (struct thpd_conn *c = d->conns; c; c = c->next)
 			if (c->s && !c->closing)
-				resident += thpd_session_ctr(c->s, THP_C_RESIDENT) * THP_REGION_BYTES;
+				resident += resident_bytes(c->s);
 		allowance = resident > d->cfg.resident_target_bytes ?
 			(resident - d->cfg.resident_target_bytes) / THP_REGION_BYTES : 0;
 	}

@@ -610,7 +610,7 @@ static int arena_create(struct thpd_session *s, uint32_t nrec, bool file_tier)
 		.incompressible = cfg->incompressible,
 		.max_stored_pct = cfg->max_stored_pct,
 		.pool_slots = cfg->pool_slots,
-		.tiers = file_tier ? THP_TIER_FILE : 0,
+		.tiers = (file_tier ? THP_TIER_FILE : 0) | (cfg->tiers & THP_TIER_KERNEL),
 		.file_max_mb = cfg->file_max_mb,
 		.file_age_ms = cfg->file_age_ms,
 		.file_ram_mb = cfg->file_ram_mb,

@@ -349,7 +349,7 @@ static int advise_cold(struct thpswap_session *s, uint32_t i, uint64_t a, void *
 	(void)arg;
 	kswap_swapin(s, i);
 	pthread_mutex_lock(&s->app_codec_lock);
-	res = evict_region(s, i, s->app_codec, s->app_buf, &in, &stored);
+	res = evict_to_tier(s, i, s->app_codec, s->app_buf, &in, &stored);
 	pthread_mutex_unlock(&s->app_codec_lock);
 	return res == EV_EVICTED;
 }

@@ -549,3 +549,28 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 	__atomic_and_fetch(&r->flags, ~THP_RF_EVICTOR, __ATOMIC_RELEASE);
 	return res;
 }
+
+/*
+ * One region out, to the tier the daemon's settings give it: the RAM tier,
+ * or, with the kernel tier on, the kernel's swap for a region the codec
+ * cannot shrink (it would stay resident otherwise).  A region found
+ * incompressible before goes there without another try at compressing it.
+ * The page-out claims the region as an eviction does, after this one let
+ * it go; a fault in between only makes it resident again.
+ */
+enum evict_result evict_to_tier(struct thpswap_session *s, uint32_t idx, struct thp_codec *codec,
+				char *buf, uint64_t *bytes_in, uint64_t *bytes_stored)
+{
+	bool kernel = s->hdr->cfg.tiers & THP_TIER_KERNEL;
+	enum evict_result res = EV_SKIPPED;
+	int q;
+
+	if (!kernel || !(rec_flags(&s->rec[idx]) & THP_RF_INCOMPRESSIBLE)) {
+		res = evict_region(s, idx, codec, buf, bytes_in, bytes_stored);
+		if (!kernel || res != EV_SKIPPED || !(rec_flags(&s->rec[idx]) & THP_RF_INCOMPRESSIBLE))
+			return res;
+	}
+	q = kswap_pageout(s, idx);
+	/* No swap device: left resident, as without the tier (counted). */
+	return q > 0 ? EV_EVICTED : (q == 0 || q == -ENOSPC) ? EV_SKIPPED : EV_FAILED;
+}

@@ -753,6 +753,10 @@ void evict_forget_own(struct thpswap_session *s);
 enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 			       struct thp_codec *codec, char *buf, uint64_t *bytes_in,
 			       uint64_t *bytes_stored);
+/* evict_region, or the kernel's swap for what does not compress where the
+ * daemon chose the kernel tier (THP_TIER_KERNEL). */
+enum evict_result evict_to_tier(struct thpswap_session *s, uint32_t idx, struct thp_codec *codec,
+				char *buf, uint64_t *bytes_in, uint64_t *bytes_stored);
 
 /* ---- the kernel tier (kswap.c) ---- */
 /* Hand record @idx's region to the kernel's swap (MADV_PAGEOUT), marked

@@ -57,6 +57,9 @@
 #endif
 
 #define KSWAP_SCAN_NS (100 * 1000000ull)
+/* A collapse refused with EINVAL this long after a page was seen back:
+ * the region's VMA takes no THP, not a page on its way out of the swap. */
+#define KSWAP_EINVAL_NS (2000 * 1000000ull)
 #define PAGES (REGION / THP_PAGE_SIZE)
 
 /* Up to @sz - 1 bytes of @path, NUL-terminated; the length or -errno.  No
@@ -221,7 +224,7 @@ static void drop(struct thpswap_session *s, struct thp_record *r)
 static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 {
 	uint64_t a = rec_addr(r), seen, t;
-	long huge, present, there;
+	long huge, present, back, there;
 	int rc;
 
 	if (rec_state(r) != THP_ST_RESIDENT) {
@@ -230,11 +233,16 @@ static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 	}
 	huge = pages(s, a, PAGE_IS_PRESENT | PAGE_IS_HUGE);
 	present = pages(s, a, PAGE_IS_PRESENT);
+	/* Back means a page of its own: the zero subpages of a THP the
+	 * kernel split to swap it out are mapped to the zero page at once,
+	 * and are no sign of a touch. */
+	back = thp_pagemap_count(s->pagemap, a, a + REGION, PAGE_IS_PRESENT | PAGE_IS_PFNZERO,
+				 PAGE_IS_PFNZERO);
 	/* One scan: present and swapped counted apart would miss the pages
 	 * that moved from one to the other between the two (a swap-in), and
 	 * call them holes. */
 	there = thp_pagemap_count_there(s->pagemap, a, a + REGION);
-	if (huge < 0 || present < 0 || there < 0)
+	if (huge < 0 || present < 0 || back < 0 || there < 0)
 		return true;
 	if (huge == (long)PAGES) {
 		/* Whole by other means: a PMD swap entry faulted back, or an
@@ -242,10 +250,11 @@ static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 		drop(s, r);
 		return false;
 	}
-	if (present == 0) {
+	if (back == 0) {
 		/* Still out (a PMD swap entry may not show as swapped), or
-		 * emptied by a zap of the whole region. */
-		if (there > 0 || atomic_load(&s->kswap.mode) == THP_KSWAP_PMD)
+		 * emptied by a zap of the whole region, or nothing but zero
+		 * pages left (nothing of it in the swap). */
+		if (there > present || atomic_load(&s->kswap.mode) == THP_KSWAP_PMD)
 			return true;
 		drop(s, r);
 		return false;
@@ -263,11 +272,21 @@ static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 	if (__atomic_fetch_or(&r->flags, THP_RF_EVICTOR, __ATOMIC_ACQUIRE) & THP_RF_EVICTOR)
 		return true;	/* an eviction has it: look again next time */
 	rc = 0;
-	if (rec_state(r) == THP_ST_RESIDENT && rec_addr(r) == a)
+	/* The zero subpages of the split THP are zero-page PTEs, and in
+	 * registered memory a collapse refuses any (as it refuses holes):
+	 * write-fault the region first, which gives them pages of their own
+	 * and changes no byte (docs/KERNEL.md, *Swap and userfaultfd*).  No
+	 * holes here (above); one a zap makes meanwhile is a userfault the
+	 * fault thread fills with zeros, as the program's own touch would
+	 * be, without waiting for us. */
+	if (rec_state(r) == THP_ST_RESIDENT && rec_addr(r) == a &&
+	    madvise((void *)(uintptr_t)a, REGION, MADV_POPULATE_WRITE) == 0)
 		rc = madvise((void *)(uintptr_t)a, REGION, MADV_COLLAPSE) ? -errno : 0;
 	__atomic_and_fetch(&r->flags, ~THP_RF_EVICTOR, __ATOMIC_RELEASE);
-	if (rc == -EINVAL) {
-		/* Its VMA takes no THP (MADV_NOHUGEPAGE, THP off). */
+	if (rc == -EINVAL && now_ns() - seen > KSWAP_EINVAL_NS) {
+		/* Its VMA takes no THP (MADV_NOHUGEPAGE, THP off).  EINVAL is
+		 * also what a collapse says of a page still in the swap cache
+		 * (its write-back in flight): for a while, look again. */
 		drop(s, r);
 		return false;
 	}

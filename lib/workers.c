@@ -193,7 +193,7 @@ static void run_job(struct worker *w, struct evict_job *j)
 			continue;
 		}
 		kswap_swapin(s, (uint32_t)idx);
-		switch (evict_region(s, (uint32_t)idx, w->codec, w->buf, &d.bytes_in, &d.bytes_stored)) {
+		switch (evict_to_tier(s, (uint32_t)idx, w->codec, w->buf, &d.bytes_in, &d.bytes_stored)) {
 		case EV_EVICTED:
 			d.evicted++;
 			break;

@@ -144,7 +144,9 @@ struct thp_arena_config {
 };
 
 /* Tiers beyond zero and RAM, which every session has. */
-#define THP_TIER_FILE (1u << 0) /* RAM records move to a file (lib/ftier.c) */
+#define THP_TIER_FILE (1u << 0)   /* RAM records move to a file (lib/ftier.c) */
+#define THP_TIER_KERNEL (1u << 1) /* what the codec cannot shrink goes to the
+				   * kernel's swap (lib/kswap.c) */
 
 /* Counters, in thpswap_stats order so the public struct maps 1:1. */
 enum thp_counter {

@@ -536,6 +536,8 @@ int h_json_i64(const char *json, const char *key, long long *out)
 static int zram_id = -1;
 static bool zram_on;
 static char zram_dev[32];
+static char swap_file[64];	/* h_swap_file_up's, "" none */
+static bool swap_file_on;
 
 int h_write_str(const char *path, const char *s)
 {
@@ -554,6 +556,10 @@ void h_swap_down(void)
 {
 	char p[96], id[16];
 
+	if (swap_file_on && swapoff(swap_file) == 0)
+		swap_file_on = false;
+	if (swap_file[0] && !swap_file_on && unlink(swap_file) == 0)
+		swap_file[0] = 0;
 	if (zram_id < 0)
 		return;
 	if (zram_on && swapoff(zram_dev) == 0)
@@ -593,9 +599,24 @@ static int write_swap_header(const char *dev, uint64_t bytes)
 	return r;
 }
 
+/* The handlers that take a swap device of ours down on the way out. */
+static void swap_cleanup_on_exit(void)
+{
+	static bool done;
+	struct sigaction sa = { .sa_handler = swap_on_term };
+
+	if (done)
+		return;
+	done = true;
+	atexit(h_swap_down);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
 int h_swap_up(unsigned mib, char *why, size_t whysz)
 {
-	struct sigaction sa = { .sa_handler = swap_on_term };
 	char p[96], buf[32];
 	int fd, r;
 	ssize_t n;
@@ -632,11 +653,35 @@ int h_swap_up(unsigned mib, char *why, size_t whysz)
 		return r;
 	}
 	zram_on = true;
-	atexit(h_swap_down);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	swap_cleanup_on_exit();
+	return 0;
+}
+
+int h_swap_file_up(unsigned mib, char *why, size_t whysz)
+{
+	uint64_t bytes = (uint64_t)mib << 20;
+	int fd, r = 0;
+
+	snprintf(swap_file, sizeof(swap_file), "/var/tmp/thpswap-test-swap.%d", (int)getpid());
+	swap_cleanup_on_exit();
+	fd = open(swap_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		swap_file[0] = 0; /* not ours: never unlinked */
+	} else {
+		r = -posix_fallocate(fd, 0, (off_t)bytes);
+		close(fd);
+	}
+	if (!r)
+		r = write_swap_header(swap_file, bytes);
+	if (!r && swapon(swap_file, SWAP_FLAG_PREFER | (32767 & SWAP_FLAG_PRIO_MASK)))
+		r = -errno;
+	if (r) {
+		snprintf(why, whysz, "a swap file in /var/tmp: %s", strerror(-r));
+		h_swap_down();
+		return r;
+	}
+	swap_file_on = true;
 	return 0;
 }
 
@@ -656,7 +701,7 @@ long long h_vmstat(const char *key)
 
 const char *h_swap_dev(void)
 {
-	return zram_dev;
+	return swap_file_on ? swap_file : zram_dev;
 }
 
 /* ---- cases, deadlines, data ---- */

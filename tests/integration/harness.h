@@ -131,6 +131,10 @@ bool h_read_sigbus(const volatile char *p);
  * reason in @why (no zram here, say: skip).
  */
 int h_swap_up(unsigned mib, char *why, size_t whysz);
+/* The same with a swap file of @mib MiB in /var/tmp (a file system's swap
+ * path: the kernel splits a THP to swap it out there, and maps its zero
+ * subpages to the zero page), removed by h_swap_down too. */
+int h_swap_file_up(unsigned mib, char *why, size_t whysz);
 void h_swap_down(void);
 const char *h_swap_dev(void);
 /* Write @s to the file at @path (a /proc or /sys knob): 0 or -errno. */

@@ -30,6 +30,19 @@
  *            are paged out, evicted to RAM and restored over and over
  *            (THPSWAP_TEST_SECONDS, default 3); then every byte, and every
  *            region PMD-mapped again.
+ *   zero-subpages  (last, on a swap file of its own instead of the zram
+ *            device) heap-like regions, a quarter of their pages zero, which
+ *            the kernel maps to the zero page when it splits a THP to swap
+ *            it out to a file: paged out and only read back, they are not
+ *            brought in before the read (the zero pages are no touch), every
+ *            byte is right, and each is one PMD again within 10 s (the zero
+ *            pages, which a collapse refuses in registered memory, replaced).
+ *   incompressible  (a daemon of its own, --tiers=ram,kernel) regions of
+ *            random bytes asked to go (THPSWAP_ADVICE_COLD, and thpswapctl
+ *            evict): the codec cannot shrink them, so they go to the
+ *            kernel's swap (swapped, marked, pswpout) instead of staying
+ *            resident; read back right and PMD-mapped again within 10 s; a
+ *            second time straight to the swap, without compressing again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "datagen.h"
 #include "harness.h"
 #include "kernel-abi.h"
 #include "arena.h"
@@ -692,6 +706,104 @@ static void noswap(struct thpswap_session *s, const struct h_daemon *d, int vari
 	h_mem_free(&m);
 }
 
+static void zero_subpages(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int fd = h_arena_fd(), n, r;
+	uint64_t col0 = ctr(fd, THP_C_KSWAP_COLLAPSED) + ctr(fd, THP_C_KSWAP_DROPPED);
+	struct h_mem m = { 0 };
+	struct timespec pause = { 0, 300 * 1000000 };
+	long sw;
+	void *mem;
+
+	(void)d;
+	(void)variant;
+	r = thpswap_map(s, N * REG, &mem);
+	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
+	m.base = mem;
+	m.len = N * REG;
+	for (size_t i = 0; i < N; i++)
+		thp_datagen_fill((char *)mem + i * REG, REG, THP_DATA_HEAPMIX, 0x2e70, i);
+	n = thpswap_advise(s, mem, N * REG, THPSWAP_ADVICE_PAGEOUT);
+	H_CHECK(n == N, "thpswap_advise(PAGEOUT) of %d regions: %d", N, n);
+	sw = SWAPPED(mem, N * REG);
+	H_CHECK(sw > 0 && sw < (long)N * 512, "%ld pages swapped: the regions had no zero pages?", sw);
+	/* Three of the agent's scans: the zero pages present since the
+	 * pageout must not bring the regions back. */
+	nanosleep(&pause, NULL);
+	H_CHECK(SWAPPED(mem, N * REG) == sw, "swapped pages %ld -> %ld with nothing touched", sw,
+		SWAPPED(mem, N * REG));
+	for (size_t i = 0; i < N; i++) {
+		long bad = thp_datagen_check((char *)mem + i * REG, REG, THP_DATA_HEAPMIX, 0x2e70, i);
+
+		H_CHECK(bad < 0, "region %zu differs at byte %ld after the swap-in", i, bad);
+	}
+	expect_back(fd, &m, N, col0 + N, "zero-subpages");
+	H_CHECK(thpswap_unmap(s, mem, N * REG) == 0, "thpswap_unmap");
+}
+
+/* --tiers=ram,kernel: what does not compress goes to the kernel's swap. */
+static void check_random(const char *mem, const char *what)
+{
+	for (size_t i = 0; i < N; i++) {
+		long bad = thp_datagen_check(mem + i * REG, REG, THP_DATA_RANDOM, 0x5eed, i);
+
+		H_CHECK(bad < 0, "%s: region %zu differs at byte %ld", what, i, bad);
+	}
+}
+
+static void incompressible(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int fd = h_arena_fd(), n, r, st;
+	uint64_t inc0 = ctr(fd, THP_C_EVICT_INCOMPRESSIBLE), out0 = ctr(fd, THP_C_KSWAP_OUT);
+	uint64_t col0 = ctr(fd, THP_C_KSWAP_COLLAPSED) + ctr(fd, THP_C_KSWAP_DROPPED);
+	long long o0 = h_vmstat("pswpout");
+	struct h_mem m = { 0 };
+	char pid[16];
+	const char *argv[] = { "--json", "evict", "--pid", pid, "--all", NULL };
+	void *mem;
+
+	(void)variant;
+	H_CHECK(h_arena_header(fd).cfg.tiers & THP_TIER_KERNEL, "the arena's config has no kernel tier");
+	r = thpswap_map(s, N * REG, &mem);
+	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
+	m.base = mem;
+	m.len = N * REG;
+	for (size_t i = 0; i < N; i++)
+		thp_datagen_fill((char *)mem + i * REG, REG, THP_DATA_RANDOM, 0x5eed, i);
+	H_CHECK(h_pmd_mapped(mem, N * REG) == N, "random regions not PMD-mapped after filling");
+
+	n = thpswap_advise(s, mem, N * REG, THPSWAP_ADVICE_COLD);
+	H_CHECK(n == N, "thpswap_advise(COLD) of %d random regions: %d gone", N, n);
+	H_CHECK(ctr(fd, THP_C_EVICT_INCOMPRESSIBLE) - inc0 == N, "evict_incompressible grew by %llu",
+		(unsigned long long)(ctr(fd, THP_C_EVICT_INCOMPRESSIBLE) - inc0));
+	H_CHECK(ctr(fd, THP_C_KSWAP_OUT) - out0 == N, "kswap_out grew by %llu",
+		(unsigned long long)(ctr(fd, THP_C_KSWAP_OUT) - out0));
+	H_CHECK(h_vmstat("pswpout") - o0 >= N * 512, "pswpout grew by %lld only",
+		h_vmstat("pswpout") - o0);
+	expect_out(fd, &m, N, "random regions asked to go");
+	check_random(mem, "read back from the kernel's swap");
+	expect_back(fd, &m, N, col0 + N, "incompressible");
+	check_random(mem, "after the collapse");
+
+	/* Again, by the daemon: found incompressible before, they go to the
+	 * swap without another try at compressing them. */
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	st = h_ctl(d, out, sizeof(out), argv);
+	H_CHECK(st == 0, "thpswapctl evict --all: exit %d: %s", st, out);
+	n = (int)h_json_u64(out, "evicted");
+	H_CHECK(n == N, "thpswapctl evict --all evicted %d of %d: %s", n, N, out);
+	H_CHECK(ctr(fd, THP_C_EVICT_INCOMPRESSIBLE) - inc0 == N, "compressed again: "
+		"evict_incompressible grew by %llu", (unsigned long long)(ctr(fd, THP_C_EVICT_INCOMPRESSIBLE) - inc0));
+	expect_out(fd, &m, N, "the second time");
+	check_random(mem, "read back the second time");
+	expect_back(fd, &m, N, col0 + 2 * N, "incompressible, again");
+	H_CHECK(thpswap_unmap(s, mem, N * REG) == 0, "thpswap_unmap");
+}
+
+static const struct h_case cases_kernel_tier[] = {
+	{ "incompressible", incompressible, 0, 120 },
+};
+
 static const struct h_case cases_noswap[] = {
 	{ "noswap", noswap, 0, 60 },
 };
@@ -708,6 +820,10 @@ static const struct h_case cases[] = {
 	{ "noswap", noswap, 0, 60 },
 };
 
+static const struct h_case cases_file[] = {
+	{ "zero-subpages", zero_subpages, 0, 120 },
+};
+
 int main(int argc, char **argv)
 {
 	char why[256], exe[16] = "itest-ktier";
@@ -716,6 +832,10 @@ int main(int argc, char **argv)
 	char **names;
 	int r, k, nn = 0;
 
+	if (argc >= 3 && !strcmp(argv[1], "--case") && !strcmp(argv[2], "incompressible"))
+		return h_run_cases(argc, argv, cases_kernel_tier, 1, NULL);
+	if (argc >= 3 && !strcmp(argv[1], "--case") && !strcmp(argv[2], "zero-subpages"))
+		return h_run_cases(argc, argv, cases_file, 1, NULL);
 	if (argc >= 3 && !strcmp(argv[1], "--case"))
 		return h_run_cases(argc, argv, cases, sizeof(cases) / sizeof(cases[0]), NULL);
 	h_require_root();
@@ -749,10 +869,28 @@ int main(int argc, char **argv)
 			names[k++] = (char *)cases[i].name;
 	} else {
 		for (int a = 1; a < argc; a++)
-			if (strcmp(argv[a], "noswap"))
+			if (strcmp(argv[a], "noswap") && strcmp(argv[a], "incompressible") &&
+			    strcmp(argv[a], "zero-subpages"))
 				names[k++] = argv[a];
 	}
-	r = h_run_cases(k, names, cases, sizeof(cases) / sizeof(cases[0]), NULL);
+	r = k > 1 ? h_run_cases(k, names, cases, sizeof(cases) / sizeof(cases[0]), NULL) : H_PASS;
 	free(names);
+	if (r == H_PASS && (nn == 0 || (argc == 2 && !strcmp(argv[1], "incompressible")))) {
+		static const char *const tier_args[] = { "--tiers=ram,kernel", NULL };
+		char *one[] = { exe, (char *)"incompressible", NULL };
+
+		r = h_run_cases(2, one, cases_kernel_tier, 1, tier_args);
+	}
+	if (r == H_PASS && (nn == 0 || (argc == 2 && !strcmp(argv[1], "zero-subpages")))) {
+		char *one[] = { exe, (char *)"zero-subpages", NULL };
+
+		h_swap_down();
+		r = h_swap_file_up(ZRAM_MIB, why, sizeof(why));
+		if (r) {
+			printf("case zero-subpages: skipped: no swap file: %s\n", why);
+			return H_PASS;
+		}
+		r = h_run_cases(2, one, cases_file, 1, NULL);
+	}
 	return r;
 }
