@@ -706,23 +706,43 @@ static void noswap(struct thpswap_session *s, const struct h_daemon *d, int vari
 	h_mem_free(&m);
 }
 
+/* N managed regions of @kind (seed @seed), PMD-mapped, as @m. */
+static void *map_data(struct thpswap_session *s, struct h_mem *m, enum thp_data_kind kind,
+		      uint64_t seed)
+{
+	void *mem;
+	int r = thpswap_map(s, N * REG, &mem);
+
+	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
+	*m = (struct h_mem){ .base = mem, .len = N * REG };
+	for (size_t i = 0; i < N; i++)
+		thp_datagen_fill((char *)mem + i * REG, REG, kind, seed, i);
+	H_CHECK(h_pmd_mapped(mem, N * REG) == N, "%s regions not PMD-mapped after filling",
+		thp_datagen_name(kind));
+	return mem;
+}
+
+static void check_data(const char *mem, enum thp_data_kind kind, uint64_t seed, const char *what)
+{
+	for (size_t i = 0; i < N; i++) {
+		long bad = thp_datagen_check(mem + i * REG, REG, kind, seed, i);
+
+		H_CHECK(bad < 0, "%s: region %zu differs at byte %ld", what, i, bad);
+	}
+}
+
 static void zero_subpages(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
-	int fd = h_arena_fd(), n, r;
+	int fd = h_arena_fd(), n;
 	uint64_t col0 = ctr(fd, THP_C_KSWAP_COLLAPSED) + ctr(fd, THP_C_KSWAP_DROPPED);
-	struct h_mem m = { 0 };
+	struct h_mem m;
 	struct timespec pause = { 0, 300 * 1000000 };
 	long sw;
 	void *mem;
 
 	(void)d;
 	(void)variant;
-	r = thpswap_map(s, N * REG, &mem);
-	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
-	m.base = mem;
-	m.len = N * REG;
-	for (size_t i = 0; i < N; i++)
-		thp_datagen_fill((char *)mem + i * REG, REG, THP_DATA_HEAPMIX, 0x2e70, i);
+	mem = map_data(s, &m, THP_DATA_HEAPMIX, 0x2e70);
 	n = thpswap_advise(s, mem, N * REG, THPSWAP_ADVICE_PAGEOUT);
 	H_CHECK(n == N, "thpswap_advise(PAGEOUT) of %d regions: %d", N, n);
 	sw = SWAPPED(mem, N * REG);
@@ -732,11 +752,7 @@ static void zero_subpages(struct thpswap_session *s, const struct h_daemon *d, i
 	nanosleep(&pause, NULL);
 	H_CHECK(SWAPPED(mem, N * REG) == sw, "swapped pages %ld -> %ld with nothing touched", sw,
 		SWAPPED(mem, N * REG));
-	for (size_t i = 0; i < N; i++) {
-		long bad = thp_datagen_check((char *)mem + i * REG, REG, THP_DATA_HEAPMIX, 0x2e70, i);
-
-		H_CHECK(bad < 0, "region %zu differs at byte %ld after the swap-in", i, bad);
-	}
+	check_data(mem, THP_DATA_HEAPMIX, 0x2e70, "after the swap-in");
 	expect_back(fd, &m, N, col0 + N, "zero-subpages");
 	H_CHECK(thpswap_unmap(s, mem, N * REG) == 0, "thpswap_unmap");
 }
@@ -744,33 +760,23 @@ static void zero_subpages(struct thpswap_session *s, const struct h_daemon *d, i
 /* --tiers=ram,kernel: what does not compress goes to the kernel's swap. */
 static void check_random(const char *mem, const char *what)
 {
-	for (size_t i = 0; i < N; i++) {
-		long bad = thp_datagen_check(mem + i * REG, REG, THP_DATA_RANDOM, 0x5eed, i);
-
-		H_CHECK(bad < 0, "%s: region %zu differs at byte %ld", what, i, bad);
-	}
+	check_data(mem, THP_DATA_RANDOM, 0x5eed, what);
 }
 
 static void incompressible(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
-	int fd = h_arena_fd(), n, r, st;
+	int fd = h_arena_fd(), n, st;
 	uint64_t inc0 = ctr(fd, THP_C_EVICT_INCOMPRESSIBLE), out0 = ctr(fd, THP_C_KSWAP_OUT);
 	uint64_t col0 = ctr(fd, THP_C_KSWAP_COLLAPSED) + ctr(fd, THP_C_KSWAP_DROPPED);
 	long long o0 = h_vmstat("pswpout");
-	struct h_mem m = { 0 };
+	struct h_mem m;
 	char pid[16];
 	const char *argv[] = { "--json", "evict", "--pid", pid, "--all", NULL };
 	void *mem;
 
 	(void)variant;
 	H_CHECK(h_arena_header(fd).cfg.tiers & THP_TIER_KERNEL, "the arena's config has no kernel tier");
-	r = thpswap_map(s, N * REG, &mem);
-	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
-	m.base = mem;
-	m.len = N * REG;
-	for (size_t i = 0; i < N; i++)
-		thp_datagen_fill((char *)mem + i * REG, REG, THP_DATA_RANDOM, 0x5eed, i);
-	H_CHECK(h_pmd_mapped(mem, N * REG) == N, "random regions not PMD-mapped after filling");
+	mem = map_data(s, &m, THP_DATA_RANDOM, 0x5eed);
 
 	n = thpswap_advise(s, mem, N * REG, THPSWAP_ADVICE_COLD);
 	H_CHECK(n == N, "thpswap_advise(COLD) of %d random regions: %d gone", N, n);
