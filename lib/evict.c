@@ -483,7 +483,9 @@ again:
 		size_t cap = sizeof(struct thp_blob) + (size_t)cfg->max_stored_pct * REGION / 100;
 
 		len = thp_codec_compress(codec, slot, buf, cap, cfg->frames, cancelled, r);
-		if (len == -ENOSPC && cfg->incompressible == THP_INCOMP_RAW)
+		/* Raw where the file tier will take it at once (ftier.c), or
+		 * where the settings say so. */
+		if (len == -ENOSPC && (cfg->incompressible == THP_INCOMP_RAW || ftier_takes(s)))
 			len = thp_codec_store_raw(slot, buf, THP_SLOT_SIZE);
 		if (len == -ENOSPC) {
 			__atomic_or_fetch(&r->flags, THP_RF_INCOMPRESSIBLE, __ATOMIC_RELEASE);

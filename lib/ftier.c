@@ -62,8 +62,9 @@ struct ring {
 	bool ok;
 	/* A submission or a wait failed: requests may be left queued or in
 	 * flight, so the ring is never used again (the tier stops demoting;
-	 * the fault thread reads the file by pread). */
-	bool broken;
+	 * the fault thread reads the file by pread).  Evicting threads read
+	 * the writer's (ftier_takes). */
+	atomic_bool broken;
 	bool fixed;               /* @buf is registered as buffer 0 */
 	char *buf;                /* THP_SLOT_SIZE, own_alloc'd (page-aligned) */
 };
@@ -106,6 +107,16 @@ static void say_off(struct thpswap_session *s, const char *why, int err)
 bool ftier_holds(const struct thpswap_session *s, uint32_t i)
 {
 	return s->ft && atomic_load(&s->ft->len[i]) != 0;
+}
+
+bool ftier_takes(const struct thpswap_session *s)
+{
+#ifdef THPSWAP_HAVE_URING
+	return s->ft && !s->ft->wr.broken;
+#else
+	(void)s;
+	return false;
+#endif
 }
 
 void ftier_free(struct thpswap_session *s, uint32_t i)
@@ -358,7 +369,8 @@ struct demote {
 };
 
 /* May record @i be demoted now?  Its state first: the fields an eviction
- * writes are read only once it has made the record RAM. */
+ * writes are read only once it has made the record RAM.  A raw record (a
+ * region the codec could not shrink) saves nothing in RAM: at once. */
 static bool candidate(struct thpswap_session *s, uint32_t i, uint64_t now, uint64_t age)
 {
 	struct thp_record *r = &s->rec[i];
@@ -368,7 +380,7 @@ static bool candidate(struct thpswap_session *s, uint32_t i, uint64_t now, uint6
 	    (rec_flags(r) & (THP_RF_FILE | THP_RF_PUNCHING | THP_RF_LEAVING | THP_RF_MOVING)))
 		return false;
 	ev = __atomic_load_n(&r->evicted_ns, __ATOMIC_RELAXED);
-	return ev && now >= ev && now - ev >= age;
+	return ev && now >= ev && (now - ev >= age || r->codec == THP_CODEC_NONE);
 }
 
 enum take { TAKEN, NOT_NOW, CAP, NO_ROOM };

@@ -787,6 +787,9 @@ void ftier_close(struct thpswap_session *s);
 uint64_t ftier_scan(struct thpswap_session *s);
 /* Does record @i hold its stored bytes in the file? */
 bool ftier_holds(const struct thpswap_session *s, uint32_t i);
+/* Will the file tier take records now (on, its writes not broken)?  Then
+ * an eviction stores what does not compress raw, and it moves at once. */
+bool ftier_takes(const struct thpswap_session *s);
 /*
  * The stored bytes of record @i, wherever they are: a pointer into the
  * arena slot, or for a file record the file's bytes read into the fault

@@ -32,6 +32,9 @@
  *            demoter takes them, over and over: every byte right, and both
  *            RAM and file restores seen.
  *   timing   p50 of a first touch restoring from RAM and from the file.
+ *   raw-now  regions of random bytes (which --incompressible keep would leave
+ *            resident) are stored raw and moved to the file at once, though
+ *            the age is never reached; read back right, PMD-mapped.
  *
  * With the argument "daemon", the tier the operator chooses instead of the
  * environment: thpswapd --tiers=ram,file --file-dir=DIR --file-age=0, no
@@ -61,6 +64,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "datagen.h"
 #include "harness.h"
 #include "util.h"
 
@@ -581,6 +585,38 @@ static void timing(struct thpswap_session *s, const struct h_daemon *d, int vari
 	h_mem_free(&m);
 }
 
+static void raw_now(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	int afd = h_arena_fd(), fd = tier_up(afd), n, r;
+	uint64_t dem0 = ctr(afd, THP_C_FILE_DEMOTED), inc0 = ctr(afd, THP_C_EVICT_INCOMPRESSIBLE);
+	struct h_mem m;
+	void *mem;
+
+	(void)d;
+	(void)variant;
+	r = thpswap_map(s, N * REG, &mem);
+	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
+	m = (struct h_mem){ .base = mem, .len = N * REG };
+	for (size_t i = 0; i < N; i++)
+		thp_datagen_fill((char *)mem + i * REG, REG, THP_DATA_RANDOM, 0x7a3, i);
+	n = thpswap_advise(s, mem, N * REG, THPSWAP_ADVICE_COLD);
+	H_CHECK(n == N, "%d of %d random regions evicted with the file tier on", n, N);
+	H_CHECK(ctr(afd, THP_C_EVICT_INCOMPRESSIBLE) == inc0, "counted incompressible: kept resident");
+	wait_ctr(afd, THP_C_FILE_DEMOTED, dem0 + N, 10, "raw records to the file at once");
+	expect_flags(afd, &m, N, true, "raw, demoted");
+	H_CHECK(ctr(afd, THP_C_STORED_BYTES) == 0, "stored_bytes %llu: raw bytes left in RAM",
+		(unsigned long long)ctr(afd, THP_C_STORED_BYTES));
+	for (size_t i = 0; i < N; i++) {
+		long bad = thp_datagen_check((char *)mem + i * REG, REG, THP_DATA_RANDOM, 0x7a3, i);
+
+		H_CHECK(bad < 0, "region %zu differs at byte %ld, read back from the file", i, bad);
+	}
+	H_CHECK(h_pmd_mapped(mem, N * REG) == N, "%ld of %d PMD-mapped after the restores",
+		h_pmd_mapped(mem, N * REG), N);
+	wait_emptied(afd, fd, "after the restores");
+	H_CHECK(thpswap_unmap(s, mem, N * REG) == 0, "thpswap_unmap");
+}
+
 static const struct h_case cases[] = {
 	{ "demote", demote, 0, 60 },
 	{ "cap", cap, 0, 60 },
@@ -591,6 +627,7 @@ static const struct h_case cases[] = {
 	{ "mremap", moved, 0, 60 },
 	{ "race", race, 0, 120 },
 	{ "timing", timing, 0, 120 },
+	{ "raw-now", raw_now, 0, 60 },
 };
 
 /* Each case's settings, in its own process before its session opens. */
@@ -600,6 +637,8 @@ static void case_env(const char *name)
 					   !strcmp(name, "timing") ? "5000" : "20", 1);
 	if (!strcmp(name, "cap"))
 		setenv("THPSWAP_FILE_TIER_MAX_MB", "2", 1);
+	if (!strcmp(name, "raw-now"))
+		setenv("THPSWAP_FILE_TIER_AGE_MS", "600000", 1);
 	if (!strcmp(name, "budget")) {
 		setenv("THPSWAP_FILE_TIER_AGE_MS", "600000", 1);
 		setenv("THPSWAP_FILE_TIER_RAM_MB", "4", 1);
