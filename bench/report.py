@@ -122,6 +122,8 @@ def row(r, phase):
         "splits": str(g(ev, "vmstat", "thp_split_pmd", default=0) +
                       g(rs, "vmstat", "thp_split_pmd", default=0)),
         "wrong": str(p["wrong_units"]),
+        "agent": (f'{mem["agent_bytes"] / MIB:.1f}' if mem.get("agent_bytes") is not None
+                  else "–"),
     }
 
 
@@ -133,6 +135,7 @@ COLS = [
     ("released_mib", "released MiB"), ("stored_mib", "stored MiB"), ("ratio", "ratio"),
     ("pmd", "PMD after %"), ("rand", "rand read ns before→after (slowdown)"),
     ("cpu", "CPU s client / daemon"), ("splits", "PMD splits"), ("wrong", "wrong"),
+    ("agent", "agent MiB"),
 ]
 
 

@@ -417,6 +417,9 @@ struct phase_result {
 	 * how long after them the last one was (-1: not within 10 s) */
 	long pmd_collapsed;
 	double collapse_s;
+	/* thpswap mode: what the agent itself held resident after the
+	 * restores (its pool full, as while restores burst); -1 unknown */
+	int64_t agent_bytes;
 	struct snap s0, s1, s2;
 	struct chase chase_before, chase_after;
 };
@@ -601,6 +604,14 @@ static int round_trip(struct bench *b, const struct dataset *ds, const char *tag
 		r->acc[k] = (struct b_timed){ (uintptr_t)u, t0, t1, t2, w };
 	}
 	snap_take(b, &r->s2);
+	r->agent_bytes = -1;
+	if (b->o.mode == MODE_THPSWAP) {
+		struct thp_arena_header h;
+		int na, afd = thp_arena_self_fd(&na);
+
+		if (afd >= 0 && b_arena_header(afd, &h) == 0)
+			r->agent_bytes = (int64_t)h.ctr[THP_C_AGENT_BYTES];
+	}
 	if (b->samples && b_breakdown(b->s, sample0, samples_count(b->s), (uintptr_t)p, r->units, r->acc,
 				r->units, r->evc, r->units, &r->bd) < 0)
 		fprintf(stderr, "[%s %s] no breakdown: out of memory\n", b->o.label, tag);
@@ -770,6 +781,10 @@ static void json_phase(struct bench *b, struct thp_json *j, const char *key,
 	thp_json_i64(j, "anon_after", (int64_t)r->s1.roll.anon);
 	thp_json_i64(j, "shmem_delta", (int64_t)r->s1.roll.shmem - (int64_t)r->s0.roll.shmem);
 	thp_json_i64(j, "released", released);
+	if (r->agent_bytes >= 0)
+		thp_json_i64(j, "agent_bytes", r->agent_bytes);
+	else
+		thp_json_null(j, "agent_bytes");
 	thp_json_i64(j, "stored", stored);
 	if (stored > 0)
 		thp_json_double(j, "stored_ratio", (double)released / (double)stored);

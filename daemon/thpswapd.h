@@ -49,7 +49,7 @@ struct thpd_config {
 	uint64_t budget_bytes;      /* 0 = no budget */
 	uint32_t incompressible;    /* enum thp_incompressible_policy */
 	/* tiers beyond zero and RAM (THP_TIER_*), and the file tier's settings
-	 * (docs/ARCHITECTURE.md, "Tiers") */
+	 * (docs/ARCHITECTURE.md, "The file tier", "The kernel tier") */
 	uint32_t tiers;
 	char file_dir[PATH_MAX];     /* each client's file is an O_TMPFILE here */
 	uint32_t file_max_mb;        /* per client */
