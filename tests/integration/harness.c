@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "datagen.h"
 #include "harness.h"
 #include "kernel-abi.h"
 #include "pagemap.h"
@@ -1639,4 +1640,29 @@ bool h_read_sigbus(const volatile char *p)
 		bus = true;
 	sigaction(SIGBUS, &old, NULL);
 	return bus;
+}
+
+void *h_map_data(struct thpswap_session *s, size_t nreg, int kind, uint64_t seed)
+{
+	void *mem;
+	int r = thpswap_map(s, nreg * THPSWAP_REGION_SIZE, &mem);
+
+	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
+	for (size_t i = 0; i < nreg; i++)
+		thp_datagen_fill((char *)mem + i * THPSWAP_REGION_SIZE, THPSWAP_REGION_SIZE,
+				 (enum thp_data_kind)kind, seed, i);
+	H_CHECK(h_pmd_mapped(mem, nreg * THPSWAP_REGION_SIZE) == (long)nreg,
+		"%s regions not PMD-mapped after filling", thp_datagen_name((enum thp_data_kind)kind));
+	return mem;
+}
+
+void h_check_data(const void *mem, size_t nreg, int kind, uint64_t seed, const char *what)
+{
+	for (size_t i = 0; i < nreg; i++) {
+		long bad = thp_datagen_check((const char *)mem + i * THPSWAP_REGION_SIZE,
+					     THPSWAP_REGION_SIZE, (enum thp_data_kind)kind, seed, i);
+
+		H_CHECK(bad < 0, "%s: %s region %zu differs at offset %ld", what,
+			thp_datagen_name((enum thp_data_kind)kind), i, bad);
+	}
 }

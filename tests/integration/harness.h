@@ -237,6 +237,11 @@ void h_mem_free(struct h_mem *m);
 /* h_mem_map @nreg regions (page numbers from 0), write generation 1 to
  * all, evict the first @nevict (all must go). */
 void h_mem_prepare(struct thpswap_session *s, struct h_mem *m, size_t nreg, size_t nevict);
+/* @nreg managed regions (thpswap_map) filled with thp_datagen @kind, seed
+ * @seed, region i as index i, each PMD-mapped (checked); and every byte of
+ * them against what thp_datagen would write, failing the test naming @what. */
+void *h_map_data(struct thpswap_session *s, size_t nreg, int kind, uint64_t seed);
+void h_check_data(const void *mem, size_t nreg, int kind, uint64_t seed, const char *what);
 /* One managed region for h_agent_sync. */
 void *h_barrier_map(struct thpswap_session *s);
 

@@ -710,25 +710,15 @@ static void noswap(struct thpswap_session *s, const struct h_daemon *d, int vari
 static void *map_data(struct thpswap_session *s, struct h_mem *m, enum thp_data_kind kind,
 		      uint64_t seed)
 {
-	void *mem;
-	int r = thpswap_map(s, N * REG, &mem);
+	void *mem = h_map_data(s, N, kind, seed);
 
-	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
 	*m = (struct h_mem){ .base = mem, .len = N * REG };
-	for (size_t i = 0; i < N; i++)
-		thp_datagen_fill((char *)mem + i * REG, REG, kind, seed, i);
-	H_CHECK(h_pmd_mapped(mem, N * REG) == N, "%s regions not PMD-mapped after filling",
-		thp_datagen_name(kind));
 	return mem;
 }
 
 static void check_data(const char *mem, enum thp_data_kind kind, uint64_t seed, const char *what)
 {
-	for (size_t i = 0; i < N; i++) {
-		long bad = thp_datagen_check(mem + i * REG, REG, kind, seed, i);
-
-		H_CHECK(bad < 0, "%s: region %zu differs at byte %ld", what, i, bad);
-	}
+	h_check_data(mem, N, kind, seed, what);
 }
 
 static void zero_subpages(struct thpswap_session *s, const struct h_daemon *d, int variant)

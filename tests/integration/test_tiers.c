@@ -62,15 +62,7 @@ static void stop(struct client *c)
 
 static char *map_filled(struct client *c, enum thp_data_kind kind, uint64_t seed)
 {
-	void *mem;
-	int r = thpswap_map(c->s, N * REG, &mem);
-
-	H_CHECK(r == 0, "thpswap_map: %s", strerror(-r));
-	for (size_t i = 0; i < N; i++)
-		thp_datagen_fill((char *)mem + i * REG, REG, kind, seed, i);
-	H_CHECK(h_pmd_mapped(mem, N * REG) == N, "%s regions not PMD-mapped after filling",
-		thp_datagen_name(kind));
-	return mem;
+	return h_map_data(c->s, N, kind, seed);
 }
 
 static void stats(struct client *c, struct thpswap_stats *st)
@@ -131,12 +123,7 @@ static long long region_is(const char *mem, size_t i, const char *state, const c
 
 static void check_bytes(const char *mem, enum thp_data_kind kind, uint64_t seed, const char *when)
 {
-	for (size_t i = 0; i < N; i++) {
-		long bad = thp_datagen_check(mem + i * REG, REG, kind, seed, i);
-
-		H_CHECK(bad < 0, "%s: %s region %zu differs at offset %ld", when,
-			thp_datagen_name(kind), i, bad);
-	}
+	h_check_data(mem, N, kind, seed, when);
 }
 
 static void check_zero(const char *p, size_t len, const char *what)
