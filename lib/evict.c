@@ -232,9 +232,7 @@ static int fill_holes(struct thpswap_session *s, struct thp_record *r, uint64_t 
  */
 static int make_whole(struct thpswap_session *s, struct thp_record *r)
 {
-	struct page_region v[64];
 	uint64_t addr;
-	long n;
 	int rc = -EAGAIN;
 
 	for (unsigned tries = 0; rc == -EAGAIN && tries < 64; tries++) {
@@ -263,9 +261,7 @@ static int make_whole(struct thpswap_session *s, struct thp_record *r)
 	/* Zero pages become pages of their own without a userfault (the
 	 * region is registered for missing pages only); no hold: a page
 	 * zapped meanwhile faults to the fault thread like any access. */
-	n = thp_pagemap_scan(s->pagemap, addr, addr + REGION, PAGE_IS_PFNZERO, 0, v, 64, NULL);
-	for (long k = 0; k < n; k++)
-		madvise((void *)(uintptr_t)v[k].start, v[k].end - v[k].start, MADV_POPULATE_WRITE);
+	own_zero_pages(s, addr);
 	if (madvise((void *)(uintptr_t)addr, REGION, MADV_COLLAPSE) || !is_pmd_mapped(s, addr))
 		return -EFBIG;
 	ctr_add(s, THP_C_EVICT_FILLED, 1);

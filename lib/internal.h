@@ -705,6 +705,13 @@ enum {
  * wakes the faulters, so that a thread resuming from its fault sees
  * consistent state and statistics. */
 int move_in(struct thpswap_session *s, uint32_t idx, uint64_t src, unsigned how);
+/* The zero-page PTEs of the region at @addr become pages of their own
+ * (MADV_POPULATE_WRITE of just those ranges: zeros, what they read already),
+ * which MADV_COLLAPSE takes where it refuses zero pages (registered memory).
+ * Holes are left alone: a range the scan found a zero page in and that is
+ * a hole by the write (zapped, or another region moved there) faults to the
+ * fault thread like any access. */
+void own_zero_pages(struct thpswap_session *s, uint64_t addr);
 /* After a MOVE in: the record is RESIDENT; bits noted since are for zaps
  * that land on the resident memory. */
 void became_resident(struct thpswap_session *s, uint32_t idx);

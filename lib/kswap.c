@@ -274,14 +274,14 @@ static bool scan_one(struct thpswap_session *s, struct thp_record *r)
 	rc = 0;
 	/* The zero subpages of the split THP are zero-page PTEs, and in
 	 * registered memory a collapse refuses any (as it refuses holes):
-	 * write-fault the region first, which gives them pages of their own
-	 * and changes no byte (docs/KERNEL.md, *Swap and userfaultfd*).  No
-	 * holes here (above); one a zap makes meanwhile is a userfault the
-	 * fault thread fills with zeros, as the program's own touch would
-	 * be, without waiting for us. */
-	if (rec_state(r) == THP_ST_RESIDENT && rec_addr(r) == a &&
-	    madvise((void *)(uintptr_t)a, REGION, MADV_POPULATE_WRITE) == 0)
+	 * give just those pages of their own first, which changes no byte
+	 * (docs/KERNEL.md, *Swap and userfaultfd*).  Never the whole range:
+	 * the region may have moved away meanwhile and another, evicted one
+	 * moved in, whose holes a write would fault back in. */
+	if (rec_state(r) == THP_ST_RESIDENT && rec_addr(r) == a) {
+		own_zero_pages(s, a);
 		rc = madvise((void *)(uintptr_t)a, REGION, MADV_COLLAPSE) ? -errno : 0;
+	}
 	__atomic_and_fetch(&r->flags, ~THP_RF_EVICTOR, __ATOMIC_RELEASE);
 	if (rc == -EINVAL && now_ns() - seen > KSWAP_EINVAL_NS) {
 		/* Its VMA takes no THP (MADV_NOHUGEPAGE, THP off).  EINVAL is

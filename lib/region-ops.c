@@ -441,3 +441,12 @@ int put_back_part(struct thpswap_session *s, struct thp_record *r, char *slot, u
 	}
 	return 0;
 }
+
+void own_zero_pages(struct thpswap_session *s, uint64_t addr)
+{
+	struct page_region v[64];
+	long n = thp_pagemap_scan(s->pagemap, addr, addr + REGION, PAGE_IS_PFNZERO, 0, v, 64, NULL);
+
+	for (long k = 0; k < n; k++)
+		madvise((void *)(uintptr_t)v[k].start, v[k].end - v[k].start, MADV_POPULATE_WRITE);
+}
