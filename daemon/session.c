@@ -577,13 +577,12 @@ static int tier_file_open(const struct thpd_session *s)
 
 	if (!(cfg->tiers & THP_TIER_FILE))
 		return -1;
-	fd = open(cfg->file_dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == EINVAL)
-		/* No O_DIRECT on this file system: buffered. */
-		fd = open(cfg->file_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0)
+	fd = thp_tmpfile_open(cfg->file_dir);
+	if (fd < 0) {
 		thpd_warn("pid %d: no file tier for this session: cannot make a file in %s: %s",
-			  (int)s->pid, cfg->file_dir, strerror(errno));
+			  (int)s->pid, cfg->file_dir, strerror(-fd));
+		return -1;
+	}
 	return fd;
 }
 

@@ -232,12 +232,9 @@ void ftier_open(struct thpswap_session *s)
 		fd = s->tier_fd;
 		s->tier_fd = -1;
 	} else {
-		fd = open(dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
-		if (fd < 0 && errno == EINVAL)
-			/* No O_DIRECT on this file system: buffered. */
-			fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		fd = thp_tmpfile_open(dir);
 		if (fd < 0) {
-			say_off(s, dir, errno);
+			say_off(s, dir, -fd);
 			return;
 		}
 	}

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,4 +43,14 @@ void *thp_mmap_aligned(size_t len, size_t align, int prot, int flags)
 	if (p + len < raw + total)
 		munmap(p + len, (size_t)(raw + total - (p + len)));
 	return p;
+}
+
+int thp_tmpfile_open(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+
+	if (fd < 0 && errno == EINVAL)
+		/* No O_DIRECT on this file system: buffered. */
+		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	return fd < 0 ? -errno : fd;
 }

@@ -25,4 +25,9 @@ uint64_t thp_now_ns(void);
  */
 void *thp_mmap_aligned(size_t len, size_t align, int prot, int flags);
 
+/* An unnamed file in directory @dir (O_TMPFILE, read-write, close-on-exec,
+ * mode 0600; gone with its last descriptor), O_DIRECT where the file system
+ * takes it: the file tier's.  Its descriptor, or -errno. */
+int thp_tmpfile_open(const char *dir);
+
 #endif
