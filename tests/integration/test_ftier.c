@@ -42,7 +42,9 @@
  * (the client holds it, in DIR); thpswapctl regions says "file"; the daemon
  * SIGKILLed, half of them read back with none running; a new daemon adopts
  * the session and the rest read back from the same file: every byte right,
- * PMD-mapped, the file emptied.
+ * PMD-mapped, the file emptied.  Then a daemon whose --file-dir does not
+ * exist: the session opens all the same, with RAM only (its config says no
+ * file tier), and evicts and restores as usual.
  */
 #include <errno.h>
 #include <dirent.h>
@@ -717,6 +719,21 @@ static int run_daemon_tier(void)
 		(unsigned long long)ctr(afd, THP_C_FILE_RESTORED), N);
 	wait_emptied(afd, fd, "after the restores");
 	H_CHECK(ctr(afd, THP_C_FILE_BAD_READS) == 0 && ctr(afd, THP_C_CORRUPT) == 0, "bad reads");
+	h_mem_free(&m);
+	thpswap_close(s);
+	h_daemon_stop(&d);
+
+	/* No file to be had: the session goes on without the tier. */
+	snprintf(dir_arg, sizeof(dir_arg), "--file-dir=%s/no-such-dir", tier_dir);
+	r = h_daemon_start(&d, args);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	r = thpswap_open(&s, d.sock);
+	H_CHECK(r == 0, "thpswap_open with no file to be had: %s", strerror(-r));
+	afd = h_arena_fd();
+	H_CHECK(!(h_arena_header(afd).cfg.tiers & THP_TIER_FILE),
+		"the arena's config has a file tier with no file");
+	h_mem_prepare(s, &m, N, N);
+	h_mem_check(&m, "RAM only, restored");
 	h_mem_free(&m);
 	thpswap_close(s);
 	h_daemon_stop(&d);

@@ -67,6 +67,9 @@ uint64_t thpd_session_ctr(const struct thpd_session *s, enum thp_counter c)
 			n++;
 		if (c == THP_C_STORED_BYTES && st == THP_ST_RAM)
 			n += s->rec[i].stored_len;
+		/* Marked regions are paged out and not back yet. */
+		if (c == THP_C_KSWAP_OUT && (s->rec[i].flags & THP_RF_KSWAP))
+			n++;
 	}
 	return n;
 }
@@ -631,6 +634,28 @@ static void test_budget(void **state)
 	assert_int_equal(tick(w), 0);
 }
 
+/* Regions in the kernel's swap (marked KSWAP, still RESIDENT) are not in
+ * RAM: the budget does not count them, and never picks them. */
+static void test_budget_kswap(void **state)
+{
+	struct world *w = *state;
+
+	w->d.cfg.pressure = false;
+	w->d.cfg.budget_bytes = 20 * THP_REGION_BYTES;
+	for (uint32_t i = 0; i < 24; i++)
+		resident(w, i, 100 - i);      /* 0 is the oldest */
+	for (uint32_t i = 0; i < 6; i++)
+		w->s.rec[i].flags |= THP_RF_KSWAP;
+	/* 18 in RAM, 36 MiB: under the budget */
+	assert_int_equal(tick(w), 0);
+	for (uint32_t i = 24; i < 28; i++)
+		resident(w, i, 1);
+	/* 22 in RAM, 44 MiB; 90 % of 40 MiB is 36: 4 go, the oldest not marked */
+	assert_int_equal(tick(w), 4);
+	for (uint32_t k = 0; k < 4; k++)
+		assert_int_equal(w->s.evicted[k], 6 + k);
+}
+
 /*
  * The budget and a hot region that stays resident: never faulted again, it
  * looks older than the cold ones.  It goes once; back at once, it is
@@ -740,6 +765,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_budget_mistakes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_promotion_before_first_walk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_kswap, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
