@@ -179,44 +179,59 @@ void evict_forget_own(struct thpswap_session *s)
 	own_forget(s, zeros);
 }
 
-/* UFFDIO_COPY zeros into every page of the region at @addr that is not
- * mapped (events held: @addr is where the region is).  Present pages stay
- * as they are (EEXIST).  0, -EAGAIN (an event is pending), or -errno. */
+/* UFFDIO_COPY zeros into the hole [lo, hi) of the region at @addr. */
+static int fill_hole(struct thpswap_session *s, struct thp_record *r, uint64_t addr, uint64_t lo,
+		     uint64_t hi)
+{
+	/* Nothing there: any zap noted for these pages has landed (and the
+	 * zeros we put there are what it left). */
+	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE)
+		rzap_landed(s, (uint32_t)(r - s->rec), addr, p);
+	while (lo < hi) {
+		int64_t done = 0;
+		int rc = thp_uffd_copy(s->uffd, lo, (uint64_t)(uintptr_t)zeros, hi - lo, 0, &done);
+
+		if (done > 0)
+			lo += (uint64_t)done;
+		else if (rc == -EEXIST)
+			lo += THP_PAGE_SIZE; /* faulted in meanwhile */
+		else if (rc)
+			return rc;
+		else
+			lo = hi;
+	}
+	return 0;
+}
+
+/* Fill every hole of the region at @addr (events held: @addr is where the
+ * region is): pages neither present nor in the kernel's swap.  A swapped
+ * page is data, and a zap noted for it has not landed yet.  0, -EAGAIN (an
+ * event is pending), or -errno. */
 static int fill_holes(struct thpswap_session *s, struct thp_record *r, uint64_t addr)
 {
-	struct page_region v[64];
-	uint64_t at = addr;
-	long n = thp_pagemap_scan(s->pagemap, addr, addr + REGION, PAGE_IS_PRESENT, 0, v, 64, NULL);
+	uint64_t at = addr, end = addr + REGION;
 
-	if (n < 0)
-		return (int)n;
-	for (long k = 0; k <= n && at < addr + REGION; k++) {
-		/* The hole before run k (or after the last run). */
-		uint64_t end = k < n ? v[k].start : addr + REGION;
+	while (at < end) {
+		struct page_region v[64];
+		uint64_t walk_end = end;
+		long n = thp_pagemap_scan_there(s->pagemap, at, end, v, 64, &walk_end);
 
-		/* Missing: any zap noted for these pages has landed (and the
-		 * zeros we put there are what it left). */
-		for (uint64_t p = at; p < end; p += THP_PAGE_SIZE)
-			rzap_landed(s, (uint32_t)(r - s->rec), addr, p);
-		while (at < end) {
-			int64_t done = 0;
-			int rc = thp_uffd_copy(s->uffd, at, (uint64_t)(uintptr_t)zeros, end - at, 0, &done);
+		if (n < 0)
+			return (int)n;
+		/* A full vector stops the walk at walk_end, the next page that
+		 * holds data: the pages before it are holes. */
+		if (n < 64)
+			walk_end = end;
+		for (long k = 0; k <= n; k++) {
+			uint64_t hole_end = k < n ? v[k].start : walk_end;
+			int rc = at < hole_end ? fill_hole(s, r, addr, at, hole_end) : 0;
 
-			if (done > 0)
-				at += (uint64_t)done;
-			else if (rc == -EEXIST)
-				at += THP_PAGE_SIZE; /* faulted in meanwhile */
-			else if (rc)
+			if (rc)
 				return rc;
-			else
-				at = end;
+			at = k < n ? v[k].end : hole_end;
 		}
-		if (k < n)
-			at = v[k].end;
-		if (n == 64 && k == n - 1)
-			break; /* more runs than we asked for: look again */
 	}
-	return n == 64 ? -EAGAIN : 0;
+	return 0;
 }
 
 /*

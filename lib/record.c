@@ -208,7 +208,7 @@ bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr)
 {
 	struct rzap *z = &s->rzap[i];
 	struct page_region v[64];
-	uint64_t left = 0, present[8] = { 0 }, now = now_ns();
+	uint64_t left = 0, there[8] = { 0 }, now = now_ns();
 	bool prev_old = now - atomic_load(&z->cur_start) >= RZAP_AGE;
 	bool cur_old = now - atomic_load(&z->last_ns) >= RZAP_AGE;
 	long n;
@@ -222,17 +222,18 @@ bool rzap_in_flight(struct thpswap_session *s, uint32_t i, uint64_t addr)
 	}
 	if (!left)
 		return false;
-	/* Noted pages that are not mapped any more: their zap has landed. */
-	n = thp_pagemap_scan(s->pagemap, addr, addr + REGION, PAGE_IS_PRESENT, 0, v, 64, NULL);
+	/* Noted pages that hold nothing any more: their zap has landed.  A
+	 * page in the kernel's swap holds data until the zap frees it. */
+	n = thp_pagemap_scan_there(s->pagemap, addr, addr + REGION, v, 64, NULL);
 	if (n < 0 || n == 64)
 		return true; /* cannot tell: assume it has not */
 	for (long k = 0; k < n; k++)
 		for (uint64_t p = (v[k].start - addr) / THP_PAGE_SIZE; p < (v[k].end - addr) / THP_PAGE_SIZE; p++)
-			present[p / 64] |= 1ull << (p % 64);
+			there[p / 64] |= 1ull << (p % 64);
 	left = 0;
 	for (int w = 0; w < 8; w++)
-		left |= (atomic_fetch_and(&z->cur[w], present[w]) & present[w]) |
-			(atomic_fetch_and(&z->prev[w], present[w]) & present[w]);
+		left |= (atomic_fetch_and(&z->cur[w], there[w]) & there[w]) |
+			(atomic_fetch_and(&z->prev[w], there[w]) & there[w]);
 	return left != 0;
 }
 

@@ -52,6 +52,12 @@ long thp_pagemap_scan(int fd, uint64_t start, uint64_t end, uint64_t mask, uint6
 	return scan(fd, start, end, mask, inverted, 0, vec, nvec, walk_end);
 }
 
+long thp_pagemap_scan_there(int fd, uint64_t start, uint64_t end, struct page_region *vec,
+			    size_t nvec, uint64_t *walk_end)
+{
+	return scan(fd, start, end, 0, 0, THP_PAGE_THERE, vec, nvec, walk_end);
+}
+
 static long count(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted,
 		  uint64_t anyof)
 {
@@ -106,7 +112,7 @@ static int there_runs(int fd, uint64_t start, uint64_t end, uint64_t *hole, uint
 	while (start < end) {
 		struct page_region vec[64];
 		uint64_t walk_end = 0;
-		long n = scan(fd, start, end, 0, 0, THP_PAGE_THERE, vec, 64, &walk_end);
+		long n = thp_pagemap_scan_there(fd, start, end, vec, 64, &walk_end);
 
 		if (n < 0)
 			return (int)n;

@@ -35,6 +35,10 @@ long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end);
  * not a hole; nor is a migration entry, which PAGEMAP_SCAN calls swapped). */
 #define THP_PAGE_THERE (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
 
+/* thp_pagemap_scan's runs of pages that hold data (THP_PAGE_THERE). */
+long thp_pagemap_scan_there(int fd, uint64_t start, uint64_t end, struct page_region *vec,
+			    size_t nvec, uint64_t *walk_end);
+
 /* Number of 4 KiB pages in [start, end) that hold data (THP_PAGE_THERE),
  * counted in one scan, or -errno. */
 long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end);
