@@ -115,7 +115,7 @@ void events_intake(struct thpswap_session *s, const struct uffd_msg *m)
 	s->u[s->utail++ & (QCAP - 1)] = *m;
 	atomic_fetch_add(&s->u_read, 1);
 	if (s->copying)
-		copy_follow(s, m);
+		copy_follow(s, m, s->utail - 1);
 	if (m->event == UFFD_EVENT_REMOVE)
 		note_remove(s, m->arg.remove.start, m->arg.remove.end);
 }

@@ -209,11 +209,10 @@ void on_fork(struct thpswap_session *s, int cfd)
 
 /* Fill fork child @e with the pages of @buf (NULL: poison them) from @k on
  * that were still to be copied when it forked, minus what it zapped since. */
-void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k,
-		       unsigned born, const char *buf)
+void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k, const char *buf)
 {
 	for (; k < REGION / THP_PAGE_SIZE; k++)
 		while (place_copy(s, e->cfd, &e->pg[k], buf ? (uint64_t)(uintptr_t)buf + k * THP_PAGE_SIZE : 0,
-				  born, &e->f) == -EAGAIN)
+				  &e->f) == -EAGAIN)
 			child_events(e->cfd, &e->f); /* on_fork gets what it read */
 }

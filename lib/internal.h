@@ -177,6 +177,7 @@ struct forks {
 #define NPLACES 6
 struct page_places {
 	uint64_t at[NPLACES];
+	unsigned since[NPLACES];  /* place in u just after the message that put it at at[i] */
 	uint8_t n;
 	uint8_t zapped;           /* bit i: a REMOVE read since covers at[i] */
 };
@@ -420,7 +421,8 @@ struct thpswap_session {
 	struct rzap *rzap;
 	/* Per record index: u_read when it was added, to tell a region
 	 * registered after a given event was read (see copy_region). */
-	_Atomic unsigned *born;   /* (unsigned)u_read, compared mod 2^32 */
+	_Atomic unsigned *born;   /* (unsigned)u_read, compared mod 2^32 with
+				   * places in u: u_read counts with utail */
 	pthread_mutex_t zap_lock;
 	uint64_t (*cut)[8];       /* remap.c: pages unmapped by partial munmaps */
 
@@ -855,9 +857,8 @@ void on_remove(struct thpswap_session *s);
 /* Fill the fork child whose uffd is @cfd, then close it. */
 void on_fork(struct thpswap_session *s, int cfd);
 /* Fill child @e with the pages of @buf (NULL: poison them) from @k on (see
- * copy_region); @born as for place_copy. */
-void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k, unsigned born,
-		const char *buf);
+ * copy_region). */
+void early_fill(struct thpswap_session *s, struct early_fork *e, unsigned k, const char *buf);
 
 /* ---- munmap and mremap (remap.c) ---- */
 void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
@@ -865,13 +866,15 @@ void on_unmap(struct thpswap_session *s, uint64_t start, uint64_t end);
  * counts for its copy (see copy_region). */
 void on_remap(struct thpswap_session *s, uint64_t from, uint64_t to, uint64_t len,
 	      unsigned seq);
-/* Message @m was read after the REMAP that s->copying is copying for. */
-void copy_follow(struct thpswap_session *s, const struct uffd_msg *m);
+/* Message @m, at place @seq in u, was read after the REMAP that s->copying
+ * is copying for. */
+void copy_follow(struct thpswap_session *s, const struct uffd_msg *m, unsigned seq);
 /* Copy one page of a misaligned copy to where it is now (see struct
  * page_places), on uffd @fd (ours, or a fork child's with what it zapped in
- * @f), from @src (0: poison it); @born: messages read just after that copy's
- * REMAP.  0 or -EAGAIN. */
+ * @f), from @src (0: poison it).  0 or -EAGAIN. */
 int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
-	       uint64_t src, unsigned born, const struct forks *f);
+	       uint64_t src, const struct forks *f);
+/* Can place @i of @pp not hold the page (another mapping is there)? */
+bool place_foreign(struct thpswap_session *s, const struct page_places *pp, unsigned i);
 
 #endif

@@ -22,15 +22,13 @@
  * carry it along, or be a late event of a mapping that left those addresses
  * before our mremap came (see struct page_places).  An UNMAP needs nothing:
  * the COPY fails with ENOENT where nothing is mapped, and a region
- * registered there since is recognised by its birth (see foreign()).
+ * registered there since is recognised by its birth (see place_foreign()).
  */
 struct remap_copy {
-	unsigned born;            /* messages read just after our REMAP was */
 	struct page_places pg[REGION / THP_PAGE_SIZE];
 };
 
-/* Message @m was read after the REMAP that s->copying is copying for. */
-void copy_follow(struct thpswap_session *s, const struct uffd_msg *m)
+void copy_follow(struct thpswap_session *s, const struct uffd_msg *m, unsigned seq)
 {
 	struct remap_copy *c = s->copying;
 	uint64_t lo, hi;
@@ -67,6 +65,7 @@ void copy_follow(struct thpswap_session *s, const struct uffd_msg *m)
 					 * missing here too: it must read zeros. */
 					if (pp->zapped & (1u << i))
 						pp->zapped |= (uint8_t)(1u << pp->n);
+					pp->since[pp->n] = seq + 1;
 					pp->at[pp->n++] = pp->at[i] + (m->arg.remap.to - lo);
 				}
 		}
@@ -148,20 +147,23 @@ static void cut(struct thpswap_session *s, uint32_t idx, uint64_t a, uint64_t lo
 
 /*
  * Can place @i of @pp not hold the page?  A misaligned copy's page is where
- * no region of the table is: a region registered after the REMAP being
- * followed was read (@born) is new memory there; an older one is where its
- * own bytes are, unless an event read but not handled yet takes it away
- * (the late event of a mapping that left before our mremap put the page
- * there).  Nor is it where a REMAP read but not handled yet moves a region
- * to, unless that REMAP moves it from one of the page's earlier places.
+ * no region of the table is: a region registered after the REMAP that put
+ * the page at that place was read (since[i]) is new memory there, as the
+ * page had left by then; an older one is where its own bytes are, unless an
+ * event read but not handled yet takes it away (it left before the page
+ * came: mapped between the copy's REMAP and a later one that brought the
+ * page, then unmapped again while the copy ran; or the late event of a
+ * mapping that left before our mremap came).  Nor is it where a REMAP read
+ * but not handled yet moves a region to, unless that REMAP moves it from
+ * one of the page's earlier places.
  */
-static bool foreign(struct thpswap_session *s, const struct page_places *pp, unsigned i,
-		    unsigned born)
+bool place_foreign(struct thpswap_session *s, const struct page_places *pp, unsigned i)
 {
 	uint64_t p = pp->at[i], a = p & ~(REGION - 1);
 	long r = rt_lookup(s, a);
 
-	if (r >= 0 && ((int)((unsigned)atomic_load(&s->born[r]) - born) >= 0 || find_vacate(s, a) < 0))
+	if (r >= 0 && ((int)((unsigned)atomic_load(&s->born[r]) - pp->since[i]) >= 0 ||
+		       find_vacate(s, a) < 0))
 		return true;
 	for (unsigned k = s->uhead; k != s->utail; k++) {
 		const struct uffd_msg *m = &s->u[k & (QCAP - 1)];
@@ -200,8 +202,8 @@ static bool in_child_zaps(const struct forks *f, uint64_t p)
  * -EAGAIN when an event is pending (the COPY would fail anyway, and the
  * event may change the verdict): read it, then call again.
  */
-int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
-		      uint64_t src, unsigned born, const struct forks *f)
+int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp, uint64_t src,
+	       const struct forks *f)
 {
 	/* Judge places only once every event the kernel has for us is read:
 	 * the one that vacates a place may still be on its way. */
@@ -212,7 +214,7 @@ int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp,
 		bool zapped = (pp->zapped & (1u << i)) || (f && in_child_zaps(f, d));
 		int rc;
 
-		if (foreign(s, pp, i, born))
+		if (place_foreign(s, pp, i))
 			continue;
 		if (zapped)
 			rc = thp_uffd_zeropage(fd, d, THP_PAGE_SIZE, 0, NULL);
@@ -238,24 +240,26 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
 	struct remap_copy c = none;
 	unsigned forked = s->nearly;
 
-	c.born = seq + 1;
 	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
-		c.pg[(p - a) / THP_PAGE_SIZE].at[0] = p + shift;
-		c.pg[(p - a) / THP_PAGE_SIZE].n = 1;
+		struct page_places *pp = &c.pg[(p - a) / THP_PAGE_SIZE];
+
+		pp->at[0] = p + shift;
+		pp->since[0] = seq + 1;
+		pp->n = 1;
 	}
 	s->copying = &c;
 	/* Events read after our REMAP but before this handler ran count too. */
 	for (unsigned i = seq + 1; i != s->utail; i++)
-		copy_follow(s, &s->u[i & (QCAP - 1)]);
+		copy_follow(s, &s->u[i & (QCAP - 1)], i);
 	for (; forked < s->nearly; forked++)
-		early_fill(s, &s->early[forked], 0, c.born, buf);
+		early_fill(s, &s->early[forked], 0, buf);
 	for (unsigned k = 0; k < REGION / THP_PAGE_SIZE; k++)
 		while (place_copy(s, s->uffd, &c.pg[k], buf ? (uint64_t)(uintptr_t)buf + k * THP_PAGE_SIZE : 0,
-				  c.born, NULL) == -EAGAIN) {
+				  NULL) == -EAGAIN) {
 			agent_drain(s); /* reads only: we are in a handler */
 			/* Pages from k on were not copied at any fork read. */
 			for (; forked < s->nearly; forked++)
-				early_fill(s, &s->early[forked], k, c.born, buf);
+				early_fill(s, &s->early[forked], k, buf);
 		}
 	s->copying = NULL;
 	ctr_add(s, poison ? THP_C_CORRUPT : THP_C_FALLBACK_4K, 1);

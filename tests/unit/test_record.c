@@ -427,6 +427,58 @@ static void late_unmap_of_an_mremap_spares_the_newcomer(void **state)
 	atomic_store(&s->u_done, atomic_load(&s->u_read));
 }
 
+static void read_unmap(struct thpswap_session *s, uint64_t start, uint64_t end)
+{
+	struct uffd_msg m = { .event = UFFD_EVENT_UNMAP };
+
+	m.arg.remove.start = start;
+	m.arg.remove.end = end;
+	events_intake(s, &m);
+}
+
+/*
+ * A misaligned mremap's copy of evicted region O to W runs (the handler of
+ * its REMAP).  Meanwhile region Q is registered at Y and unmapped again, and
+ * then the application moves O's pages on, off alignment, over Y: all read,
+ * none handled.  A page's second place, in Y's 2 MiB, is where it is: Q
+ * came after the copy began but left before the move that brought the page
+ * (the stress test lost such pages to zeros when Q's birth was compared
+ * with the copy's REMAP).  A region registered there after that move, or
+ * one that no event takes away, is another mapping: the page is not there.
+ */
+static void copy_place_left_by_a_newcomer(void **state)
+{
+	struct thpswap_session *s = *state;
+	const uint64_t x = BASE + 10 * REGION, w = BASE + 20 * REGION, y = BASE + 30 * REGION;
+	const uint64_t off = 100 * P;
+	struct page_places pp = { .n = 2 };
+	uint32_t o = evicted_at(s, x), q;
+
+	/* Places in u and births count together (the late-UNMAP case above
+	 * counted reads with no messages). */
+	s->utail = s->uhead = (unsigned)atomic_load(&s->u_read);
+	read_remap(s, x, w + 5 * P, REGION);	/* the copy's REMAP */
+	pp.at[0] = w + 5 * P + off;
+	pp.since[0] = s->utail;
+	q = evicted_at(s, y);
+	read_unmap(s, y, y + REGION);		/* Q leaves */
+	read_remap(s, w + 5 * P, y - 50 * P, REGION);
+	pp.at[1] = y - 50 * P + off;
+	pp.since[1] = s->utail;
+	assert_true(pp.at[1] >= y && pp.at[1] < y + REGION);
+	assert_false(place_foreign(s, &pp, 1));
+	/* Registered after the move that brought the page: not its place. */
+	pp.since[1] = (unsigned)atomic_load(&s->born[q]);
+	assert_true(place_foreign(s, &pp, 1));
+	pp.since[1] = s->utail;
+	/* No event takes Q away: Q is there, not the page. */
+	forget_events(s);
+	assert_true(place_foreign(s, &pp, 1));
+	rt_remove(s, y, y + REGION);
+	rt_remove(s, x, x + REGION);
+	(void)o;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -439,6 +491,7 @@ int main(void)
 		cmocka_unit_test(remove_behind_remap_spares_a_newcomer),
 		cmocka_unit_test(remove_behind_remap_follows_the_region),
 		cmocka_unit_test(late_unmap_of_an_mremap_spares_the_newcomer),
+		cmocka_unit_test(copy_place_left_by_a_newcomer),
 #ifndef NDEBUG /* assertions are compiled out; cmocka's TAP skip reads as a failure */
 		cmocka_unit_test(illegal_transitions_abort),
 #endif
