@@ -25,8 +25,15 @@
  * registered there since is recognised by its birth (see place_foreign()).
  */
 struct remap_copy {
+	uint64_t from;            /* the region copied: its record is still keyed here */
+	uint64_t waiting_ns;      /* since when place_copy waits for an event (0: not) */
 	struct page_places pg[REGION / THP_PAGE_SIZE];
 };
+
+/* How long a copy waits for the event that took a place away (see
+ * place_copy): it is sent right after the change, but its sender may wait
+ * for a CPU.  The bound is for a mapping that left with no event at all. */
+#define COPY_WAIT_NS 10000000000ull
 
 void copy_follow(struct thpswap_session *s, const struct uffd_msg *m, unsigned seq)
 {
@@ -75,21 +82,28 @@ void copy_follow(struct thpswap_session *s, const struct uffd_msg *m, unsigned s
 	}
 }
 
-/* The first message read but not handled that takes the region at @a away
- * (an UNMAP of it, or a REMAP from it); its position in u, or -1. */
-static long find_vacate(const struct thpswap_session *s, uint64_t a)
+/* The first message read but not handled, at positions [first, end) of u,
+ * that takes any of [lo, hi) away (an UNMAP of it, or a REMAP from it); its
+ * position, or -1. */
+static long find_vacate_in(const struct thpswap_session *s, uint64_t lo, uint64_t hi,
+			   unsigned first, unsigned end)
 {
-	for (unsigned i = s->uhead; i != s->utail; i++) {
+	for (unsigned i = first; i != end; i++) {
 		const struct uffd_msg *m = &s->u[i & (QCAP - 1)];
 
-		if (m->event == UFFD_EVENT_UNMAP && m->arg.remove.start < a + REGION &&
-		    m->arg.remove.end > a)
+		if (m->event == UFFD_EVENT_UNMAP && m->arg.remove.start < hi && m->arg.remove.end > lo)
 			return i;
-		if (m->event == UFFD_EVENT_REMAP && m->arg.remap.from < a + REGION &&
-		    m->arg.remap.from + m->arg.remap.len > a)
+		if (m->event == UFFD_EVENT_REMAP && m->arg.remap.from < hi &&
+		    m->arg.remap.from + m->arg.remap.len > lo)
 			return i;
 	}
 	return -1;
+}
+
+/* The same for the region at @a, among every message not handled yet. */
+static long find_vacate(const struct thpswap_session *s, uint64_t a)
+{
+	return find_vacate_in(s, a, a + REGION, s->uhead, s->utail);
 }
 
 /*
@@ -153,17 +167,19 @@ static void cut(struct thpswap_session *s, uint32_t idx, uint64_t a, uint64_t lo
  * event read but not handled yet takes it away (it left before the page
  * came: mapped between the copy's REMAP and a later one that brought the
  * page, then unmapped again while the copy ran; or the late event of a
- * mapping that left before our mremap came).  Nor is it where a REMAP read
- * but not handled yet moves a region to, unless that REMAP moves it from
- * one of the page's earlier places.
+ * mapping that left before our mremap came).  The record being copied is
+ * still keyed where the region was: a page moved back over that place is
+ * not kept out by it.  Nor is the page where a REMAP read but not handled
+ * yet moves another mapping to, unless that mapping left again (an UNMAP or
+ * a REMAP away, read after it) before the move that brought the page.
  */
 bool place_foreign(struct thpswap_session *s, const struct page_places *pp, unsigned i)
 {
 	uint64_t p = pp->at[i], a = p & ~(REGION - 1);
 	long r = rt_lookup(s, a);
 
-	if (r >= 0 && ((int)((unsigned)atomic_load(&s->born[r]) - pp->since[i]) >= 0 ||
-		       find_vacate(s, a) < 0))
+	if (r >= 0 && !(s->copying && a == s->copying->from) &&
+	    ((int)((unsigned)atomic_load(&s->born[r]) - pp->since[i]) >= 0 || find_vacate(s, a) < 0))
 		return true;
 	for (unsigned k = s->uhead; k != s->utail; k++) {
 		const struct uffd_msg *m = &s->u[k & (QCAP - 1)];
@@ -175,6 +191,10 @@ bool place_foreign(struct thpswap_session *s, const struct page_places *pp, unsi
 		for (unsigned j = 0; j < i; j++)
 			ours |= pp->at[j] >= m->arg.remap.from &&
 				pp->at[j] < m->arg.remap.from + m->arg.remap.len;
+		/* Positions before since[i] - 1, the move that brought the page. */
+		if (!ours && (int)(pp->since[i] - 1 - (k + 1)) > 0 &&
+		    find_vacate_in(s, p, p + THP_PAGE_SIZE, k + 1, pp->since[i] - 1) >= 0)
+			ours = true; /* it left before the page came */
 		if (!ours)
 			return true;
 	}
@@ -201,10 +221,20 @@ static bool in_child_zaps(const struct forks *f, uint64_t p)
  * kernel answers POISON as it does COPY).  0 when placed or nowhere to go;
  * -EAGAIN when an event is pending (the COPY would fail anyway, and the
  * event may change the verdict): read it, then call again.
+ *
+ * ENOENT at a place with no event read since the page came there that takes
+ * it away: the application moved or unmapped it after we looked for
+ * pending events, and the event that says where is on its way (the kernel
+ * sends it after the change, and a COPY finds the place gone before it
+ * says EAGAIN for the event).  Concluding "nowhere" there lost the page: a
+ * second mremap right after the first read zeros.  So wait for it, like an
+ * event pending.
  */
 int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp, uint64_t src,
 	       const struct forks *f)
 {
+	bool coming = false;
+
 	/* Judge places only once every event the kernel has for us is read:
 	 * the one that vacates a place may still be on its way. */
 	if (fd == s->uffd && events_pending(s))
@@ -224,6 +254,17 @@ int place_copy(struct thpswap_session *s, int fd, const struct page_places *pp, 
 			rc = thp_uffd_poison(fd, d, THP_PAGE_SIZE);
 		if (rc == 0 || rc == -EAGAIN)
 			return rc;
+		if (rc == -ENOENT && fd == s->uffd && s->copying &&
+		    find_vacate_in(s, d, d + THP_PAGE_SIZE, pp->since[i], s->utail) < 0)
+			coming = true;
+	}
+	if (coming) {
+		uint64_t now = now_ns();
+
+		if (!s->copying->waiting_ns)
+			s->copying->waiting_ns = now;
+		if (now - s->copying->waiting_ns < COPY_WAIT_NS)
+			return -EAGAIN;
 	}
 	return 0;
 }
@@ -240,6 +281,7 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
 	struct remap_copy c = none;
 	unsigned forked = s->nearly;
 
+	c.from = a;
 	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE) {
 		struct page_places *pp = &c.pg[(p - a) / THP_PAGE_SIZE];
 
@@ -257,6 +299,7 @@ static void copy_region(struct thpswap_session *s, uint64_t a, uint64_t lo, uint
 		while (place_copy(s, s->uffd, &c.pg[k], buf ? (uint64_t)(uintptr_t)buf + k * THP_PAGE_SIZE : 0,
 				  NULL) == -EAGAIN) {
 			agent_drain(s); /* reads only: we are in a handler */
+			sched_yield();  /* the event's sender may need this CPU */
 			/* Pages from k on were not copied at any fork read. */
 			for (; forked < s->nearly; forked++)
 				early_fill(s, &s->early[forked], k, buf);

@@ -4,13 +4,15 @@
  * destination with MREMAP_FIXED, over another managed mapping, to a
  * misaligned destination, with MREMAP_DONTUNMAP), grown and shrunk.  The
  * data follows the mapping; the old address is no longer managed; a grown
- * tail reads zeros; a cut tail's records are freed.  Every round trip at the
+ * tail reads zeros; a cut tail's records are freed.  A second misaligned
+ * move while the first's bytes are still being copied loses none.  Every round trip at the
  * new place checks that its regions really were evicted.
  */
 #include <stdio.h>
 #include <sys/mman.h>
 
 #include "harness.h"
+#include "util.h"
 
 #define R THPSWAP_REGION_SIZE
 #define P H_PAGE
@@ -289,6 +291,42 @@ static void move_misaligned(struct thpswap_session *s, const struct h_daemon *d,
 	h_mem_free(&m);
 }
 
+/*
+ * Two misaligned moves of an evicted region in a row: the second comes while
+ * the agent still copies the bytes for the first, and the copy must follow
+ * them.  It can meet the second's change before its event (a COPY finds a
+ * page's place gone before it says an event is pending), and, with
+ * @variant 1, the second lands back over the 2 MiB where the region was
+ * (its record is still keyed there until the copy ends).  The window is a
+ * few microseconds: many rounds.
+ */
+static void move_misaligned_twice(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	uint64_t end = thp_now_ns() + 3000000000ull;
+	unsigned rounds = 0;
+
+	(void)d;
+	while (thp_now_ns() < end || rounds < 20) {
+		char *home = h_reserve(2 * R, 0), *to;
+		struct h_mem m;
+
+		h_mem_prepare(s, &m, 1, 0);
+		m.base = do_mremap(m.base, R, R, MREMAP_MAYMOVE | MREMAP_FIXED, home);
+		H_CHECK(h_mem_evict(s, &m, "before the moves") == 1, "round %u: not evicted", rounds);
+		m.base = do_mremap(m.base, R, R, MREMAP_MAYMOVE | MREMAP_FIXED,
+				   h_reserve(R, P * (1 + rounds % (R / P - 1))));
+		to = variant ? home + P * (1 + (rounds * 7) % (R / P - 1))
+			     : h_reserve(R, P * (1 + (rounds * 7) % (R / P - 1)));
+		m.base = do_mremap(m.base, R, R, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+		h_mem_check(&m, variant ? "moved off alignment, then back over its old place"
+					: "moved off alignment twice");
+		H_CHECK(munmap(m.base, R) == 0 && munmap(home, 2 * R) == 0, "munmap: %s", strerror(errno));
+		h_mem_free(&m);
+		rounds++;
+	}
+	printf("move-misaligned-twice%s: %u rounds, every byte right\n", variant ? "-back" : "", rounds);
+}
+
 /* MREMAP_DONTUNMAP: the data moves, the old range stays mapped and reads
  * zeros. */
 static void dontunmap(struct thpswap_session *s, const struct h_daemon *d, int evicted)
@@ -322,6 +360,8 @@ static const struct h_case cases[] = {
 	{ "shrink-evicted", shrink, 1, 15 },
 	{ "move-misaligned-resident", move_misaligned, 0, 10 },
 	{ "move-misaligned-evicted", move_misaligned, 1, 10 },
+	{ "move-misaligned-twice", move_misaligned_twice, 0, 30 },
+	{ "move-misaligned-twice-back", move_misaligned_twice, 1, 30 },
 	{ "dontunmap-resident", dontunmap, 0, 10 },
 	{ "dontunmap-evicted", dontunmap, 1, 10 },
 };

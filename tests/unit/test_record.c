@@ -479,6 +479,45 @@ static void copy_place_left_by_a_newcomer(void **state)
 	(void)o;
 }
 
+/*
+ * The same copy; meanwhile region Q is moved onto Y and away again, then
+ * the application moves O's pages over Y.  Q's REMAP onto Y, read and not
+ * handled, says nothing of where the page is: Q left before the page came.
+ * Had Q stayed (no REMAP away before the page's), the place would be Q's.
+ */
+static void copy_place_left_by_a_passer_by(void **state)
+{
+	struct thpswap_session *s = *state;
+	const uint64_t x = BASE + 10 * REGION, w = BASE + 20 * REGION, y = BASE + 30 * REGION;
+	const uint64_t z = BASE + 40 * REGION, v = BASE + 50 * REGION, off = 100 * P;
+	struct page_places pp = { .n = 2 };
+	uint32_t o = evicted_at(s, x), q = evicted_at(s, z);
+
+	s->utail = s->uhead = (unsigned)atomic_load(&s->u_read);
+	read_remap(s, x, w + 5 * P, REGION);	/* the copy's REMAP */
+	pp.at[0] = w + 5 * P + off;
+	pp.since[0] = s->utail;
+	read_remap(s, z, y, REGION);		/* Q onto Y */
+	read_remap(s, y, v, REGION);		/* and away */
+	read_remap(s, w + 5 * P, y - 50 * P, REGION);
+	pp.at[1] = y - 50 * P + off;
+	pp.since[1] = s->utail;
+	assert_false(place_foreign(s, &pp, 1));
+	forget_events(s);
+	/* Q stays on Y: the page cannot be there. */
+	read_remap(s, x, w + 5 * P, REGION);
+	pp.since[0] = s->utail;
+	read_remap(s, z, y, REGION);
+	read_remap(s, w + 5 * P, y - 50 * P, REGION);
+	pp.since[1] = s->utail;
+	assert_true(place_foreign(s, &pp, 1));
+	forget_events(s);
+	rt_remove(s, z, z + REGION);
+	rt_remove(s, x, x + REGION);
+	(void)o;
+	(void)q;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +531,7 @@ int main(void)
 		cmocka_unit_test(remove_behind_remap_follows_the_region),
 		cmocka_unit_test(late_unmap_of_an_mremap_spares_the_newcomer),
 		cmocka_unit_test(copy_place_left_by_a_newcomer),
+		cmocka_unit_test(copy_place_left_by_a_passer_by),
 #ifndef NDEBUG /* assertions are compiled out; cmocka's TAP skip reads as a failure */
 		cmocka_unit_test(illegal_transitions_abort),
 #endif
