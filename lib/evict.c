@@ -566,15 +566,18 @@ enum evict_result evict_region(struct thpswap_session *s, uint32_t idx,
 /*
  * One region out, to the tier the daemon's settings give it: the RAM tier,
  * or, with the kernel tier on, the kernel's swap for a region the codec
- * cannot shrink (it would stay resident otherwise).  A region found
- * incompressible before goes there without another try at compressing it.
+ * cannot shrink (it would stay resident otherwise) unless the file tier
+ * takes it.  A region found incompressible before goes there without
+ * another try at compressing it.
  * The page-out claims the region as an eviction does, after this one let
  * it go; a fault in between only makes it resident again.
  */
 enum evict_result evict_to_tier(struct thpswap_session *s, uint32_t idx, struct thp_codec *codec,
 				char *buf, uint64_t *bytes_in, uint64_t *bytes_stored)
 {
-	bool kernel = s->hdr->cfg.tiers & THP_TIER_KERNEL;
+	/* With the file tier up too, the file takes what does not compress
+	 * (stored raw): the kernel's swap only what it cannot take. */
+	bool kernel = (s->hdr->cfg.tiers & THP_TIER_KERNEL) && !ftier_takes(s);
 	enum evict_result res = EV_SKIPPED;
 	int q;
 
