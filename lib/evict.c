@@ -179,17 +179,25 @@ void evict_forget_own(struct thpswap_session *s)
 	own_forget(s, zeros);
 }
 
-/* UFFDIO_COPY zeros into the hole [lo, hi) of the region at @addr. */
-static int fill_hole(struct thpswap_session *s, struct thp_record *r, uint64_t addr, uint64_t lo,
-		     uint64_t hi)
+/* The region whose holes fill_hole fills. */
+struct hole_fill {
+	struct thpswap_session *s;
+	uint32_t idx;
+	uint64_t addr;
+};
+
+/* UFFDIO_COPY zeros into the hole [lo, hi) of the region (thp_pagemap_each_hole). */
+static int fill_hole(void *arg, uint64_t lo, uint64_t hi)
 {
+	const struct hole_fill *h = arg;
+
 	/* Nothing there: any zap noted for these pages has landed (and the
 	 * zeros we put there are what it left). */
 	for (uint64_t p = lo; p < hi; p += THP_PAGE_SIZE)
-		rzap_landed(s, (uint32_t)(r - s->rec), addr, p);
+		rzap_landed(h->s, h->idx, h->addr, p);
 	while (lo < hi) {
 		int64_t done = 0;
-		int rc = thp_uffd_copy(s->uffd, lo, (uint64_t)(uintptr_t)zeros, hi - lo, 0, &done);
+		int rc = thp_uffd_copy(h->s->uffd, lo, (uint64_t)(uintptr_t)zeros, hi - lo, 0, &done);
 
 		if (done > 0)
 			lo += (uint64_t)done;
@@ -209,29 +217,9 @@ static int fill_hole(struct thpswap_session *s, struct thp_record *r, uint64_t a
  * event is pending), or -errno. */
 static int fill_holes(struct thpswap_session *s, struct thp_record *r, uint64_t addr)
 {
-	uint64_t at = addr, end = addr + REGION;
+	struct hole_fill h = { .s = s, .idx = (uint32_t)(r - s->rec), .addr = addr };
 
-	while (at < end) {
-		struct page_region v[64];
-		uint64_t walk_end = end;
-		long n = thp_pagemap_scan_there(s->pagemap, at, end, v, 64, &walk_end);
-
-		if (n < 0)
-			return (int)n;
-		/* A full vector stops the walk at walk_end, the next page that
-		 * holds data: the pages before it are holes. */
-		if (n < 64)
-			walk_end = end;
-		for (long k = 0; k <= n; k++) {
-			uint64_t hole_end = k < n ? v[k].start : walk_end;
-			int rc = at < hole_end ? fill_hole(s, r, addr, at, hole_end) : 0;
-
-			if (rc)
-				return rc;
-			at = k < n ? v[k].end : hole_end;
-		}
-	}
-	return 0;
+	return thp_pagemap_each_hole(s->pagemap, addr, addr + REGION, fill_hole, &h);
 }
 
 /*

@@ -96,40 +96,63 @@ long thp_pagemap_count_present(int fd, uint64_t start, uint64_t end)
 	return thp_pagemap_count(fd, start, end, PAGE_IS_PRESENT, 0);
 }
 
-/*
- * The runs of pages that hold data in [start, end): *hole gets the first
- * page that holds nothing (@end if none), *last the end of the last page
- * that holds data (@start if none).  Coverage is carried across the scans
- * a full vector cuts the walk into: a gap between one scan's last run and
- * the next scan's first is a hole too.  0 or -errno.
- */
-static int there_runs(int fd, uint64_t start, uint64_t end, uint64_t *hole, uint64_t *last)
+int thp_pagemap_each_hole(int fd, uint64_t start, uint64_t end,
+			  int (*fn)(void *arg, uint64_t lo, uint64_t hi), void *arg)
 {
-	uint64_t covered = start;
+	uint64_t at = start; /* what lies before is accounted for */
 
-	*hole = end;
-	*last = start;
-	while (start < end) {
+	while (at < end) {
 		struct page_region vec[64];
-		uint64_t walk_end = 0;
-		long n = thp_pagemap_scan_there(fd, start, end, vec, 64, &walk_end);
+		long n = thp_pagemap_scan_there(fd, at, end, vec, 64, NULL);
+		int rc;
 
 		if (n < 0)
 			return (int)n;
 		for (long i = 0; i < n; i++) {
-			if (vec[i].start > covered && *hole == end)
-				*hole = covered;
-			covered = vec[i].end;
+			if (vec[i].start > at && (rc = fn(arg, at, vec[i].start)))
+				return rc;
+			at = vec[i].end;
 		}
-		if (n > 0)
-			*last = vec[n - 1].end;
-		if (n < 64 || walk_end <= start)
+		/* A full vector may have stopped the walk short: scan on from
+		 * the last run's end; else the rest is a hole. */
+		if (n < 64) {
+			if (at < end && (rc = fn(arg, at, end)))
+				return rc;
 			break;
-		start = walk_end;
+		}
 	}
-	if (covered < end && *hole == end)
-		*hole = covered;
 	return 0;
+}
+
+/* Where the holes of [start, end) begin and the data ends (there_runs). */
+struct holes {
+	uint64_t end;
+	uint64_t first;   /* the first hole's start, @end if none */
+	uint64_t last;    /* the end of the last page that holds data */
+};
+
+static int note_hole(void *arg, uint64_t lo, uint64_t hi)
+{
+	struct holes *h = arg;
+
+	if (h->first == h->end)
+		h->first = lo;
+	if (hi == h->end)
+		h->last = lo; /* a hole up to the end: the data ended before it */
+	return 0;
+}
+
+/* *hole gets the first page of [start, end) that holds nothing (@end if
+ * none), *last the end of the last page that holds data (@start if none).
+ * 0 or -errno. */
+static int there_runs(int fd, uint64_t start, uint64_t end, uint64_t *hole, uint64_t *last)
+{
+	struct holes h = { .end = end, .first = end, .last = end };
+	int r = thp_pagemap_each_hole(fd, start, end, note_hole, &h);
+
+	*hole = h.first;
+	*last = h.last;
+	return r;
 }
 
 long thp_pagemap_first_hole(int fd, uint64_t start, uint64_t end)

@@ -43,6 +43,13 @@ long thp_pagemap_scan_there(int fd, uint64_t start, uint64_t end, struct page_re
  * counted in one scan, or -errno. */
 long thp_pagemap_count_there(int fd, uint64_t start, uint64_t end);
 
+/* Call @fn(@arg, lo, hi) for each run [lo, hi) of [start, end) whose pages
+ * hold nothing (neither present nor swapped), in address order, over as
+ * many scans as it takes.  Stops at the first nonzero return of @fn and
+ * returns it; else 0, or -errno of a scan. */
+int thp_pagemap_each_hole(int fd, uint64_t start, uint64_t end,
+			  int (*fn)(void *arg, uint64_t lo, uint64_t hi), void *arg);
+
 /* The end of the last 4 KiB page of [start, end) that holds data
  * (THP_PAGE_THERE), @start if none does, or -errno. */
 long thp_pagemap_there_end(int fd, uint64_t start, uint64_t end);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * src/pagemap.c's counts, first hole and data end, on this process's own memory
+ * src/pagemap.c's counts, holes, first hole and data end, on this process's own memory
  * (PAGEMAP_SCAN needs no privilege for it).  Skipped where the kernel has
  * no PAGEMAP_SCAN (before 6.7).
  */
@@ -110,11 +110,56 @@ static void there_end(void **state)
 	assert_int_equal(end_of_data(w), 0);
 }
 
+/* Holes seen by thp_pagemap_each_hole; stops with 7 after @stop_after. */
+struct seen {
+	uint64_t lo[512], hi[512];
+	unsigned n, stop_after;
+};
+
+static int see_hole(void *arg, uint64_t lo, uint64_t hi)
+{
+	struct seen *v = arg;
+
+	v->lo[v->n] = lo;
+	v->hi[v->n] = hi;
+	return ++v->n == v->stop_after ? 7 : 0;
+}
+
+/* Every other page zapped: 256 holes between 256 runs of data, more than
+ * one scan's vector of 64 holds, each hole seen once and in order; a
+ * nonzero answer stops the walk and is returned. */
+static void each_hole(void **state)
+{
+	struct world *w = *state;
+	uint64_t a = (uint64_t)(uintptr_t)w->p;
+	static struct seen v;
+
+	assert_int_equal(madvise(w->p, LEN, MADV_NOHUGEPAGE), 0);
+	memset(w->p, 1, LEN);
+	for (unsigned k = 1; k < 512; k += 2)
+		assert_int_equal(madvise(w->p + k * PG, PG, MADV_DONTNEED), 0);
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(thp_pagemap_each_hole(w->fd, a, a + LEN, see_hole, &v), 0);
+	assert_int_equal(v.n, 256);
+	for (unsigned k = 0; k < 256; k++) {
+		assert_int_equal(v.lo[k], a + (2 * k + 1) * PG);
+		assert_int_equal(v.hi[k], a + (2 * k + 2) * PG);
+	}
+	memset(&v, 0, sizeof(v));
+	v.stop_after = 3;
+	assert_int_equal(thp_pagemap_each_hole(w->fd, a, a + LEN, see_hole, &v), 7);
+	assert_int_equal(v.n, 3);
+	/* The data ends with page 510: the last hole starts there. */
+	assert_int_equal(end_of_data(w), 511);
+	assert_int_equal(hole(w), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(first_hole, setup, teardown),
 		cmocka_unit_test_setup_teardown(there_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(each_hole, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
