@@ -114,6 +114,8 @@ void events_intake(struct thpswap_session *s, const struct uffd_msg *m)
 {
 	s->u[s->utail++ & (QCAP - 1)] = *m;
 	atomic_fetch_add(&s->u_read, 1);
+	if (m->event == UFFD_EVENT_FORK)
+		s->forks_read++; /* under zap_lock, see agent_wait_forks */
 	if (s->copying)
 		copy_follow(s, m, s->utail - 1);
 	if (m->event == UFFD_EVENT_REMOVE)
@@ -131,6 +133,10 @@ void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m, unsigned
 		 * child's snapshot.  Queued, a restore could run first and let
 		 * its faulter write before the child's copy. */
 		on_fork(s, (int)m->arg.fork.ufd);
+		pthread_mutex_lock(&s->fork_lock);
+		s->forks_done++;
+		pthread_cond_broadcast(&s->fork_cond);
+		pthread_mutex_unlock(&s->fork_lock);
 		break;
 	case UFFD_EVENT_UNMAP:
 		on_unmap(s, m->arg.remove.start, m->arg.remove.end);
@@ -207,6 +213,35 @@ void agent_sync(struct thpswap_session *s)
 	queued = atomic_load(&s->q_in);
 	while (atomic_load(&s->q_done) < queued)
 		sched_yield();
+}
+
+void agent_wait_forks(struct thpswap_session *s)
+{
+	unsigned long target;
+
+	if (agent_is_fault_thread(s))
+		return;
+	/* fork() returns once our read() has taken its FORK, maybe before we
+	 * counted it: we read and count under zap_lock (as for agent_sync). */
+	pthread_mutex_lock(&s->zap_lock);
+	target = s->forks_read;
+	pthread_mutex_unlock(&s->zap_lock);
+	pthread_mutex_lock(&s->fork_lock);
+	while (s->forks_done < target && !atomic_load(&s->fault_stop)) {
+		/* Bounded only to look at fault_stop: a stopping agent fills
+		 * nothing more (and stops only at close, from another thread
+		 * than this one, which is in fork). */
+		struct timespec t;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_nsec += 100000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->fork_cond, &s->fork_lock, &t);
+	}
+	pthread_mutex_unlock(&s->fork_lock);
 }
 
 /* Has the kernel changed the mappings in a way whose event we have not read

@@ -372,6 +372,12 @@ struct thpswap_session {
 	/* Messages read / handled from u, for app threads that must not look
 	 * up addresses a pending mremap or munmap has changed. */
 	_Atomic unsigned long u_read, u_done;
+	/* FORKs read (counted under zap_lock, as u_read) and handled, that
+	 * is their child filled (under fork_lock, signalled on fork_cond):
+	 * agent_wait_forks keeps fork() from returning before then. */
+	unsigned long forks_read, forks_done;
+	pthread_mutex_t fork_lock;
+	pthread_cond_t fork_cond;     /* CLOCK_MONOTONIC */
 	/* Messages put on q / handled from it (page faults and REMOVEs),
 	 * for agent_sync: a fault read late must not meet a region mapped
 	 * at its address afterwards (it would cancel that one's eviction). */
@@ -427,9 +433,11 @@ struct thpswap_session {
 	uint64_t (*cut)[8];       /* remap.c: pages unmapped by partial munmaps */
 
 	/* session.c: who opened it, to tell a fork child's copy (see
-	 * session_forked). */
+	 * session_forked); the next session open in this process (the
+	 * fork handler's list, under its lock). */
 	pid_t pid;
 	unsigned long fork_gen;
+	struct thpswap_session *live_next;
 
 	/* kswap.c: the kernel tier.  @active: some record may carry
 	 * THP_RF_KSWAP (set by a pageout, cleared by a scan that found none);
@@ -841,6 +849,11 @@ void handle_urgent(struct thpswap_session *s, const struct uffd_msg *m, unsigned
  * and REMOVEs too), so that addresses looked up next mean what the
  * application means by them. */
 void agent_sync(struct thpswap_session *s);
+/* App threads, after fork() returned: wait until every FORK read so far is
+ * handled, that is its child filled; at once on the fault thread or once
+ * the agent stops.  (The child's filled memory must not depend on us: a
+ * parent that exits at once, as daemon(3) does, takes its uffd along.) */
+void agent_wait_forks(struct thpswap_session *s);
 /* Has the kernel changed the mappings in a way whose event we have not
  * read (mmap_changing)? */
 bool events_pending(struct thpswap_session *s);

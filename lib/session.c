@@ -291,14 +291,63 @@ static void session_free(struct thpswap_session *s)
 static atomic_ulong forks;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void count_fork(void)
+/*
+ * The sessions open in this process, for the fork handlers: fork() returns
+ * in the parent only once each session's agent has filled the child (see
+ * on_fork), since a child whose parent exits at once (daemon(3)) would read
+ * zeros wherever its copy was still empty: its uffd lives in the parent's
+ * fd table and goes with it.  The lock is held from before the fork to
+ * after it on both sides, so that a child never inherits it taken by a
+ * thread that is not there.
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct thpswap_session *head;
+} live = { PTHREAD_MUTEX_INITIALIZER, NULL };
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&live.lock);
+}
+
+static void fork_parent(void)
+{
+	for (struct thpswap_session *s = live.head; s; s = s->live_next)
+		if (s->fault_thread_started)
+			agent_wait_forks(s);
+	pthread_mutex_unlock(&live.lock);
+}
+
+static void fork_child(void)
 {
 	atomic_fetch_add(&forks, 1);
+	/* The sessions listed are the parent's (session_forked). */
+	live.head = NULL;
+	pthread_mutex_unlock(&live.lock);
 }
 
 static void atfork_register(void)
 {
-	pthread_atfork(NULL, NULL, count_fork);
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void live_add(struct thpswap_session *s)
+{
+	pthread_mutex_lock(&live.lock);
+	s->live_next = live.head;
+	live.head = s;
+	pthread_mutex_unlock(&live.lock);
+}
+
+static void live_remove(struct thpswap_session *s)
+{
+	pthread_mutex_lock(&live.lock);
+	for (struct thpswap_session **p = &live.head; *p; p = &(*p)->live_next)
+		if (*p == s) {
+			*p = s->live_next;
+			break;
+		}
+	pthread_mutex_unlock(&live.lock);
 }
 
 bool session_forked(const struct thpswap_session *s)
@@ -377,9 +426,11 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wcond, &ca);
-	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&s->app_codec_lock, NULL);
 	pthread_mutex_init(&s->zap_lock, NULL);
+	pthread_mutex_init(&s->fork_lock, NULL);
+	pthread_cond_init(&s->fork_cond, &ca);
+	pthread_condattr_destroy(&ca);
 #ifndef NDEBUG
 	s->fail_at = env_uint("THPSWAP_FAIL_AT", 0, 1, 1u << 20);
 	s->fail_err = (int)env_uint("THPSWAP_FAIL_ERRNO", ENOMEM, 1, 4095);
@@ -467,6 +518,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 	r = agent_start(s);
 	if (r)
 		goto fail;
+	live_add(s);
 	*ret = s;
 	return 0;
 fail:
@@ -506,6 +558,7 @@ _public_ int thpswap_close(struct thpswap_session *s)
 	}
 	if (r)
 		return r;
+	live_remove(s);
 	agent_stop(s);
 	session_free(s);
 	return 0;

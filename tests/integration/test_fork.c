@@ -437,6 +437,55 @@ static void many_children(struct thpswap_session *s, const struct h_daemon *d, i
 	h_mem_free(&k.m);
 }
 
+
+/* ---- the parent goes at once (daemon(3), a double fork) ---- */
+
+struct quitter {
+	int res[2];		/* grandchild -> test: its verdict */
+};
+
+/* In a process of its own with a session of its own: evict everything,
+ * fork, and _exit at once, as daemon(3) does; the child, an orphan
+ * now, checks its snapshot and says what it found. */
+static int quitter(void *arg)
+{
+	struct quitter *q = arg;
+	struct thpswap_session *hs;
+	struct h_mem m;
+	pid_t pid;
+	int r;
+
+	close(q->res[0]);
+	r = thpswap_open(&hs, NULL);
+	C_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
+	h_mem_prepare(hs, &m, 64, 64);
+	pid = fork();
+	C_CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		char v = child_check(&m, "orphan of a parent that exited at once") ? 'F' : 'P';
+
+		_exit(write(q->res[1], &v, 1) == 1 ? 0 : 1);
+	}
+	_exit(0);
+}
+
+static void parent_exits(struct thpswap_session *s, const struct h_daemon *d, int variant)
+{
+	struct quitter q;
+	pid_t mid;
+	char v = 0;
+
+	pipe_or_fail(q.res);
+	mid = fork_child(quitter, &q);
+	close(q.res[1]);
+	expect_child(mid, "a parent that forks and exits at once");
+	h_at("reading the orphan's verdict");
+	H_CHECK(read(q.res[0], &v, 1) == 1, "the orphan died without a verdict");
+	close(q.res[0]);
+	H_CHECK(v == 'P', "the orphan of a parent that exited at once read wrong bytes");
+	h_report(s, d, "parent-exits");
+}
+
 static const struct h_case cases[] = {
 	{ "snapshot", snapshot, 0, 60 },
 	{ "evict-while-child", evict_while_child, 0, 30 },
@@ -445,6 +494,7 @@ static const struct h_case cases[] = {
 	{ "grandchild", grandchild_case, 0, 30 },
 	{ "fork-after-dontneed", fork_after_dontneed, 0, 30 },
 	{ "many-children", many_children, 0, 60 },
+	{ "parent-exits", parent_exits, 0, 60 },
 };
 
 int main(int argc, char **argv)
