@@ -76,6 +76,12 @@ static void child_fill(struct thpswap_session *s, int cfd, uint64_t dst, char *s
 			child_events(cfd, f);
 			continue;
 		}
+		if (rc == -ESRCH) {
+			/* The child exited or exec'd (its mm is gone): nothing
+			 * more to fill, and the fork waits for us. */
+			f->gone = true;
+			return;
+		}
 		if (done > 0)
 			off += (uint64_t)done; /* partly done: go on after it */
 		else if (rc == 0)
@@ -112,6 +118,10 @@ static void child_poison(struct thpswap_session *s, int cfd, uint64_t dst, struc
 		if (rc == -EAGAIN) {
 			child_events(cfd, f);
 			continue;
+		}
+		if (rc == -ESRCH) {
+			f->gone = true;
+			break;
 		}
 		p += THP_PAGE_SIZE;
 	}
@@ -175,7 +185,7 @@ void on_fork(struct thpswap_session *s, int cfd)
 			s->early[k] = s->early[--s->nearly];
 			break;
 		}
-	for (uint32_t i = 0; i < max; i++) {
+	for (uint32_t i = 0; i < max && !f.gone; i++) {
 		struct thp_record *r = &s->rec[i];
 		struct owned *own = fault_owned(s, i);
 		uint32_t st = rec_state(r);

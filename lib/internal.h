@@ -163,6 +163,7 @@ struct forks {
 	struct { uint64_t lo, hi; } zap[64]; /* its MADV_DONTNEED/FREE */
 	unsigned nzap;
 	bool zap_overflow;
+	bool gone;                /* its memory went (exit, exec): ESRCH */
 };
 
 /*
