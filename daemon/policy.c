@@ -330,7 +330,7 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 		/* A region in the kernel's swap (KSWAP) is out of RAM already,
 		 * until it comes back and the agent drops the mark. */
 		if (atomic_load_explicit(&r.state, memory_order_relaxed) != THP_ST_RESIDENT ||
-		    (r.flags & (THP_RF_LEAVING | THP_RF_PINNED | THP_RF_KSWAP)) ||
+		    (r.flags & (THP_RF_LEAVING | THP_RF_ARRIVING | THP_RF_PINNED | THP_RF_KSWAP)) ||
 		    backing_off(s, i, &r, now))
 			continue;
 		if (protected_now(pc, i, &r, now, window_ns)) {

@@ -61,6 +61,7 @@ _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 		rt_remove(s, (uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)a + len);
 		goto unmap;
 	}
+	rt_arrived(s, (uint64_t)(uintptr_t)a, len);
 	*ret_addr = a;
 	return 0;
 unmap:
@@ -198,6 +199,7 @@ long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64
 	}
 	r = thp_uffd_register(s->uffd, ulo, uhi - ulo, UFFDIO_REGISTER_MODE_MISSING);
 	if (r == 0) {
+		rt_arrived(s, a, len);
 		for (off = 0; off < len; off += REGION)
 			settle_empty(s, a + off);
 		return (long)(len / REGION);

@@ -408,7 +408,7 @@ again:
 		ctr_add(s, THP_C_EVICT_REFUSED, 1);
 		return EV_SKIPPED;
 	}
-	if (rec_flags(r) & THP_RF_LEAVING) {
+	if (rec_flags(r) & (THP_RF_LEAVING | THP_RF_ARRIVING)) {
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		return EV_SKIPPED;
 	}
@@ -425,10 +425,11 @@ again:
 	if (!rec_cas(s, r, THP_ST_RESIDENT, THP_ST_EVICTING))
 		return not_resident(s, r);
 	samples_at(s, &sm, SE_CLAIMED);
-	/* Checked after the CAS: unregister sets the flag, then waits for us.
+	/* Checked after the CAS: unregister sets the flag, then waits for us;
+	 * a registration only ever clears ARRIVING, once it is in effect.
 	 * (A zap read while resident is checked by move_out: it and the
 	 * reader both hold zap_lock, so one of them sees the other.) */
-	if (rec_flags(r) & THP_RF_LEAVING) {
+	if (rec_flags(r) & (THP_RF_LEAVING | THP_RF_ARRIVING)) {
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		undo_evicting(s, r);
 		return EV_SKIPPED;

@@ -614,10 +614,15 @@ void rt_put(struct region_table *t, uint64_t addr, uint32_t v);
 uint32_t rt_del(struct region_table *t, long pos);
 /* Record index of the region containing @addr, or -ENOENT. */
 long rt_lookup(struct thpswap_session *s, uint64_t addr);
-/* Add regions [start, start+len) in state @st.  0, -EBUSY, -ENOSPC.
- * @fresh: the range was just mmap'ed, so a record still there is stale
- * (its UNMAP is being handled right now): wait for it instead of -EBUSY. */
+/* Add regions [start, start+len) in state @st, marked THP_RF_ARRIVING
+ * until rt_arrived: the caller registers the range after.  0, -EBUSY,
+ * -ENOSPC.  @fresh: the range was just mmap'ed, so a record still there is
+ * stale (its UNMAP is being handled right now): wait for it instead of
+ * -EBUSY. */
 int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh);
+/* The registration of [start, start+len) is in effect: its regions may be
+ * evicted from now on. */
+void rt_arrived(struct thpswap_session *s, uint64_t start, uint64_t len);
 /* The 2 MiB block around @addr, registered memory nobody has made a region
  * (the grown tail of a mapping), becomes one in state @st, marked adopted: a
  * registration of it that comes later takes the record over instead of

@@ -148,7 +148,7 @@ static int pageout_claimed(struct thpswap_session *s, struct thp_record *r)
 		ctr_add(s, THP_C_EVICT_REFUSED, 1);
 		return 0;
 	}
-	if (rec_flags(r) & THP_RF_LEAVING) {
+	if (rec_flags(r) & (THP_RF_LEAVING | THP_RF_ARRIVING)) {
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		return 0;
 	}

@@ -155,7 +155,7 @@ again:
 		/* A block the fault loop adopted just before this registration
 		 * of it (a fault on it read before its old mapping's UNMAP):
 		 * the registration takes that record over, as it is. */
-		if (!flags && adopted_at(s, a) >= 0)
+		if (!(flags & THP_RF_ADOPTED) && adopted_at(s, a) >= 0)
 			continue;
 		pthread_mutex_unlock(&t->lock);
 		if (fresh && !agent_is_fault_thread(s) && waited++ < 100000) {
@@ -204,7 +204,19 @@ again:
 
 int rt_add(struct thpswap_session *s, uint64_t start, uint64_t len, uint32_t st, bool fresh)
 {
-	return add(s, start, len, st, fresh, 0);
+	/* Until the range is registered a fault there is the kernel's: a
+	 * region evicted meanwhile would read zeros, not come back. */
+	return add(s, start, len, st, fresh, THP_RF_ARRIVING);
+}
+
+void rt_arrived(struct thpswap_session *s, uint64_t start, uint64_t len)
+{
+	for (uint64_t a = start; a < start + len; a += REGION) {
+		long i = rt_lookup(s, a);
+
+		if (i >= 0)
+			__atomic_and_fetch(&s->rec[i].flags, ~THP_RF_ARRIVING, __ATOMIC_ACQ_REL);
+	}
 }
 
 int rt_adopt(struct thpswap_session *s, uint64_t addr, uint32_t st)

@@ -113,6 +113,8 @@ enum thp_kind {
 					 * (lib/kswap.c); a hint: the region stays RESIDENT */
 #define THP_RF_FILE           (1u << 10) /* RAM record whose stored bytes are in the file tier
 					  * (lib/ftier.c), not in its arena slot */
+#define THP_RF_ARRIVING       (1u << 11) /* made by a registration not in effect yet: never
+					  * evict (emptied, its memory would read zeros, not fault) */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {

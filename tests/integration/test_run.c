@@ -15,6 +15,11 @@
  *     the same with a region table of 16: the program runs partly managed,
  *     adopt_left_out counts the rest, and all of it reads back after
  *     evict --all.
+ *   itest-run grow THPSWAP_RUN GROWER
+ *     GROWER (tests/integration/grower.c) through thpswap-run grows its
+ *     memory as jemalloc does while thpswapd --budget 32 evicts: every page
+ *     reads back, while it grows (adoption registers each mapping as it is
+ *     written) and after.
  *   itest-run numpy THPSWAP_RUN SCRIPT
  *     python3 SCRIPT (tests/integration/run_numpy.py) through thpswap-run:
  *     large numpy arrays and a big dict keep their checksums across
@@ -382,6 +387,48 @@ static void test_adopt(const char *adoptee)
 }
 
 /* ---- a full region table ---- */
+
+/*
+ * GROWER (tests/integration/grower.c) grows its memory as jemalloc does,
+ * through thpswap-run, while a daemon with a budget far below it evicts:
+ * adoption registers each mapping while the program writes it, and a
+ * region the daemon picks before its registration is in effect must not
+ * go (a fault there would be the kernel's, and read zeros).  Every page
+ * the program wrote reads back, while it fills and after.
+ */
+static void test_grow(const char *grower)
+{
+	const char *dargs[] = { "--budget", "32", "--interval", "20", "--pressure", "no", NULL };
+	const char *argv[] = { run_bin, "--socket", NULL, "--scan-ms", "20", "--", grower, NULL };
+	struct h_daemon d;
+	struct prog p;
+	char line[512];
+	long long ev;
+	int r;
+
+	h_require_root();
+	skip_under_tsan();
+	h_deadline(240);
+	r = h_daemon_start(&d, dargs);
+	H_CHECK(r == 0, "start thpswapd: %s", strerror(-r));
+	argv[2] = d.sock;
+	prog_start(&p, argv);
+	prog_line(&p, line, sizeof(line), "the program to fill its memory");
+	printf("grower: %s\n", line);
+	H_CHECK(!strncmp(line, "filled ", 7), "a page read back wrong while the program grew its "
+		"memory under a budget: %s", line);
+	ev = counter(&d, p.pid, "evictions");
+	printf("evictions while it grew: %lld\n", ev);
+	H_CHECK(ev > 0, "nothing was evicted while the program grew: the budget did not bite");
+	prog_say(&p, "check\n");
+	prog_line(&p, line, sizeof(line), "the program to read everything back");
+	H_CHECK(!strcmp(line, "ok"), "reading everything back: %s", line);
+	prog_say(&p, "exit\n");
+	r = prog_end(&p);
+	H_CHECK(r == 0, "the program exited with %d", r);
+	r = h_daemon_stop(&d);
+	H_CHECK(r == 0, "thpswapd exited with %d", r);
+}
 
 static void test_full(const char *adoptee)
 {
@@ -1242,7 +1289,7 @@ static void test_fallback(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s adopt|adopt-text|full|numpy|redis|jvm|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
+		fprintf(stderr, "usage: %s adopt|adopt-text|full|grow|numpy|redis|jvm|forked-session|fallback THPSWAP_RUN [PROGRAM]\n", argv[0]);
 		return H_FAIL;
 	}
 	run_bin = argv[2];
@@ -1259,6 +1306,8 @@ int main(int argc, char **argv)
 	}
 	else if (!strcmp(argv[1], "full") && argc == 4)
 		test_full(argv[3]);
+	else if (!strcmp(argv[1], "grow") && argc == 4)
+		test_grow(argv[3]);
 	else if (!strcmp(argv[1], "numpy") && argc == 4)
 		test_numpy(argv[3]);
 	else if (!strcmp(argv[1], "forked-session"))
