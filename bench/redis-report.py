@@ -67,6 +67,57 @@ STEADY_COLS = ["config", "limit MiB", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
                "PMD-mapped %", "of thpswap's regions %", "wrong"]
 
 
+def mib(v):
+    return "–" if v is None else str(v // MIB)
+
+
+def ms(v):
+    return fnum(None if v is None else v / 1000, "{:.3f}")
+
+
+def bgsave_row(r):
+    b = r["bgsave"]
+    if b.get("error"):
+        return [r["config"], f'failed: {b["error"]}'] + ["–"] * (len(BGSAVE_COLS) - 2)
+    be, du = b["before"], b["during"]
+    return [r["config"], mib(b["limit_bytes"]), mib(b.get("anon_at_bgsave_bytes")), "ok" if b["ok"] else f'**{b["status"]}**',
+            fnum(b["latest_fork_usec"] / 1000, "{:.1f}"), fnum(b["bgsave_s"]),
+            mib(b["child_peak_private_bytes"]), mib(b["child_peak_rss_bytes"]),
+            mib(b["avail_drop_bytes"]),
+            mib(b["avail_before_range_bytes"][1] - b["avail_before_range_bytes"][0]),
+            mib(b["rdb_bytes"]),
+            f'{ms(be["worst_p50_us"])} → {ms(du["worst_p50_us"])}',
+            f'{ms(be["worst_p99_us"])} → {ms(du["worst_p99_us"])}',
+            f'{ms(be["max_us"])} → {ms(du["max_us"])}',
+            f'{be["rps"]:.0f} → {du["rps"]:.0f}']
+
+
+BGSAVE_COLS = ["config", "limit MiB", "Redis anon MiB at BGSAVE", "save", "fork ms", "BGSAVE s", "child peak private MiB",
+               "child peak Rss MiB", "MemAvailable drop MiB", "its spread before MiB", "rdb MiB",
+               "p50 ms before → during", "p99 ms before → during", "max ms before → during",
+               "req/s before → during"]
+
+BGSAVE_TEXT = (
+    "Another fresh Redis, held to half the loaded memory as in the steady state, warmed up "
+    "with the skewed load, everything evicted (as at cold start), {before} runs of the skewed "
+    "load (the hot keys come back, the cold ones stay out), then `BGSAVE` (to an rdb file on "
+    "disk, compressed) under that load. "
+    "*Redis anon MiB at BGSAVE*: its `RssAnon` right before (what is evicted is the rest). "
+    "*fork ms*: Redis's `latest_fork_usec`, the parent's time in fork() (thpswap fills the "
+    "child with every evicted region before fork returns). *BGSAVE s*: from the command until "
+    "`INFO persistence` says none is in progress (polled every 20 ms). *child peak private "
+    "MiB*: the child's `Private_Clean`+`Private_Dirty` (`/proc/PID/smaps_rollup`, every 20 ms), "
+    "memory only the child maps (the kernel: a page it read back from swap is in the swap "
+    "cache, counted the child's until the parent maps it too); *child peak Rss MiB*: its `Rss`, shared pages included. "
+    "*MemAvailable drop MiB*: `/proc/meminfo`'s MemAvailable over the last second before the "
+    "BGSAVE (mean), less its lowest while it ran; *its spread before*: its highest less its lowest over the "
+    "load before the BGSAVE, what else on the machine moves it by. *rdb MiB*: the file "
+    "written. The load runs in back-to-back runs of {slice} s (thpswap-redis-load reports a "
+    "run as a whole): *before* is {before} of them right before the BGSAVE, *during* those from "
+    "the one it was issued in until the one it ended in; p50 and p99 are the highest of the "
+    "runs' own, max the highest request, req/s over all of them.")
+
+
 def table(cols, rows):
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -150,8 +201,15 @@ def main():
           "## Cold start (everything evicted, then redis-benchmark GETs over all keys)", "",
           table(COLD_COLS, [cold_row(r) for r in runs]), "",
           "## Steady state (held to half the loaded memory, skewed GETs)", "",
-          table(STEADY_COLS, [steady_row(r) for r in runs]), "",
-          "## Targets", "", "| target | config | measured | |", "|---|---|---|---|"]
+          table(STEADY_COLS, [steady_row(r) for r in runs]), ""]
+    bg = [r for r in runs if r.get("bgsave")]
+    if bg:
+        b0 = next((r["bgsave"] for r in bg if "before" in r["bgsave"]), {})
+        md += ["## BGSAVE (everything evicted, the hot keys back, skewed GETs meanwhile)", "",
+               table(BGSAVE_COLS, [bgsave_row(r) for r in bg]), "",
+               BGSAVE_TEXT.format(slice=g(b0, "before", "slice_s") or "–",
+                                  before=g(b0, "before", "slices") or "–"), ""]
+    md += ["## Targets", "", "| target | config | measured | |", "|---|---|---|---|"]
     md += [f'| {t["target"]} | {t["config"]} | {t["measured"]} | **{t["verdict"]}** |' for t in tg]
     md.append("")
     text = "\n".join(md)
