@@ -9,6 +9,7 @@
  * Each child _exits with a status the parent checks (0 = all bytes right).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -440,22 +441,18 @@ static void many_children(struct thpswap_session *s, const struct h_daemon *d, i
 
 /* ---- the parent goes at once (daemon(3), a double fork) ---- */
 
-struct quitter {
-	int res[2];		/* grandchild -> test: its verdict */
-};
-
-/* In a process of its own with a session of its own: evict everything,
- * fork, and _exit at once, as daemon(3) does; the child, an orphan
- * now, checks its snapshot and says what it found. */
-static int quitter(void *arg)
+/* A fresh process (exec'd: a sanitizer may refuse threads in a fork child)
+ * with a session of its own: evict everything, fork, and _exit at once, as
+ * daemon(3) does; the child, an orphan now, checks its snapshot and writes
+ * its verdict to @fd. */
+static int quitter(int fd)
 {
-	struct quitter *q = arg;
 	struct thpswap_session *hs;
 	struct h_mem m;
 	pid_t pid;
 	int r;
 
-	close(q->res[0]);
+	h_deadline(60);
 	r = thpswap_open(&hs, NULL);
 	C_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
 	h_mem_prepare(hs, &m, 64, 64);
@@ -464,24 +461,34 @@ static int quitter(void *arg)
 	if (pid == 0) {
 		char v = child_check(&m, "orphan of a parent that exited at once") ? 'F' : 'P';
 
-		_exit(write(q->res[1], &v, 1) == 1 ? 0 : 1);
+		_exit(write(fd, &v, 1) == 1 ? 0 : 1);
 	}
 	_exit(0);
 }
 
+static int exec_quitter(void *arg)
+{
+	char fd[16];
+	char *argv[] = { "/proc/self/exe", "--quitter", fd, NULL };
+
+	snprintf(fd, sizeof(fd), "%d", *(int *)arg);
+	execv(argv[0], argv);
+	return 127;
+}
+
 static void parent_exits(struct thpswap_session *s, const struct h_daemon *d, int variant)
 {
-	struct quitter q;
+	int res[2];
 	pid_t mid;
 	char v = 0;
 
-	pipe_or_fail(q.res);
-	mid = fork_child(quitter, &q);
-	close(q.res[1]);
+	pipe_or_fail(res);
+	mid = fork_child(exec_quitter, &res[1]);
+	close(res[1]);
 	expect_child(mid, "a parent that forks and exits at once");
 	h_at("reading the orphan's verdict");
-	H_CHECK(read(q.res[0], &v, 1) == 1, "the orphan died without a verdict");
-	close(q.res[0]);
+	H_CHECK(read(res[0], &v, 1) == 1, "the orphan died without a verdict");
+	close(res[0]);
 	H_CHECK(v == 'P', "the orphan of a parent that exited at once read wrong bytes");
 	h_report(s, d, "parent-exits");
 }
@@ -499,5 +506,7 @@ static const struct h_case cases[] = {
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--quitter"))
+		return quitter(atoi(argv[2]));
 	return h_run_cases(argc, argv, cases, sizeof(cases) / sizeof(cases[0]), NULL);
 }
