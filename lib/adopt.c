@@ -372,10 +372,7 @@ static void *adopt_main(void *arg)
 		 * full table or unfit mappings wait for the next look). */
 		if (n > 0 && ad->ncand == NCAND)
 			continue;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_nsec += (long)(ad->cfg.scan_ms % 1000) * 1000000L;
-		t.tv_sec += ad->cfg.scan_ms / 1000 + t.tv_nsec / 1000000000L;
-		t.tv_nsec %= 1000000000L;
+		t = thp_timespec_ns(now_ns() + ad->cfg.scan_ms * 1000000ull);
 		while (!ad->stop && pthread_cond_timedwait(&ad->cond, &ad->lock, &t) != ETIMEDOUT)
 			;
 	}

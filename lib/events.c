@@ -231,14 +231,8 @@ void agent_wait_forks(struct thpswap_session *s)
 		/* Bounded only to look at fault_stop: a stopping agent fills
 		 * nothing more (and stops only at close, from another thread
 		 * than this one, which is in fork). */
-		struct timespec t;
+		struct timespec t = thp_timespec_ns(now_ns() + 100000000ull);
 
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_nsec += 100000000;
-		if (t.tv_nsec >= 1000000000) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000;
-		}
 		pthread_cond_timedwait(&s->fork_cond, &s->fork_lock, &t);
 	}
 	pthread_mutex_unlock(&s->fork_lock);

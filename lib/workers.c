@@ -318,7 +318,7 @@ static void *helper_main(struct worker *w)
 static void idle_wait(struct thpswap_session *s)
 {
 	struct timespec t;
-	uint64_t wait, kwait, fwait, due;
+	uint64_t wait, kwait, fwait;
 
 	pthread_mutex_unlock(&s->wlock);
 	wait = scratch_trim(s);
@@ -339,9 +339,7 @@ static void idle_wait(struct thpswap_session *s)
 		return;
 	}
 	/* wcond runs on CLOCK_MONOTONIC, as now_ns() does. */
-	due = now_ns() + wait;
-	t.tv_sec = (time_t)(due / 1000000000ull);
-	t.tv_nsec = (long)(due % 1000000000ull);
+	t = thp_timespec_ns(now_ns() + wait);
 	pthread_cond_timedwait(&s->wcond, &s->wlock, &t);
 }
 
@@ -371,10 +369,7 @@ static void *background_main(struct worker *w)
 		} else if (s->reconnect.wanted && now_ns() >= s->reconnect.due_ns) {
 			try_reconnect(s);
 		} else if (s->reconnect.wanted) {
-			struct timespec due = {
-				.tv_sec = (time_t)(s->reconnect.due_ns / 1000000000ull),
-				.tv_nsec = (long)(s->reconnect.due_ns % 1000000000ull),
-			};
+			struct timespec due = thp_timespec_ns(s->reconnect.due_ns);
 
 			pthread_cond_timedwait(&s->wcond, &s->wlock, &due);
 		} else {

@@ -6,9 +6,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t thp_now_ns(void);
+
+/* @ns of that clock as a timespec: the deadline of a pthread_cond_timedwait
+ * on a condition variable made with CLOCK_MONOTONIC. */
+static inline struct timespec thp_timespec_ns(uint64_t ns)
+{
+	return (struct timespec){ .tv_sec = (time_t)(ns / 1000000000ull),
+				  .tv_nsec = (long)(ns % 1000000000ull) };
+}
 
 /*
  * An anonymous mapping of @len bytes that starts at a multiple of @align (a
