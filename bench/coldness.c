@@ -274,6 +274,105 @@ static void wp_teardown(struct bench *b)
 	wp_uffd = -1;
 }
 
+/* ---- c3. uffd-wp sync: a thread takes each write fault on a protected
+ * region, notes the region written and lifts the protection from all of
+ * it (which wakes the writer); re-armed each interval ---- */
+
+static struct {
+	int uffd;
+	pthread_t thread;
+	atomic_bool *written;
+	atomic_uint_fast64_t faults;
+} ws = { .uffd = -1 };
+
+static void *ws_handler(void *arg)
+{
+	struct bench *b = arg;
+	struct uffd_msg m;
+
+	/* Ends when the uffd is closed (read fails). */
+	while (read(ws.uffd, &m, sizeof(m)) == sizeof(m)) {
+		uint64_t r;
+		struct uffdio_writeprotect wp = { .mode = 0 };
+
+		if (m.event != UFFD_EVENT_PAGEFAULT || !(m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP))
+			continue;
+		r = (m.arg.pagefault.address - (uint64_t)b->base) / REGION;
+		if (r < b->nreg)
+			atomic_store(&ws.written[r], true);
+		wp.range.start = (uint64_t)b->base + r * REGION;
+		wp.range.len = REGION;
+		ioctl(ws.uffd, UFFDIO_WRITEPROTECT, &wp);
+		atomic_fetch_add(&ws.faults, 1);
+	}
+	return NULL;
+}
+
+static bool ws_setup(struct bench *b, struct verdict *v)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {
+		.range = { .start = (uint64_t)b->base, .len = (uint64_t)b->nreg * REGION },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+
+	ws.written = calloc(b->nreg, sizeof(*ws.written));
+	ws.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (!ws.written || ws.uffd < 0 || ioctl(ws.uffd, UFFDIO_API, &api) < 0 ||
+	    ioctl(ws.uffd, UFFDIO_REGISTER, &reg) < 0 ||
+	    pthread_create(&ws.thread, NULL, ws_handler, b)) {
+		snprintf(v->why, sizeof(v->why), "userfaultfd WP (sync): %s", strerror(errno));
+		if (ws.uffd >= 0)
+			close(ws.uffd);
+		ws.uffd = -1;
+		free(ws.written);
+		return false;
+	}
+	atomic_store(&ws.faults, 0);
+	return true;
+}
+
+static int ws_arm(struct bench *b)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = (uint64_t)b->base, .len = (uint64_t)b->nreg * REGION },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+
+	for (unsigned i = 0; i < b->nreg; i++)
+		atomic_store(&ws.written[i], false);
+	return ioctl(ws.uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+}
+
+static int ws_read(struct bench *b, bool *hot_seen)
+{
+	for (unsigned i = 0; i < b->nreg; i++)
+		hot_seen[i] = atomic_load(&ws.written[i]);
+	return 0;
+}
+
+static void ws_teardown(struct bench *b)
+{
+	struct uffdio_range r = { .start = (uint64_t)b->base, .len = (uint64_t)b->nreg * REGION };
+	struct timespec ts = { 0 };
+	clockid_t cid;
+
+	/* The handler's CPU time, its reads included: all of it in the
+	 * signal's rounds (nothing is protected during the baseline's). */
+	if (pthread_getcpuclockid(ws.thread, &cid) == 0)
+		clock_gettime(cid, &ts);
+	/* Unregistering lifts every protection. */
+	ioctl(ws.uffd, UFFDIO_UNREGISTER, &r);
+	pthread_cancel(ws.thread);
+	pthread_join(ws.thread, NULL);
+	close(ws.uffd);
+	ws.uffd = -1;
+	free(ws.written);
+	printf("uffd-wp sync: %llu write faults taken, %.1f us of handler CPU per round\n",
+	       (unsigned long long)atomic_load(&ws.faults),
+	       ((double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3) / b->rounds);
+}
+
 /* ---- b. DAMON, d. page_idle: only looked at, never changed ---- */
 
 static bool damon_setup(struct bench *b, struct verdict *v)
@@ -460,6 +559,8 @@ int main(int argc, char **argv)
 		{ "fault history", fault_setup, fault_arm, fault_read, fault_teardown },
 		{ "DAMON vaddr/paddr", damon_setup, NULL, NULL, NULL },
 		{ "soft-dirty", sd_setup, sd_arm, sd_read, sd_teardown },
+		/* sync first: async splits the hot THPs, and pmd_after would show it */
+		{ "uffd-wp sync", ws_setup, ws_arm, ws_read, ws_teardown },
 		{ "uffd-wp async", wp_setup, wp_arm, wp_read, wp_teardown },
 		{ "page_idle", idle_setup, NULL, NULL, NULL },
 	};
