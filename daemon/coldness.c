@@ -11,7 +11,7 @@
  * write-protects a PMD whole, and a write to it is one fault, not 512; not
  * measured, as the kernel it was built on has no soft-dirty).  It sees
  * writes only, and clear_refs clears the whole process, so the loop uses
- * it only when write-tracking is on and the kernel has it (thpd_cold_probe).
+ * it only when soft-dirty is on and the kernel has it (thpd_cold_probe).
  */
 #include <errno.h>
 #include <fcntl.h>

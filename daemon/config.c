@@ -43,7 +43,7 @@ enum key {
 	K_ADMIN_GROUP,
 	K_PRESSURE, K_PRESSURE_INTERVAL, K_PRESSURE_TARGET, K_COLD_AGE, K_PROMOTION_WINDOW,
 	K_PROMOTION_TARGET, K_EVICT_STEP, K_EVICT_STEP_MAX, K_CGROUP_HIGH_PCT, K_RESIDENT_TARGET,
-	K_WRITE_TRACKING,
+	K_WRITE_TRACKING, K_SOFT_DIRTY,
 	K_CODEC,
 	K_TIERS, K_FILE_DIR, K_FILE_MAX, K_FILE_AGE, K_FILE_RAM,
 	K__MAX
@@ -81,6 +81,7 @@ static const char *const key_names[K__MAX] = {
 	[K_CGROUP_HIGH_PCT] = "cgroup-high-pct",
 	[K_RESIDENT_TARGET] = "resident-target",
 	[K_WRITE_TRACKING] = "write-tracking",
+	[K_SOFT_DIRTY] = "soft-dirty",
 	[K_CODEC] = "codec",
 	[K_TIERS] = "tiers",
 	[K_FILE_DIR] = "file-dir",
@@ -140,9 +141,11 @@ static void defaults(struct thpd_config *c)
 		.evict_step_max = 256,
 		.cgroup_high_pct = 90,
 		.resident_target_bytes = 0,
-		/* off: on the kernel it was measured on there is no soft-dirty
-		 * (docs/ARCHITECTURE.md, "What cold means") */
-		.write_tracking = false,
+		/* the agents' write-protect tracking, measured to keep every
+		 * PMD; soft-dirty off: never measured (docs/ARCHITECTURE.md,
+		 * "What cold means") */
+		.write_tracking = true,
+		.soft_dirty = false,
 	};
 	snprintf(c->socket, sizeof(c->socket), "%s", THPSWAP_DEFAULT_SOCKET);
 }
@@ -407,7 +410,8 @@ static int set_key(struct layer *l, enum key k, const char *val, char *err, size
 		c->resident_target_bytes = (uint64_t)v << 20;
 		break;
 	case K_WRITE_TRACKING:
-		r = parse_bool(val, &c->write_tracking);
+	case K_SOFT_DIRTY:
+		r = parse_bool(val, k == K_WRITE_TRACKING ? &c->write_tracking : &c->soft_dirty);
 		if (r)
 			snprintf(err, errsz, "'%s' is not yes or no", val);
 		break;
@@ -462,6 +466,7 @@ static void apply(struct thpd_config *c, const struct layer *l)
 	TAKE(K_CGROUP_HIGH_PCT, cgroup_high_pct);
 	TAKE(K_RESIDENT_TARGET, resident_target_bytes);
 	TAKE(K_WRITE_TRACKING, write_tracking);
+	TAKE(K_SOFT_DIRTY, soft_dirty);
 	TAKE(K_TIERS, tiers);
 	TAKE(K_FILE_MAX, file_max_mb);
 	TAKE(K_FILE_AGE, file_age_ms);
@@ -623,7 +628,10 @@ static void usage(FILE *f)
 "      --evict-step-max N    regions per interval at most (default 256)\n"
 "      --cgroup-high-pct P   a client's cgroup above P % of its limit: evict whatever stall says (default 90)\n"
 "      --resident-target MIB stop once all clients together hold this much resident (default 0: none)\n"
-"      --write-tracking yes|no  a region written since the last interval (soft-dirty) is not cold\n"
+"      --write-tracking yes|no  a region written in the last interval or two is not cold: the\n"
+"                            clients' agents write-protect their resident regions each interval\n"
+"                            (default yes; a kernel that refuses it leaves a client to faults alone)\n"
+"      --soft-dirty yes|no   also read soft-dirty bits through /proc/PID/clear_refs and pagemap\n"
 "                            (default no; where the kernel has no soft-dirty it is said once and off)\n",
 	      f);
 }
@@ -662,7 +670,7 @@ static int opt_key(int o)
 	case O_FILE_RAM: return K_FILE_RAM;
 	default:
 		/* the pressure loop's keys, in enum key order from O_PRESSURE_FIRST */
-		if (o >= O_PRESSURE_FIRST && o <= O_PRESSURE_FIRST + (K_WRITE_TRACKING - K_PRESSURE))
+		if (o >= O_PRESSURE_FIRST && o <= O_PRESSURE_FIRST + (K_SOFT_DIRTY - K_PRESSURE))
 			return K_PRESSURE + (o - O_PRESSURE_FIRST);
 		return -1;
 	}
@@ -705,6 +713,7 @@ int thpd_config_load(struct thpd_config *c, int argc, char **argv)
 		{ "cgroup-high-pct", required_argument, NULL, O_PRESSURE_FIRST + 8 },
 		{ "resident-target", required_argument, NULL, O_PRESSURE_FIRST + 9 },
 		{ "write-tracking", required_argument, NULL, O_PRESSURE_FIRST + 10 },
+		{ "soft-dirty", required_argument, NULL, O_PRESSURE_FIRST + 11 },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "verbose", optional_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },

@@ -343,7 +343,10 @@ static int walk_session(const struct thpd *d, const struct thpd_session *s,
 		if ((r.flags & THP_RF_INCOMPRESSIBLE) &&
 		    age(now, thpd_session_last_attempt(s, i)) < cold_ns)
 			continue;
-		/* Written since the last look counts as touched (coldness.c). */
+		/* Written lately counts as touched: marked by the agent's
+		 * write tracking (lib/track.c), or soft-dirty (coldness.c). */
+		if (r.flags & (THP_RF_WRITTEN | THP_RF_WROTE))
+			pc->written_ns[i] = now;
 		if (cand_add(&w->c, &w->n, &w->cap,
 			     pc->written_ns[i] > r.last_fault_ns ? pc->written_ns[i] : r.last_fault_ns, i))
 			return -ENOMEM;
@@ -519,7 +522,7 @@ static uint64_t client_stall(const struct thpd *d, struct pol_client *pc, pid_t 
 }
 
 /* Stamp the resident regions of @s written since the last interval, where
- * write-tracking is on and the kernel has it. */
+ * soft-dirty is on and the kernel has it. */
 static void cold_look(const struct thpd *d, const struct thpd_session *s, struct pol_client *pc,
 		      uint64_t now)
 {
@@ -559,7 +562,7 @@ out:
 	if (ret < 0) {
 		/* A client of another user needs CAP_DAC_OVERRIDE for its
 		 * clear_refs: it keeps fault history only. */
-		thpd_warn("pid %d: write-tracking off for this client: %s",
+		thpd_warn("pid %d: soft-dirty off for this client: %s",
 			  (int)thpd_session_pid(s), strerror(-ret));
 		pc->cold_failed = true;
 	}
@@ -667,9 +670,9 @@ static void pressure_tick(struct thpd *d, uint64_t now)
 		enum thpd_cold_signal sig = thpd_cold_probe(&cats);
 
 		p->cold_probed = true;
-		p->cold = d->cfg.write_tracking ? sig : THPD_COLD_NONE;
-		if (d->cfg.write_tracking && p->cold == THPD_COLD_NONE)
-			thpd_warn("write-tracking: this kernel has no soft-dirty (PAGEMAP_SCAN categories "
+		p->cold = d->cfg.soft_dirty ? sig : THPD_COLD_NONE;
+		if (d->cfg.soft_dirty && p->cold == THPD_COLD_NONE)
+			thpd_warn("soft-dirty: this kernel has no soft-dirty (PAGEMAP_SCAN categories "
 				  "0x%llx): cold means not faulted", (unsigned long long)cats);
 		if (cats & ~((uint64_t)PAGE_IS_GUARD * 2 - 1))
 			thpd_info(d, "PAGEMAP_SCAN offers categories past PAGE_IS_GUARD (0x%llx): "

@@ -614,6 +614,8 @@ static int arena_create(struct thpd_session *s, uint32_t nrec, bool file_tier)
 		.file_age_ms = cfg->file_age_ms,
 		.file_ram_mb = cfg->file_ram_mb,
 	};
+	/* Once per look of the pressure loop. */
+	h.track_ms = cfg->write_tracking ? cfg->pressure_interval_ms : 0;
 
 	snprintf(name, sizeof(name), "thpswap-arena:%d", (int)s->pid);
 	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);

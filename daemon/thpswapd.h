@@ -77,7 +77,8 @@ struct thpd_config {
 	uint32_t evict_step_max;
 	uint32_t cgroup_high_pct;      /* cgroup usage above this % of its limit: evict */
 	uint64_t resident_target_bytes; /* the loop stops at this resident total; 0 none */
-	bool write_tracking;           /* soft-dirty: written since the last interval is not cold */
+	bool write_tracking;           /* the agents mark regions written (uffd write-protect) */
+	bool soft_dirty;               /* and soft-dirty, read by the daemon (coldness.c) */
 	bool verbose;
 	bool check;
 };

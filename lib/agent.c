@@ -119,6 +119,11 @@ static void handle_msg(struct thpswap_session *s, const struct uffd_msg *m)
 {
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
+		/* A write to a region write tracking protected: no restore. */
+		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+			track_fault(s, m->arg.pagefault.address);
+			break;
+		}
 		ctr_add(s, THP_C_FAULTS, 1);
 		fault(s, m->arg.pagefault.address, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 		break;

@@ -56,7 +56,7 @@ _public_ int thpswap_map(struct thpswap_session *s, size_t len, void **ret_addr)
 	r = rt_add(s, (uint64_t)(uintptr_t)a, len, THP_ST_EMPTY, true);
 	if (r)
 		goto unmap;
-	r = thp_uffd_register(s->uffd, (uint64_t)(uintptr_t)a, len, UFFDIO_REGISTER_MODE_MISSING);
+	r = track_register(s, (uint64_t)(uintptr_t)a, len);
 	if (r) {
 		rt_remove(s, (uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)a + len);
 		goto unmap;
@@ -197,7 +197,7 @@ long register_blocks(struct thpswap_session *s, uint64_t a, uint64_t len, uint64
 		r = errno == ENOMEM ? -EINVAL : -errno;
 		goto undo;
 	}
-	r = thp_uffd_register(s->uffd, ulo, uhi - ulo, UFFDIO_REGISTER_MODE_MISSING);
+	r = track_register(s, ulo, uhi - ulo);
 	if (r == 0) {
 		rt_arrived(s, a, len);
 		for (off = 0; off < len; off += REGION)

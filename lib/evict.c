@@ -412,6 +412,11 @@ again:
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		return EV_SKIPPED;
 	}
+	/* Claimed (THP_RF_EVICTOR): write tracking protects it no more. */
+	if (!track_lift(s, idx)) {
+		ctr_add(s, THP_C_EVICT_BUSY, 1);
+		return EV_SKIPPED;
+	}
 	/* Before make_whole fills the holes that landed zaps left. */
 	whole = zap_landed(s, r);
 	if (whole == 0)

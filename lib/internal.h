@@ -451,6 +451,15 @@ struct thpswap_session {
 		_Atomic uint64_t mode_ns;
 	} kswap;
 
+	/* track.c: write tracking.  @on: the daemon asked for it (track_ms)
+	 * and registration with write-protect works; @next_ns, when the
+	 * background thread protects the resident regions next (its own). */
+	struct track {
+		atomic_bool on;
+		uint32_t ms;
+		uint64_t next_ns;
+	} track;
+
 	/* ftier.c: the file tier, off unless the daemon gave a file for it
 	 * or THPSWAP_FILE_TIER names a directory (see struct ftier). */
 	struct ftier *ft;
@@ -794,6 +803,26 @@ void kswap_swapin(struct thpswap_session *s, uint32_t idx);
 /* Background thread: if a scan is due, collapse the marked regions that
  * came back in 4 KiB pages.  Returns ns until the next scan, 0 for none. */
 uint64_t kswap_scan(struct thpswap_session *s);
+
+/* ---- write tracking (track.c) ---- */
+/* At open: protect every @ms (the daemon's track_ms, or THPSWAP_TRACK_MS);
+ * 0 off. */
+void track_init(struct thpswap_session *s, unsigned ms);
+/* UFFDIO_REGISTER of [start, start+len) on the region uffd: for missing
+ * faults, and for write-protect faults too while tracking is on (a kernel
+ * that refuses that turns it off for the session).  0 or -errno. */
+int track_register(struct thpswap_session *s, uint64_t start, uint64_t len);
+/* Fault thread: a write to a protected region at @addr.  Marks its record
+ * WRITTEN, lifts the protection from its 2 MiB and wakes the writer. */
+void track_fault(struct thpswap_session *s, uint64_t addr);
+/* An evictor that claimed record @idx (THP_RF_EVICTOR): lift the
+ * protection before it collapses or populates the region (a write fault
+ * there would need the fault thread).  false: events busy, not lifted:
+ * leave the region for now. */
+bool track_lift(struct thpswap_session *s, uint32_t idx);
+/* Background thread: if due, protect every resident region.  Returns ns
+ * until the next time, 0 if tracking is off. */
+uint64_t track_scan(struct thpswap_session *s);
 
 /* ---- the file tier (ftier.c) ---- */
 /*

@@ -187,7 +187,9 @@ int kswap_pageout(struct thpswap_session *s, uint32_t idx)
 		ctr_add(s, THP_C_EVICT_BUSY, 1);
 		return 0;
 	}
-	res = pageout_claimed(s, r);
+	/* Swap entries keep write-protection, and MADV_COLLAPSE refuses it
+	 * when the region comes back. */
+	res = track_lift(s, idx) ? pageout_claimed(s, r) : 0;
 	__atomic_and_fetch(&r->flags, ~THP_RF_EVICTOR, __ATOMIC_RELEASE);
 	if (res > 0)
 		agent_kick_kswap(s);

@@ -483,6 +483,7 @@ _public_ int thpswap_open(struct thpswap_session **ret, const char *socket_path)
 		goto fail;
 	/* Off unless asked for; never fails the session. */
 	ftier_open(s);
+	track_init(s, env_uint("THPSWAP_TRACK_MS", s->hdr->track_ms, 0, 3600000));
 	/* One background thread, and a decompression helper per spare CPU. */
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = 1 + env_uint("THPSWAP_HELPERS", ncpu > 1 ? (unsigned)(ncpu - 1 < 7 ? ncpu - 1 : 7) : 0, 0, 63);

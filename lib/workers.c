@@ -310,24 +310,27 @@ static void *helper_main(struct worker *w)
 	return NULL;
 }
 
+/* The sooner of two waits, 0 meaning none. */
+static uint64_t sooner(uint64_t a, uint64_t b)
+{
+	return b && (!a || b < a) ? b : a;
+}
+
 /* Nothing to do: give the pool back once the client is idle, collapse
  * regions back from the kernel's swap (kswap_scan), move old RAM records
- * to the file tier (ftier_scan), and wait for work until
- * the next of them (wlock held; work that came meanwhile is looked at
- * first). */
+ * to the file tier (ftier_scan), protect the resident regions for write
+ * tracking (track_scan), and wait for work until the next of them (wlock
+ * held; work that came meanwhile is looked at first). */
 static void idle_wait(struct thpswap_session *s)
 {
 	struct timespec t;
-	uint64_t wait, kwait, fwait;
+	uint64_t wait, kwait;
 
 	pthread_mutex_unlock(&s->wlock);
 	wait = scratch_trim(s);
 	kwait = kswap_scan(s);
-	if (kwait && (!wait || kwait < wait))
-		wait = kwait;
-	fwait = ftier_scan(s);
-	if (fwait && (!wait || fwait < wait))
-		wait = fwait;
+	wait = sooner(sooner(wait, kwait), ftier_scan(s));
+	wait = sooner(wait, track_scan(s));
 	pthread_mutex_lock(&s->wlock);
 	if (s->jobs || s->refill_wanted || s->stopping)
 		return;

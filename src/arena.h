@@ -115,6 +115,9 @@ enum thp_kind {
 					  * (lib/ftier.c), not in its arena slot */
 #define THP_RF_ARRIVING       (1u << 11) /* made by a registration not in effect yet: never
 					  * evict (emptied, its memory would read zeros, not fault) */
+#define THP_RF_WRITTEN        (1u << 12) /* written since write tracking last protected it */
+#define THP_RF_WROTE          (1u << 13) /* written in the interval before that (the daemon
+					  * reads either as "written lately", lib/track.c) */
 
 /* At the start of a used slot. Frame i decompresses to 2 MiB / nframes. */
 struct thp_blob {
@@ -231,7 +234,9 @@ struct thp_arena_header {
 	uint64_t data_off;
 	uint64_t size;             /* the memfd's size */
 	int32_t client_pid;
-	uint32_t pad;
+	/* Write tracking (lib/track.c): the daemon's interval for it, 0 off
+	 * (padding before it was added: an older daemon's arena reads 0). */
+	uint32_t track_ms;
 	struct thp_arena_config cfg;
 	_Atomic uint64_t ctr[THP_ARENA_COUNTERS];
 	_Atomic uint64_t hist[THP_H__MAX][THP_HIST_BUCKETS];

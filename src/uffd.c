@@ -108,6 +108,13 @@ int thp_uffd_zeropage(int fd, uint64_t start, uint64_t len, uint64_t mode, int64
 	return r;
 }
 
+int thp_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode)
+{
+	struct uffdio_writeprotect w = { .range = { start, len }, .mode = mode };
+
+	return ioctl(fd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
+}
+
 int thp_uffd_poison(int fd, uint64_t start, uint64_t len)
 {
 	struct uffdio_poison p = { .range = { start, len } };

@@ -28,5 +28,8 @@ int thp_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mod
 int thp_uffd_copy(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode, int64_t *done);
 int thp_uffd_zeropage(int fd, uint64_t start, uint64_t len, uint64_t mode, int64_t *done);
 int thp_uffd_poison(int fd, uint64_t start, uint64_t len);
+/* UFFDIO_WRITEPROTECT_MODE_WP protects; 0 lifts the protection and wakes
+ * the range's waiters (unless UFFDIO_WRITEPROTECT_MODE_DONTWAKE). */
+int thp_uffd_writeprotect(int fd, uint64_t start, uint64_t len, uint64_t mode);
 
 #endif

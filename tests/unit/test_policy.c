@@ -557,8 +557,32 @@ static void test_incompressible_waits(void **state)
 	assert_int_equal(tick(w), 1);
 }
 
-/* write-tracking: a region written since the last interval is as young as
- * a faulted one; a client that cannot be looked at goes by faults. */
+/* write tracking: a region the agent marked written (WRITTEN, or WROTE in
+ * the interval before) is as young as the look that saw the mark; once the
+ * marks are gone, cold-age after that look it goes too. */
+static void test_written_marks(void **state)
+{
+	struct world *w = *state;
+
+	for (uint32_t i = 0; i < 8; i++)
+		resident(w, i, 1000);
+	w->s.rec[1].flags |= THP_RF_WRITTEN;
+	w->s.rec[2].flags |= THP_RF_WROTE;
+	assert_int_equal(tick(w), 4);
+	assert_int_equal(tick(w), 2);
+	for (uint32_t k = 0; k < w->s.nevicted; k++)
+		assert_true(w->s.evicted[k] != 1 && w->s.evicted[k] != 2);
+	/* The agent moved WRITTEN on and the next interval cleared it. */
+	w->s.rec[1].flags &= ~THP_RF_WRITTEN;
+	w->s.rec[2].flags &= ~THP_RF_WROTE;
+	clock_now += S(30);
+	assert_int_equal(tick(w), 0);
+	clock_now += S(30);
+	assert_int_equal(tick(w), 2);
+}
+
+/* soft-dirty: a region written since the last interval is as young as a
+ * faulted one; a client that cannot be looked at goes by faults. */
 static void test_written(void **state)
 {
 	struct world *w = *state;
@@ -566,7 +590,7 @@ static void test_written(void **state)
 	struct stat st;
 	char path[256];
 
-	w->d.cfg.write_tracking = true;
+	w->d.cfg.soft_dirty = true;
 	for (uint32_t i = 0; i < 12; i++)
 		resident(w, i, 1000);
 	/* No /proc/4242/pagemap in the sysroot: where the kernel has
@@ -759,6 +783,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_busy_and_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incompressible_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_written_marks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cgroup_limit_mistaken, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
