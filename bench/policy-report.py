@@ -81,6 +81,22 @@ def evictions_text(r):
             f"regions) {e['cold_total']}, {e['cold_evicted']} regions at least once.")
 
 
+def cold_share_text(r):
+    """The cold set's share evicted when the pressure began and 60 s on."""
+    parts = []
+    for k, what in (("evicted_at_pressure", "when the pressure began"),
+                    ("evicted_at_pressure_60s", "60 s later")):
+        e = r.get(k)
+        if e and e["cold_regions"]:
+            parts.append(f"{e['cold_evicted']} of {e['cold_regions']} "
+                         f"({100 * e['cold_evicted'] / e['cold_regions']:.0f} %) {what} "
+                         f"(at {e['t']:g} s; hot set: "
+                         f"{e['hot_total']} evictions)")
+    if not parts:
+        return None
+    return f"- {r['config']}, cold regions evicted at least once: " + "; ".join(parts) + "."
+
+
 def skew_text(r):
     if r["skew"] == "rare":
         return (f"rare: every operation to the hot set, each other region touched about once "
@@ -170,6 +186,7 @@ def main():
           f"the pressure takes {r0['saving_pct']} % of the client.", "",
           table(COLS, [row(r, base) for r in runs]), ""]
     ev = [t for t in (evictions_text(r) for r in runs) if t]
+    ev += [t for t in (cold_share_text(r) for r in runs) if t]
     if ev:
         md += ev + [""]
     text = "\n".join(md)

@@ -12,11 +12,14 @@ thpswap-policy-load's client (SIZE of THP memory, skewed operations, every
 page read checked) for S seconds, and, except for the baseline, its balloon
 in the same memory cgroup (v1 memory.limit_in_bytes, or v2 memory.max):
 
-  0 .. 10 %     of S: no pressure.
+  0 .. 10 %     of S: no pressure (--pressure-from-s: that long).
   10 .. 60 %    the balloon grows linearly (touched, mlocked memory) so that
-                the client has to give up --saving-pct of SIZE.
+                the client has to give up --saving-pct of SIZE (from
+                --pressure-from-s halfway to the end).
   60 .. 100 %   held: the balloon stays; the client's throughput and p99
                 over this part are the scenario's numbers.
+thpswap: which regions were evicted is read when the pressure begins and
+60 s later (the cold set's share then is one of the scenario's targets).
 
 The client's hot set is 20 % of its 2 MiB regions; by default (--skew
 rare) every operation goes to it, and each other region is touched about
@@ -24,8 +27,10 @@ once every --cold-touch-s seconds.  The limit is the cgroup's usage once the
 client is filled, / 0.85.  The kernel (memory.limit_in_bytes, swap behind
 it) holds the cgroup at the limit, so the balloon takes limit - (loaded -
 saving).  thpswapd (--pressure yes, --pressure-interval 500,
---cgroup-high-pct 90, its default, and --resident-target SIZE - saving)
-evicts a client whose cgroup is above 90 % of its limit back to 80 %: its
+--cgroup-high-pct 90, its default, and --resident-target SIZE - saving;
+with --auto none of these: every setting its default, the pressure
+--saving-pct) evicts a client whose cgroup is above 90 % of its limit back
+to 80 %: its
 balloon is 15 % of the limit smaller (the middle of that band), so that both
 hold the client at about the same size.  With --match-freed M (bench/run
 passes the freed memory, mean over the held phase, of the kernel
@@ -117,10 +122,13 @@ class Run:
 
     def start_daemon(self, resident_target_mib):
         a = self.a
-        dargs = [a.thpswapd, "--config", "/dev/null", "--socket", self.dsock,
-                 "--profile", "fast", "--pressure", "yes", "--pressure-interval",
-                 str(a.pressure_interval), "--cgroup-high-pct", str(THPSWAP_HIGH_PCT),
-                 "--resident-target", str(resident_target_mib), "-v"]
+        # --auto: every setting the daemon's own default (no settings
+        # file, the bench's socket, and -v for its log).
+        dargs = [a.thpswapd, "--config", "/dev/null", "--socket", self.dsock, "-v"]
+        if not a.auto:
+            dargs[-1:-1] = ["--profile", "fast", "--pressure", "yes", "--pressure-interval",
+                            str(a.pressure_interval), "--cgroup-high-pct", str(THPSWAP_HIGH_PCT),
+                            "--resident-target", str(resident_target_mib)]
         with open(f"{a.out}/raw/policy--{a.config}-thpswapd.log", "w") as dlog:
             self.daemon = subprocess.Popen(dargs, stdout=dlog, stderr=subprocess.STDOUT)
         end = time.monotonic() + 30
@@ -258,14 +266,14 @@ class Lines:
 def run(a, tmp, res):
     """One configuration, its results into @res as they come (a failure
     half-way leaves what was measured)."""
+    p_from, held_at = timeline(a)
     res.update({"scenario": "policy", "config": a.config, "mode": a.mode, "backend": a.backend,
                 "size": a.size, "seconds": a.seconds, "skew": a.skew, "hot_pct": a.hot_pct,
                 "threads": a.threads, "saving_pct": a.saving_pct,
-                "cold_touch_s": a.cold_touch_s,
-                "pressure_from_s": round(a.seconds * PRESSURE_FROM, 1),
-                "held_from_s": round(a.seconds * HELD_FROM, 1)})
+                "cold_touch_s": a.cold_touch_s, "auto": a.auto,
+                "pressure_from_s": round(p_from, 1), "held_from_s": round(held_at, 1)})
     saving = a.size * a.saving_pct // 100
-    if a.mode == "thpswap" and a.match_freed is not None:
+    if a.match_freed is not None and not a.auto:
         saving = min(a.match_freed, a.size) // REGION * REGION
         res["matched_freed_bytes"] = saving
     ru = Run(a, tmp)
@@ -303,12 +311,20 @@ def run(a, tmp, res):
 
         samples = res["samples"] = []
         t0 = time.monotonic()
-        held_at = a.seconds * HELD_FROM
-        p_from = a.seconds * PRESSURE_FROM
         marked = False
+        # thpswap: which regions were evicted when the pressure began and
+        # 60 s into it (the cold set's share is a target of the scenario).
+        looks = {"at_pressure": p_from, "at_pressure_60s": p_from + 60} \
+            if a.mode == "thpswap" else {}
         ru.say("go")
         while True:
             now = time.monotonic() - t0
+            for k, at in list(looks.items()):
+                if now >= at:
+                    e = hot_cold_evictions(ru.ctl("regions", "--pid", str(pid)), ready)
+                    if e:
+                        res[f"evicted_{k}"] = dict(e, t=round(now, 1))
+                    del looks[k]
             if ru.balloon and now >= p_from:
                 f = min(1.0, (now - p_from) / (held_at - p_from))
                 ru.grow_balloon(int(balloon_target * f))
@@ -367,6 +383,15 @@ def run(a, tmp, res):
     finally:
         res["balloon_bytes"] = ru.balloon_bytes
         ru.stop()
+
+
+def timeline(a):
+    """When the pressure begins and the held phase: fractions of the run,
+    or --pressure-from-s with the held phase halfway from there to the
+    end."""
+    if a.pressure_from_s is None:
+        return a.seconds * PRESSURE_FROM, a.seconds * HELD_FROM
+    return a.pressure_from_s, a.pressure_from_s + (a.seconds - a.pressure_from_s) / 2
 
 
 def hot_cold_evictions(regions, ready):
@@ -441,14 +466,21 @@ def main():
     ap.add_argument("--saving-pct", type=int, default=50,
                     help="what the pressure takes from the client, %% of --size")
     ap.add_argument("--match-freed", type=int,
-                    help="thpswap: press it to free this many bytes (the kernel's freed memory "
-                         "of an earlier run), not --saving-pct")
+                    help="press it to free this many bytes (what a configuration of the other "
+                         "kind freed in an earlier run), not --saving-pct; not with --auto")
+    ap.add_argument("--auto", action="store_true",
+                    help="thpswap: thpswapd with its defaults, pressed by --saving-pct")
+    ap.add_argument("--pressure-from-s", type=float,
+                    help="the pressure begins this many seconds in (default 10 %% of the run), "
+                         "the held phase halfway from there to the end")
     ap.add_argument("--pressure-interval", type=int, default=500,
                     help="thpswapd --pressure-interval, ms")
     a = ap.parse_args()
     a.thpswapd = a.thpswapd or f"{a.build}/daemon/thpswapd"
     if a.seconds < 10:
         ap.error("--seconds: at least 10")
+    if a.pressure_from_s is not None and not 0 <= a.pressure_from_s < a.seconds - 5:
+        ap.error("--pressure-from-s: from 0 to 5 s before the end of the run")
     os.makedirs(f"{a.out}/raw", exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
