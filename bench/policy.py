@@ -305,6 +305,8 @@ def run(a, tmp, res):
             ru.cg.limit(limit)
             ru.start_balloon()
             res.update(cgroup_usage_loaded=u0, limit_bytes=limit, balloon_target=balloon_target)
+        else:
+            limit = 0
         log(f"{a.config}: loaded {loaded // MIB} MiB, "
             + (f"limit {res['limit_bytes'] // MIB} MiB, balloon to {balloon_target // MIB} MiB"
                if ru.cg else "no pressure"))
@@ -312,6 +314,13 @@ def run(a, tmp, res):
         samples = res["samples"] = []
         t0 = time.monotonic()
         marked = False
+        # The kernel pressed to free what thpswap freed: its stored bytes
+        # are not charged to the cgroup, so the balloon alone frees only
+        # part of @saving.  A feedback on top of the ramp: each second,
+        # half of what is missing from the ramp's share of @saving is
+        # added to the balloon (never past the limit less 128 MiB).
+        feedback = a.mode == "kernel" and a.match_freed is not None and ru.cg
+        extra = 0
         # thpswap: which regions were evicted when the pressure began and
         # 60 s into it (the cold set's share is a target of the scenario).
         looks = {"at_pressure": p_from, "at_pressure_60s": p_from + 60} \
@@ -327,7 +336,7 @@ def run(a, tmp, res):
                     del looks[k]
             if ru.balloon and now >= p_from:
                 f = min(1.0, (now - p_from) / (held_at - p_from))
-                ru.grow_balloon(int(balloon_target * f))
+                ru.grow_balloon(min(int(balloon_target * f) + extra, limit - 128 * MIB))
             if not marked and now >= held_at:
                 ru.say("mark")
                 marked = True
@@ -354,6 +363,8 @@ def run(a, tmp, res):
                 s["cgroup_bytes"] = cg_usage(ru.cg)
                 s["cgroup_swap_bytes"] = memstat(ru.cg).get("swap", 0)
             s.update(ru.counters(j))
+            if feedback and now >= p_from and s["freed_bytes"] < saving * f - 8 * MIB:
+                extra += int(saving * f - s["freed_bytes"]) // 2
             if "thpswap" in j:
                 s["thpswap"] = j["thpswap"]
             samples.append(s)
