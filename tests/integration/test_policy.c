@@ -34,7 +34,9 @@
  *          (write-protecting them each interval must not split them).
  *
  * All: a hot region is evicted at most once, is resident at the end, and
- * every byte of both sets is right afterwards.  What happened is read from
+ * every byte of both sets is right afterwards.  A pinned range, filled
+ * before the cold set and never touched again (by age and by the limit
+ * rule the first pick), is never evicted.  What happened is read from
  * the arena's records (evictions, restores per region) and the cgroup.
  */
 #include <errno.h>
@@ -62,6 +64,7 @@ extern char **environ;
 #define REG THPSWAP_REGION_SIZE
 #define NCOLD 48
 #define NHOT 8
+#define NPIN 4 /* a pinned range, filled first: the oldest, never touched again */
 #define HIGH_PCT 80
 #define WATCH_S 3
 
@@ -278,8 +281,10 @@ static void *hot_writer(void *arg)
 struct tally {
 	const struct h_mem *cold, *hot;
 	unsigned cold_evicted, cold_ram, hot_evicted, hot_max_evictions, hot_resident;
-	unsigned hot_restores, cold_restores;
+	unsigned hot_restores, cold_restores, pin_evicted, pin_resident;
 };
+
+static struct h_mem pinned;
 
 static void count_one(uint32_t idx, const struct thp_record *r, void *arg)
 {
@@ -309,6 +314,9 @@ static void count_one(uint32_t idx, const struct thp_record *r, void *arg)
 		t->hot_resident += st == THP_ST_RESIDENT;
 		if (r->evictions > t->hot_max_evictions)
 			t->hot_max_evictions = r->evictions;
+	} else if (a >= (uintptr_t)pinned.base && a < (uintptr_t)pinned.base + pinned.len) {
+		t->pin_evicted += r->evictions > 0;
+		t->pin_resident += st == THP_ST_RESIDENT;
 	}
 }
 
@@ -376,7 +384,12 @@ static int run_client(enum scenario sc)
 	H_CHECK(r == 0, "thpswap_open: %s", strerror(-r));
 	h_deadline(90);
 	h_at("filling");
-	/* Cold first: its regions were faulted (mapped) longest ago. */
+	h_mem_map(s, &pinned, NPIN, (uint64_t)(NCOLD + NHOT) * H_PAGES_PER_REGION);
+	h_mem_write(&pinned, 0, pinned.len, 3);
+	r = thpswap_pin(s, pinned.base, pinned.len);
+	H_CHECK(r == NPIN, "thpswap_pin: %d (%s)", r, strerror(r < 0 ? -r : 0));
+	/* Cold next: its regions were faulted (mapped) longest ago but the
+	 * pinned ones. */
 	h_mem_map(s, &cold, NCOLD, 0);
 	h_mem_write(&cold, 0, cold.len, 1);
 	h_mem_map(s, &hot, NHOT, (uint64_t)NCOLD * H_PAGES_PER_REGION);
@@ -461,12 +474,18 @@ static int run_client(enum scenario sc)
 	t = tally(afd, &cold, &hot);
 	H_CHECK(t.hot_resident == NHOT, "%u of %u hot regions resident at the end",
 		t.hot_resident, NHOT);
+	H_CHECK(t.pin_evicted == 0 && t.pin_resident == NPIN,
+		"pinned range: %u of %u regions evicted, %u resident", t.pin_evicted, NPIN,
+		t.pin_resident);
+	printf("pinned range: %u regions, none evicted\n", NPIN);
 	printf("hot reader: %lu passes; hot regions evicted (at most once each): %u of %u, "
 	       "restored: %u; cold regions restored before the check: %u\n",
 	       atomic_load(&hot_passes), t.hot_evicted, NHOT, t.hot_restores, t.cold_restores);
 	h_at("checking every byte");
 	h_mem_check(&hot, "hot set");
 	h_mem_check(&cold, "cold set (restored)");
+	h_mem_check(&pinned, "pinned range");
+	h_mem_free(&pinned);
 	h_mem_free(&cold);
 	h_mem_free(&hot);
 	h_report_sigbus(NULL, NULL, 0);
