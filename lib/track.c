@@ -84,7 +84,9 @@ void track_fault(struct thpswap_session *s, uint64_t addr)
 
 bool track_lift(struct thpswap_session *s, uint32_t idx)
 {
-	if (!atomic_load(&s->track.on))
+	/* Not @on: a region protected before a registration turned tracking
+	 * off keeps its protection until it is written or lifted here. */
+	if (!s->track.ms)
 		return true;
 	/* Never waiting for a handler, which may wait for this record. */
 	if (!events_hold(s, false))
